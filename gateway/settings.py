@@ -1,0 +1,132 @@
+"""Every setting of the gateway, loaded once from ``GATEWAY_*`` environment variables.
+
+The README's configuration table is generated from this class
+(``runcomfy-gateway config --markdown``), so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["json", "console"]
+
+
+class Settings(BaseSettings):
+    """Typed gateway configuration; unknown ``GATEWAY_*`` variables are ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    upstream_model_api_url: str = Field(
+        default="https://model-api.runcomfy.net",
+        description="Base URL of RunComfy's Model API.",
+    )
+    upstream_serverless_url: str = Field(
+        default="https://api.runcomfy.net",
+        description="Base URL of RunComfy's Serverless deployments API.",
+    )
+    upstream_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="The gateway's RunComfy API token. Never sent to clients or logged.",
+    )
+    admin_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token for `/admin/v1/` and deployment management. Empty disables both.",
+    )
+    redis_url: str = Field(
+        default="",
+        description="Redis URL (`redis://`, `rediss://`, `unix://`). "
+        "Empty starts an embedded Redis.",
+    )
+    redis_namespace: str = Field(
+        default="rcg",
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="Prefix of every Redis key, so several gateways (or tests) "
+        "can share one Redis.",
+    )
+    data_dir: Path = Field(
+        default=Path("./data"),
+        description="Directory of the embedded Redis (its socket, AOF and RDB files).",
+    )
+    public_url: str = Field(
+        default="",
+        description="Base URL clients reach the gateway at, used in `status_url` and friends. "
+        "Empty derives it from the request's Host and `X-Forwarded-*` headers.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
+    request_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="How long a gateway request id stays resolvable "
+        "(RunComfy keeps outputs 7 days).",
+    )
+    max_body_bytes: int = Field(
+        default=96 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (default fits 64 MiB of base64 inputs).",
+    )
+    upstream_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to open a connection to RunComfy."
+    )
+    upstream_read_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds to wait for RunComfy's answer to a status, "
+        "result, cancel or catalog call.",
+    )
+    upstream_submit_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds to wait for RunComfy's answer to a submit."
+    )
+    upstream_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of idempotent upstream calls (jittered backoff).",
+    )
+    upstream_backoff_base: float = Field(
+        default=0.1,
+        gt=0,
+        description="First retry's maximum backoff in seconds (doubles each try).",
+    )
+    upstream_max_connections: int = Field(
+        default=200, ge=1, description="Pooled connections per upstream."
+    )
+    catalog_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long catalog answers are reused (0 disables)."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: LogFormat = Field(default="json", description="`json` or `console`.")
+
+    @field_validator("public_url", "upstream_model_api_url", "upstream_serverless_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def upstream_configured(self) -> bool:
+        """Whether the gateway can talk to RunComfy at all."""
+        return bool(self.upstream_token.get_secret_value())
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, for the README."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "(empty)" if not default.get_secret_value() else "(set)"
+        elif default in ("", None):
+            shown = "(empty)"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `GATEWAY_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)
