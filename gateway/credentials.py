@@ -1,0 +1,91 @@
+"""What a caller presents: parsing of team API keys and the admin token (no I/O here).
+
+A team key looks like ``rcg_<slot><kid>_<secret>``: ``slot`` is the random tag of the team's Redis
+hash slot, ``kid`` the key's id, and ``rcg_<slot><kid>`` the public prefix an admin sees. Only the
+SHA-256 of the whole key is stored. Keys carry 238 bits of randomness, so an unsalted fast hash is
+the right tool (as for GitHub or Stripe tokens): there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+KEY_PREFIX = "rcg_"
+ID_ALPHABET = string.ascii_lowercase + string.digits
+SECRET_ALPHABET = string.ascii_letters + string.digits
+SLOT_LEN = 8
+KID_LEN = 8
+SECRET_LEN = 40
+_KEY_RE = re.compile(
+    rf"^{KEY_PREFIX}([a-z0-9]{{{SLOT_LEN}}})([a-z0-9]{{{KID_LEN}}})_([A-Za-z0-9]{{{SECRET_LEN}}})$"
+)
+_KEY_ID_RE = re.compile(rf"^([a-z0-9]{{{SLOT_LEN}}})([a-z0-9]{{{KID_LEN}}})$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCredential:
+    """A syntactically valid team key: where to look it up, and its digest to compare."""
+
+    slot: str
+    kid: str
+    digest: str
+
+    @property
+    def key_id(self) -> str:
+        return self.slot + self.kid
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCredential:
+    """The caller presented the gateway's admin token."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidCredential:
+    """A bearer token that is neither a well-formed key nor the admin token."""
+
+
+Credential = KeyCredential | AdminCredential | InvalidCredential
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def random_id(length: int) -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(length))
+
+
+def new_key(slot: str) -> tuple[str, KeyCredential]:
+    """A fresh key for the team in ``slot``, and its credential."""
+    kid = random_id(KID_LEN)
+    secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LEN))
+    key = f"{KEY_PREFIX}{slot}{kid}_{secret}"
+    return key, KeyCredential(slot, kid, digest(key))
+
+
+def split_key_id(key_id: str) -> tuple[str, str] | None:
+    """``(slot, kid)`` of a public key id, or None when malformed."""
+    match = _KEY_ID_RE.match(key_id)
+    return (match[1], match[2]) if match else None
+
+
+def parse_bearer(header: str | None, admin_token: str) -> Credential | None:
+    """Classify an ``Authorization`` header; None when there is none."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return InvalidCredential()
+    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        return AdminCredential()
+    match = _KEY_RE.match(token)
+    if not match:
+        return InvalidCredential()
+    return KeyCredential(match[1], match[2], digest(token))

@@ -1,0 +1,1 @@
+"""Redis: key layout, client, Lua scripts and the embedded server."""
