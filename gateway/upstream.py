@@ -1,0 +1,260 @@
+"""The HTTP client for RunComfy: pooled sessions, timeouts, retries and error mapping.
+
+Retry rules exist so that no generation is ever paid for twice:
+- idempotent calls (GET, cancel) are retried with full-jitter exponential backoff after a
+  connection failure, a timeout or a 502/503/504;
+- a submit is retried only when it provably never reached RunComfy (the connection was never
+  established: refused, DNS failure, TLS failure, connect timeout). After any response, a reset or
+  a read timeout it is never retried, and the caller learns that its outcome is unknown.
+
+RunComfy's answers are sorted into the team's errors (bad input, unknown model or id: passed on
+with RunComfy's own body) and the gateway's (RunComfy rejecting the gateway's token, the gateway
+account's balance, RunComfy failing): the latter become 502/503/504 so that no team mistakes them
+for a problem with its own key or balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from gateway import __version__
+from gateway.errors import (
+    GatewayError,
+    SubmitOutcomeUnknown,
+    UpstreamAccountError,
+    UpstreamAuthRejected,
+    UpstreamBadGateway,
+    UpstreamClientError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+ACCOUNT_ERROR_CODES = frozenset({400002})  # InsufficientResources: the gateway account's balance
+AUTH_ERROR_CODES = frozenset({400004})  # UserAccountError: the gateway's token is bad or expired
+BACKOFF_CAP = 2.0
+
+
+class UpstreamName(StrEnum):
+    MODEL_API = "model_api"
+    SERVERLESS = "serverless"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: UpstreamName
+    base_url: str
+    token: str
+    connect_timeout: float
+    read_timeout: float
+    submit_timeout: float
+    retries: int
+    backoff_base: float
+    max_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A successful (2xx) answer from RunComfy."""
+
+    status: int
+    body: Any
+
+
+def never_reached_upstream(exc: BaseException) -> bool:
+    """Whether the request provably never reached RunComfy's HTTP server."""
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def map_client_exception(exc: BaseException, *, submit: bool = False) -> GatewayError:
+    """The most specific gateway error for a failed upstream call."""
+    if submit and not never_reached_upstream(exc):
+        return SubmitOutcomeUnknown(detail=type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return UpstreamUnavailable(detail=type(exc).__name__)
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return UpstreamTimeout(detail=type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamBadGateway(detail=type(exc).__name__)
+    raise TypeError(f"not an upstream failure: {type(exc).__name__}")
+
+
+def error_for_response(status: int, body: Any, retry_after: str | None) -> GatewayError:
+    """The gateway error for a non-2xx (or error-carrying) RunComfy answer."""
+    code = body.get("error_code") if isinstance(body, dict) else None
+    if status in (401, 403) or code in AUTH_ERROR_CODES:
+        return UpstreamAuthRejected(detail=f"RunComfy answered HTTP {status}")
+    if status == 402 or code in ACCOUNT_ERROR_CODES:
+        return UpstreamAccountError(detail=f"RunComfy answered HTTP {status}")
+    if status == 429:
+        return UpstreamRateLimited(retry_after)
+    if 400 <= status < 500:
+        if isinstance(body, dict) and "error_code" in body and "error_message" in body:
+            shaped = {
+                "error_code": body["error_code"],
+                "error_message": body["error_message"],
+                "detail": body.get("detail", ""),
+            }
+        else:
+            shaped = {
+                "error_code": 400001 if status != 404 else 404001,
+                "error_message": "RunComfy refused the request.",
+                "detail": body if isinstance(body, dict | list | str) else "",
+            }
+        return UpstreamClientError(status, shaped)
+    return UpstreamBadGateway(detail=f"RunComfy answered HTTP {status}")
+
+
+def _backoff(attempt: int, base: float) -> float:
+    return random.uniform(0, min(BACKOFF_CAP, base * 2**attempt))
+
+
+class UpstreamClient:
+    """One pooled session to one RunComfy base URL."""
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._read_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+        )
+        self._submit_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.submit_timeout
+        )
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections, ttl_dns_cache=300, keepalive_timeout=15
+        )
+        self._session = aiohttp.ClientSession(
+            base_url=None,
+            connector=connector,
+            headers={
+                "Authorization": f"Bearer {self.config.token}",
+                "Accept": "application/json",
+                "User-Agent": f"runcomfy-gateway/{__version__}",
+            },
+            json_serialize=lambda v: orjson.dumps(v).decode(),
+            auto_decompress=True,
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("upstream client used before start()")
+        return self._session
+
+    def url(self, path: str) -> str:
+        return self.config.base_url + path
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> tuple[int, bytes, str | None]:
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        async with self.session.request(
+            method,
+            self.url(path),
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=client_timeout,
+            allow_redirects=False,
+        ) as resp:
+            body = await resp.read()
+            return resp.status, body, resp.headers.get("Retry-After")
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        idempotent: bool,
+    ) -> UpstreamReply:
+        """Call RunComfy and return its 2xx JSON answer, or raise the right gateway error."""
+        submit = not idempotent
+        client_timeout = self._submit_timeout if submit else self._read_timeout
+        attempt = 0
+        while True:
+            try:
+                status, raw, retry_after = await self._once(
+                    method, path, params=params, data=data, client_timeout=client_timeout
+                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                retry = never_reached_upstream(exc) if submit else True
+                if retry and attempt < self.config.retries:
+                    self._log_retry(path, attempt, type(exc).__name__)
+                    await asyncio.sleep(_backoff(attempt, self.config.backoff_base))
+                    attempt += 1
+                    continue
+                error = map_client_exception(exc, submit=submit)
+                log.warning(
+                    "upstream_failed",
+                    upstream=self.config.name.value,
+                    path_kind=method,
+                    error=type(exc).__name__,
+                    attempts=attempt + 1,
+                    gateway_error=error.error_code,
+                )
+                raise error from None
+            if idempotent and status in RETRYABLE_STATUSES and attempt < self.config.retries:
+                self._log_retry(path, attempt, f"HTTP {status}")
+                await asyncio.sleep(_backoff(attempt, self.config.backoff_base))
+                attempt += 1
+                continue
+            return self._reply(status, raw, retry_after, submit=submit)
+
+    def _log_retry(self, path: str, attempt: int, reason: str) -> None:
+        log.info(
+            "upstream_retry", upstream=self.config.name.value, attempt=attempt + 1, reason=reason
+        )
+
+    def _reply(
+        self, status: int, raw: bytes, retry_after: str | None, *, submit: bool
+    ) -> UpstreamReply:
+        try:
+            body: Any = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            if 200 <= status < 300:
+                raise UpstreamBadGateway(detail="RunComfy answered with invalid JSON") from None
+            body = None
+        has_error = isinstance(body, dict) and body.get("error_code") is not None
+        if 200 <= status < 300 and not has_error:
+            return UpstreamReply(status, body)
+        if submit and status >= 500:
+            # A 5xx may come from a proxy in front of a backend that did accept the job.
+            raise SubmitOutcomeUnknown(detail=f"RunComfy answered HTTP {status}")
+        error = error_for_response(status if status >= 300 else 400, body, retry_after)
+        if error.status >= 500 or error.status == 429:
+            log.error(
+                "upstream_error_response",
+                upstream=self.config.name.value,
+                upstream_status=status,
+                gateway_error=error.error_code,
+            )
+        raise error
