@@ -1,0 +1,166 @@
+"""The application factory: wires settings, Redis, upstream clients, services and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from gateway.appkeys import (
+    CATALOG,
+    LIFECYCLE,
+    MODEL_API,
+    PROXY,
+    RECORDS,
+    REDIS,
+    SERVERLESS,
+    SETTINGS,
+    TEAMS,
+    Lifecycle,
+)
+from gateway.catalog import Catalog
+from gateway.middlewares.auth import setup_auth
+from gateway.middlewares.errors import setup_errors
+from gateway.middlewares.request_context import setup_request_context
+from gateway.proxy import ProxyService
+from gateway.request_records import RequestRecords
+from gateway.routes.admin import setup_admin_routes
+from gateway.routes.model_api import setup_model_api_routes
+from gateway.routes.ops import setup_ops_routes
+from gateway.routes.serverless import setup_serverless_routes
+from gateway.settings import Settings
+from gateway.store.client import STORE_FAILURES, connect, warn_if_evicting
+from gateway.store.embedded import EmbeddedRedis
+from gateway.store.layout import Layout
+from gateway.store.scripts import Scripts
+from gateway.teams import TeamService
+from gateway.upstream import UpstreamClient, UpstreamConfig, UpstreamName
+
+log = structlog.get_logger(__name__)
+REDIS_PROBE_INTERVAL = 2.0
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect to ``GATEWAY_REDIS_URL``, or start the embedded Redis when it is unset."""
+    settings = app[SETTINGS]
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        url = embedded.url
+        log.info("embedded_redis_started", data_dir=str(settings.data_dir.resolve()))
+    redis = connect(url)
+    app[REDIS] = redis
+    lifecycle = app[LIFECYCLE]
+    try:
+        await redis.ping()
+        lifecycle.redis_ok = True
+        await warn_if_evicting(redis)
+    except STORE_FAILURES as exc:
+        # Start anyway: requests that need Redis get a clear 503 until it is back.
+        lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+        log.error("redis_unavailable_at_start", error_type=type(exc).__name__)
+    layout = Layout(settings.redis_namespace)
+    scripts = Scripts.register(redis)
+    app[TEAMS] = TeamService(redis, scripts, layout)
+    app[RECORDS] = RequestRecords(redis, scripts, layout, settings.request_ttl_seconds)
+    lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
+    yield
+    await redis.aclose()
+    if embedded is not None:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+
+
+async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keep /readyz's view of Redis current without failing readiness on it."""
+    lifecycle, redis = app[LIFECYCLE], app[REDIS]
+
+    async def probe() -> None:
+        while True:
+            await asyncio.sleep(REDIS_PROBE_INTERVAL)
+            try:
+                await redis.ping()
+                if not lifecycle.redis_ok:
+                    log.info("redis_recovered")
+                lifecycle.redis_ok, lifecycle.redis_error = True, ""
+            except STORE_FAILURES as exc:
+                if lifecycle.redis_ok:
+                    log.error("redis_lost", error_type=type(exc).__name__)
+                lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+
+    task = asyncio.create_task(probe(), name="redis-probe")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
+    return UpstreamConfig(
+        name=name,
+        base_url=base_url,
+        token=settings.upstream_token.get_secret_value(),
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        submit_timeout=settings.upstream_submit_timeout,
+        retries=settings.upstream_retries,
+        backoff_base=settings.upstream_backoff_base,
+        max_connections=settings.upstream_max_connections,
+    )
+
+
+async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One pooled client session per RunComfy API."""
+    settings = app[SETTINGS]
+    model_api = UpstreamClient(
+        _upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url)
+    )
+    serverless = UpstreamClient(
+        _upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url)
+    )
+    await model_api.start()
+    await serverless.start()
+    app[MODEL_API], app[SERVERLESS] = model_api, serverless
+    app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
+    app[PROXY] = ProxyService(app[RECORDS], model_api, serverless)
+    if not settings.upstream_configured:
+        log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
+    yield
+    await model_api.close()
+    await serverless.close()
+
+
+async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[LIFECYCLE].started = True
+    log.info("gateway_started")
+    yield
+    log.info("gateway_stopped")
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Runs once the listener is closed: /readyz turns 503 while in-flight requests finish."""
+    app[LIFECYCLE].draining = True
+    log.info("gateway_draining")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway application from its settings."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    # Outermost first: the access log must see what the error middleware rendered, and errors
+    # must be rendered for failures of auth parsing and of every handler.
+    setup_request_context(app)
+    setup_errors(app)
+    setup_auth(app)
+    app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, lifecycle_ctx])
+    app.on_shutdown.append(_on_shutdown)
+    setup_ops_routes(app)
+    setup_model_api_routes(app)
+    setup_serverless_routes(app)
+    setup_admin_routes(app)
+    return app

@@ -1,0 +1,43 @@
+"""Every typed key of shared state on the app and on requests, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gateway.catalog import Catalog
+from gateway.credentials import Credential
+from gateway.proxy import ProxyService
+from gateway.request_records import RequestRecords
+from gateway.settings import Settings
+from gateway.teams import TeamService
+from gateway.upstream import UpstreamClient
+
+
+@dataclass
+class Lifecycle:
+    """Process state that /readyz reports."""
+
+    started: bool = False
+    draining: bool = False
+    redis_ok: bool = False
+    redis_error: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+SETTINGS = web.AppKey("settings", Settings)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+REDIS = web.AppKey("redis", aioredis.Redis)
+TEAMS = web.AppKey("teams", TeamService)
+RECORDS = web.AppKey("records", RequestRecords)
+MODEL_API = web.AppKey("model_api", UpstreamClient)
+SERVERLESS = web.AppKey("serverless", UpstreamClient)
+CATALOG = web.AppKey("catalog", Catalog)
+PROXY = web.AppKey("proxy", ProxyService)
+
+CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
+TEAM_ID = web.RequestKey("team_id", str)
+GATEWAY_REQUEST_ID = web.RequestKey("gateway_request_id", str)
+CORRELATION_ID = web.RequestKey("correlation_id", str)

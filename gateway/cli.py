@@ -1,0 +1,334 @@
+"""The ``runcomfy-gateway`` command line: serve, simulator, demo, admin and config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+from aiohttp import web
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from gateway import __version__
+from gateway.appkeys import TEAMS
+from gateway.errors import Conflict
+from gateway.logs import configure_logging
+from gateway.settings import Settings, settings_table
+
+console = Console()
+
+
+def _load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            name = "GATEWAY_" + "_".join(str(p) for p in error["loc"]).upper()
+            click.echo(f"configuration error: {name}: {error['msg']}", err=True)
+        sys.exit(2)
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows only
+        pass
+
+
+def _run(app: web.Application, settings: Settings, host: str, port: int) -> None:
+    _install_uvloop()
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        shutdown_timeout=settings.shutdown_grace_seconds,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+    )
+
+
+@click.group()
+@click.version_option(__version__, prog_name="runcomfy-gateway")
+def main() -> None:
+    """A caching, quota-enforcing gateway in front of the RunComfy APIs."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (GATEWAY_HOST).")
+@click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
+    from gateway.app import create_app
+
+    settings = _load_settings(host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
+    _run(create_app(settings), settings, settings.host, settings.port)
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    return [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8188, type=int, show_default=True)
+@click.option("--token", default="sim-token", show_default=True, help="Accepted bearer token.")
+@click.option("--queue-seconds", default=1.0, type=float, show_default=True)
+@click.option("--run-seconds", default=3.0, type=float, show_default=True)
+def simulator(host: str, port: int, token: str, queue_seconds: float, run_seconds: float) -> None:
+    """Run the RunComfy simulator (both APIs, catalog, faults, call counters)."""
+    from gateway.simulator import SimulatorConfig, run_simulator
+
+    config = SimulatorConfig(token=token, queue_seconds=queue_seconds, run_seconds=run_seconds)
+    click.echo(f"RunComfy simulator on http://{host}:{port} (token {token!r})")
+    _install_uvloop()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_simulator(host, port, config))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, type=int, show_default=True)
+@click.option("--data-dir", default="./data/demo", show_default=True, type=click.Path())
+def demo(host: str, port: int, data_dir: str) -> None:
+    """Gateway + simulator + embedded Redis in one process, with a ready team key."""
+    from gateway.app import create_app
+    from gateway.simulator import SimulatorConfig, create_simulator_app
+
+    sim_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sim_sock.bind(("127.0.0.1", 0))
+    sim_port = sim_sock.getsockname()[1]
+    sim_config = SimulatorConfig(token=secrets.token_urlsafe(16))
+    admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    settings = _load_settings(
+        upstream_model_api_url=f"http://127.0.0.1:{sim_port}",
+        upstream_serverless_url=f"http://127.0.0.1:{sim_port}",
+        upstream_token=SecretStr(sim_config.token),
+        admin_token=SecretStr(admin_token),
+        redis_url="",
+        data_dir=Path(data_dir),
+        host=host,
+        port=port,
+        log_format="console",
+        log_level="warning",
+    )
+    configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
+    app = create_app(settings)
+
+    async def simulator_ctx(_: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(create_simulator_app(sim_config), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sim_sock).start()
+        yield
+        await runner.cleanup()
+
+    async def announce(gateway: web.Application) -> None:
+        teams = gateway[TEAMS]
+        with contextlib.suppress(Conflict):  # it survives restarts in the embedded Redis
+            await teams.create_team("demo", "Demo team")
+        info, key = await teams.create_key("demo", "demo key")
+        base = f"http://{host}:{port}"
+        click.echo(
+            f"\nruncomfy-gateway demo on {base} (RunComfy simulator on 127.0.0.1:{sim_port})\n"
+            f"  admin token : {admin_token}\n"
+            f"  team 'demo' key ({info.prefix}) : {key}\n\n"
+            f"Try:\n"
+            f"  curl -s -X POST {base}/v1/models/google/nano-banana/pro/text-to-image \\\n"
+            f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
+            f'    -d \'{{"prompt": "a lighthouse at dawn"}}\'\n'
+            f'  curl -s {base}/v1/requests/<request_id>/status -H "Authorization: Bearer {key}"\n'
+            "\nCtrl-C stops it.\n"
+        )
+
+    app.cleanup_ctx.insert(0, simulator_ctx)
+    app.on_startup.append(announce)
+    _run(app, settings, host, port)
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the settings as a Markdown table.")
+def config(markdown: bool) -> None:
+    """Show the gateway's settings (from GATEWAY_* variables), secrets hidden."""
+    if markdown:
+        click.echo(settings_table())
+        return
+    settings = _load_settings()
+    for name, value in settings.model_dump().items():
+        click.echo(f"GATEWAY_{name.upper()}={value}")
+
+
+# --- admin -----------------------------------------------------------------------------------
+
+
+class AdminClient:
+    """A small client of the admin API, so the CLI works against any replica, local or remote."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async def go() -> Any:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(method, self.url + path, json=body, headers=headers) as resp,
+            ):
+                data = await resp.json(content_type=None)
+                if resp.status >= 400:
+                    message = data.get("error_message") if isinstance(data, dict) else data
+                    raise click.ClickException(f"{resp.status}: {message}")
+                return data
+
+        try:
+            return asyncio.run(go())
+        except aiohttp.ClientError as exc:
+            raise click.ClickException(f"cannot reach the gateway at {self.url}: {exc}") from None
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _output(as_json: bool, data: Any, render: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render()
+
+
+@main.group()
+@click.option(
+    "--url", envvar="GATEWAY_ADMIN_URL", default="http://127.0.0.1:8080", show_default=True
+)
+@click.option("--token", envvar="GATEWAY_ADMIN_TOKEN", required=True, help="The admin token.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def admin(ctx: click.Context, url: str, token: str, as_json: bool) -> None:
+    """Manage teams and API keys through a running gateway's admin API."""
+    ctx.obj = (AdminClient(url, token), as_json)
+
+
+TEAM_COLUMNS = ["team_id", "name", "created_at"]
+KEY_COLUMNS = ["key_id", "team_id", "name", "prefix", "created_at", "revoked_at", "active"]
+
+
+@admin.group()
+def teams() -> None:
+    """Create, list, show and delete teams."""
+
+
+@teams.command("list")
+@click.pass_obj
+def teams_list(obj: tuple[AdminClient, bool]) -> None:
+    client, as_json = obj
+    data = client.request("GET", "/admin/v1/teams")
+    _output(as_json, data, lambda: _table("Teams", data["teams"], TEAM_COLUMNS))
+
+
+@teams.command("create")
+@click.argument("team_id")
+@click.option("--name", default=None)
+@click.pass_obj
+def teams_create(obj: tuple[AdminClient, bool], team_id: str, name: str | None) -> None:
+    client, as_json = obj
+    data = client.request("POST", "/admin/v1/teams", {"team_id": team_id, "name": name})
+    _output(as_json, data, lambda: _table("Team created", [data], TEAM_COLUMNS))
+
+
+@teams.command("show")
+@click.argument("team_id")
+@click.pass_obj
+def teams_show(obj: tuple[AdminClient, bool], team_id: str) -> None:
+    client, as_json = obj
+    data = client.request("GET", f"/admin/v1/teams/{team_id}")
+    _output(as_json, data, lambda: _table("Team", [data], [*TEAM_COLUMNS, "keys", "active_keys"]))
+
+
+@teams.command("delete")
+@click.argument("team_id")
+@click.confirmation_option(prompt="Delete the team and revoke all its keys?")
+@click.pass_obj
+def teams_delete(obj: tuple[AdminClient, bool], team_id: str) -> None:
+    client, as_json = obj
+    data = client.request("DELETE", f"/admin/v1/teams/{team_id}")
+    _output(as_json, data, lambda: console.print(f"Deleted team [bold]{team_id}[/bold]."))
+
+
+@admin.group()
+def keys() -> None:
+    """Create, list, show and revoke API keys."""
+
+
+@keys.command("create")
+@click.argument("team_id")
+@click.option("--name", default=None)
+@click.pass_obj
+def keys_create(obj: tuple[AdminClient, bool], team_id: str, name: str | None) -> None:
+    client, as_json = obj
+    data = client.request("POST", f"/admin/v1/teams/{team_id}/keys", {"name": name})
+
+    def render() -> None:
+        _table("Key created", [data], KEY_COLUMNS)
+        console.print("API key (shown once, store it now):", style="bold")
+        click.echo(data["key"])
+
+    _output(as_json, data, render)
+
+
+@keys.command("list")
+@click.argument("team_id")
+@click.pass_obj
+def keys_list(obj: tuple[AdminClient, bool], team_id: str) -> None:
+    client, as_json = obj
+    data = client.request("GET", f"/admin/v1/teams/{team_id}/keys")
+    _output(as_json, data, lambda: _table(f"Keys of {team_id}", data["keys"], KEY_COLUMNS))
+
+
+@keys.command("show")
+@click.argument("key_id")
+@click.pass_obj
+def keys_show(obj: tuple[AdminClient, bool], key_id: str) -> None:
+    client, as_json = obj
+    data = client.request("GET", f"/admin/v1/keys/{key_id}")
+    _output(as_json, data, lambda: _table("Key", [data], KEY_COLUMNS))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_obj
+def keys_revoke(obj: tuple[AdminClient, bool], key_id: str) -> None:
+    client, as_json = obj
+    data = client.request("DELETE", f"/admin/v1/keys/{key_id}")
+    _output(as_json, data, lambda: _table("Key revoked", [data], KEY_COLUMNS))
+
+
+@admin.command("unknown-submits")
+@click.argument("team_id")
+@click.pass_obj
+def unknown_submits(obj: tuple[AdminClient, bool], team_id: str) -> None:
+    """Submits of TEAM_ID whose outcome is unknown (for reconciliation with RunComfy)."""
+    client, as_json = obj
+    data = client.request("GET", f"/admin/v1/teams/{team_id}/unknown-submits")
+    columns = ["request_id", "api", "target", "key_id", "created_at"]
+    _output(as_json, data, lambda: _table("Unknown submits", data["requests"], columns))

@@ -1,0 +1,1 @@
+"""Request middlewares, installed by :func:`gateway.app.create_app` in one explicit order."""

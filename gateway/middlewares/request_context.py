@@ -1,0 +1,57 @@
+"""Correlation id and the one access-log line per request.
+
+Outermost, so its log line sees the final status of every response, errors included.
+``X-Request-Id`` is a correlation id for tracing (echoed back); it is unrelated to RunComfy's
+``request_id``, which is logged separately as ``gateway_request_id``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.appkeys import CORRELATION_ID, GATEWAY_REQUEST_ID, TEAM_ID
+
+log = structlog.get_logger("gateway.access")
+_CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def route_name(request: web.Request) -> str:
+    """The matched route template (never the raw path, which may hold ids)."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    supplied = request.headers.get("X-Request-Id", "")
+    correlation_id = supplied if _CORRELATION_RE.match(supplied) else uuid.uuid4().hex
+    request[CORRELATION_ID] = correlation_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = correlation_id
+        return response
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            route=route_name(request),
+            status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            team=request.get(TEAM_ID),
+            gateway_request_id=request.get(GATEWAY_REQUEST_ID),
+        )
+
+
+def setup_request_context(app: web.Application) -> None:
+    app.middlewares.append(request_context_middleware)

@@ -1,0 +1,96 @@
+"""RunComfy Model API routes: submit, status, result, cancel and the model catalog."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from gateway.appkeys import CATALOG, CREDENTIAL, GATEWAY_REQUEST_ID, PROXY, SETTINGS, TEAM_ID, TEAMS
+from gateway.credentials import AdminCredential
+from gateway.errors import GatewayError, NotFound
+from gateway.jsonutil import json_response, read_json_object
+from gateway.middlewares.auth import team_credential
+from gateway.urls import public_base
+
+MODEL_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+
+
+def checked_model_id(model_id: str) -> str:
+    """RunComfy model ids are slash-separated segments; anything else names no model."""
+    if not MODEL_ID_RE.match(model_id) or any(s in (".", "..") for s in model_id.split("/")):
+        raise NotFound(f"Model {model_id!r} not found.", detail="unknown_model")
+    return model_id
+
+
+async def read_body_or_reject(request: web.Request) -> bytes:
+    """The raw JSON-object body; a bad body of an unverified caller is answered 401 first."""
+    try:
+        await read_json_object(request)
+    except GatewayError:
+        await request.app[TEAMS].authenticate(team_credential(request))
+        raise
+    return await request.read()
+
+
+async def submit(request: web.Request) -> web.Response:
+    cred = team_credential(request)
+    model_id = request.match_info["model_id"]
+    try:
+        checked_model_id(model_id)
+    except NotFound:
+        await request.app[TEAMS].authenticate(cred)
+        raise
+    body = await read_body_or_reject(request)
+    base = public_base(request, request.app[SETTINGS].public_url)
+    principal, record, answer = await request.app[PROXY].submit_model(cred, model_id, body, base)
+    request[TEAM_ID] = principal.team_id
+    request[GATEWAY_REQUEST_ID] = record.request_id
+    return json_response(answer)
+
+
+async def request_call(request: web.Request) -> web.Response:
+    cred = team_credential(request)
+    rid = request.match_info["request_id"]
+    leaf = request.match_info["leaf"]
+    params = {}
+    if leaf == "result" and "include_cost" in request.query:
+        params["include_cost"] = request.query["include_cost"]
+    base = public_base(request, request.app[SETTINGS].public_url)
+    principal, status, body = await request.app[PROXY].model_call(cred, rid, leaf, base, params)
+    request[TEAM_ID] = principal.team_id
+    request[GATEWAY_REQUEST_ID] = rid
+    return json_response(body, status=status)
+
+
+async def _catalog_caller(request: web.Request) -> None:
+    """The catalog is open to any verified team key and to the admin token."""
+    if isinstance(request[CREDENTIAL], AdminCredential):
+        return
+    principal = await request.app[TEAMS].authenticate(team_credential(request))
+    request[TEAM_ID] = principal.team_id
+
+
+async def list_models(request: web.Request) -> web.Response:
+    await _catalog_caller(request)
+    return json_response(await request.app[CATALOG].list_models(request.query))
+
+
+async def categories(request: web.Request) -> web.Response:
+    await _catalog_caller(request)
+    return json_response(await request.app[CATALOG].categories())
+
+
+async def get_model(request: web.Request) -> web.Response:
+    await _catalog_caller(request)
+    model_id = checked_model_id(request.match_info["model_id"])
+    return json_response(await request.app[CATALOG].model(model_id))
+
+
+def setup_model_api_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/categories", categories)
+    app.router.add_get("/v1/models/{model_id:.+}", get_model)
+    app.router.add_post("/v1/models/{model_id:.+}", submit)
+    app.router.add_get("/v1/requests/{request_id}/{leaf:status|result}", request_call)
+    app.router.add_post("/v1/requests/{request_id}/{leaf:cancel}", request_call)

@@ -1,0 +1,34 @@
+"""Liveness and readiness for load balancers and Kubernetes probes.
+
+``/readyz`` reports a Redis outage in its body but stays 200: Redis is shared by every replica, so
+failing readiness on it would pull all replicas out of the load balancer at once and turn a partial
+outage (requests that need Redis get a clear 503) into a total one.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.appkeys import LIFECYCLE
+from gateway.jsonutil import json_response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[LIFECYCLE]
+    ready = state.started and not state.draining
+    body = {
+        "status": "ready" if ready else ("draining" if state.draining else "starting"),
+        "redis": "ok" if state.redis_ok else f"unavailable: {state.redis_error or 'unknown'}",
+        **state.extra,
+    }
+    return json_response(body, status=200 if ready else 503)
+
+
+def setup_ops_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,90 @@
+"""RunComfy Serverless routes (v1 and v2): inference, status, result, cancel; management for admins.
+
+Deployment management (list, create, update, delete deployments; account balance) acts on the
+gateway's RunComfy account as a whole, so a team key is refused: only the admin token may use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from gateway.appkeys import GATEWAY_REQUEST_ID, PROXY, SERVERLESS, SETTINGS, TEAM_ID
+from gateway.errors import BadRequest, NotFound
+from gateway.jsonutil import json_response
+from gateway.middlewares.auth import require_admin, team_credential
+from gateway.routes.model_api import read_body_or_reject
+from gateway.urls import public_base
+
+DEPLOYMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+WEBHOOK_PARAMS = ("webhook", "webhook_intermediate_status")
+
+
+def _deployment_id(request: web.Request) -> str:
+    deployment_id = request.match_info["deployment_id"]
+    if not DEPLOYMENT_ID_RE.match(deployment_id):
+        raise NotFound(f"Deployment {deployment_id!r} not found.")
+    return deployment_id
+
+
+async def inference(request: web.Request) -> web.Response:
+    cred = team_credential(request)
+    version = request.match_info["version"]
+    deployment_id = _deployment_id(request)
+    body = await read_body_or_reject(request)
+    if any(p in request.query for p in WEBHOOK_PARAMS):
+        raise BadRequest(
+            "Webhooks are not supported through the gateway yet: RunComfy would call your "
+            "webhook with its own request id, which the gateway's clients never see. "
+            "Poll the status_url instead.",
+            detail="webhook_unsupported",
+        )
+    base = public_base(request, request.app[SETTINGS].public_url)
+    principal, record, answer = await request.app[PROXY].submit_serverless(
+        cred, version, deployment_id, body, {}, base
+    )
+    request[TEAM_ID] = principal.team_id
+    request[GATEWAY_REQUEST_ID] = record.request_id
+    return json_response(answer)
+
+
+async def request_call(request: web.Request) -> web.Response:
+    cred = team_credential(request)
+    version = request.match_info["version"]
+    deployment_id = _deployment_id(request)
+    rid = request.match_info["request_id"]
+    leaf = request.match_info["leaf"]
+    base = public_base(request, request.app[SETTINGS].public_url)
+    principal, status, body = await request.app[PROXY].serverless_call(
+        cred, version, deployment_id, rid, leaf, base
+    )
+    request[TEAM_ID] = principal.team_id
+    request[GATEWAY_REQUEST_ID] = rid
+    return json_response(body, status=status)
+
+
+async def management(request: web.Request) -> web.Response:
+    """Admin-only pass-through to RunComfy's deployment management and balance."""
+    require_admin(request)
+    data = await request.read() if request.can_read_body else None
+    reply = await request.app[SERVERLESS].call(
+        request.method,
+        request.rel_url.path,
+        params=dict(request.query),
+        data=data or None,
+        idempotent=request.method == "GET",
+    )
+    return json_response(reply.body, status=reply.status)
+
+
+def setup_serverless_routes(app: web.Application) -> None:
+    prefix = "/prod/{version:v1|v2}/deployments/{deployment_id}"
+    app.router.add_post(f"{prefix}/inference", inference)
+    app.router.add_get(f"{prefix}/requests/{{request_id}}/{{leaf:status|result}}", request_call)
+    app.router.add_post(f"{prefix}/requests/{{request_id}}/{{leaf:cancel}}", request_call)
+    app.router.add_route("GET", "/prod/v2/deployments", management)
+    app.router.add_route("POST", "/prod/v2/deployments", management)
+    for method in ("GET", "PATCH", "DELETE"):
+        app.router.add_route(method, "/prod/v2/deployments/{deployment_id}", management)
+    app.router.add_route("GET", "/prod/v2/balance", management)
