@@ -1,0 +1,210 @@
+"""Shared fixtures: a real Redis, a real simulator and real gateways over real HTTP.
+
+Redis is the embedded ``redis-server`` the package ships (or ``GATEWAY_REDIS_URL`` when set);
+every test gets its own key namespace, so tests never see each other's data and never flush a
+Redis they do not own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDictProxy
+from pydantic import SecretStr
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.simulator import SimulatorConfig, create_simulator_app
+from gateway.store.embedded import EmbeddedRedis
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+SIM_TOKEN = "sim-upstream-token-abcdefghijkl"
+NANO = "google/nano-banana/pro/text-to-image"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis for the whole session."""
+    external = os.environ.get("GATEWAY_REDIS_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False) as server:
+        yield server.url
+
+
+@dataclass
+class Simulator:
+    """A running RunComfy simulator and its control API."""
+
+    url: str
+    session: aiohttp.ClientSession
+
+    async def calls(self) -> dict[str, int]:
+        async with self.session.get(f"{self.url}/_sim/calls") as resp:
+            data: dict[str, Any] = await resp.json()
+        return dict(data["counts"])
+
+    async def count(self, route: str) -> int:
+        return (await self.calls()).get(route, 0)
+
+    async def fault(self, **rule: Any) -> None:
+        async with self.session.post(f"{self.url}/_sim/faults", json=rule) as resp:
+            assert resp.status < 300, await resp.text()
+
+    async def configure(self, **values: Any) -> None:
+        async with self.session.post(f"{self.url}/_sim/config", json=values) as resp:
+            assert resp.status < 300, await resp.text()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def start_simulator(
+    config: SimulatorConfig | None = None, port: int | None = None
+) -> TestServer:
+    server = TestServer(
+        create_simulator_app(
+            config or SimulatorConfig(token=SIM_TOKEN, queue_seconds=0.2, run_seconds=0.3)
+        ),
+        port=port,
+    )
+    await server.start_server()
+    return server
+
+
+@pytest.fixture
+async def simulator(http: aiohttp.ClientSession) -> AsyncIterator[Simulator]:
+    server = await start_simulator()
+    yield Simulator(url=str(server.make_url("")).rstrip("/"), session=http)
+    await server.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def make_settings(
+    redis_url: str, namespace: str, upstream: str, tmp: Path, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "upstream_model_api_url": upstream,
+        "upstream_serverless_url": upstream,
+        "upstream_token": SecretStr(SIM_TOKEN),
+        "admin_token": SecretStr(ADMIN_TOKEN),
+        "redis_url": redis_url,
+        "redis_namespace": namespace,
+        "data_dir": tmp,
+        "upstream_backoff_base": 0.01,
+        "upstream_read_timeout": 5.0,
+        "upstream_submit_timeout": 5.0,
+        "catalog_cache_seconds": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Gateway:
+    """A gateway replica served over real HTTP, with helpers that act as its users would."""
+
+    url: str
+    http: aiohttp.ClientSession
+    app: web.Application
+    server: TestServer
+    keys: dict[str, str] = field(default_factory=dict)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        async with self.http.request(
+            method, self.url + path, json=json, data=data, headers=all_headers
+        ) as resp:
+            body = await resp.read()
+            try:
+                parsed: Any = await resp.json(content_type=None) if body else None
+            except ValueError:
+                parsed = body.decode(errors="replace")
+            return resp.status, parsed, resp.headers
+
+    async def admin(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        status, body, _ = await self.request(method, path, key=ADMIN_TOKEN, json=json)
+        return status, body
+
+    async def new_team(self, team_id: str) -> str:
+        """Create a team and one key for it; returns the key."""
+        status, body = await self.admin("POST", "/admin/v1/teams", {"team_id": team_id})
+        assert status == 201, body
+        status, body = await self.admin("POST", f"/admin/v1/teams/{team_id}/keys", {})
+        assert status == 201, body
+        key: str = body["key"]
+        self.keys[team_id] = key
+        return key
+
+
+@pytest.fixture
+async def gateway_factory(
+    redis_url: str,
+    namespace: str,
+    simulator: Simulator,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> AsyncIterator[Any]:
+    """Start gateway replicas sharing one Redis namespace and one simulator."""
+    servers: list[TestServer] = []
+
+    async def make(upstream: str | None = None, **overrides: Any) -> Gateway:
+        url = overrides.pop("redis_url", redis_url)
+        settings = make_settings(url, namespace, upstream or simulator.url, tmp_path, **overrides)
+        app = create_app(settings)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        return Gateway(url=str(server.make_url("")).rstrip("/"), http=http, app=app, server=server)
+
+    yield make
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def gateway(gateway_factory: Any) -> Gateway:
+    gw: Gateway = await gateway_factory()
+    return gw
+
+
+def assert_error_shape(body: Any, code: int | None = None) -> None:
+    """RunComfy's error shape, exactly, with no trace of a traceback or a secret."""
+    assert isinstance(body, dict), body
+    assert set(body) == {"error_code", "error_message", "detail"}, body
+    assert isinstance(body["error_code"], int)
+    assert isinstance(body["error_message"], str) and body["error_message"]
+    if code is not None:
+        assert body["error_code"] == code, body
+    text = str(body)
+    assert "Traceback" not in text
+    assert SIM_TOKEN not in text
+    assert ADMIN_TOKEN not in text

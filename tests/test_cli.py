@@ -1,0 +1,169 @@
+"""The command line as an operator uses it: a real ``serve`` process, admin commands, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Simulator
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass
+class ServeProcess:
+    process: asyncio.subprocess.Process
+    url: str
+    env: dict[str, str]
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def serve(
+    simulator: Simulator, redis_url: str, namespace: str, tmp_path: Path
+) -> AsyncIterator[ServeProcess]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_UPSTREAM_MODEL_API_URL": simulator.url,
+        "GATEWAY_UPSTREAM_SERVERLESS_URL": simulator.url,
+        "GATEWAY_UPSTREAM_TOKEN": SIM_TOKEN,
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_REDIS_NAMESPACE": namespace,
+        "GATEWAY_DATA_DIR": str(tmp_path),
+        "GATEWAY_ADMIN_URL": f"http://127.0.0.1:{port}",
+    }
+    log = (tmp_path / "serve.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--port", str(port),
+        env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError((tmp_path / "serve.log").read_text())
+    yield ServeProcess(process, url, env)
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+    log.close()
+
+
+async def test_admin_cli_manages_teams_and_keys_with_tables_and_json(serve: ServeProcess) -> None:
+    code, out, err = await _cli(serve.env, "admin", "teams", "create", "design", "--name", "Design")
+    assert code == 0, err
+    assert "design" in out and "Design" in out
+    code, out, err = await _cli(serve.env, "admin", "keys", "create", "design", "--name", "laptop")
+    assert code == 0, err
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("rcg_")
+    code, out, _ = await _cli(serve.env, "admin", "--json", "keys", "list", "design")
+    listing = json.loads(out)
+    (info,) = listing["keys"]
+    assert info["name"] == "laptop" and info["active"] is True and key not in out
+    code, out, _ = await _cli(serve.env, "admin", "keys", "revoke", info["key_id"])
+    assert code == 0 and "False" in out
+    code, out, _ = await _cli(serve.env, "admin", "--json", "teams", "list")
+    assert [t["team_id"] for t in json.loads(out)["teams"]] == ["design"]
+    code, out, err = await _cli(serve.env, "admin", "teams", "show", "nope")
+    assert code != 0 and "404" in err
+    code, out, _ = await _cli(serve.env, "admin", "teams", "delete", "design", "--yes")
+    assert code == 0
+
+
+async def test_admin_cli_with_a_wrong_token_says_so(serve: ServeProcess) -> None:
+    env = {**serve.env, "GATEWAY_ADMIN_TOKEN": "wrong"}
+    code, _, err = await _cli(env, "admin", "teams", "list")
+    assert code != 0 and "401" in err
+
+
+async def test_sigterm_lets_in_flight_requests_finish_before_exit(
+    serve: ServeProcess, simulator: Simulator
+) -> None:
+    await _cli(serve.env, "admin", "--json", "teams", "create", "design")
+    _, out, _ = await _cli(serve.env, "admin", "--json", "keys", "create", "design")
+    key = json.loads(out)["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{serve.url}/v1/models/{NANO}", json={"prompt": "x"}, headers=headers
+        ) as resp:
+            rid = (await resp.json())["request_id"]
+        await simulator.fault(route="model.status", action="delay", delay=1.0)
+        slow = asyncio.create_task(
+            http.get(f"{serve.url}/v1/requests/{rid}/status", headers=headers)
+        )
+        await asyncio.sleep(0.3)
+        serve.process.send_signal(signal.SIGTERM)
+        resp = await slow
+        assert resp.status == 200
+        assert (await resp.json())["request_id"] == rid
+        resp.release()
+    assert await asyncio.wait_for(serve.process.wait(), 30) == 0
+
+
+async def test_logs_are_json_lines_without_keys_or_tokens(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    await _cli(serve.env, "admin", "--json", "teams", "create", "design")
+    _, out, _ = await _cli(serve.env, "admin", "--json", "keys", "create", "design")
+    key = json.loads(out)["key"]
+    async with aiohttp.ClientSession() as http:
+        for headers in ({"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {key}x"}):
+            async with http.post(
+                f"{serve.url}/v1/models/{NANO}", json={"prompt": "x"}, headers=headers
+            ) as resp:
+                await resp.read()
+    serve.process.send_signal(signal.SIGTERM)
+    await serve.process.wait()
+    text = (tmp_path / "serve.log").read_text()
+    events: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines() if line]
+    requests = [e for e in events if e.get("event") == "request"]
+    assert any(e["status"] == 200 and e["team"] == "design" for e in requests)
+    assert any(e["status"] == 401 for e in requests)
+    assert all({"correlation_id", "route", "latency_ms", "method"} <= set(e) for e in requests)
+    for secret in (key, key.rsplit("_", 1)[1], SIM_TOKEN, ADMIN_TOKEN):
+        assert secret not in text
+    assert "Traceback" not in text
+
+
+async def test_config_markdown_lists_every_setting() -> None:
+    code, out, _ = await _cli(dict(os.environ), "config", "--markdown")
+    assert code == 0
+    for name in ("GATEWAY_UPSTREAM_TOKEN", "GATEWAY_REDIS_URL", "GATEWAY_PUBLIC_URL"):
+        assert name in out
+    code, _, err = await _cli({**os.environ, "GATEWAY_PORT": "not-a-port"}, "config")
+    assert code == 2 and "GATEWAY_PORT" in err

@@ -1,0 +1,141 @@
+"""Redis: the embedded server, persistence, outages and key hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.store.embedded import EmbeddedRedis
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, make_settings
+
+
+async def test_without_a_redis_url_the_gateway_runs_its_own_persistent_redis(
+    tmp_path: Path, simulator: Simulator, http: Any
+) -> None:
+    data_dir = tmp_path / "data"
+    for attempt in range(2):
+        settings = make_settings("", "rcg", simulator.url, data_dir)
+        server = TestServer(create_app(settings))
+        await server.start_server()
+        gw = Gateway(
+            url=str(server.make_url("")).rstrip("/"), http=http, app=server.app, server=server
+        )
+        try:
+            if attempt == 0:
+                await gw.new_team("design")
+                assert (data_dir / "redis.sock").exists()
+            status, body = await gw.admin("GET", "/admin/v1/teams")
+            assert status == 200
+            assert [t["team_id"] for t in body["teams"]] == ["design"]
+            _, ready, _ = await gw.request("GET", "/readyz")
+            assert ready["redis_mode"] == "embedded"
+        finally:
+            await server.close()
+        assert not (data_dir / "redis.sock").exists()  # stopped with the gateway
+
+
+async def test_a_redis_outage_is_a_clear_503_nothing_reaches_runcomfy_and_it_recovers(
+    tmp_path: Path, simulator: Simulator, gateway_factory: Any, namespace: str
+) -> None:
+    redis_dir = tmp_path / "own-redis"
+    own = EmbeddedRedis(redis_dir).start()
+    try:
+        gw: Gateway = await gateway_factory(redis_url=own.url)
+        key = await gw.new_team("design")
+        _, sub, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "a"})
+        own.stop()
+        before = await simulator.count("model.submit")
+        for method, path in (
+            ("POST", f"/v1/models/{NANO}"),
+            ("GET", f"/v1/requests/{sub['request_id']}/status"),
+            ("GET", "/v1/models"),
+            ("GET", "/admin/v1/teams"),
+        ):
+            status, body, _ = await gw.request(method, path, key=key, json={"prompt": "b"})
+            if path.startswith("/admin"):
+                status, body = await gw.admin(method, path)
+            assert status == 503, (path, body)
+            assert_error_shape(body, 503003)
+        assert await simulator.count("model.submit") == before
+        status, _, _ = await gw.request("GET", "/readyz")
+        assert status == 200  # one shared Redis must not pull every replica out at once
+        own.start()
+        for _ in range(100):
+            status, body, _ = await gw.request(
+                "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "c"}
+            )
+            if status == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 200, body
+        status, body, _ = await gw.request(
+            "GET", f"/v1/requests/{sub['request_id']}/status", key=key
+        )
+        assert status == 200  # the AOF kept the request id across the restart
+    finally:
+        own.stop()
+
+
+async def test_readiness_reports_redis_loss_in_its_body(
+    tmp_path: Path, gateway_factory: Any
+) -> None:
+    own = EmbeddedRedis(tmp_path / "r").start()
+    try:
+        gw: Gateway = await gateway_factory(redis_url=own.url)
+        _, body, _ = await gw.request("GET", "/readyz")
+        assert body["redis"] == "ok"
+        own.stop()
+        for _ in range(60):
+            status, body, _ = await gw.request("GET", "/readyz")
+            if body["redis"] != "ok":
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200
+        assert body["redis"].startswith("unavailable")
+    finally:
+        own.stop()
+
+
+async def test_every_request_key_expires_and_everything_else_is_bounded_by_admin_actions(
+    gateway: Gateway, redis_url: str, namespace: str
+) -> None:
+    key = await gateway.new_team("design")
+    await gateway.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        names = [n async for n in client.scan_iter(match=f"{namespace}:*")]
+        assert names
+        for name in names:
+            assert name.startswith(f"{namespace}:v1:")
+            ttl = await client.ttl(name)
+            if ":req:" in name:
+                assert 0 < ttl <= 7 * 24 * 3600
+            else:
+                assert name.endswith((":teams", ":team", ":keys")) or ":key:" in name, name
+    finally:
+        await client.aclose()
+
+
+async def test_the_gateway_warns_when_redis_could_evict_its_keys(
+    tmp_path: Path, capsys: Any
+) -> None:
+    import structlog
+
+    from gateway.logs import configure_logging
+    from gateway.store.client import connect, warn_if_evicting
+
+    configure_logging("info", "json")
+    own = EmbeddedRedis(tmp_path / "r", extra_args=["--maxmemory-policy", "allkeys-lru"]).start()
+    try:
+        client = connect(own.url)
+        assert await warn_if_evicting(client) == "allkeys-lru"
+        await client.aclose()
+    finally:
+        own.stop()
+        structlog.reset_defaults()
+    assert "redis_eviction_policy" in capsys.readouterr().out

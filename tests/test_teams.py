@@ -1,0 +1,174 @@
+"""Teams, API keys and isolation between teams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
+
+
+async def submit(gw: Gateway, key: str) -> tuple[int, Any]:
+    status, body, _ = await gw.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "hello"}
+    )
+    return status, body
+
+
+async def test_a_missing_malformed_or_unknown_key_is_401_in_runcomfys_shape(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    await gateway.new_team("design")
+    forged = "rcg_aaaaaaaabbbbbbbb_" + "x" * 40
+    for headers in (
+        {},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer not-a-key"},
+        {"Authorization": f"Bearer {forged}"},
+    ):
+        status, body, resp_headers = await gateway.request(
+            "POST", f"/v1/models/{NANO}", json={"prompt": "x"}, headers=headers
+        )
+        assert status == 401, headers
+        assert_error_shape(body, 401001)
+        assert "Bearer" in resp_headers["WWW-Authenticate"]
+    assert await simulator.count("model.submit") == 0
+
+
+async def test_a_key_with_a_changed_secret_is_rejected(gateway: Gateway) -> None:
+    key = await gateway.new_team("design")
+    tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    status, body = await submit(gateway, tampered)
+    assert status == 401
+    assert_error_shape(body, 401001)
+
+
+async def test_a_revoked_key_fails_on_the_next_request_on_every_replica(
+    gateway_factory: Any,
+) -> None:
+    first: Gateway = await gateway_factory()
+    second: Gateway = await gateway_factory()
+    key = await first.new_team("design")
+    assert (await submit(second, key))[0] == 200
+    _, keys = await first.admin("GET", "/admin/v1/teams/design/keys")
+    key_id = keys["keys"][0]["key_id"]
+    status, revoked = await first.admin("DELETE", f"/admin/v1/keys/{key_id}")
+    assert status == 200
+    assert revoked["active"] is False and revoked["revoked_at"]
+    for replica in (first, second):
+        status, body = await submit(replica, key)
+        assert status == 401
+        assert_error_shape(body, 401001)
+        assert body["detail"] == "revoked_key"
+
+
+async def test_another_teams_request_id_is_404_exactly_like_an_unknown_one(
+    gateway: Gateway,
+) -> None:
+    design = await gateway.new_team("design")
+    ops = await gateway.new_team("ops")
+    _, sub = await submit(gateway, design)
+    rid = sub["request_id"]
+    for leaf, method in (("status", "GET"), ("result", "GET"), ("cancel", "POST")):
+        status, foreign, _ = await gateway.request(method, f"/v1/requests/{rid}/{leaf}", key=ops)
+        unknown_rid = "0" * len(rid)
+        status2, unknown, _ = await gateway.request(
+            method, f"/v1/requests/{unknown_rid}/{leaf}", key=ops
+        )
+        assert status == status2 == 404
+        assert_error_shape(foreign, 404001)
+        assert foreign["error_message"].replace(rid, "ID") == unknown["error_message"].replace(
+            unknown_rid, "ID"
+        )
+    status, body, _ = await gateway.request("GET", f"/v1/requests/{rid}/status", key=design)
+    assert status == 200 and body["request_id"] == rid
+
+
+async def test_a_key_is_shown_once_and_only_its_hash_is_stored(
+    gateway: Gateway, redis_url: str, namespace: str
+) -> None:
+    key = await gateway.new_team("design")
+    status, listing = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    assert status == 200
+    (info,) = listing["keys"]
+    assert "key" not in info and "hash" not in info
+    assert key.startswith(info["prefix"]) and info["prefix"].startswith("rcg_")
+    assert key not in str(listing)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async for name in client.scan_iter(match=f"{namespace}:*"):
+            kind = await client.type(name)
+            if kind == "hash":
+                values = await client.hgetall(name)
+                assert key not in str(values)
+                assert key.rsplit("_", 1)[1] not in str(values)
+    finally:
+        await client.aclose()
+
+
+async def test_admin_routes_need_the_admin_token(gateway: Gateway) -> None:
+    key = await gateway.new_team("design")
+    for creds, expected in ((None, 401), ("wrong-token", 401), (key, 403)):
+        status, body, _ = await gateway.request("GET", "/admin/v1/teams", key=creds)
+        assert status == expected, creds
+        assert_error_shape(body)
+    status, body = await gateway.admin("GET", "/admin/v1/teams")
+    assert status == 200 and [t["team_id"] for t in body["teams"]] == ["design"]
+
+
+async def test_admin_creates_lists_shows_and_deletes_teams(gateway: Gateway) -> None:
+    status, body = await gateway.admin("POST", "/admin/v1/teams", {"team_id": "ml", "name": "ML"})
+    assert status == 201 and body["team_id"] == "ml" and body["name"] == "ML"
+    status, body = await gateway.admin("POST", "/admin/v1/teams", {"team_id": "ml"})
+    assert status == 409
+    assert_error_shape(body, 409001)
+    status, body = await gateway.admin("POST", "/admin/v1/teams", {"team_id": "Not Valid!"})
+    assert status == 422
+    assert_error_shape(body, 422001)
+    status, body = await gateway.admin("POST", "/admin/v1/teams", {"unexpected": 1})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["unexpected"]
+    status, body = await gateway.admin("POST", "/admin/v1/teams", {})
+    assert status == 201 and body["team_id"].startswith("team-")
+    status, body = await gateway.admin("GET", "/admin/v1/teams/ml")
+    assert status == 200 and body["keys"] == 0
+    status, body = await gateway.admin("GET", "/admin/v1/teams/nope")
+    assert status == 404
+    assert_error_shape(body, 404001)
+
+
+async def test_deleting_a_team_revokes_all_its_keys_at_once(gateway: Gateway) -> None:
+    key = await gateway.new_team("design")
+    status, second = await gateway.admin("POST", "/admin/v1/teams/design/keys", {"name": "ci"})
+    assert status == 201
+    assert (await submit(gateway, second["key"]))[0] == 200
+    status, _ = await gateway.admin("DELETE", "/admin/v1/teams/design")
+    assert status == 200
+    for k in (key, second["key"]):
+        status, body = await submit(gateway, k)
+        assert status == 401
+        assert_error_shape(body, 401001)
+    status, _ = await gateway.admin("GET", "/admin/v1/teams/design")
+    assert status == 404
+    status, _ = await gateway.admin("DELETE", f"/admin/v1/keys/{second['key_id']}")
+    assert status == 404
+
+
+async def test_revoking_is_idempotent_and_unknown_keys_are_404(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    _, listing = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    key_id = listing["keys"][0]["key_id"]
+    _, first = await gateway.admin("DELETE", f"/admin/v1/keys/{key_id}")
+    _, again = await gateway.admin("DELETE", f"/admin/v1/keys/{key_id}")
+    assert first["revoked_at"] == again["revoked_at"]
+    for bad in ("zzzzzzzzzzzzzzzz", "short", "../../etc"):
+        status, body = await gateway.admin("DELETE", f"/admin/v1/keys/{bad}")
+        assert status == 404
+        assert_error_shape(body, 404001)
+
+
+async def test_the_admin_token_cannot_run_jobs(gateway: Gateway) -> None:
+    status, body = await submit(gateway, ADMIN_TOKEN)
+    assert status == 403
+    assert_error_shape(body, 403001)

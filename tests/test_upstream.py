@@ -1,0 +1,223 @@
+"""Upstream calls: retry rules, error mapping, and keeping the gateway's faults its own."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.errors import (
+    GatewayError,
+    SubmitOutcomeUnknown,
+    UpstreamBadGateway,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.upstream import map_client_exception, never_reached_upstream
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, start_simulator
+
+
+def _all_subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
+    found: set[type[BaseException]] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _all_subclasses(sub)
+    return found
+
+
+def _instance(cls: type[BaseException]) -> BaseException:
+    """An instance of any aiohttp client exception, whatever its constructor wants."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, "boom")
+    return exc
+
+
+def test_every_aiohttp_client_exception_maps_to_a_specific_gateway_error() -> None:
+    for cls in sorted(_all_subclasses(aiohttp.ClientError) | {aiohttp.ClientError}, key=str):
+        for submit in (False, True):
+            error = map_client_exception(_instance(cls), submit=submit)
+            assert type(error) is not GatewayError, cls
+            assert error.status in (502, 503, 504), cls
+            if submit and not never_reached_upstream(_instance(cls)):
+                assert isinstance(error, SubmitOutcomeUnknown), cls
+    assert isinstance(map_client_exception(TimeoutError()), UpstreamTimeout)
+    assert isinstance(map_client_exception(ConnectionResetError()), UpstreamBadGateway)
+    with pytest.raises(TypeError):
+        map_client_exception(ValueError("not an upstream failure"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_connection_refused_means_never_reached(http: aiohttp.ClientSession) -> None:
+    with pytest.raises(aiohttp.ClientConnectorError) as info:
+        await http.get(f"http://127.0.0.1:{_free_port()}/")
+    assert never_reached_upstream(info.value)
+    assert isinstance(map_client_exception(info.value, submit=True), UpstreamUnavailable)
+
+
+async def test_status_polls_are_retried_through_transient_5xx(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    _, sub, _ = await gateway.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    await simulator.fault(route="model.status", action="status", status=503, times=2)
+    status, body, _ = await gateway.request(
+        "GET", f"/v1/requests/{sub['request_id']}/status", key=key
+    )
+    assert status == 200, body
+    assert await simulator.count("model.status") == 3
+
+
+async def test_status_polls_give_up_with_502_after_the_configured_retries(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    _, sub, _ = await gateway.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    await simulator.fault(route="model.status", action="status", status=500, times=None)
+    status, body, _ = await gateway.request(
+        "GET", f"/v1/requests/{sub['request_id']}/status", key=key
+    )
+    assert status == 502
+    assert_error_shape(body, 502001)
+    assert await simulator.count("model.status") == 1  # 500 is not a transient status
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"action": "status", "status": 500}, "HTTP 500"),
+        ({"action": "drop"}, "ServerDisconnectedError"),
+        ({"action": "invalid_json"}, "invalid JSON"),
+    ],
+)
+async def test_a_submit_that_reached_runcomfy_is_never_retried_and_reported_unknown(
+    gateway: Gateway, simulator: Simulator, fault: dict[str, Any], reason: str
+) -> None:
+    key = await gateway.new_team("design")
+    await simulator.fault(route="model.submit", times=None, **fault)
+    status, body, _ = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status in (502, 504), body
+    assert_error_shape(body)
+    assert await simulator.count("model.submit") == 1
+    if status == 504:
+        assert body["error_code"] == 504002
+        rid = body["detail"]["request_id"]
+        _, unknown = await gateway.admin("GET", "/admin/v1/teams/design/unknown-submits")
+        assert [r["request_id"] for r in unknown["requests"]] == [rid]
+        status, again, _ = await gateway.request("GET", f"/v1/requests/{rid}/status", key=key)
+        assert status == 504 and again["error_code"] == 504002
+
+
+async def test_a_submit_that_times_out_is_not_retried(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(upstream_submit_timeout=0.3)
+    key = await gw.new_team("design")
+    await simulator.fault(route="model.submit", action="delay", delay=1.0, times=None)
+    status, body, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    assert status == 504
+    assert_error_shape(body, 504002)
+    await asyncio.sleep(0.8)
+    assert await simulator.count("model.submit") == 1
+
+
+async def test_a_status_poll_that_times_out_is_retried_then_504(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(upstream_read_timeout=0.2, upstream_retries=1)
+    key = await gw.new_team("design")
+    _, sub, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    await simulator.fault(route="model.status", action="delay", delay=1.0, times=None)
+    status, body, _ = await gw.request("GET", f"/v1/requests/{sub['request_id']}/status", key=key)
+    assert status == 504
+    assert_error_shape(body, 504001)
+    assert await simulator.count("model.status") == 2
+
+
+async def test_a_submit_is_retried_when_runcomfy_refused_the_connection(
+    gateway_factory: Any,
+) -> None:
+    port = _free_port()
+    gw: Gateway = await gateway_factory(
+        upstream=f"http://127.0.0.1:{port}", upstream_retries=10, upstream_backoff_base=0.05
+    )
+    key = await gw.new_team("design")
+
+    async def start_late() -> Any:
+        await asyncio.sleep(0.15)
+        return await start_simulator(port=port)
+
+    late = asyncio.create_task(start_late())
+    status, body, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    server = await late
+    try:
+        assert status == 200, body
+        async with gw.http.get(str(server.make_url("/_sim/calls"))) as resp:
+            counts = (await resp.json())["counts"]
+        assert counts["model.submit"] == 1
+    finally:
+        await server.close()
+
+
+async def test_runcomfy_unreachable_is_503_and_the_request_id_is_forgotten(
+    gateway_factory: Any,
+) -> None:
+    gw: Gateway = await gateway_factory(upstream=f"http://127.0.0.1:{_free_port()}")
+    key = await gw.new_team("design")
+    status, body, headers = await gw.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status == 503
+    assert_error_shape(body, 503001)
+    assert "Retry-After" in headers
+    _, unknown = await gw.admin("GET", "/admin/v1/teams/design/unknown-submits")
+    assert unknown["requests"] == []
+
+
+async def test_runcomfy_rejecting_the_gateways_token_is_a_502_not_the_teams_401(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    from pydantic import SecretStr
+
+    gw: Gateway = await gateway_factory(upstream_token=SecretStr("a-wrong-upstream-token"))
+    key = await gw.new_team("design")
+    for method, path in (("POST", f"/v1/models/{NANO}"), ("GET", f"/v1/models/{NANO}")):
+        status, body, _ = await gw.request(method, path, key=key, json={"prompt": "x"})
+        assert status == 502, body
+        assert_error_shape(body, 502002)
+        assert "a-wrong-upstream-token" not in str(body)
+        assert "your API key" in body["error_message"]
+
+
+async def test_the_gateway_accounts_empty_balance_is_a_503_not_the_teams_402(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    await simulator.configure(balance_usd=0)
+    status, body, _ = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status == 503
+    assert_error_shape(body, 503002)
+
+
+async def test_runcomfy_rate_limiting_the_gateway_is_a_429_with_retry_after(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    await simulator.fault(route="model.submit", action="status", status=429)
+    status, body, headers = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status == 429
+    assert_error_shape(body, 429001)
+    assert headers["Retry-After"]
