@@ -241,6 +241,10 @@ class UpstreamClient:
             body: Any = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             if 200 <= status < 300:
+                if submit:  # accepted or not, nobody can tell from garbage
+                    raise SubmitOutcomeUnknown(
+                        detail="RunComfy answered with invalid JSON"
+                    ) from None
                 raise UpstreamBadGateway(detail="RunComfy answered with invalid JSON") from None
             body = None
         has_error = isinstance(body, dict) and body.get("error_code") is not None

@@ -139,3 +139,17 @@ async def test_the_gateway_warns_when_redis_could_evict_its_keys(
         own.stop()
         structlog.reset_defaults()
     assert "redis_eviction_policy" in capsys.readouterr().out
+
+
+def test_the_embedded_redis_works_from_a_relative_data_dir(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import redis
+
+    monkeypatch.chdir(tmp_path)
+    with EmbeddedRedis(Path("data")) as server:
+        client = redis.Redis.from_url(server.url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()

@@ -63,7 +63,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         if self.port:
             return f"redis://127.0.0.1:{self.port}/0"
-        return f"unix://{self.socket_path}?db=0"
+        return f"unix://{self.socket_path.resolve()}?db=0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
