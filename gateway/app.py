@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
@@ -11,8 +10,10 @@ from aiohttp import web
 
 from gateway.appkeys import (
     CATALOG,
+    DEDUP,
     LIFECYCLE,
     MODEL_API,
+    POLLER,
     PROXY,
     RECORDS,
     REDIS,
@@ -21,12 +22,15 @@ from gateway.appkeys import (
     TEAMS,
     Lifecycle,
 )
+from gateway.background import background, sleep_unless
 from gateway.catalog import Catalog
+from gateway.dedup import DedupService, SchemaCache
 from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
-from gateway.proxy import ProxyService
-from gateway.request_records import RequestRecords
+from gateway.poller import Poller, PollerConfig
+from gateway.proxy import PollSettings, ProxyService
+from gateway.request_records import Api, Lifetimes, RequestRecords
 from gateway.routes.admin import setup_admin_routes
 from gateway.routes.model_api import setup_model_api_routes
 from gateway.routes.ops import setup_ops_routes
@@ -67,7 +71,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     layout = Layout(settings.redis_namespace)
     scripts = Scripts.register(redis)
     app[TEAMS] = TeamService(redis, scripts, layout)
-    app[RECORDS] = RequestRecords(redis, scripts, layout, settings.request_ttl_seconds)
+    app[RECORDS] = RequestRecords(
+        redis,
+        scripts,
+        layout,
+        Lifetimes(
+            request_ttl=settings.request_ttl_seconds,
+            job_lifetime=settings.job_lifetime_seconds,
+            cache_ttl=settings.cache_ttl_seconds,
+            submit_deadline=settings.upstream_submit_timeout + settings.upstream_connect_timeout,
+            default_policy=settings.dedup_default_policy,
+        ),
+    )
     lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
     yield
     await redis.aclose()
@@ -79,9 +94,8 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keep /readyz's view of Redis current without failing readiness on it."""
     lifecycle, redis = app[LIFECYCLE], app[REDIS]
 
-    async def probe() -> None:
-        while True:
-            await asyncio.sleep(REDIS_PROBE_INTERVAL)
+    async def probe(stopping: asyncio.Event) -> None:
+        while not await sleep_unless(stopping, REDIS_PROBE_INTERVAL):
             try:
                 await redis.ping()
                 if not lifecycle.redis_ok:
@@ -92,11 +106,8 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
                     log.error("redis_lost", error_type=type(exc).__name__)
                 lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
 
-    task = asyncio.create_task(probe(), name="redis-probe")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with background(probe, "redis-probe"):
+        yield
 
 
 def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
@@ -126,12 +137,44 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await serverless.start()
     app[MODEL_API], app[SERVERLESS] = model_api, serverless
     app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
-    app[PROXY] = ProxyService(app[RECORDS], model_api, serverless)
+    app[DEDUP] = DedupService(
+        app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG])
+    )
+    app[PROXY] = ProxyService(
+        app[RECORDS],
+        app[DEDUP],
+        model_api,
+        serverless,
+        PollSettings(
+            interval=settings.poll_interval_seconds,
+            heal_after=3 * settings.poll_interval_seconds + settings.poll_lease_seconds,
+        ),
+    )
     if not settings.upstream_configured:
         log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
     yield
     await model_api.close()
     await serverless.close()
+
+
+async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This replica's share of polling RunComfy for jobs in flight."""
+    settings = app[SETTINGS]
+    poller = Poller(
+        app[RECORDS],
+        {Api.MODEL: app[MODEL_API], Api.SERVERLESS: app[SERVERLESS]},
+        PollerConfig(
+            interval=settings.poll_interval_seconds,
+            max_interval=settings.poll_max_interval_seconds,
+            lease=settings.poll_lease_seconds,
+            batch=settings.poll_concurrency,
+            concurrency=settings.poll_concurrency,
+        ),
+    )
+    app[POLLER] = poller
+    async with background(poller.run, "poller"):
+        yield
+    await poller.stop()
 
 
 async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -157,7 +200,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_request_context(app)
     setup_errors(app)
     setup_auth(app)
-    app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, lifecycle_ctx])
+    app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_shutdown.append(_on_shutdown)
     setup_ops_routes(app)
     setup_model_api_routes(app)

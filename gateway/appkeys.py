@@ -9,6 +9,8 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.credentials import Credential
+from gateway.dedup import DedupService
+from gateway.poller import Poller
 from gateway.proxy import ProxyService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
@@ -36,6 +38,8 @@ MODEL_API = web.AppKey("model_api", UpstreamClient)
 SERVERLESS = web.AppKey("serverless", UpstreamClient)
 CATALOG = web.AppKey("catalog", Catalog)
 PROXY = web.AppKey("proxy", ProxyService)
+DEDUP = web.AppKey("dedup", DedupService)
+POLLER = web.AppKey("poller", Poller)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)

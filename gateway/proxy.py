@@ -1,11 +1,16 @@
-"""Forwarding of team requests to RunComfy under gateway request ids.
+"""Team requests under gateway ids: admission with dedup, submits, and answers from Redis.
 
-Each call resolves the caller's gateway id to RunComfy's job id, forwards, and rewrites the answer
-so the client only ever sees gateway ids and gateway URLs (asset URLs are left untouched).
+Submits go through one admission script (hit, coalesce or claim). Only the owner of a new job
+calls RunComfy; status, result and cancel are answered from the job's state in Redis, which one
+poller per job keeps current (:mod:`gateway.poller`), so N clients polling one job cost RunComfy
+the same as one. Answers carry the gateway's ids and URLs; asset URLs are left untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +18,9 @@ import orjson
 import structlog
 
 from gateway.credentials import KeyCredential
+from gateway.dedup import CacheControl, DedupService
 from gateway.errors import (
+    Draining,
     GatewayError,
     NotFound,
     StoreUnavailable,
@@ -21,13 +28,24 @@ from gateway.errors import (
     UpstreamBadGateway,
     UpstreamClientError,
 )
-from gateway.request_records import Api, RequestRecord, RequestRecords, SubmitState
+from gateway.request_records import (
+    Admission,
+    Api,
+    Job,
+    JobState,
+    Outcome,
+    RequestRecord,
+    RequestRecords,
+    Role,
+)
 from gateway.store.client import STORE_FAILURES
 from gateway.teams import TeamPrincipal
-from gateway.upstream import UpstreamClient, UpstreamReply
+from gateway.upstream import UpstreamClient
 from gateway.urls import URL_FIELDS, model_request_urls, serverless_request_urls
 
 log = structlog.get_logger(__name__)
+
+FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced submit waits
 
 
 def rewrite(body: Any, rid: str, urls: dict[str, str]) -> Any:
@@ -38,174 +56,313 @@ def rewrite(body: Any, rid: str, urls: dict[str, str]) -> Any:
     if "request_id" in out:
         out["request_id"] = rid
     for field in URL_FIELDS:
-        if field in out:
+        if field in out and field in urls:
             out[field] = urls[field]
     return out
 
 
-def _hide_upstream_id(error: UpstreamClientError, upstream_id: str, rid: str) -> None:
-    """RunComfy's error messages may name its own job id; the client knows only ours."""
-    if upstream_id:
-        text = orjson.dumps(error.body()).decode().replace(upstream_id, rid)
-        error.replace_body(orjson.loads(text))
+def upstream_path(api: Api, target: str, version: str, upstream_id: str, leaf: str) -> str:
+    """Where a job's status, result or cancel lives at RunComfy."""
+    rid = quote(upstream_id, safe="")
+    if api is Api.MODEL:
+        return f"/v1/requests/{rid}/{leaf}"
+    return f"/prod/{version}/deployments/{quote(target, safe='')}/requests/{rid}/{leaf}"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitAnswer:
+    principal: TeamPrincipal
+    record: RequestRecord
+    outcome: Outcome
+    identity: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    interval: float
+    heal_after: float
 
 
 class ProxyService:
     def __init__(
-        self, records: RequestRecords, model_api: UpstreamClient, serverless: UpstreamClient
+        self,
+        records: RequestRecords,
+        dedup: DedupService,
+        model_api: UpstreamClient,
+        serverless: UpstreamClient,
+        polling: PollSettings,
     ) -> None:
         self._records = records
+        self._dedup = dedup
         self._model_api = model_api
         self._serverless = serverless
+        self._polling = polling
+        self.accepting = True
 
-    async def _submit(
+    def upstream(self, api: Api) -> UpstreamClient:
+        return self._model_api if api is Api.MODEL else self._serverless
+
+    @staticmethod
+    def urls(base: str, record: RequestRecord) -> dict[str, str]:
+        if record.api is Api.MODEL:
+            return model_request_urls(base, record.request_id)
+        return serverless_request_urls(base, record.version, record.target, record.request_id)
+
+    # --- submit -----------------------------------------------------------------------------
+
+    async def submit(
         self,
         cred: KeyCredential,
         api: Api,
         target: str,
-        upstream: UpstreamClient,
-        path: str,
-        body: bytes,
-        params: dict[str, str] | None,
-    ) -> tuple[TeamPrincipal, RequestRecord, UpstreamReply]:
-        principal, record = await self._records.begin(cred, api, target)
-        slot, rid = principal.slot, record.request_id
+        version: str,
+        raw: bytes,
+        body: dict[str, Any],
+        control: CacheControl,
+        base: str,
+    ) -> SubmitAnswer:
+        if not self.accepting:
+            raise Draining()
+        lookup = await self._dedup.lookup_for(api, target, body, control)
+        admission = await self._records.admit(cred, api, target, version, lookup)
+        if admission.outcome is Outcome.MISS:
+            await self._send(admission, raw, lookup.identity)
+        elif admission.outcome is Outcome.COALESCED:
+            await self._await_owner(admission)
+        record = admission.record
+        urls = self.urls(base, record)
+        answer: dict[str, Any] = {"request_id": record.request_id, **urls}
+        return SubmitAnswer(admission.principal, record, admission.outcome, lookup.identity, answer)
+
+    async def _send(self, admission: Admission, raw: bytes, identity: str) -> None:
+        """The owner's submit to RunComfy; its outcome becomes the job's state."""
+        record, slot = admission.record, admission.principal.slot
+        job = Job(record.job_id, slot, {"target": record.target, "hash": identity})
+        if record.api is Api.MODEL:
+            path = f"/v1/models/{quote(record.target, safe='/')}"
+        else:
+            path = f"/prod/{record.version}/deployments/{quote(record.target, safe='')}/inference"
         try:
-            reply = await upstream.call("POST", path, data=body, params=params, idempotent=False)
+            reply = await self.upstream(record.api).call("POST", path, data=raw, idempotent=False)
             upstream_id = reply.body.get("request_id") if isinstance(reply.body, dict) else None
             if not isinstance(upstream_id, str) or not upstream_id:
                 raise SubmitOutcomeUnknown(detail="RunComfy's answer had no request_id")
         except SubmitOutcomeUnknown as exc:
             log.error(
                 "submit_outcome_unknown",
-                request_id=rid,
-                team=principal.team_id,
-                target=target,
+                gateway_request_id=record.request_id,
+                team=record.team_id,
+                target=record.target,
                 reason=str(exc.detail),
             )
-            exc.detail = {"request_id": rid, "reason": exc.detail}
-            await self._records.mark_unknown(slot, rid, str(exc.detail["reason"]))
+            exc.detail = {"request_id": record.request_id, "reason": exc.detail}
+            await self._records.update_job(job, JobState.UNKNOWN, reason=str(exc.detail["reason"]))
+            await self._records.mark_unknown(slot, record.request_id)
             raise
-        except GatewayError:
-            await self._records.discard(slot, rid)  # RunComfy refused or was never reached
+        except GatewayError as exc:
+            # RunComfy refused it or was never reached: followers get the same answer.
+            await self._records.update_job(
+                job,
+                JobState.REJECTED,
+                error_status=exc.status,
+                error_body=orjson.dumps(exc.body()).decode(),
+            )
             raise
+        status_body = self._queued(upstream_id)
         try:
-            await self._records.mark_submitted(slot, rid, upstream_id)
+            await self._records.update_job(
+                job,
+                JobState.ACTIVE,
+                upstream_id=upstream_id,
+                upstream_status="in_queue",
+                status_body=orjson.dumps(status_body).decode(),
+                last_poll_ts=time.time(),
+            )
+            await self._records.schedule(slot, record.job_id, self._polling.interval)
         except STORE_FAILURES:
-            # The job runs and is paid for, but its id could not be stored: say so, loudly.
+            # The job runs and is paid for, but could not be recorded: say so, loudly.
             log.error(
                 "submit_unrecorded",
-                request_id=rid,
+                gateway_request_id=record.request_id,
                 upstream_request_id=upstream_id,
-                team=principal.team_id,
-                target=target,
+                team=record.team_id,
+                target=record.target,
             )
             raise StoreUnavailable(
                 "The job was started but the gateway could not record it; operators can "
                 "reconcile it from the logs.",
-                detail={"request_id": rid},
+                detail={"request_id": record.request_id},
             ) from None
-        return principal, record, reply
 
-    async def submit_model(
-        self, cred: KeyCredential, model_id: str, body: bytes, base: str
-    ) -> tuple[TeamPrincipal, RequestRecord, dict[str, Any]]:
-        path = f"/v1/models/{quote(model_id, safe='/')}"
-        principal, record, reply = await self._submit(
-            cred, Api.MODEL, model_id, self._model_api, path, body, None
-        )
-        urls = model_request_urls(base, record.request_id)
-        answer = rewrite(reply.body, record.request_id, urls)
-        return principal, record, {"request_id": record.request_id, **urls} | answer
+    async def _await_owner(self, admission: Admission) -> None:
+        """A follower answers once the owner's submit is settled, with the same outcome."""
+        record, slot = admission.record, admission.principal.slot
+        pause, cap = FOLLOWER_WAIT_STEP
+        deadline = time.monotonic() + self._records.lifetimes.submit_deadline
+        while True:
+            job = await self._records.job(slot, record.job_id)
+            state = job.state if job else JobState.UNKNOWN
+            if state is not JobState.SUBMITTING:
+                break
+            if time.monotonic() > deadline:
+                state = JobState.UNKNOWN
+                break
+            await asyncio.sleep(pause)
+            pause = min(cap, pause * 2)
+        if state is JobState.REJECTED and job is not None:
+            raise UpstreamClientError(
+                int(job.get("error_status", "502")), orjson.loads(job.get("error_body", "{}"))
+            )
+        if state is JobState.UNKNOWN:
+            raise SubmitOutcomeUnknown(detail={"request_id": record.request_id})
 
-    async def submit_serverless(
-        self,
-        cred: KeyCredential,
-        version: str,
-        deployment_id: str,
-        body: bytes,
-        params: dict[str, str],
-        base: str,
-    ) -> tuple[TeamPrincipal, RequestRecord, Any]:
-        path = f"/prod/{version}/deployments/{quote(deployment_id, safe='')}/inference"
-        principal, record, reply = await self._submit(
-            cred, Api.SERVERLESS, deployment_id, self._serverless, path, body, params or None
-        )
-        urls = serverless_request_urls(base, version, deployment_id, record.request_id)
-        return principal, record, rewrite(reply.body, record.request_id, urls)
+    # --- status, result, cancel -------------------------------------------------------------
 
     async def _resolve(
-        self, cred: KeyCredential, rid: str, api: Api, deployment_id: str | None = None
-    ) -> tuple[TeamPrincipal, RequestRecord]:
-        principal, record = await self._records.load(cred, rid)
-        if record is None or record.api != api:
+        self, cred: KeyCredential, rid: str, api: Api, deployment_id: str | None
+    ) -> tuple[TeamPrincipal, RequestRecord, Job]:
+        principal, record, job = await self._records.load(cred, rid)
+        if record is None or record.api is not api:
             raise NotFound(f"Request {rid} not found.")
         if deployment_id is not None and record.target != deployment_id:
             raise NotFound(f"Request {rid} not found.")
-        if record.state == SubmitState.UNKNOWN:
-            raise SubmitOutcomeUnknown(detail={"request_id": rid, "reason": "submit unanswered"})
-        return principal, record
+        if job is None or job.state is JobState.REJECTED:
+            raise NotFound(f"Request {rid} not found.")
+        if job.state is JobState.UNKNOWN:
+            detail = {"request_id": rid, "reason": job.get("reason", "unknown")}
+            if job.get("upstream_id"):
+                raise UpstreamBadGateway("RunComfy lost track of this job.", detail=detail)
+            raise SubmitOutcomeUnknown(detail=detail)
+        return principal, record, job
 
-    async def _forward(
+    @staticmethod
+    def _queued(rid: str) -> dict[str, Any]:
+        """RunComfy's status of a job just accepted, until the poller's first answer."""
+        return {
+            "request_id": rid,
+            "status": "in_queue",
+            "queue_position": 0,
+            "status_url": "",
+            "result_url": "",
+        }
+
+    async def _heal(self, job: Job) -> None:
+        """Reschedule a job in flight whose poller has gone quiet (e.g. its schedule was lost)."""
+        if job.state is JobState.ACTIVE:
+            last = float(job.get("last_poll_ts", "0") or 0)
+            if time.time() - last > self._polling.heal_after:
+                await self._records.schedule(job.slot, job.job_id, 0, only_if_absent=True)
+
+    async def status(
+        self, cred: KeyCredential, rid: str, api: Api, base: str, deployment_id: str | None = None
+    ) -> tuple[TeamPrincipal, dict[str, Any]]:
+        principal, record, job = await self._resolve(cred, rid, api, deployment_id)
+        urls = self.urls(base, record)
+        short = {"status_url": urls["status_url"], "result_url": urls["result_url"]}
+        if record.detached:
+            return principal, {"request_id": rid, "status": "cancelled", **short}
+        if job.state is JobState.SUBMITTING:
+            return principal, rewrite(self._queued(rid), rid, urls)
+        await self._heal(job)
+        body = rewrite(orjson.loads(job.get("status_body", "{}")), rid, urls)
+        return principal, body
+
+    async def result(
         self,
-        upstream: UpstreamClient,
-        method: str,
-        path: str,
-        record: RequestRecord,
-        urls: dict[str, str],
-        params: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        try:
-            reply = await upstream.call(method, path, params=params, idempotent=True)
-        except UpstreamClientError as exc:
-            _hide_upstream_id(exc, record.upstream_id, record.request_id)
-            raise
-        if not isinstance(reply.body, dict):
-            raise UpstreamBadGateway(detail="RunComfy answered with a non-object JSON body")
-        return reply.status, rewrite(reply.body, record.request_id, urls)
+        cred: KeyCredential,
+        rid: str,
+        api: Api,
+        base: str,
+        include_cost: bool,
+        deployment_id: str | None = None,
+    ) -> tuple[TeamPrincipal, dict[str, Any]]:
+        principal, record, job = await self._resolve(cred, rid, api, deployment_id)
+        if record.detached:
+            return principal, {
+                "request_id": rid,
+                "status": "cancelled",
+                "created_at": record.created_at,
+            }
+        if not job.terminal:
+            await self._heal(job)
+            return principal, {
+                "request_id": rid,
+                "status": job.get("upstream_status", "in_queue") or "in_queue",
+                "created_at": job.get("created_at"),
+            }
+        body: dict[str, Any] = rewrite(
+            orjson.loads(job.get("result_body", "{}")), rid, self.urls(base, record)
+        )
+        if "cost" in body:
+            if not include_cost:
+                del body["cost"]
+            elif record.role is not Role.OWNER:
+                body["cost"] = 0  # a job is paid once, by the request that started it
+        return principal, body
 
-    def _pending(self, record: RequestRecord, urls: dict[str, str], leaf: str) -> dict[str, Any]:
-        """State of a request whose submit is still on its way to RunComfy."""
-        if leaf == "cancel":
+    async def cancel(
+        self, cred: KeyCredential, rid: str, api: Api, deployment_id: str | None = None
+    ) -> tuple[TeamPrincipal, int, dict[str, Any]]:
+        principal, record, job = await self._resolve(cred, rid, api, deployment_id)
+        verdict, terminal_state = await self._records.detach(record, principal.slot)
+        if verdict in ("already", "detached"):
+            return principal, 202, self._cancel_answer(api, rid, cancelled=True)
+        if verdict == "submitting":
             raise SubmitOutcomeUnknown(
                 "The request is still being submitted; retry the cancel in a moment.",
-                detail={"request_id": record.request_id},
+                detail={"request_id": rid},
             )
-        body: dict[str, Any] = {"request_id": record.request_id, "status": "in_queue"}
-        if leaf == "status":
-            body |= {"queue_position": 0, "status_url": urls["status_url"]}
-            body["result_url"] = urls["result_url"]
-        else:
-            body["created_at"] = record.created_at
-        return body
+        if verdict != "last":
+            state = "completed" if verdict == "terminal" else "in_progress"
+            if terminal_state == JobState.CANCELLED:
+                state = "cancelled"
+            return principal, 202, self._cancel_answer(api, rid, cancelled=False, state=state)
+        return principal, *await self._cancel_upstream(record, job, principal.slot)
 
-    async def model_call(
-        self, cred: KeyCredential, rid: str, leaf: str, base: str, params: dict[str, str]
-    ) -> tuple[TeamPrincipal, int, Any]:
-        """status, result or cancel of a Model API request."""
-        principal, record = await self._resolve(cred, rid, Api.MODEL)
-        urls = model_request_urls(base, rid)
-        if record.state == SubmitState.SUBMITTING:
-            return principal, 200, self._pending(record, urls, leaf)
-        method = "POST" if leaf == "cancel" else "GET"
-        path = f"/v1/requests/{quote(record.upstream_id, safe='')}/{leaf}"
-        status, body = await self._forward(
-            self._model_api, method, path, record, urls, params or None
+    async def _cancel_upstream(
+        self, record: RequestRecord, job: Job, slot: str
+    ) -> tuple[int, dict[str, Any]]:
+        """The last follower is leaving: ask RunComfy, and follow its verdict."""
+        rid = record.request_id
+        path = upstream_path(
+            record.api, record.target, job.get("version"), job.get("upstream_id"), "cancel"
         )
-        return principal, status, body
+        try:
+            reply = await self.upstream(record.api).call("POST", path, idempotent=True)
+        except GatewayError:
+            await self._records.reattach(record, slot)
+            raise
+        body = reply.body if isinstance(reply.body, dict) else {}
+        confirmed = body.get("outcome") == "cancelled" or body.get("status") in (
+            "cancellation_requested",
+            "cancelled",
+        )
+        if not confirmed:
+            await self._records.reattach(record, slot)
+            return reply.status, rewrite(body, rid, {})
+        final = {"request_id": job.get("upstream_id"), "status": "cancelled"}
+        await self._records.update_job(
+            job,
+            JobState.CANCELLED,
+            upstream_status="cancelled",
+            status_body=orjson.dumps(final).decode(),
+            result_body=orjson.dumps({**final, "created_at": job.get("created_at")}).decode(),
+        )
+        await self._records.unschedule(slot, job.job_id)
+        return reply.status, rewrite(body, rid, {})
 
-    async def serverless_call(
-        self, cred: KeyCredential, version: str, deployment_id: str, rid: str, leaf: str, base: str
-    ) -> tuple[TeamPrincipal, int, Any]:
-        """status, result or cancel of a serverless request."""
-        principal, record = await self._resolve(cred, rid, Api.SERVERLESS, deployment_id)
-        urls = serverless_request_urls(base, version, deployment_id, rid)
-        if record.state == SubmitState.SUBMITTING:
-            return principal, 200, self._pending(record, urls, leaf)
-        method = "POST" if leaf == "cancel" else "GET"
-        path = (
-            f"/prod/{version}/deployments/{quote(deployment_id, safe='')}"
-            f"/requests/{quote(record.upstream_id, safe='')}/{leaf}"
-        )
-        status, body = await self._forward(self._serverless, method, path, record, urls)
-        return principal, status, body
+    @staticmethod
+    def _cancel_answer(
+        api: Api, rid: str, *, cancelled: bool, state: str = "cancelled"
+    ) -> dict[str, Any]:
+        if api is Api.SERVERLESS:
+            return {
+                "request_id": rid,
+                "status": "cancellation_requested" if cancelled else "not_cancellable",
+            }
+        return {
+            "request_id": rid,
+            "status": "cancelled" if cancelled else state,
+            "outcome": "cancelled" if cancelled else "not_cancellable",
+        }

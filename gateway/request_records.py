@@ -1,9 +1,13 @@
-"""Gateway request ids: the mapping to RunComfy's job id and to the team that owns it.
+"""Gateway request ids and the upstream jobs they follow.
 
-A record is written *before* a submit leaves the gateway, so nothing reaches RunComfy unrecorded:
-a submit whose answer is lost stays findable (state ``unknown``) for reconciliation.
-Records live in the owning team's hash slot and are looked up with the caller's slot, so another
-team's id is not merely forbidden but unaddressable: it is 404, exactly like an unknown id.
+A **job** is one real RunComfy job. A **request** is what one client sees: a gateway request id
+owned by one team, following one job as its owner (it started the job), a follower (it coalesced
+onto a job in flight) or a hit (it was answered from a completed job). Both live in the team's
+hash slot, so admission, lookups and state changes are single scripts in one Redis Cluster slot.
+
+A job is written *before* its submit leaves the gateway, so nothing reaches RunComfy unrecorded.
+Requests are looked up with the caller's slot: another team's id is not merely forbidden but
+unaddressable, and answers 404 exactly like an unknown id.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -30,10 +35,53 @@ class Api(StrEnum):
     SERVERLESS = "serverless"
 
 
-class SubmitState(StrEnum):
+class Role(StrEnum):
+    OWNER = "owner"
+    FOLLOWER = "follower"
+    HIT = "hit"
+
+
+class JobState(StrEnum):
     SUBMITTING = "submitting"  # recorded, on its way to RunComfy
-    SUBMITTED = "submitted"  # RunComfy accepted it: upstream_id is set
-    UNKNOWN = "unknown"  # sent, but no answer came back: needs reconciliation
+    ACTIVE = "active"  # RunComfy accepted it; upstream_status says in_queue or in_progress
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"  # RunComfy refused the submit (the team's input, or the account)
+    UNKNOWN = "unknown"  # sent, but no usable answer came back: needs reconciliation
+
+
+TERMINAL = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED, JobState.UNKNOWN}
+)
+
+
+class Outcome(StrEnum):
+    HIT = "hit"
+    COALESCED = "coalesced"
+    MISS = "miss"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    slot: str
+    fields: dict[str, str]
+
+    @property
+    def state(self) -> JobState:
+        return JobState(self.fields["state"])
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.fields.get(name, default)
+
+    @property
+    def api(self) -> Api:
+        return Api(self.fields["api"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +91,11 @@ class RequestRecord:
     key_id: str
     api: Api
     target: str  # model id or deployment id
-    state: SubmitState
-    upstream_id: str
+    version: str  # serverless API version of the creating call (v1/v2); "" for the Model API
+    job_id: str
+    role: Role
     created_at: str
+    detached: bool
 
     @classmethod
     def from_hash(cls, request_id: str, fields: dict[str, str]) -> RequestRecord:
@@ -55,117 +105,196 @@ class RequestRecord:
             key_id=fields.get("key_id", ""),
             api=Api(fields["api"]),
             target=fields["target"],
-            state=SubmitState(fields.get("state", SubmitState.SUBMITTING)),
-            upstream_id=fields.get("upstream_id", ""),
+            version=fields.get("version", ""),
+            job_id=fields.get("job", ""),
+            role=Role(fields.get("role", Role.OWNER)),
             created_at=fields.get("created_at", ""),
+            detached=fields.get("detached") == "1",
         )
 
 
-def new_request_id() -> str:
+@dataclass(frozen=True, slots=True)
+class Admission:
+    principal: TeamPrincipal
+    record: RequestRecord
+    outcome: Outcome
+    policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a submit may reuse, from the dedup policy and the caller's cache controls."""
+
+    identity: str
+    allow_lookup: bool = True
+    allow_store: bool = True
+    max_age: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    request_ttl: int
+    job_lifetime: int
+    cache_ttl: int
+    submit_deadline: float
+    default_policy: str
+
+
+def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    items = [str(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
 class RequestRecords:
-    """Creates and resolves gateway request ids, verifying the caller's key in the same step."""
+    """Admission, lookups and state changes of requests and jobs."""
 
     def __init__(
-        self, redis: aioredis.Redis, scripts: Scripts, layout: Layout, ttl_seconds: int
+        self, redis: aioredis.Redis, scripts: Scripts, layout: Layout, lifetimes: Lifetimes
     ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._layout = layout
-        self._ttl = ttl_seconds
+        self.lifetimes = lifetimes
 
-    async def begin(
-        self, cred: KeyCredential, api: Api, target: str
-    ) -> tuple[TeamPrincipal, RequestRecord]:
-        """Verify the key and record a new request before it is sent upstream."""
-        rid = new_request_id()
-        created_at = now_iso()
-        ok, value = await self._scripts.begin_request(
-            keys=[self._layout.key(cred.slot, cred.kid), self._layout.request(cred.slot, rid)],
+    async def admit(
+        self, cred: KeyCredential, api: Api, target: str, version: str, lookup: Lookup
+    ) -> Admission:
+        """Verify the key and hit, follow or claim a job, atomically."""
+        rid, jid, created_at = new_id(), new_id(), now_iso()
+        slot, life = cred.slot, self.lifetimes
+        reply = await self._scripts.admit(
+            keys=[
+                self._layout.key(slot, cred.kid),
+                self._layout.request(slot, rid),
+                self._layout.policy(slot),
+                self._layout.dedup(slot, lookup.identity),
+                self._layout.job(slot, jid),
+            ],
             args=[
                 cred.digest,
-                self._ttl,
-                "key_id",
                 cred.key_id,
-                "api",
                 api.value,
-                "target",
                 target,
-                "state",
-                SubmitState.SUBMITTING.value,
-                "created_at",
+                lookup.identity,
+                int(lookup.allow_lookup),
+                int(lookup.allow_store),
+                -1 if lookup.max_age is None else lookup.max_age,
+                life.job_lifetime,
+                life.request_ttl,
+                self._layout.job_prefix(slot),
+                jid,
                 created_at,
+                life.default_policy,
+                rid,
+                life.submit_deadline,
+                version,
             ],
         )
-        if int(ok) == 0:
-            raise unauthorized_reason(str(value))
-        if int(ok) != 1:
-            raise RuntimeError("request id collision")  # 122 random bits: not expected to happen
-        team = str(value)
-        principal = TeamPrincipal(team_id=team, slot=cred.slot, key_id=cred.key_id)
+        if int(reply[0]) == 0:
+            raise unauthorized_reason(str(reply[1]))
+        team, outcome, job_id, policy = (str(v) for v in reply[1:5])
+        principal = TeamPrincipal(team_id=team, slot=slot, key_id=cred.key_id)
+        outcome_ = Outcome(outcome)
         record = RequestRecord(
             request_id=rid,
             team_id=team,
             key_id=cred.key_id,
             api=api,
             target=target,
-            state=SubmitState.SUBMITTING,
-            upstream_id="",
+            version=version,
+            job_id=job_id,
+            role={Outcome.HIT: Role.HIT, Outcome.COALESCED: Role.FOLLOWER}.get(
+                outcome_, Role.OWNER
+            ),
             created_at=created_at,
+            detached=False,
         )
-        return principal, record
+        return Admission(principal, record, outcome_, policy)
 
     async def load(
         self, cred: KeyCredential, rid: str
-    ) -> tuple[TeamPrincipal, RequestRecord | None]:
-        """Verify the key and read the caller's record ``rid`` (None if unknown to this team)."""
+    ) -> tuple[TeamPrincipal, RequestRecord | None, Job | None]:
+        """Verify the key and read the caller's request ``rid`` and its job, in one round trip."""
         if not REQUEST_ID_RE.match(rid):
             rid = ""  # still verify the key: a bad key must get 401, not 404
         reply = await self._scripts.load_request(
             keys=[self._layout.key(cred.slot, cred.kid), self._layout.request(cred.slot, rid)],
-            args=[cred.digest],
+            args=[cred.digest, self._layout.job_prefix(cred.slot)],
         )
         status = int(reply[0])
         if status == 0:
             raise unauthorized_reason(str(reply[1]))
         principal = TeamPrincipal(team_id=str(reply[1]), slot=cred.slot, key_id=cred.key_id)
         if status == 2 or not rid:
-            return principal, None
-        flat = [str(v) for v in reply[2:]]
-        return principal, RequestRecord.from_hash(
-            rid, dict(zip(flat[::2], flat[1::2], strict=True))
+            return principal, None, None
+        n = int(reply[2])
+        record = RequestRecord.from_hash(rid, _pairs(reply[3 : 3 + n]))
+        job_fields = _pairs(reply[3 + n :])
+        job = Job(record.job_id, cred.slot, job_fields) if job_fields else None
+        return principal, record, job
+
+    async def job(self, slot: str, jid: str) -> Job | None:
+        fields = await self._redis.hgetall(self._layout.job(slot, jid))
+        return Job(jid, slot, {str(k): str(v) for k, v in fields.items()}) if fields else None
+
+    async def update_job(self, job: Job, state: JobState, **fields: str | float | int) -> str:
+        """Move a job on; returns its previous state. Terminal states are never left."""
+        slot, target, identity = job.slot, job.get("target"), job.get("hash")
+        args: list[str | float | int] = [
+            job.job_id,
+            state.value,
+            self.lifetimes.request_ttl,
+            self.lifetimes.cache_ttl,
+            target,
+            identity,
+        ]
+        for name, value in fields.items():
+            args += [name, value]
+        previous = await self._scripts.job_update(
+            keys=[
+                self._layout.job(slot, job.job_id),
+                self._layout.dedup(slot, identity),
+                self._layout.cache_index(slot, target),
+                self._layout.cache_targets(slot),
+            ],
+            args=args,
+        )
+        return str(previous)
+
+    async def detach(self, record: RequestRecord, slot: str) -> tuple[str, str]:
+        reply = await self._scripts.detach(
+            keys=[
+                self._layout.job(slot, record.job_id),
+                self._layout.request(slot, record.request_id),
+            ]
+        )
+        return str(reply[0]), str(reply[1]) if len(reply) > 1 else ""
+
+    async def reattach(self, record: RequestRecord, slot: str) -> None:
+        await self._scripts.reattach(
+            keys=[
+                self._layout.job(slot, record.job_id),
+                self._layout.request(slot, record.request_id),
+            ]
         )
 
-    async def mark_submitted(self, slot: str, rid: str, upstream_id: str) -> None:
-        await self._redis.hset(
-            self._layout.request(slot, rid),
-            mapping={"state": SubmitState.SUBMITTED.value, "upstream_id": upstream_id},
-        )
-
-    async def discard(self, slot: str, rid: str) -> None:
-        """Forget a request RunComfy definitely refused (its id was never handed out)."""
-        await self._redis.delete(self._layout.request(slot, rid))
-
-    async def mark_unknown(self, slot: str, rid: str, reason: str) -> None:
+    async def mark_unknown(self, slot: str, rid: str) -> None:
         """Keep a submit of unknown outcome findable by operators for reconciliation."""
         key = self._layout.unknown_submits(slot)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self._layout.request(slot, rid),
-                mapping={"state": SubmitState.UNKNOWN.value, "unknown_reason": reason},
-            )
             pipe.zadd(key, {rid: time.time()})
             pipe.zremrangebyrank(key, 0, -UNKNOWN_SUBMITS_CAP - 1)
-            pipe.expire(key, self._ttl)
+            pipe.expire(key, self.lifetimes.request_ttl)
             await pipe.execute()
 
     async def unknown_submits(self, slot: str) -> list[RequestRecord]:
         """Submits of unknown outcome of one team, newest first."""
-        rids = [
-            str(r) for r in await self._redis.zrevrange(self._layout.unknown_submits(slot), 0, 999)
-        ]
+        newest = await self._redis.zrevrange(self._layout.unknown_submits(slot), 0, 999)
+        rids = [str(r) for r in newest]
         async with self._redis.pipeline(transaction=False) as pipe:
             for rid in rids:
                 pipe.hgetall(self._layout.request(slot, rid))
@@ -173,3 +302,26 @@ class RequestRecords:
         return [
             RequestRecord.from_hash(rid, rec) for rid, rec in zip(rids, records, strict=True) if rec
         ]
+
+    # --- polling schedule -------------------------------------------------------------------
+
+    async def schedule(
+        self, slot: str, jid: str, delay: float, *, only_if_absent: bool = False
+    ) -> None:
+        await self._scripts.poll_schedule(
+            keys=[self._layout.poll_due()],
+            args=[f"{slot}|{jid}", delay, "NX" if only_if_absent else "ANY"],
+        )
+
+    async def unschedule(self, slot: str, jid: str) -> None:
+        await self._redis.zrem(self._layout.poll_due(), f"{slot}|{jid}")
+
+    async def claim_due(self, lease: float, batch: int) -> list[tuple[str, str]]:
+        members = await self._scripts.poll_claim(
+            keys=[self._layout.poll_due()], args=[lease, batch]
+        )
+        claimed = []
+        for member in members:
+            slot, _, jid = str(member).partition("|")
+            claimed.append((slot, jid))
+        return claimed

@@ -98,6 +98,38 @@ class Settings(BaseSettings):
     catalog_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long catalog answers are reused (0 disables)."
     )
+    dedup_default_policy: Literal["cache", "inflight", "off"] = Field(
+        default="cache",
+        description="Dedup policy of teams, keys and models that have none set: `cache`, "
+        "`inflight` or `off` (see docs/architecture.md).",
+    )
+    cache_ttl_seconds: int = Field(
+        default=3 * 24 * 3600,
+        ge=1,
+        le=6 * 24 * 3600,
+        description="How long a succeeded result is served to identical requests. Capped below "
+        "RunComfy's 7-day output retention so cached asset URLs still work.",
+    )
+    job_lifetime_seconds: int = Field(
+        default=24 * 3600,
+        ge=60,
+        description="Longest a job may stay in flight before the gateway stops polling it.",
+    )
+    poll_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often the one poller of a job asks RunComfy."
+    )
+    poll_max_interval_seconds: float = Field(
+        default=30.0, gt=0, description="Cap of the poll backoff after RunComfy errors."
+    )
+    poll_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a replica owns a job's poll; a dead replica's jobs are taken over "
+        "after this.",
+    )
+    poll_concurrency: int = Field(
+        default=64, ge=1, description="Upstream polls in flight per replica."
+    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )

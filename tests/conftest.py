@@ -112,6 +112,8 @@ def make_settings(
         "upstream_read_timeout": 5.0,
         "upstream_submit_timeout": 5.0,
         "catalog_cache_seconds": 0,
+        "poll_interval_seconds": 0.05,
+        "poll_lease_seconds": 2.0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.appkeys import RECORDS, TEAMS
+from gateway.appkeys import DEDUP, RECORDS, TEAMS
 from gateway.errors import ValidationFailed
 from gateway.jsonutil import json_response, read_json_object
 from gateway.middlewares.auth import require_admin
@@ -19,6 +19,18 @@ class CreateTeam(BaseModel):
     model_config = ConfigDict(extra="forbid")
     team_id: str | None = Field(default=None, max_length=63)
     name: str | None = Field(default=None, max_length=200)
+
+
+PolicyName = Literal["cache", "inflight", "off"]
+
+
+class DedupPolicy(BaseModel):
+    """A team's whole dedup policy; the most restrictive applicable entry wins."""
+
+    model_config = ConfigDict(extra="forbid")
+    default: PolicyName | None = None
+    keys: dict[str, PolicyName] = Field(default_factory=dict)
+    models: dict[str, PolicyName] = Field(default_factory=dict)
 
 
 class CreateKey(BaseModel):
@@ -112,6 +124,54 @@ async def unknown_submits(request: web.Request) -> web.Response:
     )
 
 
+async def get_dedup_policy(request: web.Request) -> web.Response:
+    require_admin(request)
+    slot = await request.app[TEAMS].slot_of(request.match_info["team_id"])
+    return json_response(await request.app[DEDUP].get_policy(slot))
+
+
+async def put_dedup_policy(request: web.Request) -> web.Response:
+    require_admin(request)
+    policy = _validated(DedupPolicy, await read_json_object(request))
+    teams = request.app[TEAMS]
+    team_id = request.match_info["team_id"]
+    slot = await teams.slot_of(team_id)
+    known_keys = {k.key_id for k in await teams.list_keys(team_id)}
+    unknown = sorted(set(policy.keys) - known_keys)
+    if unknown:
+        raise ValidationFailed(detail=[f"no key {k!r} in team {team_id!r}" for k in unknown])
+    dedup = request.app[DEDUP]
+    await dedup.set_policy(slot, policy.default, dict(policy.keys), dict(policy.models))
+    return json_response(await dedup.get_policy(slot))
+
+
+async def purge_team_cache(request: web.Request) -> web.Response:
+    """Forget cached results of a team: all, one model's (``?model=``) or one identity's."""
+    require_admin(request)
+    slot = await request.app[TEAMS].slot_of(request.match_info["team_id"])
+    dedup = request.app[DEDUP]
+    identity = request.match_info.get("cache_key")
+    model = request.query.get("model")
+    if identity is not None:
+        purged = await dedup.purge_identity(slot, identity)
+    elif model:
+        purged = await dedup.purge_target(slot, model)
+    else:
+        purged = await dedup.purge_team(slot)
+    return json_response({"purged": purged})
+
+
+async def purge_model_cache(request: web.Request) -> web.Response:
+    """Forget every team's cached results of one model (or deployment)."""
+    require_admin(request)
+    teams, dedup = request.app[TEAMS], request.app[DEDUP]
+    target = request.match_info["target"]
+    purged = 0
+    for team in await teams.list_teams():
+        purged += await dedup.purge_target(await teams.slot_of(team.team_id), target)
+    return json_response({"purged": purged})
+
+
 def setup_admin_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/admin/v1/teams", create_team)
@@ -121,5 +181,10 @@ def setup_admin_routes(app: web.Application) -> None:
     r.add_post("/admin/v1/teams/{team_id}/keys", create_key)
     r.add_get("/admin/v1/teams/{team_id}/keys", list_keys)
     r.add_get("/admin/v1/teams/{team_id}/unknown-submits", unknown_submits)
+    r.add_get("/admin/v1/teams/{team_id}/dedup-policy", get_dedup_policy)
+    r.add_put("/admin/v1/teams/{team_id}/dedup-policy", put_dedup_policy)
+    r.add_delete("/admin/v1/teams/{team_id}/cache", purge_team_cache)
+    r.add_delete("/admin/v1/teams/{team_id}/cache/{cache_key}", purge_team_cache)
+    r.add_delete("/admin/v1/cache/{target:.+}", purge_model_cache)
     r.add_get("/admin/v1/keys/{key_id}", get_key)
     r.add_delete("/admin/v1/keys/{key_id}", revoke_key)

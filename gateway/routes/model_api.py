@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp import web
 
 from gateway.appkeys import CATALOG, CREDENTIAL, GATEWAY_REQUEST_ID, PROXY, SETTINGS, TEAM_ID, TEAMS
 from gateway.credentials import AdminCredential
+from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import GatewayError, NotFound
 from gateway.jsonutil import json_response, read_json_object
 from gateway.middlewares.auth import team_credential
+from gateway.proxy import SubmitAnswer
+from gateway.request_records import Api
 from gateway.urls import public_base
 
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
@@ -23,14 +27,21 @@ def checked_model_id(model_id: str) -> str:
     return model_id
 
 
-async def read_body_or_reject(request: web.Request) -> bytes:
-    """The raw JSON-object body; a bad body of an unverified caller is answered 401 first."""
+async def read_body_or_reject(request: web.Request) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its JSON object; a bad body of an unverified caller is answered 401."""
     try:
-        await read_json_object(request)
+        body = await read_json_object(request)
     except GatewayError:
         await request.app[TEAMS].authenticate(team_credential(request))
         raise
-    return await request.read()
+    return await request.read(), body
+
+
+def submit_response(request: web.Request, answer: SubmitAnswer) -> web.Response:
+    request[TEAM_ID] = answer.principal.team_id
+    request[GATEWAY_REQUEST_ID] = answer.record.request_id
+    headers = {"X-Gateway-Cache": answer.outcome.value, "X-Gateway-Cache-Key": answer.identity}
+    return json_response(answer.body, headers=headers)
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -38,26 +49,32 @@ async def submit(request: web.Request) -> web.Response:
     model_id = request.match_info["model_id"]
     try:
         checked_model_id(model_id)
-    except NotFound:
+        control = parse_cache_control(request.headers.get(CACHE_CONTROL_HEADER))
+    except GatewayError:
         await request.app[TEAMS].authenticate(cred)
         raise
-    body = await read_body_or_reject(request)
+    raw, body = await read_body_or_reject(request)
     base = public_base(request, request.app[SETTINGS].public_url)
-    principal, record, answer = await request.app[PROXY].submit_model(cred, model_id, body, base)
-    request[TEAM_ID] = principal.team_id
-    request[GATEWAY_REQUEST_ID] = record.request_id
-    return json_response(answer)
+    answer = await request.app[PROXY].submit(
+        cred, Api.MODEL, model_id, "", raw, body, control, base
+    )
+    return submit_response(request, answer)
 
 
 async def request_call(request: web.Request) -> web.Response:
     cred = team_credential(request)
     rid = request.match_info["request_id"]
     leaf = request.match_info["leaf"]
-    params = {}
-    if leaf == "result" and "include_cost" in request.query:
-        params["include_cost"] = request.query["include_cost"]
+    proxy = request.app[PROXY]
     base = public_base(request, request.app[SETTINGS].public_url)
-    principal, status, body = await request.app[PROXY].model_call(cred, rid, leaf, base, params)
+    status = 200
+    if leaf == "status":
+        principal, body = await proxy.status(cred, rid, Api.MODEL, base)
+    elif leaf == "result":
+        include_cost = request.query.get("include_cost", "").lower() in ("true", "1")
+        principal, body = await proxy.result(cred, rid, Api.MODEL, base, include_cost)
+    else:
+        principal, status, body = await proxy.cancel(cred, rid, Api.MODEL)
     request[TEAM_ID] = principal.team_id
     request[GATEWAY_REQUEST_ID] = rid
     return json_response(body, status=status)

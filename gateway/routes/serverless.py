@@ -11,10 +11,12 @@ import re
 from aiohttp import web
 
 from gateway.appkeys import GATEWAY_REQUEST_ID, PROXY, SERVERLESS, SETTINGS, TEAM_ID
+from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
 from gateway.jsonutil import json_response
 from gateway.middlewares.auth import require_admin, team_credential
-from gateway.routes.model_api import read_body_or_reject
+from gateway.request_records import Api
+from gateway.routes.model_api import read_body_or_reject, submit_response
 from gateway.urls import public_base
 
 DEPLOYMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -32,33 +34,36 @@ async def inference(request: web.Request) -> web.Response:
     cred = team_credential(request)
     version = request.match_info["version"]
     deployment_id = _deployment_id(request)
-    body = await read_body_or_reject(request)
-    if any(p in request.query for p in WEBHOOK_PARAMS):
+    raw, body = await read_body_or_reject(request)
+    if any(p in request.query for p in WEBHOOK_PARAMS) or any(p in body for p in WEBHOOK_PARAMS):
         raise BadRequest(
             "Webhooks are not supported through the gateway yet: RunComfy would call your "
             "webhook with its own request id, which the gateway's clients never see. "
             "Poll the status_url instead.",
             detail="webhook_unsupported",
         )
+    control = parse_cache_control(request.headers.get(CACHE_CONTROL_HEADER))
     base = public_base(request, request.app[SETTINGS].public_url)
-    principal, record, answer = await request.app[PROXY].submit_serverless(
-        cred, version, deployment_id, body, {}, base
+    answer = await request.app[PROXY].submit(
+        cred, Api.SERVERLESS, deployment_id, version, raw, body, control, base
     )
-    request[TEAM_ID] = principal.team_id
-    request[GATEWAY_REQUEST_ID] = record.request_id
-    return json_response(answer)
+    return submit_response(request, answer)
 
 
 async def request_call(request: web.Request) -> web.Response:
     cred = team_credential(request)
-    version = request.match_info["version"]
     deployment_id = _deployment_id(request)
     rid = request.match_info["request_id"]
     leaf = request.match_info["leaf"]
+    proxy = request.app[PROXY]
     base = public_base(request, request.app[SETTINGS].public_url)
-    principal, status, body = await request.app[PROXY].serverless_call(
-        cred, version, deployment_id, rid, leaf, base
-    )
+    status = 200
+    if leaf == "status":
+        principal, body = await proxy.status(cred, rid, Api.SERVERLESS, base, deployment_id)
+    elif leaf == "result":
+        principal, body = await proxy.result(cred, rid, Api.SERVERLESS, base, False, deployment_id)
+    else:
+        principal, status, body = await proxy.cancel(cred, rid, Api.SERVERLESS, deployment_id)
     request[TEAM_ID] = principal.team_id
     request[GATEWAY_REQUEST_ID] = rid
     return json_response(body, status=status)

@@ -11,3 +11,11 @@ local function verify_key(key_rec, presented_hash)
   end
   return rec[2], nil
 end
+
+-- Redis's clock is the one clock of all replicas.
+local function now_seconds()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local TERMINAL = {succeeded = true, failed = true, cancelled = true, rejected = true, unknown = true}

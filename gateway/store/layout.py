@@ -5,13 +5,20 @@ Everything one team request touches lives in that team's hash slot, ``{t:<slot>}
 slot before it looks anything up, every multi-key script stays inside one Redis Cluster slot, and
 another team's records are simply not addressable with your key.
 
-    <ns>:v1:teams                       hash  team_id -> slot         bound: admin actions
-    <ns>:v1:{t:<slot>}:team             hash  team record              bound: admin actions
-    <ns>:v1:{t:<slot>}:keys             set   key ids of the team      bound: admin actions
-    <ns>:v1:{t:<slot>}:key:<kid>        hash  key record (hash only)   bound: admin actions
-    <ns>:v1:{t:<slot>}:req:<rid>        hash  gateway request record   TTL: request_ttl_seconds
-    <ns>:v1:{t:<slot>}:unknown          zset  submits of unknown outcome, by time
-                                              TTL: request_ttl_seconds, trimmed to 10,000
+    <ns>:v1:teams                        hash  team_id -> slot          bound: admin actions
+    <ns>:v1:{t:<slot>}:team              hash  team record               bound: admin actions
+    <ns>:v1:{t:<slot>}:keys              set   key ids of the team       bound: admin actions
+    <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only)    bound: admin actions
+    <ns>:v1:{t:<slot>}:policy            hash  dedup policy              bound: admin actions
+    <ns>:v1:{t:<slot>}:req:<rid>         hash  gateway request record    TTL: request ttl
+    <ns>:v1:{t:<slot>}:unknown           zset  submits of unknown outcome TTL: request ttl, 10,000
+    <ns>:v1:{t:<slot>}:job:<jid>         hash  upstream job              TTL: job lifetime, then
+                                                                         request ttl once ended
+    <ns>:v1:{t:<slot>}:dedup:<hash>      str   identity -> job id        TTL: job lifetime, then
+                                                                         cache ttl once succeeded
+    <ns>:v1:{t:<slot>}:cidx:<target>     set   cached identities         TTL: cache ttl
+    <ns>:v1:{t:<slot>}:cidx              set   targets with cached ones  TTL: cache ttl
+    <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight
 
 The ``v1`` segment is the layout version: a replica with an incompatible layout uses ``v2`` keys, so
 old and new replicas can share one Redis during a rolling upgrade without misreading each other.
@@ -50,8 +57,29 @@ class Layout:
     def key(self, slot: str, kid: str) -> str:
         return f"{self.team_tag(slot)}:key:{kid}"
 
+    def policy(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:policy"
+
     def request(self, slot: str, rid: str) -> str:
         return f"{self.team_tag(slot)}:req:{rid}"
 
     def unknown_submits(self, slot: str) -> str:
         return f"{self.team_tag(slot)}:unknown"
+
+    def job_prefix(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:job:"
+
+    def job(self, slot: str, jid: str) -> str:
+        return self.job_prefix(slot) + jid
+
+    def dedup(self, slot: str, identity: str) -> str:
+        return f"{self.team_tag(slot)}:dedup:{identity}"
+
+    def cache_index(self, slot: str, target: str) -> str:
+        return f"{self.team_tag(slot)}:cidx:{target}"
+
+    def cache_targets(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:cidx"
+
+    def poll_due(self) -> str:
+        return f"{self.root}:{{poll}}:due"

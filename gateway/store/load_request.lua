@@ -1,10 +1,20 @@
--- KEYS[1] key record, KEYS[2] request record; ARGV[1] SHA-256 of the presented key.
--- Verifies the key and reads the request in one round trip.
--- Returns {1, team_id, field, value, ...}, {2, team_id} when the request is unknown, or {0, reason}.
+-- KEYS[1] key record, KEYS[2] request record; ARGV[1] SHA-256 of the presented key,
+-- ARGV[2] job key prefix (same slot).
+-- Verifies the key and reads the request and the job it follows, in one round trip.
+-- Returns {0, reason}, {2, team_id} when the request is unknown, or
+-- {1, team_id, n, request field, value, ... (n items), job field, value, ...}.
 local team, err = verify_key(KEYS[1], ARGV[1])
 if not team then return {0, err} end
 local rec = redis.call('HGETALL', KEYS[2])
 if #rec == 0 then return {2, team} end
-local out = {1, team}
-for i = 1, #rec do out[#out + 1] = rec[i] end
+local out = {1, team, #rec}
+local job = nil
+for i = 1, #rec, 2 do
+  out[#out + 1] = rec[i]
+  out[#out + 1] = rec[i + 1]
+  if rec[i] == 'job' then job = rec[i + 1] end
+end
+if job then
+  for _, v in ipairs(redis.call('HGETALL', ARGV[2] .. job)) do out[#out + 1] = v end
+end
 return out

@@ -1,0 +1,184 @@
+"""Deduplication rules: request identity, per-request cache controls, policies and purges.
+
+Generation is random and some users resend a prompt on purpose to get variations, so how far
+dedup goes is a policy an admin sets per team, per key and per model; the most restrictive of
+those that apply wins (``off`` < ``inflight`` < ``cache``):
+
+- ``cache``: hit on a completed result and coalesce onto a job in flight (the default);
+- ``inflight``: only coalesce concurrent duplicates; results are not reused later;
+- ``off``: every submit is a new RunComfy job.
+
+Per request, ``X-Gateway-Cache-Control`` narrows it further: ``no-cache`` (run fresh, store the
+new result), ``no-store`` (run fresh, store nothing, let nobody join) and ``max-age=N`` (accept
+only a result younger than N seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.typing import EncodableT, FieldT
+
+from gateway.canonical import request_identity
+from gateway.catalog import Catalog
+from gateway.errors import BadRequest, GatewayError, ValidationFailed
+from gateway.request_records import Api, Lookup
+from gateway.store.layout import Layout
+
+log = structlog.get_logger(__name__)
+
+CACHE_CONTROL_HEADER = "X-Gateway-Cache-Control"
+SCHEMA_TTL = 600.0
+SCHEMA_FAILURE_TTL = 30.0
+
+
+class Policy(StrEnum):
+    CACHE = "cache"
+    INFLIGHT = "inflight"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    no_cache: bool = False
+    no_store: bool = False
+    max_age: float | None = None
+
+
+def parse_cache_control(header: str | None) -> CacheControl:
+    """Parse ``X-Gateway-Cache-Control``; an unknown directive is a clear 400, not ignored."""
+    if not header:
+        return CacheControl()
+    no_cache = no_store = False
+    max_age: float | None = None
+    for raw in header.split(","):
+        directive = raw.strip().lower()
+        if not directive:
+            continue
+        if directive == "no-cache":
+            no_cache = True
+        elif directive == "no-store":
+            no_store = True
+        elif directive.startswith("max-age="):
+            try:
+                max_age = float(directive.removeprefix("max-age="))
+            except ValueError:
+                max_age = -1.0
+            if not max_age >= 0:
+                raise BadRequest(
+                    f"Invalid {CACHE_CONTROL_HEADER}: max-age must be a number of seconds >= 0.",
+                    detail=header,
+                )
+        else:
+            raise BadRequest(
+                f"Unknown {CACHE_CONTROL_HEADER} directive {directive!r}; "
+                "use no-cache, no-store or max-age=N.",
+                detail=header,
+            )
+    return CacheControl(no_cache=no_cache, no_store=no_store, max_age=max_age)
+
+
+class SchemaCache:
+    """Models' input schemas from the catalog, so defaults count in a request's identity."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def schema(self, model_id: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        hit = self._entries.get(model_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            entry = await self._catalog.model(model_id)
+        except GatewayError as exc:
+            # Unknown model or RunComfy down: hash the body as sent; identical bodies still match.
+            log.info("schema_unavailable", model=model_id, error=type(exc).__name__)
+            self._entries[model_id] = (now + SCHEMA_FAILURE_TTL, None)
+            return None
+        schema = entry.get("input_schema") if isinstance(entry, dict) else None
+        schema = schema if isinstance(schema, dict) else None
+        self._entries[model_id] = (now + SCHEMA_TTL, schema)
+        return schema
+
+
+class DedupService:
+    def __init__(self, redis: aioredis.Redis, layout: Layout, schemas: SchemaCache) -> None:
+        self._redis = redis
+        self._layout = layout
+        self._schemas = schemas
+
+    async def lookup_for(
+        self, api: Api, target: str, body: dict[str, Any], control: CacheControl
+    ) -> Lookup:
+        schema = await self._schemas.schema(target) if api is Api.MODEL else None
+        identity = request_identity(api.value, target, body, schema)
+        return Lookup(
+            identity=identity,
+            allow_lookup=not (control.no_cache or control.no_store),
+            allow_store=not control.no_store,
+            max_age=control.max_age,
+        )
+
+    # --- policies ---------------------------------------------------------------------------
+
+    async def get_policy(self, slot: str) -> dict[str, Any]:
+        raw = await self._redis.hgetall(self._layout.policy(slot))
+        fields = {str(k): str(v) for k, v in raw.items()}
+        return {
+            "default": fields.get("default"),
+            "keys": {k[4:]: v for k, v in fields.items() if k.startswith("key:")},
+            "models": {k[6:]: v for k, v in fields.items() if k.startswith("model:")},
+        }
+
+    async def set_policy(
+        self,
+        slot: str,
+        default: str | None,
+        keys: dict[str, str],
+        models: dict[str, str],
+    ) -> None:
+        """Replace a team's policy as a whole."""
+        mapping: dict[FieldT, EncodableT] = {}
+        if default is not None:
+            mapping["default"] = default
+        mapping |= {f"key:{k}": v for k, v in keys.items()}
+        mapping |= {f"model:{m}": v for m, v in models.items()}
+        for value in mapping.values():
+            if value not in Policy.__members__.values():
+                raise ValidationFailed(detail=f"policy must be one of {[p.value for p in Policy]}")
+        key = self._layout.policy(slot)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if mapping:
+                pipe.hset(key, mapping=mapping)
+            await pipe.execute()
+
+    # --- purges -----------------------------------------------------------------------------
+
+    async def purge_identity(self, slot: str, identity: str) -> int:
+        return int(await self._redis.delete(self._layout.dedup(slot, identity)))
+
+    async def purge_target(self, slot: str, target: str) -> int:
+        index = self._layout.cache_index(slot, target)
+        identities = [str(i) for i in await self._redis.smembers(index)]
+        purged = 0
+        if identities:
+            purged = int(
+                await self._redis.delete(*(self._layout.dedup(slot, i) for i in identities))
+            )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(index)
+            pipe.srem(self._layout.cache_targets(slot), target)
+            await pipe.execute()
+        return purged
+
+    async def purge_team(self, slot: str) -> int:
+        targets = [str(t) for t in await self._redis.smembers(self._layout.cache_targets(slot))]
+        return sum([await self.purge_target(slot, t) for t in targets])

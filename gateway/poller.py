@@ -1,0 +1,167 @@
+"""One poller per upstream job, across all replicas.
+
+Every replica runs this loop. A job in flight sits in one due-time sorted set; claiming it moves
+its score to a lease expiry, so exactly one replica polls it at a time, and a replica that dies
+mid-poll leaves it due again when the lease lapses. The poller writes what RunComfy says into
+the job's record, where every gateway id following the job reads it: clients polling every 2 s
+(runcomfy-cli), 3 s (runcomfy-mcp) or ``/result`` every 5 s (ComfyUI) cost RunComfy nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import orjson
+import structlog
+
+from gateway.background import sleep_unless
+from gateway.errors import GatewayError, UpstreamClientError
+from gateway.proxy import upstream_path
+from gateway.request_records import Api, Job, JobState, RequestRecords
+from gateway.store.client import STORE_FAILURES
+from gateway.upstream import UpstreamClient
+
+log = structlog.get_logger(__name__)
+
+FINAL_WORDS = frozenset({"completed", "succeeded", "failed", "cancelled", "canceled"})
+RESULT_STATES = {
+    "succeeded": JobState.SUCCEEDED,
+    "completed": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+    "canceled": JobState.CANCELLED,
+}
+MAX_CONSECUTIVE_ERRORS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PollerConfig:
+    interval: float
+    max_interval: float
+    lease: float
+    batch: int
+    concurrency: int
+
+
+class Poller:
+    def __init__(
+        self,
+        records: RequestRecords,
+        upstreams: dict[Api, UpstreamClient],
+        config: PollerConfig,
+    ) -> None:
+        self._records = records
+        self._upstreams = upstreams
+        self._config = config
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Claim due jobs and poll them until ``stopping`` is set.
+
+        A stop event rather than task cancellation ends the loop, because redis-py can swallow a
+        cancellation that arrives mid-command, which would leave a cancelled loop running.
+        """
+        idle = min(0.2, self._config.interval / 4)
+        while not stopping.is_set():
+            try:
+                claimed = await self._records.claim_due(self._config.lease, self._config.batch)
+            except STORE_FAILURES:
+                await sleep_unless(stopping, 1.0)
+                continue
+            if not claimed:
+                await sleep_unless(stopping, idle)
+                continue
+            for slot, jid in claimed:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._guarded(slot, jid))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Abandon polls in flight; their leases lapse and another replica picks them up."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+
+    async def _guarded(self, slot: str, jid: str) -> None:
+        try:
+            await self.poll_once(slot, jid)
+        except STORE_FAILURES as exc:
+            log.warning("poll_store_error", job=jid, error_type=type(exc).__name__)
+        except Exception as exc:
+            log.error("poll_failed", job=jid, error_type=type(exc).__name__)
+        finally:
+            self._slots.release()
+
+    async def poll_once(self, slot: str, jid: str) -> None:
+        """Ask RunComfy about one job and record the answer."""
+        job = await self._records.job(slot, jid)
+        if job is None or job.terminal:
+            await self._records.unschedule(slot, jid)
+            return
+        now = time.time()
+        if now > float(job.get("expires_ts", "0")):
+            await self._records.update_job(job, JobState.UNKNOWN, reason="job lifetime exceeded")
+            await self._records.unschedule(slot, jid)
+            return
+        upstream = self._upstreams[job.api]
+        try:
+            status = await upstream.call("GET", self._path(job, "status"), idempotent=True)
+            word = (
+                str(status.body.get("status", "")).lower() if isinstance(status.body, dict) else ""
+            )
+            if word not in FINAL_WORDS:
+                await self._records.update_job(
+                    job,
+                    JobState.ACTIVE,
+                    status_body=orjson.dumps(status.body).decode(),
+                    upstream_status=word,
+                    last_poll_ts=now,
+                    poll_errors=0,
+                )
+                await self._records.schedule(slot, jid, self._config.interval)
+                return
+            params = {"include_cost": "true"} if job.api is Api.MODEL else None
+            result = await upstream.call(
+                "GET", self._path(job, "result"), params=params, idempotent=True
+            )
+        except GatewayError as exc:
+            await self._backoff(job, exc)
+            return
+        body = result.body if isinstance(result.body, dict) else {}
+        final: JobState | None = RESULT_STATES.get(str(body.get("status", "")).lower())
+        if final is None:  # result lags status: try again shortly
+            await self._records.schedule(slot, jid, self._config.interval)
+            return
+        await self._records.update_job(
+            job,
+            final,
+            status_body=orjson.dumps(status.body).decode(),
+            result_body=orjson.dumps(body).decode(),
+            upstream_status=word,
+            last_poll_ts=now,
+        )
+        await self._records.unschedule(slot, jid)
+        log.info("job_finished", job=jid, state=final.value, target=job.get("target"))
+
+    def _path(self, job: Job, leaf: str) -> str:
+        return upstream_path(
+            job.api, job.get("target"), job.get("version"), job.get("upstream_id"), leaf
+        )
+
+    async def _backoff(self, job: Job, exc: GatewayError) -> None:
+        errors = int(job.get("poll_errors", "0") or 0) + 1
+        if errors >= MAX_CONSECUTIVE_ERRORS or (
+            isinstance(exc, UpstreamClientError) and exc.status == 404
+        ):
+            log.error("poll_gave_up", job=job.job_id, errors=errors, error_code=exc.error_code)
+            await self._records.update_job(job, JobState.UNKNOWN, reason="upstream lost the job")
+            await self._records.unschedule(job.slot, job.job_id)
+            return
+        await self._records.update_job(job, JobState.ACTIVE, poll_errors=errors)
+        delay = min(self._config.max_interval, self._config.interval * 2**errors)
+        await self._records.schedule(job.slot, job.job_id, delay)

@@ -1,0 +1,62 @@
+-- Admission of a submit, in the team's slot, all or nothing:
+-- verify the key, resolve the dedup policy, then hit a completed result, follow (coalesce onto)
+-- a job in flight, or claim a new job. Job records are addressed by id under ARGV[11] (same slot).
+-- KEYS[1] key record, KEYS[2] new request record, KEYS[3] team policy hash,
+-- KEYS[4] dedup entry of the request's identity, KEYS[5] the new job's record.
+-- ARGV: 1 key digest, 2 key id, 3 api, 4 target, 5 identity hash, 6 lookup allowed (1/0),
+-- 7 store allowed (1/0), 8 max age seconds (-1: any), 9 job lifetime seconds,
+-- 10 request ttl, 11 job key prefix, 12 new job id, 13 created_at, 14 default policy,
+-- 15 new request id, 16 submit deadline seconds, 17 api version.
+-- Returns {0, reason} or {1, team, outcome, job id, policy}; outcome: hit | coalesced | miss.
+local team, err = verify_key(KEYS[1], ARGV[1])
+if not team then return {0, err} end
+
+local rank = {off = 0, inflight = 1, cache = 2}
+local p = redis.call('HMGET', KEYS[3], 'default', 'key:' .. ARGV[2], 'model:' .. ARGV[4])
+local policy = ARGV[14]
+if p[1] and rank[p[1]] then policy = p[1] end
+for i = 2, 3 do
+  if p[i] and rank[p[i]] and rank[p[i]] < rank[policy] then policy = p[i] end
+end
+local now = now_seconds()
+
+local function record(job, role)
+  redis.call('HSET', KEYS[2], 'team', team, 'key_id', ARGV[2], 'api', ARGV[3],
+    'target', ARGV[4], 'job', job, 'role', role, 'created_at', ARGV[13], 'version', ARGV[17])
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
+end
+
+if policy ~= 'off' and ARGV[6] == '1' then
+  local jid = redis.call('GET', KEYS[4])
+  if jid then
+    local jkey = ARGV[11] .. jid
+    local j = redis.call('HMGET', jkey, 'state', 'finished_ts', 'expires_ts', 'submit_deadline_ts')
+    local state = j[1]
+    if state == 'succeeded' and policy == 'cache' then
+      local max_age = tonumber(ARGV[8])
+      if max_age < 0 or now - tonumber(j[2]) <= max_age then
+        record(jid, 'hit')
+        return {1, team, 'hit', jid, policy}
+      end
+    elseif (state == 'active' and now < tonumber(j[3]))
+        or (state == 'submitting' and now < tonumber(j[4])) then
+      redis.call('HINCRBY', jkey, 'attached', 1)
+      record(jid, 'follower')
+      return {1, team, 'coalesced', jid, policy}
+    end
+  end
+end
+
+local register = policy ~= 'off' and ARGV[7] == '1'
+local store = (policy == 'cache' and ARGV[7] == '1') and '1' or '0'
+redis.call('HSET', KEYS[5], 'state', 'submitting', 'team', team, 'owner', ARGV[15],
+  'api', ARGV[3], 'target', ARGV[4], 'version', ARGV[17], 'hash', ARGV[5],
+  'created_at', ARGV[13], 'created_ts', now, 'expires_ts', now + tonumber(ARGV[9]),
+  'submit_deadline_ts', now + tonumber(ARGV[16]), 'attached', 1, 'store', store,
+  'registered', register and '1' or '0')
+redis.call('EXPIRE', KEYS[5], tonumber(ARGV[9]))
+if register then
+  redis.call('SET', KEYS[4], ARGV[12], 'EX', tonumber(ARGV[9]))
+end
+record(ARGV[12], 'owner')
+return {1, team, 'miss', ARGV[12], policy}
