@@ -173,6 +173,7 @@ class RequestRecords:
                 self._layout.policy(slot),
                 self._layout.dedup(slot, lookup.identity),
                 self._layout.job(slot, jid),
+                self._layout.inflight(slot, lookup.identity),
             ],
             args=[
                 cred.digest,
@@ -260,6 +261,7 @@ class RequestRecords:
                 self._layout.dedup(slot, identity),
                 self._layout.cache_index(slot, target),
                 self._layout.cache_targets(slot),
+                self._layout.inflight(slot, identity),
             ],
             args=args,
         )

@@ -14,8 +14,8 @@ another team's records are simply not addressable with your key.
     <ns>:v1:{t:<slot>}:unknown           zset  submits of unknown outcome TTL: request ttl, 10,000
     <ns>:v1:{t:<slot>}:job:<jid>         hash  upstream job              TTL: job lifetime, then
                                                                          request ttl once ended
-    <ns>:v1:{t:<slot>}:dedup:<hash>      str   identity -> job id        TTL: job lifetime, then
-                                                                         cache ttl once succeeded
+    <ns>:v1:{t:<slot>}:inflight:<hash>   str   identity -> job in flight TTL: job lifetime
+    <ns>:v1:{t:<slot>}:dedup:<hash>      str   identity -> succeeded job TTL: cache ttl
     <ns>:v1:{t:<slot>}:cidx:<target>     set   cached identities         TTL: cache ttl
     <ns>:v1:{t:<slot>}:cidx              set   targets with cached ones  TTL: cache ttl
     <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight
@@ -74,6 +74,9 @@ class Layout:
 
     def dedup(self, slot: str, identity: str) -> str:
         return f"{self.team_tag(slot)}:dedup:{identity}"
+
+    def inflight(self, slot: str, identity: str) -> str:
+        return f"{self.team_tag(slot)}:inflight:{identity}"
 
     def cache_index(self, slot: str, target: str) -> str:
         return f"{self.team_tag(slot)}:cidx:{target}"
