@@ -20,6 +20,7 @@ from gateway.appkeys import (
     SERVERLESS,
     SETTINGS,
     TEAMS,
+    WEBHOOKS,
     Lifecycle,
 )
 from gateway.background import background, sleep_unless
@@ -42,6 +43,7 @@ from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient, UpstreamConfig, UpstreamName
+from gateway.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
 
 log = structlog.get_logger(__name__)
 REDIS_PROBE_INTERVAL = 2.0
@@ -82,6 +84,24 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
             submit_deadline=settings.upstream_submit_timeout + settings.upstream_connect_timeout,
             default_policy=settings.dedup_default_policy,
         ),
+    )
+    app[WEBHOOKS] = Webhooks(
+        redis,
+        scripts,
+        layout,
+        WebhookPolicy(
+            allow_private=settings.webhook_allow_private,
+            allowed_hosts=frozenset(
+                h.strip().lower() for h in settings.webhook_allowed_hosts.split(",") if h.strip()
+            ),
+        ),
+        DeliveryConfig(
+            timeout=settings.webhook_timeout_seconds,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff_seconds,
+            lease=settings.webhook_timeout_seconds + 5,
+        ),
+        settings.request_ttl_seconds,
     )
     lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
     yield
@@ -149,6 +169,7 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             interval=settings.poll_interval_seconds,
             heal_after=3 * settings.poll_interval_seconds + settings.poll_lease_seconds,
         ),
+        app[WEBHOOKS],
     )
     if not settings.upstream_configured:
         log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
@@ -170,9 +191,10 @@ async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
             batch=settings.poll_concurrency,
             concurrency=settings.poll_concurrency,
         ),
+        app[WEBHOOKS],
     )
     app[POLLER] = poller
-    async with background(poller.run, "poller"):
+    async with background(poller.run, "poller"), background(app[WEBHOOKS].run, "webhooks"):
         yield
     await poller.stop()
 

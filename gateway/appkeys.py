@@ -16,6 +16,7 @@ from gateway.request_records import RequestRecords
 from gateway.settings import Settings
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient
+from gateway.webhooks import Webhooks
 
 
 @dataclass
@@ -40,6 +41,7 @@ CATALOG = web.AppKey("catalog", Catalog)
 PROXY = web.AppKey("proxy", ProxyService)
 DEDUP = web.AppKey("dedup", DedupService)
 POLLER = web.AppKey("poller", Poller)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)

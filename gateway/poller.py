@@ -19,9 +19,10 @@ import structlog
 from gateway.background import sleep_unless
 from gateway.errors import GatewayError, UpstreamClientError
 from gateway.proxy import upstream_path
-from gateway.request_records import Api, Job, JobState, RequestRecords
+from gateway.request_records import LIVE, Api, Job, JobState, RequestRecords
 from gateway.store.client import STORE_FAILURES
 from gateway.upstream import UpstreamClient
+from gateway.webhooks import Webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,9 @@ class Poller:
         records: RequestRecords,
         upstreams: dict[Api, UpstreamClient],
         config: PollerConfig,
+        webhooks: Webhooks,
     ) -> None:
+        self._webhooks = webhooks
         self._records = records
         self._upstreams = upstreams
         self._config = config
@@ -115,6 +118,8 @@ class Poller:
                 str(status.body.get("status", "")).lower() if isinstance(status.body, dict) else ""
             )
             if word not in FINAL_WORDS:
+                if word != job.get("upstream_status") and job.api is Api.SERVERLESS:
+                    await self._webhooks.job_changed(job, word, {}, final=False)
                 await self._records.update_job(
                     job,
                     JobState.ACTIVE,
@@ -137,7 +142,7 @@ class Poller:
         if final is None:  # result lags status: try again shortly
             await self._records.schedule(slot, jid, self._config.interval)
             return
-        await self._records.update_job(
+        previous = await self._records.update_job(
             job,
             final,
             status_body=orjson.dumps(status.body).decode(),
@@ -146,6 +151,8 @@ class Poller:
             last_poll_ts=now,
         )
         await self._records.unschedule(slot, jid)
+        if previous in LIVE and job.api is Api.SERVERLESS:
+            await self._webhooks.job_changed(job, final.value, body, final=True)
         log.info("job_finished", job=jid, state=final.value, target=job.get("target"))
 
     def _path(self, job: Job, leaf: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +29,7 @@ from gateway.errors import (
     UpstreamClientError,
 )
 from gateway.request_records import (
+    LIVE,
     Admission,
     Api,
     Job,
@@ -42,6 +43,7 @@ from gateway.store.client import STORE_FAILURES
 from gateway.teams import TeamPrincipal
 from gateway.upstream import UpstreamClient
 from gateway.urls import URL_FIELDS, model_request_urls, serverless_request_urls
+from gateway.webhooks import Webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +94,9 @@ class ProxyService:
         model_api: UpstreamClient,
         serverless: UpstreamClient,
         polling: PollSettings,
+        webhooks: Webhooks,
     ) -> None:
+        self._webhooks = webhooks
         self._records = records
         self._dedup = dedup
         self._model_api = model_api
@@ -121,11 +125,21 @@ class ProxyService:
         body: dict[str, Any],
         control: CacheControl,
         base: str,
+        webhook: tuple[str, bool] | None = None,
     ) -> SubmitAnswer:
         if not self.accepting:
             raise Draining()
         lookup = await self._dedup.lookup_for(api, target, body, control)
+        if webhook is not None:
+            lookup = replace(lookup, webhook=webhook[0], webhook_intermediate=webhook[1])
         admission = await self._records.admit(cred, api, target, version, lookup)
+        if admission.outcome is Outcome.HIT and webhook is not None:
+            job = await self._records.job(admission.principal.slot, admission.record.job_id)
+            if job is not None:
+                result = orjson.loads(job.get("result_body", "{}"))
+                await self._webhooks.enqueue(
+                    admission.record.request_id, target, webhook[0], job.state.value, result
+                )
         if admission.outcome is Outcome.MISS:
             await self._send(admission, raw, lookup.identity)
         elif admission.outcome is Outcome.COALESCED:
@@ -342,14 +356,17 @@ class ProxyService:
             await self._records.reattach(record, slot)
             return reply.status, rewrite(body, rid, {})
         final = {"request_id": job.get("upstream_id"), "status": "cancelled"}
-        await self._records.update_job(
+        result = {**final, "created_at": job.get("created_at")}
+        previous = await self._records.update_job(
             job,
             JobState.CANCELLED,
             upstream_status="cancelled",
             status_body=orjson.dumps(final).decode(),
-            result_body=orjson.dumps({**final, "created_at": job.get("created_at")}).decode(),
+            result_body=orjson.dumps(result).decode(),
         )
         await self._records.unschedule(slot, job.job_id)
+        if previous in LIVE:
+            await self._webhooks.job_changed(job, "cancelled", result, final=True)
         return reply.status, rewrite(body, rid, {})
 
     @staticmethod

@@ -56,6 +56,9 @@ TERMINAL = frozenset(
 )
 
 
+LIVE = frozenset({JobState.SUBMITTING, JobState.ACTIVE})
+
+
 class Outcome(StrEnum):
     HIT = "hit"
     COALESCED = "coalesced"
@@ -129,6 +132,8 @@ class Lookup:
     allow_lookup: bool = True
     allow_store: bool = True
     max_age: float | None = None
+    webhook: str = ""
+    webhook_intermediate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +198,8 @@ class RequestRecords:
                 rid,
                 life.submit_deadline,
                 version,
+                lookup.webhook,
+                int(lookup.webhook_intermediate),
             ],
         )
         if int(reply[0]) == 0:

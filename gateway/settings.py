@@ -130,6 +130,25 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(
         default=64, ge=1, description="Upstream polls in flight per replica."
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook targets on loopback, link-local, private or reserved "
+        "addresses (refused by default: no SSRF into the gateway's network).",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated webhook host names allowed even if they resolve to "
+        "private addresses.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a webhook receiver may take to answer."
+    )
+    webhook_max_attempts: int = Field(
+        default=12, ge=1, description="Deliveries of one callback before it is abandoned."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First retry delay of a webhook (doubles each attempt)."
+    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )

@@ -133,20 +133,3 @@ async def test_the_admin_token_manages_deployments_and_reads_the_balance(
     status, body, _ = await gateway.request("GET", f"/prod/v2/deployments/{dep}", key=ADMIN_TOKEN)
     assert status == 404
     assert_error_shape(body, 404001)
-
-
-async def test_webhook_parameters_are_refused_clearly_instead_of_silently_dropped(
-    gateway: Gateway, simulator: Simulator
-) -> None:
-    key = await gateway.new_team("design")
-    dep = await first_deployment(gateway)
-    status, body, _ = await gateway.request(
-        "POST",
-        f"/prod/v1/deployments/{dep}/inference?webhook=https%3A%2F%2Fexample.com%2Fhook",
-        key=key,
-        json={},
-    )
-    assert status == 400
-    assert_error_shape(body, 400001)
-    assert "webhook" in body["error_message"].lower()
-    assert await simulator.count("serverless.inference") == 0

@@ -7,10 +7,12 @@ gateway's RunComfy account as a whole, so a team key is refused: only the admin 
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import orjson
 from aiohttp import web
 
-from gateway.appkeys import GATEWAY_REQUEST_ID, PROXY, SERVERLESS, SETTINGS, TEAM_ID
+from gateway.appkeys import GATEWAY_REQUEST_ID, PROXY, SERVERLESS, SETTINGS, TEAM_ID, WEBHOOKS
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
 from gateway.jsonutil import json_response
@@ -35,19 +37,31 @@ async def inference(request: web.Request) -> web.Response:
     version = request.match_info["version"]
     deployment_id = _deployment_id(request)
     raw, body = await read_body_or_reject(request)
-    if any(p in request.query for p in WEBHOOK_PARAMS) or any(p in body for p in WEBHOOK_PARAMS):
-        raise BadRequest(
-            "Webhooks are not supported through the gateway yet: RunComfy would call your "
-            "webhook with its own request id, which the gateway's clients never see. "
-            "Poll the status_url instead.",
-            detail="webhook_unsupported",
-        )
     control = parse_cache_control(request.headers.get(CACHE_CONTROL_HEADER))
+    webhook = _webhook(request, body)
+    if any(field in body for field in WEBHOOK_PARAMS):
+        # The older body form: the gateway delivers webhooks itself, RunComfy must not.
+        body = {k: v for k, v in body.items() if k not in WEBHOOK_PARAMS}
+        raw = orjson.dumps(body)
     base = public_base(request, request.app[SETTINGS].public_url)
     answer = await request.app[PROXY].submit(
-        cred, Api.SERVERLESS, deployment_id, version, raw, body, control, base
+        cred, Api.SERVERLESS, deployment_id, version, raw, body, control, base, webhook
     )
     return submit_response(request, answer)
+
+
+def _webhook(request: web.Request, body: dict[str, Any]) -> tuple[str, bool] | None:
+    """The caller's webhook (query form, else the older body form), checked against policy."""
+    url: Any = request.query.get("webhook", body.get("webhook"))
+    if url is None:
+        return None
+    if not isinstance(url, str) or not url:
+        raise BadRequest("The webhook must be a URL string.", detail="webhook_invalid")
+    flag: Any = request.query.get(
+        "webhook_intermediate_status", body.get("webhook_intermediate_status", False)
+    )
+    intermediate = flag is True or (isinstance(flag, str) and flag.lower() in ("true", "1"))
+    return request.app[WEBHOOKS].policy.check_url(url), intermediate
 
 
 async def request_call(request: web.Request) -> web.Response:

@@ -7,7 +7,8 @@
 -- ARGV: 1 key digest, 2 key id, 3 api, 4 target, 5 identity hash, 6 lookup allowed (1/0),
 -- 7 store allowed (1/0), 8 max age seconds (-1: any), 9 job lifetime seconds,
 -- 10 request ttl, 11 job key prefix, 12 new job id, 13 created_at, 14 default policy,
--- 15 new request id, 16 submit deadline seconds, 17 api version.
+-- 15 new request id, 16 submit deadline seconds, 17 api version, 18 webhook URL ('' none),
+-- 19 webhook intermediate status (1/0).
 -- Returns {0, reason} or {1, team, outcome, job id, policy}; outcome: hit | coalesced | miss.
 local team, err = verify_key(KEYS[1], ARGV[1])
 if not team then return {0, err} end
@@ -25,6 +26,12 @@ local function record(job, role)
   redis.call('HSET', KEYS[2], 'team', team, 'key_id', ARGV[2], 'api', ARGV[3],
     'target', ARGV[4], 'job', job, 'role', role, 'created_at', ARGV[13], 'version', ARGV[17])
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
+  if ARGV[18] ~= '' then
+    redis.call('HSET', KEYS[2], 'webhook', ARGV[18], 'webhook_intermediate', ARGV[19])
+    local hooks = ARGV[11] .. job .. ':hooks'
+    redis.call('SADD', hooks, ARGV[15])
+    redis.call('EXPIRE', hooks, tonumber(ARGV[10]))
+  end
 end
 
 if policy ~= 'off' and ARGV[6] == '1' then

@@ -18,7 +18,10 @@ another team's records are simply not addressable with your key.
     <ns>:v1:{t:<slot>}:dedup:<hash>      str   identity -> succeeded job TTL: cache ttl
     <ns>:v1:{t:<slot>}:cidx:<target>     set   cached identities         TTL: cache ttl
     <ns>:v1:{t:<slot>}:cidx              set   targets with cached ones  TTL: cache ttl
+    <ns>:v1:{t:<slot>}:job:<jid>:hooks   set   followers with a webhook  TTL: request ttl
     <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight
+    <ns>:v1:{hooks}:due                  zset  webhook deliveries by time bound: pending deliveries
+    <ns>:v1:{hooks}:d:<id>               hash  one delivery              TTL: request ttl
 
 The ``v1`` segment is the layout version: a replica with an incompatible layout uses ``v2`` keys, so
 old and new replicas can share one Redis during a rolling upgrade without misreading each other.
@@ -74,6 +77,15 @@ class Layout:
 
     def dedup(self, slot: str, identity: str) -> str:
         return f"{self.team_tag(slot)}:dedup:{identity}"
+
+    def job_hooks(self, slot: str, jid: str) -> str:
+        return f"{self.job(slot, jid)}:hooks"
+
+    def delivery_due(self) -> str:
+        return f"{self.root}:{{hooks}}:due"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.root}:{{hooks}}:d:{delivery_id}"
 
     def inflight(self, slot: str, identity: str) -> str:
         return f"{self.team_tag(slot)}:inflight:{identity}"

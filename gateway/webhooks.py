@@ -1,0 +1,222 @@
+"""Serverless webhooks, delivered by the gateway itself to every follower of a job.
+
+RunComfy would call a webhook with *its* request id, which the gateway's clients never see, so
+the gateway keeps each client's webhook with its gateway id and calls it when the job moves on:
+once at the end, and on every status change when ``webhook_intermediate_status`` is true.
+Coalesced followers and cache hits get their own callbacks with their own ids.
+
+Deliveries are queued in Redis (a due-time sorted set plus one hash per delivery), so a delivery
+survives the death of the replica that queued it; any replica's worker claims due deliveries
+with a lease, POSTs them, and retries failures with exponential backoff. Delivery is
+at-least-once: ``X-Gateway-Delivery`` (gateway request id and status) marks duplicates.
+
+Targets are checked against a policy before they are stored and again, after DNS resolution,
+before each delivery: loopback, link-local (cloud metadata), private, multicast and reserved
+addresses are refused unless the operator allows private targets or names the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+import structlog
+
+from gateway.background import sleep_unless
+from gateway.errors import BadRequest
+from gateway.request_records import Job
+from gateway.store.client import STORE_FAILURES
+from gateway.store.layout import Layout
+from gateway.store.scripts import Scripts
+
+log = structlog.get_logger(__name__)
+
+MAX_URL_LENGTH = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPolicy:
+    allow_private: bool
+    allowed_hosts: frozenset[str]
+
+    def check_url(self, url: str) -> str:
+        """The URL if it may be stored as a webhook, else a clear 400."""
+        parts = urlsplit(url)
+        if (
+            len(url) > MAX_URL_LENGTH
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username
+            or parts.password
+        ):
+            raise BadRequest(
+                "The webhook must be an absolute http(s) URL without credentials.",
+                detail="webhook_invalid",
+            )
+        try:
+            address = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            return url  # a name: checked again after resolution, before each delivery
+        self.check_address(parts.hostname, address)
+        return url
+
+    def check_address(
+        self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> None:
+        if self.allow_private or host.lower() in self.allowed_hosts:
+            return
+        if not address.is_global or address.is_multicast:
+            raise BadRequest(
+                f"Webhook target {host} is a loopback, link-local, private or reserved address; "
+                "the gateway's policy refuses it.",
+                detail="webhook_forbidden_target",
+            )
+
+    async def check_resolved(self, url: str) -> None:
+        """Resolve the target and refuse it if any address is not allowed (DNS rebinding)."""
+        host = urlsplit(url).hostname or ""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        for info in infos:
+            self.check_address(host, ipaddress.ip_address(info[4][0]))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    timeout: float
+    max_attempts: int
+    backoff_base: float
+    lease: float
+
+
+class Webhooks:
+    """Queues callbacks for a job's followers and delivers them."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        scripts: Scripts,
+        layout: Layout,
+        policy: WebhookPolicy,
+        config: DeliveryConfig,
+        record_ttl: int,
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._layout = layout
+        self.policy = policy
+        self._config = config
+        self._record_ttl = record_ttl
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- queueing ---------------------------------------------------------------------------
+
+    async def job_changed(self, job: Job, status: str, body: dict[str, Any], final: bool) -> None:
+        """Queue a callback for every follower of ``job`` that asked for this one."""
+        hooks = [
+            str(r) for r in await self._redis.smembers(self._layout.job_hooks(job.slot, job.job_id))
+        ]
+        for rid in hooks:
+            record = await self._redis.hmget(
+                self._layout.request(job.slot, rid),
+                ["webhook", "webhook_intermediate", "detached", "target"],
+            )
+            url, intermediate, detached, target = (None if v is None else str(v) for v in record)
+            if not url or detached == "1" or (not final and intermediate != "1"):
+                continue
+            await self.enqueue(rid, str(target), url, status, body)
+
+    async def enqueue(
+        self, rid: str, deployment_id: str, url: str, status: str, body: dict[str, Any]
+    ) -> None:
+        payload = {**body, "request_id": rid, "deployment_id": deployment_id, "status": status}
+        delivery_id = uuid.uuid4().hex
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._layout.delivery(delivery_id),
+                mapping={
+                    "url": url,
+                    "body": orjson.dumps(payload).decode(),
+                    "mark": f"{rid}:{status}",
+                    "attempts": 0,
+                },
+            )
+            pipe.expire(self._layout.delivery(delivery_id), self._record_ttl)
+            pipe.zadd(self._layout.delivery_due(), {delivery_id: time.time()})
+            await pipe.execute()
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Deliver due callbacks until ``stopping`` is set."""
+        timeout = aiohttp.ClientTimeout(total=self._config.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self._session = session
+            while not stopping.is_set():
+                try:
+                    claimed = await self._scripts.poll_claim(
+                        keys=[self._layout.delivery_due()], args=[self._config.lease, 32]
+                    )
+                except STORE_FAILURES:
+                    await sleep_unless(stopping, 1.0)
+                    continue
+                if not claimed:
+                    await sleep_unless(stopping, 0.1)
+                    continue
+                await asyncio.gather(*(self._deliver(str(d)) for d in claimed))
+
+    async def _deliver(self, delivery_id: str) -> None:
+        key = self._layout.delivery(delivery_id)
+        fields = {str(k): str(v) for k, v in (await self._redis.hgetall(key)).items()}
+        if not fields:
+            await self._redis.zrem(self._layout.delivery_due(), delivery_id)
+            return
+        attempts = int(fields["attempts"]) + 1
+        url = fields["url"]
+        try:
+            await self.policy.check_resolved(url)
+            assert self._session is not None
+            async with self._session.post(
+                url,
+                data=fields["body"],
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Gateway-Delivery": fields["mark"],
+                    "User-Agent": "runcomfy-gateway-webhooks",
+                },
+                allow_redirects=False,
+            ) as resp:
+                ok = 200 <= resp.status < 300
+                reason = f"HTTP {resp.status}"
+        except BadRequest:
+            ok, reason, attempts = False, "forbidden target", self._config.max_attempts
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            ok, reason = False, type(exc).__name__
+        if ok:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.zrem(self._layout.delivery_due(), delivery_id)
+                await pipe.execute()
+            log.info("webhook_delivered", mark=fields["mark"], attempts=attempts)
+            return
+        if attempts >= self._config.max_attempts:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.zrem(self._layout.delivery_due(), delivery_id)
+                await pipe.execute()
+            log.warning("webhook_abandoned", mark=fields["mark"], attempts=attempts, reason=reason)
+            return
+        delay = self._config.backoff_base * 2 ** (attempts - 1)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "attempts", attempts)
+            pipe.zadd(self._layout.delivery_due(), {delivery_id: time.time() + delay})
+            await pipe.execute()
+        log.info("webhook_retry", mark=fields["mark"], attempts=attempts, reason=reason)

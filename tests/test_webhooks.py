@@ -1,0 +1,173 @@
+"""Serverless webhooks sent by the gateway: per follower, retried, never into our own network."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import ADMIN_TOKEN, Gateway, Simulator, assert_error_shape
+
+
+@dataclass
+class Receiver:
+    url: str
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    marks: list[str] = field(default_factory=list)
+    fail_first: set[str] = field(default_factory=set)
+
+    def for_request(self, rid: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["request_id"] == rid]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    state = Receiver(url="")
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        mark = request.headers["X-Gateway-Delivery"]
+        state.marks.append(mark)
+        if body["request_id"] in state.fail_first:
+            state.fail_first.discard(body["request_id"])
+            return web.Response(status=500)
+        state.calls.append(body)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app)
+    await server.start_server()
+    state.url = str(server.make_url("/hook"))
+    yield state
+    await server.close()
+
+
+async def deployment(gw: Gateway) -> str:
+    _, deployments, _ = await gw.request("GET", "/prod/v2/deployments", key=ADMIN_TOKEN)
+    return str(deployments[0]["id"])
+
+
+async def wait_until(predicate: Any, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never became true")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://192.168.0.10/hook",
+        "ftp://example.com/hook",
+        "https://user:pw@example.com/hook",
+        "not a url",
+    ],
+)
+async def test_webhooks_into_the_gateways_own_network_are_refused_by_default(
+    gateway: Gateway, simulator: Simulator, target: str
+) -> None:
+    key = await gateway.new_team("design")
+    dep = await deployment(gateway)
+    status, body, _ = await gateway.request(
+        "POST",
+        f"/prod/v1/deployments/{dep}/inference?webhook={quote(target, safe='')}",
+        key=key,
+        json={},
+    )
+    assert status == 400, target
+    assert_error_shape(body, 400001)
+    assert await simulator.count("serverless.inference") == 0
+
+
+async def test_every_coalesced_follower_gets_its_own_callbacks(
+    gateway_factory: Any, simulator: Simulator, receiver: Receiver
+) -> None:
+    await simulator.configure(queue_seconds=0.4, run_seconds=0.4)
+    gw: Gateway = await gateway_factory(webhook_allow_private=True)
+    key = await gw.new_team("design")
+    dep = await deployment(gw)
+    path = f"/prod/v1/deployments/{dep}/inference"
+    hook = quote(receiver.url, safe="")
+    body = {"overrides": {"6": {"inputs": {"text": "x"}}}}
+    answers = await asyncio.gather(
+        gw.request("POST", f"{path}?webhook={hook}", key=key, json=body),
+        gw.request(
+            "POST",
+            f"{path}?webhook={hook}&webhook_intermediate_status=true",
+            key=key,
+            json=body,
+        ),
+        gw.request(
+            "POST",
+            path,
+            key=key,
+            json={**body, "webhook": receiver.url, "webhook_intermediate_status": False},
+        ),
+        gw.request("POST", path, key=key, json=body),  # no webhook
+    )
+    assert sorted(a[2]["X-Gateway-Cache"] for a in answers) == ["coalesced"] * 3 + ["miss"]
+    rids = [a[1]["request_id"] for a in answers]
+    await wait_until(lambda: all(
+        any(c["status"] == "succeeded" for c in receiver.for_request(r)) for r in rids[:3]
+    ))  # fmt: skip
+    await asyncio.sleep(0.2)
+    assert receiver.for_request(rids[3]) == []
+    for rid in rids[:3]:
+        final = [c for c in receiver.for_request(rid) if c["status"] == "succeeded"]
+        assert len(final) == 1
+        assert final[0]["deployment_id"] == dep and final[0]["outputs"]
+    intermediate = [c["status"] for c in receiver.for_request(rids[1])]
+    assert "in_progress" in intermediate and intermediate[-1] == "succeeded"
+    assert [c["status"] for c in receiver.for_request(rids[0])] == ["succeeded"]
+    assert f"{rids[0]}:succeeded" in receiver.marks
+    assert await simulator.count("serverless.inference") == 1
+
+
+async def test_a_failing_receiver_is_retried_until_it_answers(
+    gateway_factory: Any, simulator: Simulator, receiver: Receiver
+) -> None:
+    gw: Gateway = await gateway_factory(webhook_allow_private=True, webhook_backoff_seconds=0.05)
+    key = await gw.new_team("design")
+    dep = await deployment(gw)
+    hook = quote(receiver.url, safe="")
+    _, sub, _ = await gw.request(
+        "POST", f"/prod/v2/deployments/{dep}/inference?webhook={hook}", key=key, json={}
+    )
+    receiver.fail_first.add(sub["request_id"])
+    await wait_until(lambda: receiver.for_request(sub["request_id"]) != [])
+    assert receiver.marks.count(f"{sub['request_id']}:succeeded") == 2  # one 500, one retry
+
+
+async def test_a_cache_hit_with_a_webhook_is_called_back_at_once(
+    gateway_factory: Any, simulator: Simulator, receiver: Receiver
+) -> None:
+    gw: Gateway = await gateway_factory(webhook_allowed_hosts="127.0.0.1")
+    key = await gw.new_team("design")
+    dep = await deployment(gw)
+    path = f"/prod/v1/deployments/{dep}/inference"
+    _, first, _ = await gw.request("POST", path, key=key, json={"overrides": {}})
+    for _ in range(200):
+        _, state, _ = await gw.request(
+            "GET", f"/prod/v1/deployments/{dep}/requests/{first['request_id']}/status", key=key
+        )
+        if state["status"] == "completed":
+            break
+        await asyncio.sleep(0.02)
+    status, hit, headers = await gw.request(
+        "POST", f"{path}?webhook={quote(receiver.url, safe='')}", key=key, json={"overrides": {}}
+    )
+    assert status == 200 and headers["X-Gateway-Cache"] == "hit"
+    await wait_until(lambda: receiver.for_request(hit["request_id"]) != [])
+    assert receiver.for_request(hit["request_id"])[0]["status"] == "succeeded"
