@@ -83,6 +83,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
             cache_ttl=settings.cache_ttl_seconds,
             submit_deadline=settings.upstream_submit_timeout + settings.upstream_connect_timeout,
             default_policy=settings.dedup_default_policy,
+            shared=settings.cache_scope == "shared",
         ),
     )
     app[WEBHOOKS] = Webhooks(

@@ -143,6 +143,10 @@ class Lifetimes:
     cache_ttl: int
     submit_deadline: float
     default_policy: str
+    shared: bool = False  # the cache scope: one shared slot for all teams' requests and jobs
+
+
+SHARED_SLOT = "shared"  # never a team's slot: those are 8 characters
 
 
 def new_id() -> str:
@@ -170,12 +174,27 @@ class RequestRecords:
     ) -> Admission:
         """Verify the key and hit, follow or claim a job, atomically."""
         rid, jid, created_at = new_id(), new_id(), now_iso()
-        slot, life = cred.slot, self.lifetimes
+        life = self.lifetimes
+        slot, scope, team, policy = cred.slot, "team", "", life.default_policy
+        if life.shared:
+            # Two slots, two steps: the key and policy in the team's, the rest in the shared one.
+            verdict = await self._scripts.team_policy(
+                keys=[self._layout.key(cred.slot, cred.kid), self._layout.policy(cred.slot)],
+                args=[cred.digest, cred.key_id, target, life.default_policy],
+            )
+            if int(verdict[0]) == 0:
+                raise unauthorized_reason(str(verdict[1]))
+            team, policy = str(verdict[1]), str(verdict[2])
+            slot, scope = SHARED_SLOT, "shared"
+        request_key = self._layout.request(slot, rid)
+        # In the shared scope the key and policy were read already; every key must share a slot.
+        key_rec = request_key if life.shared else self._layout.key(slot, cred.kid)
+        policy_key = request_key if life.shared else self._layout.policy(slot)
         reply = await self._scripts.admit(
             keys=[
-                self._layout.key(slot, cred.kid),
-                self._layout.request(slot, rid),
-                self._layout.policy(slot),
+                key_rec,
+                request_key,
+                policy_key,
                 self._layout.dedup(slot, lookup.identity),
                 self._layout.job(slot, jid),
                 self._layout.inflight(slot, lookup.identity),
@@ -194,17 +213,20 @@ class RequestRecords:
                 self._layout.job_prefix(slot),
                 jid,
                 created_at,
-                life.default_policy,
+                str(policy),
                 rid,
                 life.submit_deadline,
                 version,
                 lookup.webhook,
                 int(lookup.webhook_intermediate),
+                scope,
+                str(team),
             ],
         )
         if int(reply[0]) == 0:
             raise unauthorized_reason(str(reply[1]))
         team, outcome, job_id, policy = (str(v) for v in reply[1:5])
+        # principal.slot is where this request and its job live: the team's, or the shared one
         principal = TeamPrincipal(team_id=team, slot=slot, key_id=cred.key_id)
         outcome_ = Outcome(outcome)
         record = RequestRecord(
@@ -226,23 +248,34 @@ class RequestRecords:
     async def load(
         self, cred: KeyCredential, rid: str
     ) -> tuple[TeamPrincipal, RequestRecord | None, Job | None]:
-        """Verify the key and read the caller's request ``rid`` and its job, in one round trip."""
+        """Verify the key and read the caller's request ``rid`` and its job, in one round trip
+        (two in the shared scope: the key in the team's slot, the request in the shared one)."""
         if not REQUEST_ID_RE.match(rid):
             rid = ""  # still verify the key: a bad key must get 401, not 404
+        slot, scope, team = cred.slot, "team", ""
+        if self.lifetimes.shared:
+            ok, team = await self._scripts.authenticate(
+                keys=[self._layout.key(cred.slot, cred.kid)], args=[cred.digest]
+            )
+            if int(ok) != 1:
+                raise unauthorized_reason(str(team))
+            slot, scope = SHARED_SLOT, "shared"
+        request_key = self._layout.request(slot, rid)
+        key_rec = request_key if scope == "shared" else self._layout.key(slot, cred.kid)
         reply = await self._scripts.load_request(
-            keys=[self._layout.key(cred.slot, cred.kid), self._layout.request(cred.slot, rid)],
-            args=[cred.digest, self._layout.job_prefix(cred.slot)],
+            keys=[key_rec, request_key],
+            args=[cred.digest, self._layout.job_prefix(slot), scope, str(team)],
         )
         status = int(reply[0])
         if status == 0:
             raise unauthorized_reason(str(reply[1]))
-        principal = TeamPrincipal(team_id=str(reply[1]), slot=cred.slot, key_id=cred.key_id)
+        principal = TeamPrincipal(team_id=str(reply[1]), slot=slot, key_id=cred.key_id)
         if status == 2 or not rid:
             return principal, None, None
         n = int(reply[2])
         record = RequestRecord.from_hash(rid, _pairs(reply[3 : 3 + n]))
         job_fields = _pairs(reply[3 + n :])
-        job = Job(record.job_id, cred.slot, job_fields) if job_fields else None
+        job = Job(record.job_id, slot, job_fields) if job_fields else None
         return principal, record, job
 
     async def job(self, slot: str, jid: str) -> Job | None:
@@ -300,8 +333,13 @@ class RequestRecords:
             pipe.expire(key, self.lifetimes.request_ttl)
             await pipe.execute()
 
-    async def unknown_submits(self, slot: str) -> list[RequestRecord]:
+    def scope_slot(self, team_slot: str) -> str:
+        """Where a team's requests and jobs live."""
+        return SHARED_SLOT if self.lifetimes.shared else team_slot
+
+    async def unknown_submits(self, team_slot: str, team_id: str) -> list[RequestRecord]:
         """Submits of unknown outcome of one team, newest first."""
+        slot = self.scope_slot(team_slot)
         newest = await self._redis.zrevrange(self._layout.unknown_submits(slot), 0, 999)
         rids = [str(r) for r in newest]
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -309,7 +347,9 @@ class RequestRecords:
                 pipe.hgetall(self._layout.request(slot, rid))
             records: list[dict[str, str]] = await pipe.execute()
         return [
-            RequestRecord.from_hash(rid, rec) for rid, rec in zip(rids, records, strict=True) if rec
+            RequestRecord.from_hash(rid, rec)
+            for rid, rec in zip(rids, records, strict=True)
+            if rec and rec.get("team") == team_id
         ]
 
     # --- polling schedule -------------------------------------------------------------------

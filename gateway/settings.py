@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         description="Dedup policy of teams, keys and models that have none set: `cache`, "
         "`inflight` or `off` (see docs/architecture.md).",
     )
+    cache_scope: Literal["team", "shared"] = Field(
+        default="team",
+        description="`team`: each team has its own cache. `shared`: identical requests of "
+        "different teams share results (a hit then reveals that someone sent the same request).",
+    )
     cache_ttl_seconds: int = Field(
         default=3 * 24 * 3600,
         ge=1,

@@ -360,3 +360,47 @@ async def test_serverless_inferences_are_deduplicated_too(
     )
     assert result["status"] == "succeeded" and result["outputs"]
     assert await simulator.count("serverless.inference") == 1
+
+
+async def test_a_shared_cache_serves_identical_requests_of_other_teams_but_never_their_ids(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(cache_scope="shared")
+    design = await gw.new_team("design")
+    ops = await gw.new_team("ops")
+    _, first, outcome = await submit(gw, design, {"prompt": "common"})
+    assert outcome == "miss"
+    original = await finished(gw, design, first["request_id"])
+    status, theirs, outcome = await submit(gw, ops, {"prompt": "common"})
+    assert (status, outcome) == (200, "hit")  # documented: a hit reveals an earlier request
+    assert theirs["request_id"] != first["request_id"]
+    result = await finished(gw, ops, theirs["request_id"])
+    assert result["output"] == original["output"] and result["cost"] == 0
+    for leaf, method in (("status", "GET"), ("result", "GET"), ("cancel", "POST")):
+        status, body, _ = await gw.request(
+            method, f"/v1/requests/{first['request_id']}/{leaf}", key=ops
+        )
+        assert status == 404, leaf
+        assert_error_shape(body, 404001)
+    # a team policy still applies to that team's requests in the shared scope
+    await gw.admin("PUT", "/admin/v1/teams/ops/dedup-policy", {"default": "off"})
+    assert (await submit(gw, ops, {"prompt": "common"}))[2] == "miss"
+    assert (await submit(gw, design, {"prompt": "common"}))[2] == "hit"
+    status, body = await gw.admin("DELETE", "/admin/v1/teams/ops/cache")
+    assert status == 400
+    status, body = await gw.admin("DELETE", f"/admin/v1/cache/{NANO}")
+    assert status == 200 and body["purged"] == 1
+    assert await simulator.count("model.submit") == 2
+
+
+async def test_shared_cache_coalesces_concurrent_requests_across_teams(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    await simulator.configure(queue_seconds=0.5)
+    gw: Gateway = await gateway_factory(cache_scope="shared")
+    keys = [await gw.new_team(t) for t in ("a", "b", "c")]
+    answers = await asyncio.gather(*(submit(gw, k, {"prompt": "together"}) for k in keys * 3))
+    assert sorted(a[2] for a in answers) == ["coalesced"] * 8 + ["miss"]
+    assert await simulator.count("model.submit") == 1
+    for (_, answer, _), key in zip(answers, keys * 3, strict=True):
+        assert (await finished(gw, key, answer["request_id"]))["status"] == "succeeded"

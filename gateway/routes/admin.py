@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.appkeys import DEDUP, RECORDS, TEAMS
-from gateway.errors import ValidationFailed
+from gateway.errors import BadRequest, ValidationFailed
 from gateway.jsonutil import json_response, read_json_object
 from gateway.middlewares.auth import require_admin
 
@@ -106,8 +106,9 @@ async def revoke_key(request: web.Request) -> web.Response:
 async def unknown_submits(request: web.Request) -> web.Response:
     """Submits whose outcome is unknown (RunComfy never answered), for reconciliation."""
     require_admin(request)
-    slot = await request.app[TEAMS].slot_of(request.match_info["team_id"])
-    records = await request.app[RECORDS].unknown_submits(slot)
+    team_id = request.match_info["team_id"]
+    slot = await request.app[TEAMS].slot_of(team_id)
+    records = await request.app[RECORDS].unknown_submits(slot, team_id)
     return json_response(
         {
             "requests": [
@@ -148,10 +149,17 @@ async def put_dedup_policy(request: web.Request) -> web.Response:
 async def purge_team_cache(request: web.Request) -> web.Response:
     """Forget cached results of a team: all, one model's (``?model=``) or one identity's."""
     require_admin(request)
-    slot = await request.app[TEAMS].slot_of(request.match_info["team_id"])
+    team_slot = await request.app[TEAMS].slot_of(request.match_info["team_id"])
+    slot = request.app[RECORDS].scope_slot(team_slot)
     dedup = request.app[DEDUP]
     identity = request.match_info.get("cache_key")
     model = request.query.get("model")
+    if slot != team_slot and identity is None:
+        raise BadRequest(
+            "The cache is shared by all teams (GATEWAY_CACHE_SCOPE=shared): purge by cache key "
+            "or by model instead.",
+            detail="shared_cache",
+        )
     if identity is not None:
         purged = await dedup.purge_identity(slot, identity)
     elif model:
@@ -166,9 +174,11 @@ async def purge_model_cache(request: web.Request) -> web.Response:
     require_admin(request)
     teams, dedup = request.app[TEAMS], request.app[DEDUP]
     target = request.match_info["target"]
+    records = request.app[RECORDS]
+    slots = {records.scope_slot(await teams.slot_of(t.team_id)) for t in await teams.list_teams()}
     purged = 0
-    for team in await teams.list_teams():
-        purged += await dedup.purge_target(await teams.slot_of(team.team_id), target)
+    for slot in sorted(slots):
+        purged += await dedup.purge_target(slot, target)
     return json_response({"purged": purged})
 
 

@@ -8,17 +8,18 @@
 -- 7 store allowed (1/0), 8 max age seconds (-1: any), 9 job lifetime seconds,
 -- 10 request ttl, 11 job key prefix, 12 new job id, 13 created_at, 14 default policy,
 -- 15 new request id, 16 submit deadline seconds, 17 api version, 18 webhook URL ('' none),
--- 19 webhook intermediate status (1/0).
+-- 19 webhook intermediate status (1/0), 20 scope: 'team' or 'shared', 21 team (shared).
+-- In the shared scope every key lives in the shared slot: the caller verified the key and
+-- resolved the policy (ARGV[14]) in the team's slot first, and KEYS[1] and KEYS[3] are unused.
 -- Returns {0, reason} or {1, team, outcome, job id, policy}; outcome: hit | coalesced | miss.
-local team, err = verify_key(KEYS[1], ARGV[1])
-if not team then return {0, err} end
-
-local rank = {off = 0, inflight = 1, cache = 2}
-local p = redis.call('HMGET', KEYS[3], 'default', 'key:' .. ARGV[2], 'model:' .. ARGV[4])
-local policy = ARGV[14]
-if p[1] and rank[p[1]] then policy = p[1] end
-for i = 2, 3 do
-  if p[i] and rank[p[i]] and rank[p[i]] < rank[policy] then policy = p[i] end
+local team, policy
+if ARGV[20] == 'team' then
+  local err
+  team, err = verify_key(KEYS[1], ARGV[1])
+  if not team then return {0, err} end
+  policy = resolve_policy(KEYS[3], ARGV[2], ARGV[4], ARGV[14])
+else
+  team, policy = ARGV[21], ARGV[14]
 end
 local now = now_seconds()
 

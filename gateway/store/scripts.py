@@ -19,6 +19,7 @@ def _read(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Scripts:
     authenticate: AsyncScript
+    team_policy: AsyncScript
     load_request: AsyncScript
     admit: AsyncScript
     job_update: AsyncScript
