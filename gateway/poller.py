@@ -59,7 +59,7 @@ class Poller:
         self._upstreams = upstreams
         self._config = config
         self._slots = asyncio.Semaphore(config.concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], tuple[str, str]] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim due jobs and poll them until ``stopping`` is set.
@@ -80,15 +80,25 @@ class Poller:
             for slot, jid in claimed:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._guarded(slot, jid))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks[task] = (slot, jid)
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def stop(self) -> None:
-        """Abandon polls in flight; their leases lapse and another replica picks them up."""
-        for task in list(self._tasks):
+        """Abandon polls in flight and hand their jobs back, so another replica polls them now
+        instead of after the lease (a crashed replica's jobs wait for the lease)."""
+        abandoned = list(self._tasks.items())
+        for task, _ in abandoned:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5.0)
+        if abandoned:
+            await asyncio.wait([task for task, _ in abandoned], timeout=5.0)
+        for _, (slot, jid) in abandoned:
+            try:
+                await self._records.schedule(slot, jid, 0)
+            except STORE_FAILURES:
+                break
 
     async def _guarded(self, slot: str, jid: str) -> None:
         try:
