@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import structlog
@@ -12,6 +13,7 @@ from gateway.appkeys import (
     CATALOG,
     DEDUP,
     LIFECYCLE,
+    METRICS,
     MODEL_API,
     POLLER,
     PROXY,
@@ -26,6 +28,7 @@ from gateway.appkeys import (
 from gateway.background import background, sleep_unless
 from gateway.catalog import Catalog
 from gateway.dedup import DedupService, SchemaCache
+from gateway.metrics import Metrics
 from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
@@ -113,12 +116,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keep /readyz's view of Redis current without failing readiness on it."""
-    lifecycle, redis = app[LIFECYCLE], app[REDIS]
+    lifecycle, redis, metrics, teams = app[LIFECYCLE], app[REDIS], app[METRICS], app[TEAMS]
+    mode = lifecycle.extra.get("redis_mode", "external")
 
     async def probe(stopping: asyncio.Event) -> None:
-        while not await sleep_unless(stopping, REDIS_PROBE_INTERVAL):
+        while True:
             try:
+                started = time.perf_counter()
                 await redis.ping()
+                metrics.redis_ping.observe(time.perf_counter() - started)
+                metrics.labels.set_teams(await teams.team_ids())
                 if not lifecycle.redis_ok:
                     log.info("redis_recovered")
                 lifecycle.redis_ok, lifecycle.redis_error = True, ""
@@ -126,6 +133,9 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
                 if lifecycle.redis_ok:
                     log.error("redis_lost", error_type=type(exc).__name__)
                 lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+            metrics.redis_up.labels(mode).set(1 if lifecycle.redis_ok else 0)
+            if await sleep_unless(stopping, REDIS_PROBE_INTERVAL):
+                return
 
     async with background(probe, "redis-probe"):
         yield
@@ -148,18 +158,21 @@ def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> U
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     """One pooled client session per RunComfy API."""
     settings = app[SETTINGS]
+    metrics = app[METRICS]
     model_api = UpstreamClient(
-        _upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url)
+        _upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url),
+        metrics,
     )
     serverless = UpstreamClient(
-        _upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url)
+        _upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url),
+        metrics,
     )
     await model_api.start()
     await serverless.start()
     app[MODEL_API], app[SERVERLESS] = model_api, serverless
     app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
     app[DEDUP] = DedupService(
-        app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG])
+        app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG], metrics), metrics
     )
     app[PROXY] = ProxyService(
         app[RECORDS],
@@ -171,6 +184,7 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             heal_after=3 * settings.poll_interval_seconds + settings.poll_lease_seconds,
         ),
         app[WEBHOOKS],
+        metrics,
     )
     if not settings.upstream_configured:
         log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
@@ -193,6 +207,7 @@ async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
             concurrency=settings.poll_concurrency,
         ),
         app[WEBHOOKS],
+        app[METRICS],
     )
     app[POLLER] = poller
     async with background(poller.run, "poller"), background(app[WEBHOOKS].run, "webhooks"):
@@ -218,6 +233,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = Metrics()
     # Outermost first: the access log must see what the error middleware rendered, and errors
     # must be rendered for failures of auth parsing and of every handler.
     setup_request_context(app)

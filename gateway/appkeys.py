@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.credentials import Credential
 from gateway.dedup import DedupService
+from gateway.metrics import Metrics
 from gateway.poller import Poller
 from gateway.proxy import ProxyService
 from gateway.request_records import RequestRecords
@@ -42,6 +43,7 @@ PROXY = web.AppKey("proxy", ProxyService)
 DEDUP = web.AppKey("dedup", DedupService)
 POLLER = web.AppKey("poller", Poller)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+METRICS = web.AppKey("metrics", Metrics)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)

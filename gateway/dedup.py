@@ -27,6 +27,7 @@ from redis.typing import EncodableT, FieldT
 from gateway.canonical import request_identity
 from gateway.catalog import Catalog
 from gateway.errors import BadRequest, GatewayError, ValidationFailed
+from gateway.metrics import Metrics
 from gateway.request_records import Api, Lookup
 from gateway.store.layout import Layout
 
@@ -86,8 +87,9 @@ def parse_cache_control(header: str | None) -> CacheControl:
 class SchemaCache:
     """Models' input schemas from the catalog, so defaults count in a request's identity."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, metrics: Metrics) -> None:
         self._catalog = catalog
+        self._metrics = metrics
         self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     async def schema(self, model_id: str) -> dict[str, Any] | None:
@@ -105,11 +107,15 @@ class SchemaCache:
         schema = entry.get("input_schema") if isinstance(entry, dict) else None
         schema = schema if isinstance(schema, dict) else None
         self._entries[model_id] = (now + SCHEMA_TTL, schema)
+        self._metrics.labels.add_model(model_id)  # the catalog knows it: a bounded label
         return schema
 
 
 class DedupService:
-    def __init__(self, redis: aioredis.Redis, layout: Layout, schemas: SchemaCache) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, layout: Layout, schemas: SchemaCache, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
         self._redis = redis
         self._layout = layout
         self._schemas = schemas
@@ -163,7 +169,9 @@ class DedupService:
     # --- purges -----------------------------------------------------------------------------
 
     async def purge_identity(self, slot: str, identity: str) -> int:
-        return int(await self._redis.delete(self._layout.dedup(slot, identity)))
+        purged = int(await self._redis.delete(self._layout.dedup(slot, identity)))
+        self._metrics.cache_purges.inc(purged)
+        return purged
 
     async def purge_target(self, slot: str, target: str) -> int:
         index = self._layout.cache_index(slot, target)
@@ -177,6 +185,7 @@ class DedupService:
             pipe.delete(index)
             pipe.srem(self._layout.cache_targets(slot), target)
             await pipe.execute()
+        self._metrics.cache_purges.inc(purged)
         return purged
 
     async def purge_team(self, slot: str) -> int:

@@ -18,6 +18,7 @@ import structlog
 
 from gateway.background import sleep_unless
 from gateway.errors import GatewayError, UpstreamClientError
+from gateway.metrics import Metrics
 from gateway.proxy import upstream_path
 from gateway.request_records import LIVE, Api, Job, JobState, RequestRecords
 from gateway.store.client import STORE_FAILURES
@@ -35,6 +36,7 @@ RESULT_STATES = {
     "canceled": JobState.CANCELLED,
 }
 MAX_CONSECUTIVE_ERRORS = 20
+GAUGE_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,9 @@ class Poller:
         upstreams: dict[Api, UpstreamClient],
         config: PollerConfig,
         webhooks: Webhooks,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._webhooks = webhooks
         self._records = records
         self._upstreams = upstreams
@@ -68,8 +72,12 @@ class Poller:
         cancellation that arrives mid-command, which would leave a cancelled loop running.
         """
         idle = min(0.2, self._config.interval / 4)
+        next_gauge = 0.0
         while not stopping.is_set():
             try:
+                if time.monotonic() >= next_gauge:
+                    await self._gauge()
+                    next_gauge = time.monotonic() + GAUGE_INTERVAL
                 claimed = await self._records.claim_due(self._config.lease, self._config.batch)
             except STORE_FAILURES:
                 await sleep_unless(stopping, 1.0)
@@ -152,6 +160,8 @@ class Poller:
         if final is None:  # result lags status: try again shortly
             await self._records.schedule(slot, jid, self._config.interval)
             return
+        cost = body.get("cost")
+        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
         previous = await self._records.update_job(
             job,
             final,
@@ -159,11 +169,32 @@ class Poller:
             result_body=orjson.dumps(body).decode(),
             upstream_status=word,
             last_poll_ts=now,
+            cost=cost,
         )
         await self._records.unschedule(slot, jid)
+        if previous in LIVE:
+            self._observe_end(job, final, cost, now)
         if previous in LIVE and job.api is Api.SERVERLESS:
             await self._webhooks.job_changed(job, final.value, body, final=True)
         log.info("job_finished", job=jid, state=final.value, target=job.get("target"))
+
+    def _observe_end(self, job: Job, final: JobState, cost: float, now: float) -> None:
+        labels = self._metrics.labels
+        serverless = job.api is Api.SERVERLESS
+        model = labels.model(job.get("target"), serverless=serverless)
+        team = labels.team(job.get("team"))
+        started = float(job.get("created_ts", "0") or now)
+        self._metrics.job_duration.labels(model, final.value).observe(max(0.0, now - started))
+        if cost > 0:
+            self._metrics.cost_spent.labels(team, model).inc(cost)
+        if final is JobState.SUCCEEDED and job.get("store") == "1":
+            self._metrics.cache_stores.labels(model).inc()
+
+    async def _gauge(self) -> None:
+        """Jobs in flight and how overdue the oldest poll is, as this replica sees them."""
+        count, oldest = await self._records.due_summary()
+        self._metrics.jobs_in_flight.set(count)
+        self._metrics.poller_lag.set(max(0.0, time.time() - oldest) if oldest else 0.0)
 
     def _path(self, job: Job, leaf: str) -> str:
         return upstream_path(

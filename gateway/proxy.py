@@ -28,6 +28,7 @@ from gateway.errors import (
     UpstreamBadGateway,
     UpstreamClientError,
 )
+from gateway.metrics import Metrics
 from gateway.request_records import (
     LIVE,
     Admission,
@@ -95,7 +96,9 @@ class ProxyService:
         serverless: UpstreamClient,
         polling: PollSettings,
         webhooks: Webhooks,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._webhooks = webhooks
         self._records = records
         self._dedup = dedup
@@ -133,6 +136,7 @@ class ProxyService:
         if webhook is not None:
             lookup = replace(lookup, webhook=webhook[0], webhook_intermediate=webhook[1])
         admission = await self._records.admit(cred, api, target, version, lookup)
+        self._count(admission, api, target)
         if admission.outcome is Outcome.HIT and webhook is not None:
             job = await self._records.job(admission.principal.slot, admission.record.job_id)
             if job is not None:
@@ -148,6 +152,17 @@ class ProxyService:
         urls = self.urls(base, record)
         answer: dict[str, Any] = {"request_id": record.request_id, **urls}
         return SubmitAnswer(admission.principal, record, admission.outcome, lookup.identity, answer)
+
+    def _count(self, admission: Admission, api: Api, target: str) -> None:
+        labels = self._metrics.labels
+        team = labels.team(admission.principal.team_id)
+        model = labels.model(target, serverless=api is Api.SERVERLESS)
+        outcome = admission.outcome
+        self._metrics.cache_requests.labels(team, model, outcome.value).inc()
+        if outcome is not Outcome.MISS:
+            self._metrics.calls_avoided.labels(model).inc()
+        if outcome is Outcome.HIT and admission.saved_usd > 0:
+            self._metrics.cost_saved.labels(team, model).inc(admission.saved_usd)
 
     async def _send(self, admission: Admission, raw: bytes, identity: str) -> None:
         """The owner's submit to RunComfy; its outcome becomes the job's state."""

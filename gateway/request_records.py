@@ -122,6 +122,7 @@ class Admission:
     record: RequestRecord
     outcome: Outcome
     policy: str
+    saved_usd: float = 0.0  # a hit: what the cached job cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +244,8 @@ class RequestRecords:
             created_at=created_at,
             detached=False,
         )
-        return Admission(principal, record, outcome_, policy)
+        saved = float(reply[5]) if len(reply) > 5 else 0.0
+        return Admission(principal, record, outcome_, policy, saved)
 
     async def load(
         self, cred: KeyCredential, rid: str
@@ -361,6 +363,14 @@ class RequestRecords:
             keys=[self._layout.poll_due()],
             args=[f"{slot}|{jid}", delay, "NX" if only_if_absent else "ANY"],
         )
+
+    async def due_summary(self) -> tuple[int, float | None]:
+        """How many jobs are in flight, and the earliest due time among them."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._layout.poll_due())
+            pipe.zrange(self._layout.poll_due(), 0, 0, withscores=True)
+            count, first = await pipe.execute()
+        return int(count), (float(first[0][1]) if first else None)
 
     async def unschedule(self, slot: str, jid: str) -> None:
         await self._redis.zrem(self._layout.poll_due(), f"{slot}|{jid}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,6 +39,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +119,26 @@ def error_for_response(status: int, body: Any, retry_after: str | None) -> Gatew
     return UpstreamBadGateway(detail=f"RunComfy answered HTTP {status}")
 
 
+def call_kind(method: str, path: str) -> str:
+    """A bounded name for an upstream call, for metrics (never the raw path)."""
+    for leaf in ("status", "result", "cancel"):
+        if path.endswith("/" + leaf):
+            return leaf
+    if method == "POST" and (path.startswith("/v1/models/") or path.endswith("/inference")):
+        return "submit"
+    if path.startswith("/v1/models"):
+        return "catalog"
+    return "management"
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return "connect"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "disconnect"
+
+
 def _backoff(attempt: int, base: float) -> float:
     return random.uniform(0, min(BACKOFF_CAP, base * 2**attempt))
 
@@ -124,8 +146,9 @@ def _backoff(attempt: int, base: float) -> float:
 class UpstreamClient:
     """One pooled session to one RunComfy base URL."""
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
         self._read_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
@@ -199,16 +222,19 @@ class UpstreamClient:
         """Call RunComfy and return its 2xx JSON answer, or raise the right gateway error."""
         submit = not idempotent
         client_timeout = self._submit_timeout if submit else self._read_timeout
+        kind = call_kind(method, path)
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
                 status, raw, retry_after = await self._once(
                     method, path, params=params, data=data, client_timeout=client_timeout
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self._observe(kind, started, _error_kind(exc))
                 retry = never_reached_upstream(exc) if submit else True
                 if retry and attempt < self.config.retries:
-                    self._log_retry(path, attempt, type(exc).__name__)
+                    self._log_retry(kind, attempt, type(exc).__name__)
                     await asyncio.sleep(_backoff(attempt, self.config.backoff_base))
                     attempt += 1
                     continue
@@ -222,14 +248,25 @@ class UpstreamClient:
                     gateway_error=error.error_code,
                 )
                 raise error from None
+            self._observe(kind, started, f"{status // 100}xx" if status >= 400 else None)
             if idempotent and status in RETRYABLE_STATUSES and attempt < self.config.retries:
-                self._log_retry(path, attempt, f"HTTP {status}")
+                self._log_retry(kind, attempt, f"HTTP {status}")
                 await asyncio.sleep(_backoff(attempt, self.config.backoff_base))
                 attempt += 1
                 continue
             return self._reply(status, raw, retry_after, submit=submit)
 
-    def _log_retry(self, path: str, attempt: int, reason: str) -> None:
+    def _observe(self, kind: str, started: float, error: str | None) -> None:
+        if self._metrics is None:
+            return
+        upstream = self.config.name.value
+        self._metrics.observe_upstream(upstream, kind, time.perf_counter() - started)
+        if error is not None:
+            self._metrics.upstream_errors.labels(upstream, kind, error).inc()
+
+    def _log_retry(self, kind: str, attempt: int, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_retries.labels(self.config.name.value, kind).inc()
         log.info(
             "upstream_retry", upstream=self.config.name.value, attempt=attempt + 1, reason=reason
         )

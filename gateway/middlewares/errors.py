@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.appkeys import METRICS
 from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -66,6 +67,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         store_error = as_store_error(exc)
         if store_error is not None:
+            request.app[METRICS].redis_errors.inc()
             log.error("store_unavailable", error_type=type(exc).__name__, where=_where(exc))
             return error_response(store_error)
         log.error("unhandled_error", error_type=type(exc).__name__, where=_where(exc))

@@ -15,7 +15,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.appkeys import CORRELATION_ID, GATEWAY_REQUEST_ID, TEAM_ID
+from gateway.appkeys import CORRELATION_ID, GATEWAY_REQUEST_ID, METRICS, TEAM_ID
+from gateway.metrics import status_class, upstream_seconds
 
 log = structlog.get_logger("gateway.access")
 _CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -35,19 +36,29 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
     started = time.perf_counter()
-    status = 500
+    upstream_seconds.set(0.0)
+    status, cache = 500, "none"
     try:
         response = await handler(request)
         status = response.status
+        cache = response.headers.get("X-Gateway-Cache", "none")
         response.headers["X-Request-Id"] = correlation_id
         return response
     finally:
+        elapsed = time.perf_counter() - started
+        route = route_name(request)
+        metrics = request.app[METRICS]
+        metrics.http_requests.labels(route, request.method, status_class(status), cache).inc()
+        metrics.http_duration.labels(route).observe(elapsed)
+        metrics.http_overhead.labels(route).observe(max(0.0, elapsed - upstream_seconds.get()))
         log.info(
             "request",
             method=request.method,
-            route=route_name(request),
+            route=route,
             status=status,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            cache=cache,
+            latency_ms=round(elapsed * 1000, 3),
+            upstream_ms=round(upstream_seconds.get() * 1000, 3),
             team=request.get(TEAM_ID),
             gateway_request_id=request.get(GATEWAY_REQUEST_ID),
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import __version__
-from gateway.appkeys import LIFECYCLE
+from gateway.appkeys import LIFECYCLE, METRICS
 from gateway.jsonutil import json_response
 
 
@@ -29,6 +29,15 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response(body, status=200 if ready else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; unauthenticated like /healthz (keep it off the public ingress)."""
+    return web.Response(
+        body=request.app[METRICS].render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
 def setup_ops_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

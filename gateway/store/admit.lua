@@ -11,7 +11,8 @@
 -- 19 webhook intermediate status (1/0), 20 scope: 'team' or 'shared', 21 team (shared).
 -- In the shared scope every key lives in the shared slot: the caller verified the key and
 -- resolved the policy (ARGV[14]) in the team's slot first, and KEYS[1] and KEYS[3] are unused.
--- Returns {0, reason} or {1, team, outcome, job id, policy}; outcome: hit | coalesced | miss.
+-- Returns {0, reason} or {1, team, outcome, job id, policy[, cost of the cached job]};
+-- outcome: hit | coalesced | miss.
 local team, policy
 if ARGV[20] == 'team' then
   local err
@@ -50,11 +51,11 @@ if policy ~= 'off' and ARGV[6] == '1' then
   if policy == 'cache' then
     jid = redis.call('GET', KEYS[4])
     if jid then
-      local j = redis.call('HMGET', ARGV[11] .. jid, 'state', 'finished_ts')
+      local j = redis.call('HMGET', ARGV[11] .. jid, 'state', 'finished_ts', 'cost')
       local max_age = tonumber(ARGV[8])
       if j[1] == 'succeeded' and (max_age < 0 or now - tonumber(j[2]) <= max_age) then
         record(jid, 'hit')
-        return {1, team, 'hit', jid, policy}
+        return {1, team, 'hit', jid, policy, j[3] or '0'}
       end
     end
   end

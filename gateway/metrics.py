@@ -1,0 +1,167 @@
+"""Prometheus metrics, one registry per app, with label values that cannot explode.
+
+Team and model labels carry only teams the admin created and models the catalog knows (and up
+to ``MAX_DEPLOYMENTS`` serverless deployments); anything else is ``other``. Routes are route
+templates, never raw paths, and no label ever holds a request id or a key. Each replica serves
+its own ``/metrics``; Prometheus scrapes every replica, so no multiprocess files are needed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+OTHER = "other"
+MAX_DEPLOYMENTS = 100
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+
+upstream_seconds: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "upstream_seconds", default=0.0
+)
+
+
+class LabelGuard:
+    """Maps team and model names to bounded label values."""
+
+    def __init__(self) -> None:
+        self._teams: frozenset[str] = frozenset()
+        self._models: set[str] = set()
+        self._deployments: set[str] = set()
+
+    def set_teams(self, teams: Iterable[str]) -> None:
+        self._teams = frozenset(teams)
+
+    def add_model(self, model_id: str) -> None:
+        self._models.add(model_id)
+
+    def team(self, team_id: str) -> str:
+        return team_id if team_id in self._teams else OTHER
+
+    def model(self, target: str, *, serverless: bool = False) -> str:
+        if not serverless:
+            return target if target in self._models else OTHER
+        if target not in self._deployments and len(self._deployments) < MAX_DEPLOYMENTS:
+            self._deployments.add(target)
+        return target if target in self._deployments else OTHER
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.labels = LabelGuard()
+        r = self.registry
+        self.http_requests = Counter(
+            "gateway_http_requests_total",
+            "HTTP requests by route template, method, status class and cache outcome.",
+            ["route", "method", "status_class", "cache"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Whole request latency.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_overhead = Histogram(
+            "gateway_http_overhead_seconds",
+            "The gateway's own share of a request: total minus time spent waiting for RunComfy.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "gateway_upstream_request_duration_seconds",
+            "Latency of each call to RunComfy (each attempt).",
+            ["upstream", "call"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors_total",
+            "Failed calls to RunComfy by kind (connect, timeout, 5xx, 4xx, invalid).",
+            ["upstream", "call", "kind"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries_total",
+            "Retried calls to RunComfy.",
+            ["upstream", "call"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "gateway_cache_requests_total",
+            "Submits by dedup outcome (hit, coalesced, miss).",
+            ["team", "model", "outcome"],
+            registry=r,
+        )
+        self.cache_stores = Counter(
+            "gateway_cache_stores_total", "Results stored for reuse.", ["model"], registry=r
+        )
+        self.cache_purges = Counter(
+            "gateway_cache_purged_entries_total", "Cached results purged by admins.", registry=r
+        )
+        self.calls_avoided = Counter(
+            "gateway_upstream_calls_avoided_total",
+            "RunComfy submits not made thanks to hits and coalescing.",
+            ["model"],
+            registry=r,
+        )
+        self.cost_saved = Counter(
+            "gateway_cost_saved_usd_total",
+            "What cache hits would have cost, at the original job's price.",
+            ["team", "model"],
+            registry=r,
+        )
+        self.cost_spent = Counter(
+            "gateway_cost_usd_total",
+            "RunComfy's cost of finished jobs, charged to the team that started them.",
+            ["team", "model"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "gateway_job_duration_seconds",
+            "Submit to end of a RunComfy job, by model and final state.",
+            ["model", "state"],
+            buckets=JOB_BUCKETS,
+            registry=r,
+        )
+        self.jobs_in_flight = Gauge(
+            "gateway_jobs_in_flight", "RunComfy jobs being polled (all replicas).", registry=r
+        )
+        self.poller_lag = Gauge(
+            "gateway_poller_lag_seconds",
+            "How overdue the most overdue job poll is (0 when polling keeps up).",
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "gateway_redis_up", "1 when this replica reaches Redis.", ["mode"], registry=r
+        )
+        self.redis_ping = Histogram(
+            "gateway_redis_ping_seconds",
+            "Round trip of the Redis health probe.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "gateway_redis_errors_total", "Requests that failed on Redis.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe_upstream(self, upstream: str, call: str, seconds: float) -> None:
+        self.upstream_duration.labels(upstream, call).observe(seconds)
+        upstream_seconds.set(upstream_seconds.get() + seconds)
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def now() -> float:
+    return time.perf_counter()
