@@ -21,7 +21,6 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
         ├── UpstreamUnavailable       503 503001  RunComfy unreachable
         ├── UpstreamAccountError      503 503002  the *gateway's* RunComfy balance or account
         ├── StoreUnavailable          503 503003  Redis unreachable
-        ├── Draining                  503 503004  this replica is shutting down
         ├── UpstreamTimeout           504 504001  RunComfy did not answer in time
         └── SubmitOutcomeUnknown      504 504002  a submit may or may not have started a job
 
@@ -190,15 +189,6 @@ class StoreUnavailable(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "2"}
-
-
-class Draining(ServiceError):
-    status = 503
-    error_code = 503004
-    default_message = "This gateway replica is shutting down; retry on another."
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1", "Connection": "close"}
 
 
 class UpstreamTimeout(ServiceError):

@@ -20,7 +20,6 @@ import structlog
 from gateway.credentials import KeyCredential
 from gateway.dedup import CacheControl, DedupService
 from gateway.errors import (
-    Draining,
     GatewayError,
     NotFound,
     StoreUnavailable,
@@ -105,7 +104,6 @@ class ProxyService:
         self._model_api = model_api
         self._serverless = serverless
         self._polling = polling
-        self.accepting = True
 
     def upstream(self, api: Api) -> UpstreamClient:
         return self._model_api if api is Api.MODEL else self._serverless
@@ -130,8 +128,6 @@ class ProxyService:
         base: str,
         webhook: tuple[str, bool] | None = None,
     ) -> SubmitAnswer:
-        if not self.accepting:
-            raise Draining()
         lookup = await self._dedup.lookup_for(api, target, body, control)
         if webhook is not None:
             lookup = replace(lookup, webhook=webhook[0], webhook_intermediate=webhook[1])

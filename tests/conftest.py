@@ -8,6 +8,7 @@ Redis they do not own.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,14 @@ from gateway.store.embedded import EmbeddedRedis
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SIM_TOKEN = "sim-upstream-token-abcdefghijkl"
 NANO = "google/nano-banana/pro/text-to-image"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for refused connections and fixed-port servers)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,14 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Simulator
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Simulator, free_port
 
 
 @dataclass
@@ -46,7 +38,7 @@ async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 async def serve(
     simulator: Simulator, redis_url: str, namespace: str, tmp_path: Path
 ) -> AsyncIterator[ServeProcess]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "GATEWAY_UPSTREAM_MODEL_API_URL": simulator.url,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -24,18 +23,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Simulator, assert_error_shape
+from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Simulator, assert_error_shape, free_port
 
 CACHE = "X-Gateway-Cache"
 READY_WITHIN = 20.0  # seconds a replica may take to start (imports, Redis, catalog)
 POLL_ROUTES = ("model.status", "model.result")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -92,7 +84,7 @@ class Replicas:
 
     async def start(self, name: str, **settings: str) -> Replica:
         """Start one replica and wait until its ``/readyz`` answers 200."""
-        port = _free_port()
+        port = free_port()
         log = self.tmp / f"{name}.log"
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             process = await asyncio.create_subprocess_exec(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.upstream import map_client_exception, never_reached_upstream
-from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, start_simulator
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, free_port, start_simulator
 
 
 def _all_subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
@@ -48,16 +47,9 @@ def test_every_aiohttp_client_exception_maps_to_a_specific_gateway_error() -> No
         map_client_exception(ValueError("not an upstream failure"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_connection_refused_means_never_reached(http: aiohttp.ClientSession) -> None:
     with pytest.raises(aiohttp.ClientConnectorError) as info:
-        await http.get(f"http://127.0.0.1:{_free_port()}/")
+        await http.get(f"http://127.0.0.1:{free_port()}/")
     assert never_reached_upstream(info.value)
     assert isinstance(map_client_exception(info.value, submit=True), UpstreamUnavailable)
 
@@ -157,7 +149,7 @@ async def test_a_submit_that_times_out_is_not_retried(
 async def test_a_submit_is_retried_when_runcomfy_refused_the_connection(
     gateway_factory: Any,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     gw: Gateway = await gateway_factory(
         upstream=f"http://127.0.0.1:{port}", upstream_retries=10, upstream_backoff_base=0.05
     )
@@ -182,7 +174,7 @@ async def test_a_submit_is_retried_when_runcomfy_refused_the_connection(
 async def test_runcomfy_unreachable_is_503_and_the_request_id_is_forgotten(
     gateway_factory: Any,
 ) -> None:
-    gw: Gateway = await gateway_factory(upstream=f"http://127.0.0.1:{_free_port()}")
+    gw: Gateway = await gateway_factory(upstream=f"http://127.0.0.1:{free_port()}")
     key = await gw.new_team("design")
     status, body, headers = await gw.request(
         "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}

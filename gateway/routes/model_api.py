@@ -61,7 +61,10 @@ async def submit(request: web.Request) -> web.Response:
     return submit_response(request, answer)
 
 
-async def request_call(request: web.Request) -> web.Response:
+async def answer_request_call(
+    request: web.Request, api: Api, deployment_id: str | None = None
+) -> web.Response:
+    """status, result or cancel of a gateway request id, for either API."""
     cred = team_credential(request)
     rid = request.match_info["request_id"]
     leaf = request.match_info["leaf"]
@@ -69,15 +72,19 @@ async def request_call(request: web.Request) -> web.Response:
     base = public_base(request, request.app[SETTINGS].public_url)
     status = 200
     if leaf == "status":
-        principal, body = await proxy.status(cred, rid, Api.MODEL, base)
+        principal, body = await proxy.status(cred, rid, api, base, deployment_id)
     elif leaf == "result":
         include_cost = request.query.get("include_cost", "").lower() in ("true", "1")
-        principal, body = await proxy.result(cred, rid, Api.MODEL, base, include_cost)
+        principal, body = await proxy.result(cred, rid, api, base, include_cost, deployment_id)
     else:
-        principal, status, body = await proxy.cancel(cred, rid, Api.MODEL)
+        principal, status, body = await proxy.cancel(cred, rid, api, deployment_id)
     request[TEAM_ID] = principal.team_id
     request[GATEWAY_REQUEST_ID] = rid
     return json_response(body, status=status)
+
+
+async def request_call(request: web.Request) -> web.Response:
+    return await answer_request_call(request, Api.MODEL)
 
 
 async def _catalog_caller(request: web.Request) -> None:

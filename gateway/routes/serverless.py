@@ -12,13 +12,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import GATEWAY_REQUEST_ID, PROXY, SERVERLESS, SETTINGS, TEAM_ID, WEBHOOKS
+from gateway.appkeys import PROXY, SERVERLESS, SETTINGS, WEBHOOKS
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
 from gateway.jsonutil import json_response
 from gateway.middlewares.auth import require_admin, team_credential
 from gateway.request_records import Api
-from gateway.routes.model_api import read_body_or_reject, submit_response
+from gateway.routes.model_api import answer_request_call, read_body_or_reject, submit_response
 from gateway.urls import public_base
 
 DEPLOYMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -65,22 +65,7 @@ def _webhook(request: web.Request, body: dict[str, Any]) -> tuple[str, bool] | N
 
 
 async def request_call(request: web.Request) -> web.Response:
-    cred = team_credential(request)
-    deployment_id = _deployment_id(request)
-    rid = request.match_info["request_id"]
-    leaf = request.match_info["leaf"]
-    proxy = request.app[PROXY]
-    base = public_base(request, request.app[SETTINGS].public_url)
-    status = 200
-    if leaf == "status":
-        principal, body = await proxy.status(cred, rid, Api.SERVERLESS, base, deployment_id)
-    elif leaf == "result":
-        principal, body = await proxy.result(cred, rid, Api.SERVERLESS, base, False, deployment_id)
-    else:
-        principal, status, body = await proxy.cancel(cred, rid, Api.SERVERLESS, deployment_id)
-    request[TEAM_ID] = principal.team_id
-    request[GATEWAY_REQUEST_ID] = rid
-    return json_response(body, status=status)
+    return await answer_request_call(request, Api.SERVERLESS, _deployment_id(request))
 
 
 async def management(request: web.Request) -> web.Response:
