@@ -48,4 +48,5 @@ METRICS = web.AppKey("metrics", Metrics)
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)
 GATEWAY_REQUEST_ID = web.RequestKey("gateway_request_id", str)
+TARGET = web.RequestKey("target", str)
 CORRELATION_ID = web.RequestKey("correlation_id", str)

@@ -33,16 +33,25 @@ class SecretScrubber:
             value = value.replace(secret, REDACTED)
         return value
 
+    def clean(self, name: str, value: Any) -> Any:
+        """``value`` with secrets removed, keeping JSON structure where there is one."""
+        if name.lower() in _SENSITIVE_FIELDS:
+            return REDACTED
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, int | float | bool | type(None)):
+            return value
+        if isinstance(value, dict):
+            return {str(k): self.clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.clean("", v) for v in value]
+        return self.scrub(str(value))
+
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for name, value in list(event.items()):
-            if name.lower() in _SENSITIVE_FIELDS:
-                event[name] = REDACTED
-            elif isinstance(value, str):
-                event[name] = self.scrub(value)
-            elif not isinstance(value, int | float | bool | type(None)):
-                event[name] = self.scrub(str(value))
+            event[name] = self.clean(name, value)
         return event
 
 
@@ -51,6 +60,8 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    if fmt == "auto":
+        fmt = "console" if sys.stdout.isatty() else "json"
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

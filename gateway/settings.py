@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LogFormat = Literal["json", "console"]
+LogFormat = Literal["json", "console", "auto"]
 
 
 class Settings(BaseSettings):
@@ -158,7 +158,10 @@ class Settings(BaseSettings):
         default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
-    log_format: LogFormat = Field(default="json", description="`json` or `console`.")
+    log_format: LogFormat = Field(
+        default="auto",
+        description="`json`, `console`, or `auto`: console on a terminal, JSON otherwise.",
+    )
 
     @field_validator("public_url", "upstream_model_api_url", "upstream_serverless_url")
     @classmethod

@@ -110,19 +110,14 @@ async def test_sigterm_lets_in_flight_requests_finish_before_exit(
     key = json.loads(out)["key"]
     headers = {"Authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{serve.url}/v1/models/{NANO}", json={"prompt": "x"}, headers=headers
-        ) as resp:
-            rid = (await resp.json())["request_id"]
-        await simulator.fault(route="model.status", action="delay", delay=1.0)
-        slow = asyncio.create_task(
-            http.get(f"{serve.url}/v1/requests/{rid}/status", headers=headers)
-        )
+        # a catalog read still goes to RunComfy: make RunComfy slow, then stop the gateway
+        await simulator.fault(route="catalog.get", action="delay", delay=1.0)
+        slow = asyncio.create_task(http.get(f"{serve.url}/v1/models/{NANO}", headers=headers))
         await asyncio.sleep(0.3)
         serve.process.send_signal(signal.SIGTERM)
         resp = await slow
         assert resp.status == 200
-        assert (await resp.json())["request_id"] == rid
+        assert (await resp.json())["model_id"] == NANO
         resp.release()
     assert await asyncio.wait_for(serve.process.wait(), 30) == 0
 
@@ -144,6 +139,12 @@ async def test_logs_are_json_lines_without_keys_or_tokens(
     text = (tmp_path / "serve.log").read_text()
     events: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines() if line]
     requests = [e for e in events if e.get("event") == "request"]
+    admin = [e for e in events if e.get("event") == "admin_action"]
+    assert {(e["method"], e["route"]) for e in admin} == {
+        ("POST", "/admin/v1/teams"),
+        ("POST", "/admin/v1/teams/{team_id}/keys"),
+    }
+    assert all(e["target"] in ({}, {"team_id": "design"}) for e in admin)
     assert any(e["status"] == 200 and e["team"] == "design" for e in requests)
     assert any(e["status"] == 401 for e in requests)
     assert all({"correlation_id", "route", "latency_ms", "method"} <= set(e) for e in requests)

@@ -7,7 +7,16 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CATALOG, CREDENTIAL, GATEWAY_REQUEST_ID, PROXY, SETTINGS, TEAM_ID, TEAMS
+from gateway.appkeys import (
+    CATALOG,
+    CREDENTIAL,
+    GATEWAY_REQUEST_ID,
+    PROXY,
+    SETTINGS,
+    TARGET,
+    TEAM_ID,
+    TEAMS,
+)
 from gateway.credentials import AdminCredential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import GatewayError, NotFound
@@ -40,6 +49,7 @@ async def read_body_or_reject(request: web.Request) -> tuple[bytes, dict[str, An
 def submit_response(request: web.Request, answer: SubmitAnswer) -> web.Response:
     request[TEAM_ID] = answer.principal.team_id
     request[GATEWAY_REQUEST_ID] = answer.record.request_id
+    request[TARGET] = answer.record.target
     headers = {"X-Gateway-Cache": answer.outcome.value, "X-Gateway-Cache-Key": answer.identity}
     return json_response(answer.body, headers=headers)
 

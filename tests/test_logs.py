@@ -1,0 +1,27 @@
+"""Log events never carry a key or a token, wherever in the event they hide."""
+
+from __future__ import annotations
+
+from gateway.logs import REDACTED, SecretScrubber
+
+KEY = "rcg_abcdefgh12345678_" + "Z" * 40
+
+
+def test_keys_tokens_and_configured_secrets_are_scrubbed_at_any_depth() -> None:
+    scrub = SecretScrubber(["upstream-secret-token"])
+    event = scrub(
+        None,
+        "info",
+        {
+            "event": f"failed with {KEY}",
+            "authorization": "Bearer anything",
+            "detail": {"nested": [f"x {KEY} y", "Bearer abc.def"], "count": 3},
+            "error": "upstream said upstream-secret-token is bad",
+            "latency_ms": 1.5,
+        },
+    )
+    text = str(event)
+    assert KEY not in text and "upstream-secret-token" not in text and "abc.def" not in text
+    assert event["authorization"] == REDACTED
+    assert event["detail"]["count"] == 3 and event["latency_ms"] == 1.5
+    assert event["detail"]["nested"][0] == f"x {REDACTED} y"
