@@ -62,11 +62,15 @@ class WebhookPolicy:
                 "The webhook must be an absolute http(s) URL without credentials.",
                 detail="webhook_invalid",
             )
+        host = parts.hostname.lower().rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
+            self.check_address(host, ipaddress.ip_address("127.0.0.1"))  # RFC 6761: loopback
+            return url
         try:
-            address = ipaddress.ip_address(parts.hostname)
+            address = ipaddress.ip_address(host)
         except ValueError:
             return url  # a name: checked again after resolution, before each delivery
-        self.check_address(parts.hostname, address)
+        self.check_address(host, address)
         return url
 
     def check_address(

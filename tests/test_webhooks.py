@@ -66,6 +66,8 @@ async def wait_until(predicate: Any, seconds: float = 10.0) -> None:
     "target",
     [
         "http://127.0.0.1:9/hook",
+        "http://localhost:8080/hook",
+        "http://api.localhost/hook",
         "http://10.1.2.3/hook",
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
