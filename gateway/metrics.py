@@ -12,16 +12,11 @@ import contextvars
 import time
 from collections.abc import Iterable
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-disable_created_metrics()  # *_created series double the count and no dashboard reads them
+UPSTREAMS = ("model_api", "serverless")
+UPSTREAM_CALLS = ("submit", "status", "result", "cancel", "catalog", "management")
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "disconnect", "4xx", "5xx")
 
 OTHER = "other"
 MAX_DEPLOYMENTS = 100
@@ -92,7 +87,7 @@ class Metrics:
         )
         self.upstream_errors = Counter(
             "gateway_upstream_errors_total",
-            "Failed calls to RunComfy by kind (connect, timeout, 5xx, 4xx, invalid).",
+            "Failed calls to RunComfy by kind (connect, timeout, disconnect, 4xx, 5xx).",
             ["upstream", "call", "kind"],
             registry=r,
         )
@@ -159,6 +154,15 @@ class Metrics:
         self.redis_errors = Counter(
             "gateway_redis_errors_total", "Requests that failed on Redis.", registry=r
         )
+
+        # Series that exist from the start, so rate() sees their first increment (Prometheus 2
+        # cannot, for a counter born at 1). Team x model series are too many to pre-create.
+        for upstream in UPSTREAMS:
+            for call in UPSTREAM_CALLS:
+                self.upstream_retries.labels(upstream, call)
+                for kind in UPSTREAM_ERROR_KINDS:
+                    self.upstream_errors.labels(upstream, call, kind)
+        self.redis_errors.inc(0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
