@@ -62,7 +62,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         url = embedded.url
         log.info("embedded_redis_started", data_dir=str(settings.data_dir.resolve()))
-    redis = connect(url)
+    redis = connect(url, observer=app[METRICS].observe_redis)
     app[REDIS] = redis
     lifecycle = app[LIFECYCLE]
     try:

@@ -14,6 +14,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+REDIS_COMMANDS = frozenset(
+    {"EVALSHA", "EVAL", "SCRIPT", "GET", "HGET", "HGETALL", "HKEYS", "HSETNX", "HSET", "HDEL",
+     "SMEMBERS", "ZREM", "ZADD", "DEL", "PING", "CONFIG", "ZREVRANGE"}
+)  # fmt: skip
 UPSTREAMS = ("model_api", "serverless")
 UPSTREAM_CALLS = ("submit", "status", "result", "cancel", "catalog", "management")
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "disconnect", "4xx", "5xx")
@@ -154,6 +158,19 @@ class Metrics:
         self.redis_errors = Counter(
             "gateway_redis_errors_total", "Requests that failed on Redis.", registry=r
         )
+        self.redis_commands = Histogram(
+            "gateway_redis_command_duration_seconds",
+            "Latency of Redis commands sent by this replica (pipelines not included).",
+            ["command"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_command_errors = Counter(
+            "gateway_redis_command_errors_total",
+            "Redis commands that failed (connection, timeout or error reply).",
+            ["command"],
+            registry=r,
+        )
 
         # Series that exist from the start, so rate() sees their first increment (Prometheus 2
         # cannot, for a counter born at 1). Team x model series are too many to pre-create.
@@ -163,6 +180,14 @@ class Metrics:
                 for kind in UPSTREAM_ERROR_KINDS:
                     self.upstream_errors.labels(upstream, call, kind)
         self.redis_errors.inc(0)
+        for command in (*REDIS_COMMANDS, OTHER):
+            self.redis_command_errors.labels(command)
+
+    def observe_redis(self, command: str, seconds: float, failed: bool) -> None:
+        name = command if command in REDIS_COMMANDS else OTHER
+        self.redis_commands.labels(name).observe(seconds)
+        if failed:
+            self.redis_command_errors.labels(name).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -194,6 +194,7 @@ class ProxyService:
                 error_body=orjson.dumps(exc.body()).decode(),
             )
             raise
+        structlog.contextvars.bind_contextvars(upstream_request_id=upstream_id)
         status_body = self._queued(upstream_id)
         try:
             await self._records.update_job(
@@ -254,6 +255,7 @@ class ProxyService:
             raise NotFound(f"Request {rid} not found.")
         if job is None or job.state is JobState.REJECTED:
             raise NotFound(f"Request {rid} not found.")
+        structlog.contextvars.bind_contextvars(upstream_request_id=job.get("upstream_id") or None)
         if job.state is JobState.UNKNOWN:
             detail = {"request_id": rid, "reason": job.get("reason", "unknown")}
             if job.get("upstream_id"):

@@ -148,6 +148,7 @@ async def test_logs_are_json_lines_without_keys_or_tokens(
     assert any(e["status"] == 200 and e["team"] == "design" for e in requests)
     assert any(e["status"] == 401 for e in requests)
     assert all({"correlation_id", "route", "latency_ms", "method"} <= set(e) for e in requests)
+    assert any(e.get("upstream_request_id") for e in requests)  # the submit that went upstream
     for secret in (key, key.rsplit("_", 1)[1], SIM_TOKEN, ADMIN_TOKEN):
         assert secret not in text
     assert "Traceback" not in text

@@ -72,6 +72,8 @@ async def test_traffic_cache_cost_and_upstream_metrics_are_exported(
     assert value(series, "gateway_upstream_request_duration_seconds_count", call="status") >= 1
     assert value(series, "gateway_http_overhead_seconds_count", route=route) == 2
     assert value(series, "gateway_redis_up") == 1
+    assert value(series, "gateway_redis_command_duration_seconds_count", command="EVALSHA") > 0
+    assert value(series, "gateway_redis_command_errors_total") == 0
 
 
 async def test_upstream_errors_and_retries_are_counted_by_kind(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
 import redis.asyncio as aioredis
 import structlog
 from redis import exceptions as rexc
@@ -22,16 +26,48 @@ STORE_FAILURES: tuple[type[Exception], ...] = (
 )
 
 
-def connect(url: str, max_connections: int = 512) -> aioredis.Redis:
+CommandObserver = Callable[[str, float, bool], None]
+
+
+class ObservedRedis(aioredis.Redis):
+    """A client that reports each command's name, latency and failure (for metrics)."""
+
+    observer: CommandObserver | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        started = time.perf_counter()
+        failed = True
+        try:
+            # redis-py leaves this method unannotated
+            result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            failed = False
+            return result
+        except rexc.NoScriptError:
+            failed = False  # the normal first call of a script: redis-py loads it and retries
+            raise
+        finally:
+            if self.observer is not None:
+                name = str(args[0]).upper() if args else "?"
+                self.observer(name, time.perf_counter() - started, failed)
+
+
+def connect(
+    url: str, max_connections: int = 512, observer: CommandObserver | None = None
+) -> aioredis.Redis:
     """A pooled asyncio client with short timeouts, so an outage fails fast instead of hanging."""
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=2.0,
-        socket_connect_timeout=1.0,
-        health_check_interval=15,
-        max_connections=max_connections,
+    client = cast(
+        ObservedRedis,
+        ObservedRedis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=15,
+            max_connections=max_connections,
+        ),
     )
+    client.observer = observer
+    return client
 
 
 def as_store_error(exc: BaseException) -> StoreUnavailable | None:
