@@ -207,6 +207,12 @@ def s4_table(s4: dict[str, Any]) -> TableData:
             ]
         )
     b = s4["baselines"]
+    sizes = []
+    for kind in ("inflight", "cached"):
+        mean = s4[kind].get("mean_key_bytes_by_kind", {})
+        shown = ", ".join(f"{k} {v} B" for k, v in sorted(mean.items()) if k not in ("?",))
+        if shown:
+            sizes.append(f"{kind}: {shown}")
     return TableData(
         "4. Memory per 10,000 jobs (scaled where fewer were measured)",
         [
@@ -221,7 +227,7 @@ def s4_table(s4: dict[str, Any]) -> TableData:
         rows,
         footer=f"baselines: bare aiohttp server RSS {b['bare_aiohttp_rss_mb']} MB, naive proxy "
         f"{b['naive_proxy_rss_mb']} MB, simulator {b['simulator_rss_mb']} MB; gateway idle RSS "
-        f"is the 'before' figure.",
+        f"is the 'before' figure. Mean MEMORY USAGE per key kind - " + "; ".join(sizes),
     )
 
 

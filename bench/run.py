@@ -1092,15 +1092,25 @@ http {{
     def _redis_used(self) -> int:
         return int(self.redis.info("memory")["used_memory"])
 
-    def _key_census(self, ns: str) -> dict[str, int]:
+    def _key_census(self, ns: str) -> dict[str, Any]:
+        """Keys of one gateway namespace by kind (req, job, inflight, dedup, ...), with the mean
+        ``MEMORY USAGE`` of up to 50 keys of each kind."""
         census: Counter[str] = Counter()
+        samples: dict[str, list[str]] = {}
+        pattern = re.compile(r"^[^:]+:v1:(?:\{t:[^}]+\}:([a-z]+)|\{(poll|hooks)\}|([a-z]+))")
         for key in self.redis.scan_iter(match=f"{ns}:*", count=2000):
-            parts = key.split(":")
-            kind = parts[3] if len(parts) > 3 and parts[2].startswith("{t:") else parts[2]
+            m = pattern.match(key)
+            kind = next((g for g in m.groups() if g), "?") if m else "?"
             if kind == "job" and key.endswith(":hooks"):
                 kind = "job:hooks"
             census[kind] += 1
-        return dict(census)
+            if len(samples.setdefault(kind, [])) < 50:
+                samples[kind].append(key)
+        sizes = {
+            kind: round(sum(int(self.redis.memory_usage(k) or 0) for k in keys) / len(keys))
+            for kind, keys in samples.items()
+        }
+        return {"keys": dict(census), "mean_bytes": sizes}
 
     def _submit_batches(
         self, gw: Gateway, n: int, label: str, after_batch: Any
@@ -1172,7 +1182,8 @@ http {{
             "redis_used_per_10k_mb": round((mem1 - mem0) * scale / 2**20, 2),
             "redis_bytes_per_job": round((mem1 - mem0) / n),
             "redis_keys_per_job": round((keys1 - keys0) / n, 2),
-            "key_census": census,
+            "keys_by_kind": census["keys"],
+            "mean_key_bytes_by_kind": census["mean_bytes"],
             "in_flight_now": self.in_flight(gw),
             "batches": batches,
         }
