@@ -125,9 +125,9 @@ QUICK = Plan(
     s2_warmup_seconds=1,
     s3_submits=60,
     s3_distinct=20,
-    s3_arrival_s=5.0,
+    s3_arrival_s=4.0,
     s3_runs=(("direct", 10), ("gateway", 1), ("gateway", 10)),
-    s4_jobs=1_000,
+    s4_jobs=600,
     s4_batch=2_000,
     profile=False,
 )
@@ -1140,7 +1140,7 @@ http {{
 
     def _memory_phase(self, kind: str) -> dict[str, Any]:
         n = self.plan.s4_jobs
-        warm = 500 if not self.plan.quick else 200
+        warm = 500 if not self.plan.quick else 100
         self.redis.flushall()
         if kind == "inflight":
             # Jobs queued 10 minutes upstream, never polled during the measurement (first poll
