@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from gateway.admins import AdminTokens
 from gateway.appkeys import (
+    ADMINS,
+    AUDIT,
     CATALOG,
     DEDUP,
     LIFECYCLE,
@@ -25,9 +28,11 @@ from gateway.appkeys import (
     WEBHOOKS,
     Lifecycle,
 )
+from gateway.audit import AuditLog
 from gateway.background import background, sleep_unless
 from gateway.catalog import Catalog
 from gateway.dedup import DedupService, SchemaCache
+from gateway.logs import SecretScrubber
 from gateway.metrics import Metrics
 from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
@@ -76,6 +81,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     layout = Layout(settings.redis_namespace)
     scripts = Scripts.register(redis)
     app[TEAMS] = TeamService(redis, scripts, layout)
+    app[ADMINS] = AdminTokens(redis, scripts, layout)
+    secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
+    app[AUDIT] = AuditLog(redis, layout, SecretScrubber(secrets))
     app[RECORDS] = RequestRecords(
         redis,
         scripts,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway.admins import AdminActor, AdminTokens
+from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.credentials import Credential
 from gateway.dedup import DedupService
@@ -44,9 +46,12 @@ DEDUP = web.AppKey("dedup", DedupService)
 POLLER = web.AppKey("poller", Poller)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 METRICS = web.AppKey("metrics", Metrics)
+ADMINS = web.AppKey("admins", AdminTokens)
+AUDIT = web.AppKey("audit", AuditLog)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)
 GATEWAY_REQUEST_ID = web.RequestKey("gateway_request_id", str)
 TARGET = web.RequestKey("target", str)
 CORRELATION_ID = web.RequestKey("correlation_id", str)
+ADMIN_ACTOR = web.RequestKey("admin_actor", AdminActor)

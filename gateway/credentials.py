@@ -1,9 +1,12 @@
-"""What a caller presents: parsing of team API keys and the admin token (no I/O here).
+"""What a caller presents: parsing of team API keys and admin tokens (no I/O here).
 
 A team key looks like ``rcg_<slot><kid>_<secret>``: ``slot`` is the random tag of the team's Redis
 hash slot, ``kid`` the key's id, and ``rcg_<slot><kid>`` the public prefix an admin sees. Only the
 SHA-256 of the whole key is stored. Keys carry 238 bits of randomness, so an unsalted fast hash is
 the right tool (as for GitHub or Stripe tokens): there is nothing to brute-force.
+
+A named admin token looks like ``rca_<id>_<secret>``: a different prefix, so neither kind can be
+mistaken for the other (by the gateway, by log scrubbing or by secret scanners).
 """
 
 from __future__ import annotations
@@ -16,15 +19,21 @@ import string
 from dataclasses import dataclass
 
 KEY_PREFIX = "rcg_"
+ADMIN_TOKEN_PREFIX = "rca_"  # noqa: S105 - a prefix, not a secret
 ID_ALPHABET = string.ascii_lowercase + string.digits
 SECRET_ALPHABET = string.ascii_letters + string.digits
 SLOT_LEN = 8
 KID_LEN = 8
 SECRET_LEN = 40
+ADMIN_TOKEN_ID_LEN = 12
 _KEY_RE = re.compile(
     rf"^{KEY_PREFIX}([a-z0-9]{{{SLOT_LEN}}})([a-z0-9]{{{KID_LEN}}})_([A-Za-z0-9]{{{SECRET_LEN}}})$"
 )
 _KEY_ID_RE = re.compile(rf"^([a-z0-9]{{{SLOT_LEN}}})([a-z0-9]{{{KID_LEN}}})$")
+_ADMIN_TOKEN_RE = re.compile(
+    rf"^{ADMIN_TOKEN_PREFIX}([a-z0-9]{{{ADMIN_TOKEN_ID_LEN}}})_([A-Za-z0-9]{{{SECRET_LEN}}})$"
+)
+ADMIN_TOKEN_ID_RE = re.compile(rf"^[a-z0-9]{{{ADMIN_TOKEN_ID_LEN}}}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +51,23 @@ class KeyCredential:
 
 @dataclass(frozen=True, slots=True)
 class AdminCredential:
-    """The caller presented the gateway's admin token."""
+    """The caller presented the bootstrap admin token (``GATEWAY_ADMIN_TOKEN``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTokenCredential:
+    """A syntactically valid named admin token, still to be verified in Redis."""
+
+    token_id: str
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
 class InvalidCredential:
-    """A bearer token that is neither a well-formed key nor the admin token."""
+    """A bearer token that is neither a well-formed key nor an admin token."""
 
 
-Credential = KeyCredential | AdminCredential | InvalidCredential
+Credential = KeyCredential | AdminCredential | AdminTokenCredential | InvalidCredential
 
 
 def digest(key: str) -> str:
@@ -61,12 +78,22 @@ def random_id(length: int) -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(length))
 
 
+def _secret() -> str:
+    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LEN))
+
+
 def new_key(slot: str) -> tuple[str, KeyCredential]:
     """A fresh key for the team in ``slot``, and its credential."""
     kid = random_id(KID_LEN)
-    secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LEN))
-    key = f"{KEY_PREFIX}{slot}{kid}_{secret}"
+    key = f"{KEY_PREFIX}{slot}{kid}_{_secret()}"
     return key, KeyCredential(slot, kid, digest(key))
+
+
+def new_admin_token() -> tuple[str, AdminTokenCredential]:
+    """A fresh named admin token and its credential."""
+    token_id = random_id(ADMIN_TOKEN_ID_LEN)
+    token = f"{ADMIN_TOKEN_PREFIX}{token_id}_{_secret()}"
+    return token, AdminTokenCredential(token_id, digest(token))
 
 
 def split_key_id(key_id: str) -> tuple[str, str] | None:
@@ -85,7 +112,8 @@ def parse_bearer(header: str | None, admin_token: str) -> Credential | None:
         return InvalidCredential()
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
         return AdminCredential()
-    match = _KEY_RE.match(token)
-    if not match:
-        return InvalidCredential()
-    return KeyCredential(match[1], match[2], digest(token))
+    if match := _KEY_RE.match(token):
+        return KeyCredential(match[1], match[2], digest(token))
+    if match := _ADMIN_TOKEN_RE.match(token):
+        return AdminTokenCredential(match[1], digest(token))
+    return InvalidCredential()

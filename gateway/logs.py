@@ -14,14 +14,14 @@ from typing import Any
 
 import structlog
 
-_KEY_PATTERN = re.compile(r"rcg_[a-z0-9]{16}_[A-Za-z0-9]{40}")
+_KEY_PATTERN = re.compile(r"rcg_[a-z0-9]{16}_[A-Za-z0-9]{40}|rca_[a-z0-9]{12}_[A-Za-z0-9]{40}")
 _BEARER_PATTERN = re.compile(r"(?i)bearer\s+\S+")
 _SENSITIVE_FIELDS = frozenset({"authorization", "token", "api_key", "key", "secret", "password"})
 REDACTED = "[redacted]"
 
 
 class SecretScrubber:
-    """Removes API keys, bearer tokens and the configured secrets from log events."""
+    """Removes API keys, admin tokens, bearer tokens and the configured secrets from log events."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = tuple(s for s in secrets if len(s) >= 4)

@@ -1,7 +1,8 @@
-"""Teams and their API keys: creation, listing, revocation and per-request verification.
+"""Teams and their API keys: creation, listing, expiry, rotation, revocation and verification.
 
 Keys are verified in Redis on every request (inside the team's hash slot, one round trip), with no
-local cache: a revoked key fails on the very next request on every replica.
+local cache: a revoked key fails on the very next request on every replica. Expiry is judged by
+Redis's clock in the same script, so every replica agrees on the instant a key stops working.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from gateway.clock import now_iso
+from gateway.clock import iso_from_epoch, now_iso
 from gateway.credentials import (
     SLOT_LEN,
     KeyCredential,
@@ -50,17 +52,43 @@ class Team:
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """What an admin may see of a key: never the key or its hash."""
+    """What an admin may see of a key: never the key or its hash.
+
+    ``active`` is whether the key works now: neither revoked nor expired. ``replaced_by`` names
+    the key a rotation created in its place.
+    """
 
     key_id: str
     team_id: str
     name: str
     prefix: str
     created_at: str
+    expires_at: str | None
     revoked_at: str | None
+    replaced_by: str | None
+    active: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "active": self.revoked_at is None}
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """When a new key stops working: ``in_seconds`` from now, or ``at``; neither means never."""
+
+    in_seconds: int | None = None
+    at: datetime | None = None
+
+    def script_args(self) -> list[str | float]:
+        """The mode and value the key scripts take (judged by Redis's clock there)."""
+        if self.in_seconds is not None:
+            return ["in", self.in_seconds]
+        if self.at is not None:
+            return ["at", self.at.timestamp()]
+        return ["", ""]
+
+
+NEVER = Expiry()
 
 
 def _strs(value: Mapping[Any, Any]) -> dict[str, str]:
@@ -71,7 +99,13 @@ def _strs(value: Mapping[Any, Any]) -> dict[str, str]:
 def unauthorized_reason(reason: str) -> Unauthorized:
     if reason == "revoked_key":
         return Unauthorized("The API key has been revoked.", detail="revoked_key")
+    if reason == "expired_key":
+        return Unauthorized("The API key has expired.", detail="expired_key")
     return Unauthorized("The API key is not valid.", detail="invalid_key")
+
+
+def _expiry_passed() -> ValidationFailed:
+    return ValidationFailed("The key's expiry is not in the future.", detail="expiry_passed")
 
 
 class TeamService:
@@ -152,45 +186,119 @@ class TeamService:
         if result == 0:
             raise NotFound(f"No team {team_id!r}.")
 
-    async def create_key(self, team_id: str, name: str | None) -> tuple[ApiKey, str]:
+    async def create_key(
+        self, team_id: str, name: str | None, expiry: Expiry = NEVER
+    ) -> tuple[ApiKey, str]:
         """A new key; the secret is returned here once and never stored."""
         slot = await self.slot_of(team_id)
         key, cred = new_key(slot)
+        prefix, created_at = key.rsplit("_", 1)[0], now_iso()
+        ok, value = await self._scripts.create_key(
+            keys=[
+                self._layout.team(slot),
+                self._layout.team_keys(slot),
+                self._layout.key(slot, cred.kid),
+            ],
+            args=[
+                cred.digest,
+                team_id,
+                name or "",
+                prefix,
+                created_at,
+                cred.kid,
+                *expiry.script_args(),
+            ],
+        )
+        if int(ok) != 1:
+            if value == "expiry_passed":
+                raise _expiry_passed()
+            raise NotFound(f"No team {team_id!r}.")
         info = ApiKey(
             key_id=cred.key_id,
             team_id=team_id,
             name=name or "",
-            prefix=key.rsplit("_", 1)[0],
-            created_at=now_iso(),
+            prefix=prefix,
+            created_at=created_at,
+            expires_at=iso_from_epoch(float(value)) if value else None,
             revoked_at=None,
+            replaced_by=None,
+            active=True,
         )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.exists(self._layout.team(slot))
-            pipe.hset(
-                self._layout.key(slot, cred.kid),
-                mapping={
-                    "hash": cred.digest,
-                    "team": team_id,
-                    "name": info.name,
-                    "prefix": info.prefix,
-                    "created_at": info.created_at,
-                },
-            )
-            pipe.sadd(self._layout.team_keys(slot), cred.kid)
-            team_exists, *_ = await pipe.execute()
-        if not team_exists:
-            await self._redis.delete(self._layout.key(slot, cred.kid))
-            raise NotFound(f"No team {team_id!r}.")
         return info, key
 
-    def _key_from_record(self, key_id: str, record: dict[str, str]) -> ApiKey:
+    async def rotate_key(
+        self, key_id: str, grace_seconds: int, expiry: Expiry = NEVER
+    ) -> tuple[ApiKey, ApiKey, str]:
+        """A new key in place of ``key_id`` (same team and name; shown once); the old one keeps
+        working for ``grace_seconds``. Returns the old key, the new key and its secret."""
+        parts = split_key_id(key_id)
+        if parts is None:
+            raise NotFound(f"No key {key_id!r}.")
+        slot, old_kid = parts
+        key, cred = new_key(slot)
+        prefix, created_at = key.rsplit("_", 1)[0], now_iso()
+        reply = await self._scripts.rotate_key(
+            keys=[
+                self._layout.key(slot, old_kid),
+                self._layout.team_keys(slot),
+                self._layout.key(slot, cred.kid),
+                self._layout.policy(slot),
+            ],
+            args=[
+                cred.digest,
+                cred.kid,
+                prefix,
+                created_at,
+                grace_seconds,
+                key_id,
+                cred.key_id,
+                *expiry.script_args(),
+            ],
+        )
+        if int(reply[0]) != 1:
+            reason = str(reply[1])
+            if reason == "revoked_key":
+                raise Conflict("A revoked key cannot be rotated.", detail="revoked_key")
+            if reason == "already_rotated":
+                raise Conflict(
+                    "The key was rotated already; rotate the key that replaced it.",
+                    detail="already_rotated",
+                )
+            if reason == "expiry_passed":
+                raise _expiry_passed()
+            raise NotFound(f"No key {key_id!r}.")
+        old = await self.get_key(key_id)
+        new_expires = str(reply[2])
+        new = ApiKey(
+            key_id=cred.key_id,
+            team_id=old.team_id,
+            name=old.name,
+            prefix=prefix,
+            created_at=created_at,
+            expires_at=iso_from_epoch(float(new_expires)) if new_expires else None,
+            revoked_at=None,
+            replaced_by=None,
+            active=True,
+        )
+        return old, new, key
+
+    async def _now(self) -> float:
+        """Redis's clock as :func:`verify_key` sees it."""
+        return float(await self._scripts.now())
+
+    def _key_from_record(self, key_id: str, record: dict[str, str], now: float) -> ApiKey:
+        revoked_at = record.get("revoked_at") or None
+        expires = float(record["expires"]) if record.get("expires") else None
         return ApiKey(
             key_id=key_id,
             team_id=record["team"],
             name=record.get("name", ""),
             prefix=record.get("prefix", ""),
             created_at=record.get("created_at", ""),
-            revoked_at=record.get("revoked_at") or None,
+            expires_at=iso_from_epoch(expires) if expires is not None else None,
+            revoked_at=revoked_at,
+            replaced_by=record.get("replaced_by") or None,
+            active=revoked_at is None and (expires is None or now < expires),
         )
 
     async def list_keys(self, team_id: str) -> list[ApiKey]:
@@ -200,8 +308,9 @@ class TeamService:
             for kid in kids:
                 pipe.hgetall(self._layout.key(slot, kid))
             records = [_strs(r) for r in await pipe.execute()]
+        now = await self._now()
         return [
-            self._key_from_record(slot + kid, record)
+            self._key_from_record(slot + kid, record, now)
             for kid, record in zip(kids, records, strict=True)
             if record
         ]
@@ -213,7 +322,7 @@ class TeamService:
         record = _strs(await self._redis.hgetall(self._layout.key(*parts)))
         if not record:
             raise NotFound(f"No key {key_id!r}.")
-        return self._key_from_record(key_id, record)
+        return self._key_from_record(key_id, record, await self._now())
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke a key; idempotent. The record stays (marked revoked) so admins can audit it."""
@@ -223,4 +332,5 @@ class TeamService:
         record = await self._scripts.revoke_key(keys=[self._layout.key(*parts)], args=[now_iso()])
         if not record:
             raise NotFound(f"No key {key_id!r}.")
-        return self._key_from_record(key_id, dict(zip(record[::2], record[1::2], strict=True)))
+        fields = dict(zip(record[::2], record[1::2], strict=True))
+        return self._key_from_record(key_id, fields, now=0.0)  # revoked: inactive at any time

@@ -140,11 +140,10 @@ async def test_logs_are_json_lines_without_keys_or_tokens(
     events: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines() if line]
     requests = [e for e in events if e.get("event") == "request"]
     admin = [e for e in events if e.get("event") == "admin_action"]
-    assert {(e["method"], e["route"]) for e in admin} == {
-        ("POST", "/admin/v1/teams"),
-        ("POST", "/admin/v1/teams/{team_id}/keys"),
-    }
-    assert all(e["target"] in ({}, {"team_id": "design"}) for e in admin)
+    assert [e["action"] for e in admin] == ["team.create", "key.create"]
+    assert all(e["actor"] == "bootstrap" and e["correlation_id"] for e in admin)
+    assert admin[0]["target"] == "team/design" and admin[0]["after"]["team_id"] == "design"
+    assert admin[1]["target"].startswith("team/design/key/") and admin[1]["before"] is None
     assert any(e["status"] == 200 and e["team"] == "design" for e in requests)
     assert any(e["status"] == 401 for e in requests)
     assert all({"correlation_id", "route", "latency_ms", "method"} <= set(e) for e in requests)

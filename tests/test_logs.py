@@ -25,3 +25,9 @@ def test_keys_tokens_and_configured_secrets_are_scrubbed_at_any_depth() -> None:
     assert event["authorization"] == REDACTED
     assert event["detail"]["count"] == 3 and event["latency_ms"] == 1.5
     assert event["detail"]["nested"][0] == f"x {REDACTED} y"
+
+
+def test_admin_tokens_are_scrubbed_like_keys() -> None:
+    token = "rca_abcdefgh1234_" + "Q" * 40
+    event = SecretScrubber()(None, "info", {"event": f"got {token}", "detail": [token]})
+    assert token not in str(event) and event["detail"] == [REDACTED]

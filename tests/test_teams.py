@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -172,3 +173,131 @@ async def test_the_admin_token_cannot_run_jobs(gateway: Gateway) -> None:
     status, body = await submit(gateway, ADMIN_TOKEN)
     assert status == 403
     assert_error_shape(body, 403001)
+
+
+async def poll_until_refused(gw: Gateway, key: str) -> dict[str, Any]:
+    """Submit until the key is refused (bounded), and return the refusal's body."""
+    for _ in range(200):
+        status, body = await submit(gw, key)
+        if status == 401:
+            return dict(body)
+        assert status == 200, body
+        await asyncio.sleep(0.05)
+    raise AssertionError("the key was never refused")
+
+
+async def test_a_key_with_an_expiry_stops_working_with_expired_key(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    status, long_lived = await gateway.admin(
+        "POST", "/admin/v1/teams/design/keys", {"name": "ci", "expires_in_seconds": 3600}
+    )
+    assert status == 201 and long_lived["expires_at"] and long_lived["active"] is True
+    assert (await submit(gateway, long_lived["key"]))[0] == 200
+    _, short = await gateway.admin(
+        "POST", "/admin/v1/teams/design/keys", {"name": "tmp", "expires_in_seconds": 1}
+    )
+    body = await poll_until_refused(gateway, short["key"])
+    assert_error_shape(body, 401001)
+    assert body["detail"] == "expired_key"
+    _, listing = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    state = {k["name"]: (k["active"], k["expires_at"] is not None) for k in listing["keys"]}
+    assert state == {"": (True, False), "ci": (True, True), "tmp": (False, True)}
+    _, team = await gateway.admin("GET", "/admin/v1/teams/design")
+    assert team["keys"] == 3 and team["active_keys"] == 2
+
+
+async def test_a_key_can_expire_at_an_absolute_time(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    at = "2999-01-01T00:00:00+00:00"
+    status, body = await gateway.admin("POST", "/admin/v1/teams/design/keys", {"expires_at": at})
+    assert status == 201 and body["expires_at"].startswith("2999-01-01T00:00:00")
+    assert (await submit(gateway, body["key"]))[0] == 200
+
+
+async def test_key_expiries_that_cannot_work_are_refused(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    for payload in (
+        {"expires_in_seconds": 0},
+        {"expires_in_seconds": "soon"},
+        {"expires_at": "2999-01-01T00:00:00"},  # no time zone
+        {"expires_at": "2000-01-01T00:00:00+00:00"},  # passed
+        {"expires_in_seconds": 60, "expires_at": "2999-01-01T00:00:00+00:00"},
+    ):
+        status, body = await gateway.admin("POST", "/admin/v1/teams/design/keys", payload)
+        assert status == 422, payload
+        assert_error_shape(body, 422001)
+    _, listing = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    assert len(listing["keys"]) == 1
+
+
+async def key_id_of(gw: Gateway, team: str) -> str:
+    _, listing = await gw.admin("GET", f"/admin/v1/teams/{team}/keys")
+    return str(listing["keys"][0]["key_id"])
+
+
+async def test_rotation_gives_a_new_key_and_both_work_during_the_grace(
+    gateway: Gateway,
+) -> None:
+    old_key = await gateway.new_team("design")
+    old_id = await key_id_of(gateway, "design")
+    status, new = await gateway.admin(
+        "POST", f"/admin/v1/keys/{old_id}/rotate", {"grace_seconds": 3600}
+    )
+    assert status == 201, new
+    assert new["key"].startswith("rcg_") and new["key"] != old_key
+    assert new["team_id"] == "design" and new["name"] == "" and new["expires_at"] is None
+    assert new["replaces"]["key_id"] == old_id and new["replaces"]["replaced_by"] == new["key_id"]
+    for key in (old_key, new["key"]):
+        assert (await submit(gateway, key))[0] == 200
+    _, old = await gateway.admin("GET", f"/admin/v1/keys/{old_id}")
+    assert old["active"] is True and old["expires_at"] and old["replaced_by"] == new["key_id"]
+    status, body = await gateway.admin("POST", f"/admin/v1/keys/{old_id}/rotate", {})
+    assert status == 409 and body["detail"] == "already_rotated"
+    assert_error_shape(body, 409001)
+    # Revocation stays immediate, grace or not.
+    await gateway.admin("DELETE", f"/admin/v1/keys/{old_id}")
+    status, body = await submit(gateway, old_key)
+    assert status == 401 and body["detail"] == "revoked_key"
+    assert (await submit(gateway, new["key"]))[0] == 200
+
+
+async def test_after_a_short_grace_only_the_new_key_works(gateway: Gateway) -> None:
+    old_key = await gateway.new_team("design")
+    old_id = await key_id_of(gateway, "design")
+    _, new = await gateway.admin("POST", f"/admin/v1/keys/{old_id}/rotate", {"grace_seconds": 1})
+    body = await poll_until_refused(gateway, old_key)
+    assert body["detail"] == "expired_key"
+    assert (await submit(gateway, new["key"]))[0] == 200
+    _, rotated = await gateway.admin(
+        "POST", f"/admin/v1/keys/{new['key_id']}/rotate", {"grace_seconds": 0}
+    )
+    status, body = await submit(gateway, new["key"])  # no grace: refused at once
+    assert status == 401 and body["detail"] == "expired_key"
+    assert (await submit(gateway, rotated["key"]))[0] == 200
+
+
+async def test_rotation_keeps_the_name_and_the_per_key_dedup_policy(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    _, ci = await gateway.admin("POST", "/admin/v1/teams/design/keys", {"name": "ci"})
+    await gateway.admin(
+        "PUT", "/admin/v1/teams/design/dedup-policy", {"keys": {ci["key_id"]: "off"}}
+    )
+    _, new = await gateway.admin("POST", f"/admin/v1/keys/{ci['key_id']}/rotate", {})
+    assert new["name"] == "ci"
+    _, policy = await gateway.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy["keys"] == {ci["key_id"]: "off", new["key_id"]: "off"}
+
+
+async def test_revoked_or_unknown_keys_cannot_be_rotated(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    key_id = await key_id_of(gateway, "design")
+    await gateway.admin("DELETE", f"/admin/v1/keys/{key_id}")
+    status, body = await gateway.admin("POST", f"/admin/v1/keys/{key_id}/rotate", {})
+    assert status == 409 and body["detail"] == "revoked_key"
+    for bad in ("zzzzzzzzzzzzzzzz", "short"):
+        status, body = await gateway.admin("POST", f"/admin/v1/keys/{bad}/rotate", {})
+        assert status == 404
+        assert_error_shape(body, 404001)
+    for payload in ({"grace_seconds": -1}, {"grace_seconds": 91 * 24 * 3600}, {"x": 1}):
+        status, body = await gateway.admin("POST", f"/admin/v1/keys/{key_id}/rotate", payload)
+        assert status == 422, payload

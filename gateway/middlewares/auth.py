@@ -1,7 +1,9 @@
 """Identify the caller (no I/O): the route decides what it requires and verifies it.
 
 Team keys are verified inside the same Redis round trip as the route's own work (see
-:mod:`gateway.request_records`), which is why identification and verification are split.
+:mod:`gateway.request_records`), which is why identification and verification are split. Admin
+routes call :func:`require_viewer` (reads) or :func:`require_admin` (changes); both verify a named
+admin token against Redis on every call, so a revoked one is refused at once on every replica.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.appkeys import CREDENTIAL, SETTINGS
-from gateway.credentials import AdminCredential, KeyCredential, parse_bearer
+from gateway.admins import BOOTSTRAP, AdminActor
+from gateway.appkeys import ADMIN_ACTOR, ADMINS, CREDENTIAL, SETTINGS
+from gateway.credentials import AdminCredential, AdminTokenCredential, KeyCredential, parse_bearer
 from gateway.errors import Forbidden, Unauthorized
+
+__all__ = ["AdminActor", "require_admin", "require_viewer", "setup_auth", "team_credential"]
 
 
 @web.middleware
@@ -26,7 +31,7 @@ def team_credential(request: web.Request) -> KeyCredential:
     cred = request[CREDENTIAL]
     if isinstance(cred, KeyCredential):
         return cred
-    if isinstance(cred, AdminCredential):
+    if isinstance(cred, AdminCredential | AdminTokenCredential):
         raise Forbidden(
             "The admin token cannot run jobs; use a team API key.", detail="admin_token"
         )
@@ -35,16 +40,35 @@ def team_credential(request: web.Request) -> KeyCredential:
     raise Unauthorized("The API key is not valid.", detail="invalid_key")
 
 
-def require_admin(request: web.Request) -> None:
-    """Allow only the admin token; a team key is 403, anything else 401."""
+def presents_admin_token(request: web.Request) -> bool:
+    """Whether the caller sent an admin token of either kind (not yet verified)."""
+    return isinstance(request[CREDENTIAL], AdminCredential | AdminTokenCredential)
+
+
+async def require_viewer(request: web.Request) -> AdminActor:
+    """The verified admin actor, of either role; a team key is 403, anything else 401."""
     cred = request[CREDENTIAL]
     if isinstance(cred, AdminCredential):
-        return
-    if isinstance(cred, KeyCredential):
+        actor = BOOTSTRAP
+    elif isinstance(cred, AdminTokenCredential):
+        actor = await request.app[ADMINS].authenticate(cred)
+    elif isinstance(cred, KeyCredential):
         raise Forbidden("This route is for gateway administrators only.", detail="admin_only")
-    if not request.app[SETTINGS].admin_token.get_secret_value():
-        raise Forbidden("Administration is disabled: GATEWAY_ADMIN_TOKEN is not set.")
-    raise Unauthorized("Missing or invalid admin token.", detail="admin_only")
+    else:
+        raise Unauthorized("Missing or invalid admin token.", detail="admin_only")
+    request[ADMIN_ACTOR] = actor
+    return actor
+
+
+async def require_admin(request: web.Request) -> AdminActor:
+    """The verified admin actor with role ``admin``; a viewer is 403, the rest as for viewers."""
+    actor = await require_viewer(request)
+    if not actor.is_admin:
+        raise Forbidden(
+            "This change needs an admin token; viewer tokens may only read.",
+            detail="admin_role_required",
+        )
+    return actor
 
 
 def setup_auth(app: web.Application) -> None:

@@ -1,4 +1,4 @@
-"""Correlation id and the one access-log line per request.
+"""Correlation id and the one access-log line per request (with the admin actor, if any).
 
 Outermost, so its log line sees the final status of every response, errors included.
 ``X-Request-Id`` is a correlation id for tracing (echoed back); it is unrelated to RunComfy's
@@ -15,11 +15,17 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.appkeys import CORRELATION_ID, GATEWAY_REQUEST_ID, METRICS, TARGET, TEAM_ID
+from gateway.appkeys import (
+    ADMIN_ACTOR,
+    CORRELATION_ID,
+    GATEWAY_REQUEST_ID,
+    METRICS,
+    TARGET,
+    TEAM_ID,
+)
 from gateway.metrics import status_class, upstream_seconds
 
 log = structlog.get_logger("gateway.access")
-admin_log = structlog.get_logger("gateway.admin")
 _CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -63,16 +69,8 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
             team=request.get(TEAM_ID),
             model=request.get(TARGET),
             gateway_request_id=request.get(GATEWAY_REQUEST_ID),
+            actor=actor.name if (actor := request.get(ADMIN_ACTOR)) else None,
         )
-        if request.path.startswith("/admin/") and request.method != "GET" and status < 400:
-            # Every change an admin makes, with what it named (ids only, never keys).
-            admin_log.info(
-                "admin_action",
-                method=request.method,
-                route=route,
-                target={k: v for k, v in request.match_info.items() if k != "leaf"},
-                status=status,
-            )
 
 
 def setup_request_context(app: web.Application) -> None:

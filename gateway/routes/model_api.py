@@ -9,7 +9,6 @@ from aiohttp import web
 
 from gateway.appkeys import (
     CATALOG,
-    CREDENTIAL,
     GATEWAY_REQUEST_ID,
     PROXY,
     SETTINGS,
@@ -17,11 +16,10 @@ from gateway.appkeys import (
     TEAM_ID,
     TEAMS,
 )
-from gateway.credentials import AdminCredential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import GatewayError, NotFound
 from gateway.jsonutil import json_response, read_json_object
-from gateway.middlewares.auth import team_credential
+from gateway.middlewares.auth import presents_admin_token, require_viewer, team_credential
 from gateway.proxy import SubmitAnswer
 from gateway.request_records import Api
 from gateway.urls import public_base
@@ -98,8 +96,9 @@ async def request_call(request: web.Request) -> web.Response:
 
 
 async def _catalog_caller(request: web.Request) -> None:
-    """The catalog is open to any verified team key and to the admin token."""
-    if isinstance(request[CREDENTIAL], AdminCredential):
+    """The catalog is open to any verified team key and to admin tokens of either role."""
+    if presents_admin_token(request):
+        await require_viewer(request)
         return
     principal = await request.app[TEAMS].authenticate(team_credential(request))
     request[TEAM_ID] = principal.team_id

@@ -1,7 +1,8 @@
 """RunComfy Serverless routes (v1 and v2): inference, status, result, cancel; management for admins.
 
 Deployment management (list, create, update, delete deployments; account balance) acts on the
-gateway's RunComfy account as a whole, so a team key is refused: only the admin token may use it.
+gateway's RunComfy account as a whole, so a team key is refused: admin tokens of either role may
+read, only the ``admin`` role may change, and every change is recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import PROXY, SERVERLESS, SETTINGS, WEBHOOKS
+from gateway.appkeys import AUDIT, PROXY, SERVERLESS, SETTINGS, WEBHOOKS
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
 from gateway.jsonutil import json_response
-from gateway.middlewares.auth import require_admin, team_credential
+from gateway.middlewares.auth import require_admin, require_viewer, team_credential
 from gateway.request_records import Api
 from gateway.routes.model_api import answer_request_call, read_body_or_reject, submit_response
+from gateway.upstream import UpstreamReply
 from gateway.urls import public_base
 
 DEPLOYMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -69,17 +71,40 @@ async def request_call(request: web.Request) -> web.Response:
 
 
 async def management(request: web.Request) -> web.Response:
-    """Admin-only pass-through to RunComfy's deployment management and balance."""
-    require_admin(request)
+    """Admin pass-through to RunComfy's deployment management and balance."""
+    if request.method == "GET":
+        await require_viewer(request)
+        reply = await _forward(request)
+        return json_response(reply.body, status=reply.status)
+    actor = await require_admin(request)
+    deployment_id = request.match_info.get("deployment_id")
+    before: Any = None
+    if deployment_id is not None:
+        # The audit record's "before": RunComfy owns deployments, so ask it (a 404 stops here).
+        path = f"/prod/v2/deployments/{_deployment_id(request)}"
+        before = (await request.app[SERVERLESS].call("GET", path, idempotent=True)).body
+    reply = await _forward(request)
+    after = None if request.method == "DELETE" else reply.body
+    if deployment_id is None and isinstance(after, dict):
+        deployment_id = str(after.get("id", ""))
+    action = {"POST": "deployment.create", "PATCH": "deployment.update"}.get(
+        request.method, "deployment.delete"
+    )
+    await request.app[AUDIT].record(
+        actor, action, f"deployment/{deployment_id or ''}", before, after
+    )
+    return json_response(reply.body, status=reply.status)
+
+
+async def _forward(request: web.Request) -> UpstreamReply:
     data = await request.read() if request.can_read_body else None
-    reply = await request.app[SERVERLESS].call(
+    return await request.app[SERVERLESS].call(
         request.method,
         request.rel_url.path,
         params=dict(request.query),
         data=data or None,
         idempotent=request.method == "GET",
     )
-    return json_response(reply.body, status=reply.status)
 
 
 def setup_serverless_routes(app: web.Application) -> None:

@@ -1,21 +1,25 @@
 -- Shared by every script that acts for a team key: prepended to each script's text.
+-- Redis's clock is the one clock of all replicas.
+local function now_seconds()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
 -- The key record lives in the team's slot; comparing SHA-256 digests here is safe against
--- timing attacks because a caller controls the key, not its digest.
+-- timing attacks because a caller controls the key, not its digest. A key stops working at its
+-- expiry (set when created, or by a rotation's grace period) by Redis's clock.
 local function verify_key(key_rec, presented_hash)
-  local rec = redis.call('HMGET', key_rec, 'hash', 'team', 'revoked_at')
+  local rec = redis.call('HMGET', key_rec, 'hash', 'team', 'revoked_at', 'expires')
   if not rec[1] or rec[1] ~= presented_hash then
     return nil, 'unknown_key'
   end
   if rec[3] and rec[3] ~= '' then
     return nil, 'revoked_key'
   end
+  if rec[4] and rec[4] ~= '' and now_seconds() >= tonumber(rec[4]) then
+    return nil, 'expired_key'
+  end
   return rec[2], nil
-end
-
--- Redis's clock is the one clock of all replicas.
-local function now_seconds()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
 -- The most restrictive of the team's default, the key's and the model's dedup policy.

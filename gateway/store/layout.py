@@ -8,7 +8,8 @@ another team's records are simply not addressable with your key.
     <ns>:v1:teams                        hash  team_id -> slot          bound: admin actions
     <ns>:v1:{t:<slot>}:team              hash  team record               bound: admin actions
     <ns>:v1:{t:<slot>}:keys              set   key ids of the team       bound: admin actions
-    <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only)    bound: admin actions
+    <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only,    bound: admin actions
+                                               expiry, successor)
     <ns>:v1:{t:<slot>}:policy            hash  dedup policy              bound: admin actions
     <ns>:v1:{t:<slot>}:req:<rid>         hash  gateway request record    TTL: request ttl
     <ns>:v1:{t:<slot>}:unknown           zset  submits of unknown outcome TTL: request ttl, 10,000
@@ -22,6 +23,11 @@ another team's records are simply not addressable with your key.
     <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight
     <ns>:v1:{hooks}:due                  zset  webhook deliveries by time bound: pending deliveries
     <ns>:v1:{hooks}:d:<id>               hash  one delivery              TTL: request ttl
+    <ns>:v1:{admin}:tokens               set   named admin token ids     bound: admin actions
+    <ns>:v1:{admin}:token:<id>           hash  admin token (hash only)   bound: admin actions
+    <ns>:v1:{admin}:names                hash  active name -> token id   bound: admin actions
+    <ns>:v1:{audit}:log                  stream every admin change     bound: admin actions, never
+                                                                         trimmed by the gateway
 
 The ``v1`` segment is the layout version: a replica with an incompatible layout uses ``v2`` keys, so
 old and new replicas can share one Redis during a rolling upgrade without misreading each other.
@@ -98,3 +104,19 @@ class Layout:
 
     def poll_due(self) -> str:
         return f"{self.root}:{{poll}}:due"
+
+    def admin_tokens(self) -> str:
+        return f"{self.root}:{{admin}}:tokens"
+
+    def admin_token_prefix(self) -> str:
+        """Prefix of admin token records, which scripts name themselves (same slot)."""
+        return f"{self.root}:{{admin}}:token:"
+
+    def admin_token(self, token_id: str) -> str:
+        return self.admin_token_prefix() + token_id
+
+    def admin_names(self) -> str:
+        return f"{self.root}:{{admin}}:names"
+
+    def audit_log(self) -> str:
+        return f"{self.root}:{{audit}}:log"

@@ -29,6 +29,11 @@ class Scripts:
     poll_schedule: AsyncScript
     delete_team: AsyncScript
     revoke_key: AsyncScript
+    create_key: AsyncScript
+    rotate_key: AsyncScript
+    now: AsyncScript
+    admin_token_create: AsyncScript
+    admin_token_revoke: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
