@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import click
@@ -217,20 +219,74 @@ def _output(as_json: bool, data: Any, render: Callable[[], None]) -> None:
         render()
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """Seconds, written as ``3600``, ``90s``, ``15m``, ``12h`` or ``30d``."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([smhd]?)", value.strip())
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a duration like 3600, 90m, 12h or 30d")
+    return int(match[1]) * _DURATION_UNITS[match[2]]
+
+
 @main.group()
 @click.option(
     "--url", envvar="GATEWAY_ADMIN_URL", default="http://127.0.0.1:8080", show_default=True
 )
-@click.option("--token", envvar="GATEWAY_ADMIN_TOKEN", required=True, help="The admin token.")
+@click.option(
+    "--token",
+    envvar="GATEWAY_ADMIN_TOKEN",
+    required=True,
+    help="An admin token: GATEWAY_ADMIN_TOKEN (bootstrap) or a named rca_ token.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
 def admin(ctx: click.Context, url: str, token: str, as_json: bool) -> None:
-    """Manage teams and API keys through a running gateway's admin API."""
+    """Manage teams, API keys and admin tokens, and read the audit log, through a running
+    gateway's admin API."""
     ctx.obj = (AdminClient(url, token), as_json)
 
 
 TEAM_COLUMNS = ["team_id", "name", "created_at"]
-KEY_COLUMNS = ["key_id", "team_id", "name", "prefix", "created_at", "revoked_at", "active"]
+KEY_COLUMNS = [
+    "key_id",
+    "team_id",
+    "name",
+    "prefix",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "replaced_by",
+    "active",
+]
+ADMIN_COLUMNS = ["token_id", "name", "role", "prefix", "created_at", "created_by", "active"]
+AUDIT_COLUMNS = ["at", "actor", "action", "target", "id"]
+
+
+def _expiry(expires_in: int | None, expires_at: str | None) -> dict[str, Any]:
+    """The API's expiry fields for the CLI's ``--expires-in`` / ``--expires-at``."""
+    if expires_in is not None and expires_at is not None:
+        raise click.UsageError("give --expires-in or --expires-at, not both")
+    if expires_in is not None:
+        return {"expires_in_seconds": expires_in}
+    return {"expires_at": expires_at} if expires_at is not None else {}
+
+
+def _show_secret(what: str, secret: str) -> None:
+    console.print(f"{what} (shown once, store it now):", style="bold")
+    click.echo(secret)
+
+
+@admin.command("whoami")
+@click.pass_obj
+def whoami(obj: tuple[AdminClient, bool]) -> None:
+    """The admin identity of the token in use."""
+    client, as_json = obj
+    data = client.request("GET", "/admin/v1/whoami")
+    _output(as_json, data, lambda: _table("Admin", [data], ["name", "role", "token_id"]))
 
 
 @admin.group()
@@ -277,21 +333,74 @@ def teams_delete(obj: tuple[AdminClient, bool], team_id: str) -> None:
 
 @admin.group()
 def keys() -> None:
-    """Create, list, show and revoke API keys."""
+    """Create, list, show, rotate and revoke API keys."""
 
 
 @keys.command("create")
 @click.argument("team_id")
 @click.option("--name", default=None)
+@click.option(
+    "--expires-in",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="e.g. 3600, 12h or 90d.",
+)
+@click.option("--expires-at", default=None, help="ISO 8601 time with a zone.")
 @click.pass_obj
-def keys_create(obj: tuple[AdminClient, bool], team_id: str, name: str | None) -> None:
+def keys_create(
+    obj: tuple[AdminClient, bool],
+    team_id: str,
+    name: str | None,
+    expires_in: int | None,
+    expires_at: str | None,
+) -> None:
+    """A new key for TEAM_ID, optionally expiring."""
     client, as_json = obj
-    data = client.request("POST", f"/admin/v1/teams/{team_id}/keys", {"name": name})
+    body = {"name": name, **_expiry(expires_in, expires_at)}
+    data = client.request("POST", f"/admin/v1/teams/{team_id}/keys", body)
 
     def render() -> None:
         _table("Key created", [data], KEY_COLUMNS)
-        console.print("API key (shown once, store it now):", style="bold")
-        click.echo(data["key"])
+        _show_secret("API key", data["key"])
+
+    _output(as_json, data, render)
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--grace",
+    callback=_duration,
+    metavar="DURATION",
+    default="24h",
+    show_default=True,
+    help="How long the old key keeps working (0: stops at once).",
+)
+@click.option(
+    "--expires-in",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="The new key's lifetime.",
+)
+@click.option("--expires-at", default=None, help="The new key's expiry (ISO 8601).")
+@click.pass_obj
+def keys_rotate(
+    obj: tuple[AdminClient, bool],
+    key_id: str,
+    grace: int,
+    expires_in: int | None,
+    expires_at: str | None,
+) -> None:
+    """A new key in place of KEY_ID (same team and name); the old one works for the grace."""
+    client, as_json = obj
+    body = {"grace_seconds": grace, **_expiry(expires_in, expires_at)}
+    data = client.request("POST", f"/admin/v1/keys/{key_id}/rotate", body)
+
+    def render() -> None:
+        _table("Key rotated", [data["replaces"], data], KEY_COLUMNS)
+        _show_secret("New API key", data["key"])
 
     _output(as_json, data, render)
 
@@ -332,3 +441,85 @@ def unknown_submits(obj: tuple[AdminClient, bool], team_id: str) -> None:
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unknown-submits")
     columns = ["request_id", "api", "target", "key_id", "created_at"]
     _output(as_json, data, lambda: _table("Unknown submits", data["requests"], columns))
+
+
+@admin.group()
+def admins() -> None:
+    """Create, list and revoke named admin tokens (roles: admin, viewer)."""
+
+
+@admins.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "viewer"]),
+    default="viewer",
+    show_default=True,
+    help="viewer: read only; admin: may change anything.",
+)
+@click.pass_obj
+def admins_create(obj: tuple[AdminClient, bool], name: str, role: str) -> None:
+    """A new admin token named NAME (its author is the token in use)."""
+    client, as_json = obj
+    data = client.request("POST", "/admin/v1/admins", {"name": name, "role": role})
+
+    def render() -> None:
+        _table("Admin token created", [data], ADMIN_COLUMNS)
+        _show_secret("Admin token", data["token"])
+
+    _output(as_json, data, render)
+
+
+@admins.command("list")
+@click.pass_obj
+def admins_list(obj: tuple[AdminClient, bool]) -> None:
+    """Every named admin token, revoked ones included."""
+    client, as_json = obj
+    data = client.request("GET", "/admin/v1/admins")
+    columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
+    _output(as_json, data, lambda: _table("Admin tokens", data["admins"], columns))
+
+
+@admins.command("revoke")
+@click.argument("token_id")
+@click.pass_obj
+def admins_revoke(obj: tuple[AdminClient, bool], token_id: str) -> None:
+    """Revoke an admin token; refused on every replica from the next request."""
+    client, as_json = obj
+    data = client.request("DELETE", f"/admin/v1/admins/{quote(token_id, safe='')}")
+    columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
+    _output(as_json, data, lambda: _table("Admin token revoked", [data], columns))
+
+
+@admin.command("audit")
+@click.option("--actor", default=None, help="An admin name or token id.")
+@click.option("--action", default=None, help="e.g. key.revoke, team.create.")
+@click.option("--target", default=None, help="A target prefix, e.g. team/design/key/.")
+@click.option("--team", default=None, help="Changes to one team (its keys, policy, cache).")
+@click.option("--since", default=None, help="ISO 8601 time; older records are left out.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", default=None, help="next_cursor of an earlier page.")
+@click.pass_obj
+def audit(
+    obj: tuple[AdminClient, bool],
+    actor: str | None,
+    action: str | None,
+    target: str | None,
+    team: str | None,
+    since: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """Who changed what and when, newest first (--json for the before and after)."""
+    client, as_json = obj
+    filters = {"actor": actor, "action": action, "target": target, "team": team}
+    query = {**filters, "since": since, "cursor": cursor, "limit": limit}
+    params = urlencode({k: v for k, v in query.items() if v is not None})
+    data = client.request("GET", f"/admin/v1/audit?{params}")
+
+    def render() -> None:
+        _table("Audit log", data["entries"], AUDIT_COLUMNS)
+        if data["next_cursor"]:
+            console.print(f"More: --cursor {data['next_cursor']}")
+
+    _output(as_json, data, render)

@@ -102,6 +102,67 @@ async def test_admin_cli_with_a_wrong_token_says_so(serve: ServeProcess) -> None
     assert code != 0 and "401" in err
 
 
+async def test_admin_cli_manages_admin_tokens_and_reads_the_audit_log(serve: ServeProcess) -> None:
+    code, out, err = await _cli(
+        serve.env, "admin", "--json", "admins", "create", "alice", "--role", "admin"
+    )
+    assert code == 0, err
+    alice = json.loads(out)
+    as_alice = {**serve.env, "GATEWAY_ADMIN_TOKEN": alice["token"]}
+    code, out, err = await _cli(as_alice, "admin", "whoami")
+    assert code == 0 and "alice" in out, err
+    code, out, err = await _cli(as_alice, "admin", "teams", "create", "ml")
+    assert code == 0, err
+    code, out, err = await _cli(as_alice, "admin", "admins", "create", "vic")  # viewer by default
+    assert code == 0 and "viewer" in out, err
+    vic_token = out.strip().splitlines()[-1]
+    assert vic_token.startswith("rca_")
+    as_vic = {**serve.env, "GATEWAY_ADMIN_TOKEN": vic_token}
+    code, out, _ = await _cli(as_vic, "admin", "teams", "list")
+    assert code == 0 and "ml" in out
+    code, _, err = await _cli(as_vic, "admin", "teams", "create", "nope")
+    assert code != 0 and "403" in err
+    code, out, _ = await _cli(serve.env, "admin", "admins", "list")
+    assert "alice" in out and "vic" in out and vic_token not in out
+    code, out, _ = await _cli(serve.env, "admin", "--json", "audit", "--actor", "alice")
+    entries = json.loads(out)["entries"]
+    assert [e["action"] for e in entries] == ["admin_token.create", "team.create"]
+    assert vic_token not in out and alice["token"] not in out
+    code, out, _ = await _cli(serve.env, "admin", "audit", "--team", "ml")
+    assert code == 0 and "team.create" in out and "alice" in out
+    vic_id = vic_token.split("_")[1]
+    code, _, err = await _cli(serve.env, "admin", "admins", "revoke", vic_id)
+    assert code == 0, err
+    code, _, err = await _cli(as_vic, "admin", "teams", "list")
+    assert code != 0 and "401" in err
+
+
+async def test_admin_cli_creates_expiring_keys_and_rotates_them(serve: ServeProcess) -> None:
+    await _cli(serve.env, "admin", "teams", "create", "ml")
+    code, out, err = await _cli(
+        serve.env, "admin", "--json", "keys", "create", "ml", "--expires-in", "12h"
+    )
+    assert code == 0, err
+    old = json.loads(out)
+    assert old["expires_at"] and old["active"] is True
+    code, _, err = await _cli(serve.env, "admin", "keys", "create", "ml", "--expires-in", "soon")
+    assert code == 2 and "duration" in err
+    code, out, err = await _cli(serve.env, "admin", "keys", "rotate", old["key_id"], "--grace", "0")
+    assert code == 0, err
+    new_key = out.strip().splitlines()[-1]
+    assert new_key.startswith("rcg_")
+    async with aiohttp.ClientSession() as http:
+        for key, expected in ((old["key"], 401), (new_key, 200)):
+            async with http.get(
+                f"{serve.url}/v1/models/{NANO}", headers={"Authorization": f"Bearer {key}"}
+            ) as resp:
+                assert resp.status == expected
+    code, out, _ = await _cli(serve.env, "admin", "--json", "keys", "list", "ml")
+    listing = {k["key_id"]: k for k in json.loads(out)["keys"]}
+    assert listing[old["key_id"]]["active"] is False
+    assert listing[old["key_id"]]["replaced_by"] in listing
+
+
 async def test_sigterm_lets_in_flight_requests_finish_before_exit(
     serve: ServeProcess, simulator: Simulator
 ) -> None:
