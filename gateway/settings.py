@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr = Field(
         default=SecretStr(""),
-        description="Bearer token for `/admin/v1/` and deployment management. Empty disables both.",
+        description="Bootstrap admin token: the built-in admin `bootstrap` for `/admin/v1/` and "
+        "deployment management, e.g. to create named admin tokens. Empty disables it; named "
+        "admin tokens keep working.",
     )
     redis_url: str = Field(
         default="",

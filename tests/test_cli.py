@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.settings import settings_table
 from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Simulator, free_port
 
 
@@ -212,6 +213,11 @@ async def test_logs_are_json_lines_without_keys_or_tokens(
     for secret in (key, key.rsplit("_", 1)[1], SIM_TOKEN, ADMIN_TOKEN):
         assert secret not in text
     assert "Traceback" not in text
+
+
+def test_the_readme_settings_table_is_generated_from_the_settings() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings_table().strip() in readme, "run: runcomfy-gateway config --markdown"
 
 
 async def test_config_markdown_lists_every_setting() -> None:
