@@ -59,8 +59,10 @@ class AuditQuery:
             return False
         if self.target_prefix is not None and not entry.target.startswith(self.target_prefix):
             return False
+        if self.team is None:
+            return True
         team = f"team/{self.team}"
-        return self.team is None or entry.target == team or entry.target.startswith(team + "/")
+        return entry.target == team or entry.target.startswith(team + "/")
 
 
 @dataclass(frozen=True, slots=True)
