@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway.alerts import BudgetAlerts
 from gateway.catalog import Catalog
 from gateway.credentials import Credential
 from gateway.dedup import DedupService
 from gateway.metrics import Metrics
 from gateway.poller import Poller
+from gateway.pricing import Pricing
 from gateway.proxy import ProxyService
+from gateway.quotas import QuotaService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
 from gateway.teams import TeamService
@@ -44,6 +47,9 @@ DEDUP = web.AppKey("dedup", DedupService)
 POLLER = web.AppKey("poller", Poller)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 METRICS = web.AppKey("metrics", Metrics)
+QUOTAS = web.AppKey("quotas", QuotaService)
+ALERTS = web.AppKey("alerts", BudgetAlerts)
+PRICING = web.AppKey("pricing", Pricing)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)

@@ -79,6 +79,8 @@ class Replicas:
             "GATEWAY_UPSTREAM_READ_TIMEOUT": "5",
             "GATEWAY_UPSTREAM_SUBMIT_TIMEOUT": "5",
             "GATEWAY_SHUTDOWN_GRACE_SECONDS": "1",
+            # 60-100 clients poll one key every 50 ms here: far above the default poll limit
+            "GATEWAY_POLL_RATE_PER_SECOND": "0",
             **settings,
         }
 
