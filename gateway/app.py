@@ -16,6 +16,7 @@ from gateway.appkeys import (
     METRICS,
     MODEL_API,
     POLLER,
+    PRICING,
     PROXY,
     RECORDS,
     REDIS,
@@ -33,9 +34,11 @@ from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
 from gateway.poller import Poller, PollerConfig
+from gateway.pricing import Pricing
 from gateway.proxy import PollSettings, ProxyService
 from gateway.request_records import Api, Lifetimes, RequestRecords
 from gateway.routes.admin import setup_admin_routes
+from gateway.routes.admin_pricing import setup_admin_pricing_routes
 from gateway.routes.model_api import setup_model_api_routes
 from gateway.routes.ops import setup_ops_routes
 from gateway.routes.serverless import setup_serverless_routes
@@ -171,6 +174,9 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await serverless.start()
     app[MODEL_API], app[SERVERLESS] = model_api, serverless
     app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
+    app[PRICING] = Pricing(
+        app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
+    )
     app[DEDUP] = DedupService(
         app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG], metrics), metrics
     )
@@ -245,4 +251,5 @@ def create_app(settings: Settings) -> web.Application:
     setup_model_api_routes(app)
     setup_serverless_routes(app)
     setup_admin_routes(app)
+    setup_admin_pricing_routes(app)
     return app

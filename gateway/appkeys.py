@@ -12,6 +12,7 @@ from gateway.credentials import Credential
 from gateway.dedup import DedupService
 from gateway.metrics import Metrics
 from gateway.poller import Poller
+from gateway.pricing import Pricing
 from gateway.proxy import ProxyService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
@@ -39,6 +40,7 @@ RECORDS = web.AppKey("records", RequestRecords)
 MODEL_API = web.AppKey("model_api", UpstreamClient)
 SERVERLESS = web.AppKey("serverless", UpstreamClient)
 CATALOG = web.AppKey("catalog", Catalog)
+PRICING = web.AppKey("pricing", Pricing)
 PROXY = web.AppKey("proxy", ProxyService)
 DEDUP = web.AppKey("dedup", DedupService)
 POLLER = web.AppKey("poller", Poller)
