@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -393,3 +395,55 @@ async def test_a_price_change_reaches_another_replica_within_the_cache_bound(
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the second replica never dropped the override")
+
+
+async def cli(gw: Gateway, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "GATEWAY_ADMIN_URL": gw.url, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+    env["COLUMNS"] = "250"  # rich wraps table cells to the terminal width
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "admin", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
+    code, out, err = await cli(
+        gw, "--json", "pricing", "set-model", NANO,
+        "--rule", "resolution=4K:0.3", "--rule", "output_format=webp:x2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["rules"] == [
+        {"param": "resolution", "equals": "4K", "unit_price_usd": 0.3},
+        {"param": "output_format", "equals": "webp", "multiplier": 2.0},
+    ]
+    code, out, err = await cli(
+        gw, "pricing", "set-deployment", DEP, "--usd-per-second", "0.001", "--seconds", "30"
+    )
+    assert code == 0, err
+    assert DEP in out
+
+    code, out, err = await cli(gw, "pricing", "show")
+    assert code == 0, err
+    assert NANO in out and "resolution=4K:$0.3" in out and DEP in out
+
+    body = json.dumps({"prompt": "x", "resolution": "4K", "output_format": "webp"})
+    code, out, err = await cli(gw, "--json", "pricing", "estimate", "--model", NANO, "--body", body)
+    assert code == 0, err
+    assert json.loads(out)["micro"] == 600_000
+    code, out, err = await cli(gw, "pricing", "estimate", "--deployment", DEP)
+    assert code == 0, err
+    assert "$0.030000" in out and "deployment" in out
+
+    code, _, err = await cli(gw, "pricing", "set-model", NANO, "--rule", "resolution")
+    assert code != 0 and "PARAM=VALUE:USD" in err
+    code, _, err = await cli(gw, "pricing", "set-model", NANO)
+    assert code != 0 and "422" in err
+
+    assert (await cli(gw, "pricing", "clear-model", NANO))[0] == 0
+    assert (await cli(gw, "pricing", "clear-deployment", DEP))[0] == 0
+    code, _, err = await cli(gw, "pricing", "clear-deployment", DEP)
+    assert code != 0 and "404" in err
+    _, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert book == {"models": {}, "deployments": {}}
