@@ -113,7 +113,7 @@ class Estimate:
         return {
             "micro": self.micro,
             "unit_price_micro": self.unit_price_micro,
-            "units": int(self.units) if self.units.is_integer() else self.units,
+            "units": int(self.units) if float(self.units).is_integer() else self.units,
             "unit": self.unit,
             "source": self.source,
             "notes": list(self.notes),
@@ -218,6 +218,7 @@ class Pricing:
         self._catalog = catalog
         self._cache_seconds = cache_seconds
         self._book: tuple[float, PriceBook] | None = None
+        self._writes = 0  # a read that overlapped a write of this replica must not be cached
         self._prices: OrderedDict[str, _Cached] = OrderedDict()
 
     async def estimate(self, api: Api, target: str, body: dict[str, Any]) -> Estimate:
@@ -240,6 +241,7 @@ class Pricing:
 
     async def price_book(self) -> PriceBook:
         """Every override, read from Redis now (not the cached copy)."""
+        writes = self._writes
         raw = await self._redis.hgetall(self._key)
         models: dict[str, ModelPrice] = {}
         deployments: dict[str, DeploymentPrice] = {}
@@ -254,7 +256,8 @@ class Pricing:
                 # Written by another version of the gateway: skip it rather than fail admission.
                 log.warning("price_override_unreadable", field=field)
         book = PriceBook(models, deployments)
-        self._book = (time.monotonic() + self._cache_seconds, book)
+        if writes == self._writes:
+            self._book = (time.monotonic() + self._cache_seconds, book)
         return book
 
     async def set_model_price(self, model_id: str, price: ModelPrice) -> None:
@@ -275,12 +278,17 @@ class Pricing:
 
     async def _write(self, field: str, value: str) -> None:
         await self._redis.hset(self._key, field, value)
-        self._book = None  # this replica uses it at once; the others within the cache bound
+        self._forget_book()
 
     async def _delete(self, field: str) -> bool:
         removed: int = await self._redis.hdel(self._key, field)
-        self._book = None
+        self._forget_book()
         return removed > 0
+
+    def _forget_book(self) -> None:
+        """This replica uses its own change at once; the others within the cache bound."""
+        self._book = None
+        self._writes += 1
 
     async def _cached_book(self) -> PriceBook:
         if self._book is not None and self._book[0] > time.monotonic():
@@ -328,7 +336,9 @@ def _catalog_price(entry: Any) -> CatalogPrice | str:
     return CatalogPrice(usd_to_micro(usd), unit, properties if isinstance(properties, dict) else {})
 
 
-def _model_estimate(price: CatalogPrice, override: ModelPrice | None, body: dict[str, Any]) -> Estimate:
+def _model_estimate(
+    price: CatalogPrice, override: ModelPrice | None, body: dict[str, Any]
+) -> Estimate:
     """Catalog price, corrected by the override's price and rules, times the units asked for."""
     unit_price, unit = price.unit_price_micro, price.unit
     notes: list[str] = []
