@@ -45,6 +45,7 @@ from gateway.proxy import PollSettings, ProxyService
 from gateway.quotas import Calendar, QuotaConfig, QuotaService
 from gateway.request_records import Api, Lifetimes, RequestRecords
 from gateway.routes.admin import setup_admin_routes
+from gateway.routes.admin_pricing import setup_admin_pricing_routes
 from gateway.routes.admin_quotas import setup_admin_quota_routes
 from gateway.routes.model_api import setup_model_api_routes
 from gateway.routes.ops import setup_ops_routes
@@ -206,7 +207,9 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await serverless.start()
     app[MODEL_API], app[SERVERLESS] = model_api, serverless
     app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
-    app[PRICING] = Pricing(app[CATALOG])
+    app[PRICING] = Pricing(
+        app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
+    )
     app[DEDUP] = DedupService(
         app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG], metrics), metrics
     )
@@ -314,4 +317,5 @@ def create_app(settings: Settings) -> web.Application:
     setup_serverless_routes(app)
     setup_admin_routes(app)
     setup_admin_quota_routes(app)
+    setup_admin_pricing_routes(app)
     return app

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     catalog_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long catalog answers are reused (0 disables)."
     )
+    pricing_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long each replica reuses the admins' price overrides: a changed price "
+        "is used by every replica within this time.",
+    )
     dedup_default_policy: Literal["cache", "inflight", "off"] = Field(
         default="cache",
         description="Dedup policy of teams, keys and models that have none set: `cache`, "

@@ -6,6 +6,7 @@ slot before it looks anything up, every multi-key script stays inside one Redis 
 another team's records are simply not addressable with your key.
 
     <ns>:v1:teams                        hash  team_id -> slot          bound: admin actions
+    <ns>:v1:pricing                      hash  price overrides (JSON)   bound: admin actions
     <ns>:v1:{t:<slot>}:team              hash  team record               bound: admin actions
     <ns>:v1:{t:<slot>}:keys              set   key ids of the team       bound: admin actions
     <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only)    bound: admin actions
@@ -59,6 +60,9 @@ class Layout:
 
     def team_index(self) -> str:
         return f"{self.root}:teams"
+
+    def pricing(self) -> str:
+        return f"{self.root}:pricing"
 
     def team_tag(self, slot: str) -> str:
         return f"{self.root}:{{t:{slot}}}"
