@@ -226,3 +226,21 @@ def assert_error_shape(body: Any, code: int | None = None) -> None:
     assert "Traceback" not in text
     assert SIM_TOKEN not in text
     assert ADMIN_TOKEN not in text
+
+
+@pytest.fixture
+async def replicas(
+    simulator: Simulator,
+    redis_url: str,
+    namespace: str,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+) -> AsyncIterator[Any]:
+    """Real ``serve`` processes sharing the test's Redis namespace (see tests/replicas.py)."""
+    from tests.replicas import Replicas
+
+    group = Replicas(simulator, redis_url, namespace, tmp_path, http)
+    try:
+        yield group
+    finally:
+        await group.stop_all()

@@ -10,27 +10,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import ADMIN_TOKEN, Simulator, assert_error_shape
-from tests.test_multiprocess import (  # noqa: F401 - fixtures
-    Replica,
-    Replicas,
-    call,
-    http,
-    problems,
-    replicas,
-)
+from tests.replicas import Replica, Replicas, call, client_pool, problems
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with client_pool() as session:
+        yield session
+
 
 FLUX = "blackforestlabs/flux-2/flash/text-to-image"  # $0.012 per image
 CLIENTS_PER_REPLICA = 200
 
 
-async def team_with(
-    http: aiohttp.ClientSession, replica: Replica, team: str, **limits: Any
-) -> str:
+async def team_with(http: aiohttp.ClientSession, replica: Replica, team: str, **limits: Any) -> str:
     status, body, _ = await call(
         http, replica, "POST", "/admin/v1/teams", key=ADMIN_TOKEN, json={"team_id": team}
     )
