@@ -248,7 +248,7 @@ async def test_a_submit_of_unknown_outcome_stays_reserved_until_an_admin_resolve
 ) -> None:
     gw = await gateway_factory(upstream_submit_timeout=0.3)
     key = await gw.new_team("design", budget_usd=1)
-    await simulator.fault(route="model.submit", action="delay", delay=0.8, times=1)
+    await simulator.fault(route="model.submit", action="delay", delay=0.8, after=True)
     status, body, _ = await submit(gw, key, "lost")
     assert status == 504
     assert_error_shape(body, 504002)
@@ -442,3 +442,57 @@ async def test_limits_are_validated_and_read_back_as_set(gateway: Gateway) -> No
     for name, value in limits.items():
         assert stored[name] == value == read[name], name
     assert read["budget"]["period"].count("-W") == 1
+
+
+# --- the books ---------------------------------------------------------------------------------
+
+
+async def ledger_micro(simulator: Simulator) -> int:
+    async with simulator.session.get(f"{simulator.url}/_sim/ledger") as resp:
+        data = await resp.json()
+    return int(data["charged_micro"])
+
+
+async def test_the_books_balance_through_cancels_failures_timeouts_and_coalescing(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    """Settled spend plus the unreconciled ledger equals what RunComfy charged, to the micro."""
+    gw = await gateway_factory(upstream_submit_timeout=0.3)
+    key = await gw.new_team("design", budget_usd=100)
+    rids = []
+    for i in range(4):  # successes on three price rules
+        rids.append((await submit(gw, key, f"ok {i}"))[1]["request_id"])
+        rids.append((await submit(gw, key, f"ok {i}", model=FLUX))[1]["request_id"])
+        answer = await submit(gw, key, f"ok {i}", model=GPT_IMAGE, num_images=i + 1)
+        rids.append(answer[1]["request_id"])
+    coalesced = await asyncio.gather(*(submit(gw, key, "popular") for _ in range(10)))
+    assert sum(1 for a in coalesced if a[2]["X-Gateway-Cache"] == "miss") == 1
+    rids += [a[1]["request_id"] for a in coalesced]
+    await simulator.configure(next_outcomes=["failed", "failed"])
+    rids.append((await submit(gw, key, "fails 1"))[1]["request_id"])
+    rids.append((await submit(gw, key, "fails 2", model=GPT_IMAGE, num_images=2))[1]["request_id"])
+    await simulator.configure(queue_seconds=30)
+    _, doomed, _ = await submit(gw, key, "cancel me")
+    status, body, _ = await gw.request(
+        "POST", f"/v1/requests/{doomed['request_id']}/cancel", key=key
+    )
+    assert body["outcome"] == "cancelled", body
+    await simulator.configure(queue_seconds=0.2)
+    await simulator.fault(route="model.submit", action="delay", delay=0.6, after=True, times=2)
+    for prompt in ("timeout 1", "timeout 2"):
+        assert (await submit(gw, key, prompt, model=GPT_IMAGE, num_images=3))[0] == 504
+    for rid in rids:
+        await wait_status(gw, key, rid, "completed")
+    budget = await settled(gw, "design", reserved=0.252)  # only the two timeouts stay reserved
+    _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    unreconciled = sum(round(e["reserved_usd"] * 1_000_000) for e in ledger["jobs"])
+    assert unreconciled == 252_000
+    books = round(budget["settled_usd"] * 1_000_000) + unreconciled
+    for _ in range(100):  # the timed-out jobs still run at "RunComfy"
+        if await ledger_micro(simulator) == books:
+            break
+        await asyncio.sleep(0.05)
+    async with simulator.session.get(f"{simulator.url}/_sim/ledger") as resp:
+        data = await resp.json()
+    assert data["charged_micro"] == books
+    assert books > 0
