@@ -476,7 +476,7 @@ async def test_the_books_balance_through_cancels_failures_timeouts_and_coalescin
     status, body, _ = await gw.request(
         "POST", f"/v1/requests/{doomed['request_id']}/cancel", key=key
     )
-    assert body["outcome"] == "cancelled", body
+    assert status == 202 and body["outcome"] == "cancelled", body
     await simulator.configure(queue_seconds=0.2)
     await simulator.fault(route="model.submit", action="delay", delay=0.6, after=True, times=2)
     for prompt in ("timeout 1", "timeout 2"):
