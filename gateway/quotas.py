@@ -161,6 +161,19 @@ class Limits(KeyLimits):
     alert_webhook: str | None = Field(default=None, max_length=2048)
     keys: dict[str, KeyLimits] = Field(default_factory=dict)
 
+    def job_bound(self) -> list[str]:
+        """Limits set here that need a job's life in the team's slot (not in the shared
+        cache scope)."""
+        names = [n for n in ("budget_usd", "max_request_usd") if getattr(self, n) is not None]
+        names += [n for n in ("max_concurrent", "max_queue") if getattr(self, n) is not None]
+        for kid, limits in self.keys.items():
+            names += [
+                f"keys.{kid}.{n}"
+                for n in ("budget_usd", "max_request_usd")
+                if getattr(limits, n) is not None
+            ]
+        return names
+
     def to_hash(self) -> dict[str, str]:
         """The Redis hash the admission script reads."""
         out: dict[str, str] = {"budget_period": PERIOD_LETTER[self.budget_period]}

@@ -212,17 +212,35 @@ class RequestRecords:
         """Verify the key and hit, follow or claim a job, atomically."""
         rid, jid, created_at = new_id(), new_id(), now_iso()
         charge = charge or Charge()
+        shared_limit: RateLimitState | None = None
         life = self.lifetimes
         slot, scope, team, policy = cred.slot, "team", "", life.default_policy
         if life.shared:
             # Two slots, two steps: the key and policy in the team's, the rest in the shared one.
             verdict = await self._scripts.team_policy(
-                keys=[self._layout.key(cred.slot, cred.kid), self._layout.policy(cred.slot)],
-                args=[cred.digest, cred.key_id, target, life.default_policy],
+                keys=[
+                    self._layout.key(cred.slot, cred.kid),
+                    self._layout.policy(cred.slot),
+                    self._layout.limits(cred.slot),
+                ],
+                args=[
+                    cred.digest,
+                    cred.key_id,
+                    target,
+                    life.default_policy,
+                    api.value,
+                    self._layout.team_prefix(cred.slot),
+                    self.calendar.spec(),
+                    cred.kid,
+                    self.quota.usage_retention,
+                ],
             )
             if int(verdict[0]) == 0:
                 raise unauthorized_reason(str(verdict[1]))
+            if int(verdict[0]) == 2:
+                raise refusal(list(verdict), target, charge.estimate_micro)
             team, policy = str(verdict[1]), str(verdict[2])
+            shared_limit = RateLimitState.from_reply(list(verdict[3:8]))
             slot, scope = SHARED_SLOT, "shared"
         request_key = self._layout.request(slot, rid)
         # In the shared scope the key and policy were read already; every key must share a slot.
@@ -307,7 +325,7 @@ class RequestRecords:
             policy,
             saved_micro=int(float(reply[5])),
             queue_position=int(reply[6]),
-            rate_limit=RateLimitState.from_reply(list(reply[7:12])),
+            rate_limit=shared_limit or RateLimitState.from_reply(list(reply[7:12])),
             alert=alert,
         )
 

@@ -496,3 +496,20 @@ async def test_the_books_balance_through_cancels_failures_timeouts_and_coalescin
         data = await resp.json()
     assert data["charged_micro"] == books
     assert books > 0
+
+
+async def test_the_shared_cache_scope_enforces_access_rate_and_daily_limits_and_refuses_budgets(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw = await gateway_factory(cache_scope="shared")
+    key = await gw.new_team("design", daily_requests=2, models=[NANO])
+    assert (await submit(gw, key, "a"))[0] == 200
+    assert (await submit(gw, key, "b", model=FLUX))[0] == 403
+    assert (await submit(gw, key, "a"))[0] == 200  # a hit or a follower still counts
+    status, body, _ = await submit(gw, key, "c")
+    assert status == 429 and body["detail"]["limit"] == "daily"
+    status, body = await gw.admin("PUT", "/admin/v1/teams/design/limits", {"budget_usd": 5})
+    assert status == 422
+    assert_error_shape(body, 422001)
+    assert "GATEWAY_CACHE_SCOPE" in body["error_message"]
+    assert await simulator.count("model.submit") == 1

@@ -9,7 +9,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.appkeys import QUOTAS, TEAMS, WEBHOOKS
+from gateway.appkeys import QUOTAS, SETTINGS, TEAMS, WEBHOOKS
 from gateway.errors import BadRequest, ValidationFailed
 from gateway.jsonutil import json_response, read_json_object
 from gateway.middlewares.auth import require_admin
@@ -49,6 +49,15 @@ async def put_limits(request: web.Request) -> web.Response:
         raise ValidationFailed(detail=[f"no key {k!r} in team {team_id!r}" for k in unknown])
     if any(not kid.startswith(slot) for kid in limits.keys):  # pragma: no cover - checked above
         raise ValidationFailed(detail="keys of another team")
+    if request.app[SETTINGS].cache_scope == "shared":
+        job_bound = limits.job_bound()
+        if job_bound:
+            raise ValidationFailed(
+                "Budgets, per-request cost caps and concurrency limits follow each job in its "
+                "team's Redis slot, which the shared cache scope (GATEWAY_CACHE_SCOPE=shared) "
+                "does not have; access lists, submit rates and daily limits do apply.",
+                detail=[f"{name} needs GATEWAY_CACHE_SCOPE=team" for name in job_bound],
+            )
     if limits.alert_webhook:
         request.app[WEBHOOKS].policy.check_url(limits.alert_webhook)
     stored = Limits.model_validate(

@@ -16,8 +16,9 @@
 -- 25 serverless rate (micro per second, 0 if none), 26 raw body, 27 default queue depth,
 -- 28 usage retention seconds, 29 key id without slot.
 -- In the shared scope every key lives in the shared slot: the caller verified the key and
--- resolved the policy (ARGV[14]) in the team's slot first; KEYS[1], KEYS[3] and the quota keys
--- are unused there (limits apply in the team scope).
+-- resolved the policy (ARGV[14]) and charged the outcome-free limits (access, rate, daily) in
+-- the team's slot first (team_policy.lua); KEYS[1], KEYS[3] and the quota keys are unused there,
+-- and budgets and concurrency limits, which follow a job's life in the team's slot, do not apply.
 -- Returns {0, reason} for a bad key; {2, kind, scope, limit, retry after, rate-limit info (5),
 -- team} for a refusal; or {1, team, outcome, job id, policy, saved micro, queue position,
 -- rate-limit name, quota, window, remaining, reset, alert level, budget period, committed,
@@ -39,80 +40,27 @@ local day = periods['d']
 local usage_key = tag .. 'usage:' .. day.id
 local usage_ttl = tonumber(ARGV[28])
 
-local L = {}
-if quotas then
-  local flat = redis.call('HGETALL', KEYS[7])
-  for i = 1, #flat, 2 do L[flat[i]] = flat[i + 1] end
-end
+local L = quotas and read_limits(KEYS[7]) or {}
 local function limit(name) return tonumber(L[name]) end
 local function key_limit(name) return tonumber(L['key:' .. kid .. ':' .. name]) end
-
--- The tightest submit limit, for the RateLimit headers.
-local rl = {'', 0, 0, 0, 0}
-local function consider(name, quota, window, remaining, reset)
-  if rl[1] == '' or remaining < rl[4] or (remaining == rl[4] and reset > rl[5]) then
-    rl = {name, quota, window, remaining, reset}
-  end
-end
+local gate = new_gate(L, kid, tag, day, now)
 
 local function refuse(kind, scope, lim, retry_after)
   usage_add(usage_key, usage_ttl, {'refused', 1, 'refused:' .. kind, 1})
+  local rl = gate.rl
   return {2, kind, scope, tostring(lim), tostring(retry_after),
           rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), team}
 end
 
--- Access: models default to all, serverless deployments to none.
+-- Access, submit rate and submits per day: checked now, charged once admitted.
 if quotas then
-  if api == 'model' then
-    if L.models and not listed(L.models, target) then return refuse('access', 'team', 0, 0) end
-  elseif not (L.deployments and listed(L.deployments, target)) then
-    return refuse('access', 'team', 0, 0)
-  end
-end
-
--- Submit rate (GCRA) and submits per day, team-wide and per key: checked now, charged at the end.
-local charges = {}
-if quotas then
-  local rates = {
-    {'team', tag .. 'gcra', limit('rate_per_minute'), limit('rate_burst')},
-    {'key', tag .. 'gcra:' .. kid, key_limit('rate_per_minute'), key_limit('rate_burst')},
-  }
-  for _, r in ipairs(rates) do
-    local per_minute = r[3]
-    if per_minute and per_minute > 0 then
-      local burst = r[4] or 1
-      local ok, new_tat, wait, left = gcra_peek(r[2], per_minute, burst, now)
-      consider(r[1] .. '-rate', burst, math.ceil(60 * burst / per_minute), left,
-        math.max(0, (ok and new_tat or new_tat + 60 / per_minute) - now))
-      if not ok then return refuse('rate', r[1], per_minute, wait) end
-      charges[#charges + 1] = {'gcra', r[2], new_tat}
-    end
-  end
-  local dailies = {
-    {'team', tag .. 'daily:' .. day.id, limit('daily_requests')},
-    {'key', tag .. 'daily:' .. day.id .. ':' .. kid, key_limit('daily_requests')},
-  }
-  for _, d in ipairs(dailies) do
-    if d[3] then
-      local used = tonumber(redis.call('GET', d[2]) or '0')
-      local left = d[3] - used - 1
-      consider(d[1] .. '-daily', d[3], math.ceil(day['end'] - day.start),
-        math.max(0, left), day['end'] - now)
-      if left < 0 then return refuse('daily', d[1], d[3], day['end'] - now) end
-      charges[#charges + 1] = {'daily', d[2], day['end']}
-    end
-  end
+  local refusal = gate_check(gate, api, target)
+  if refusal then return refuse(unpack(refusal)) end
 end
 
 local function charge_submit(outcome)
-  for _, c in ipairs(charges) do
-    if c[1] == 'gcra' then
-      gcra_commit(c[2], c[3], now)
-    else
-      redis.call('INCR', c[2])
-      redis.call('EXPIREAT', c[2], math.ceil(c[3]) + 86400)
-    end
-  end
+  if not quotas then return end  -- the shared scope charged the team's slot already
+  commit_gate(gate)
   usage_add(usage_key, usage_ttl, {'requests', 1, outcome, 1, 'm:' .. target .. ':requests', 1,
     'm:' .. target .. ':' .. outcome, 1})
 end
@@ -131,6 +79,7 @@ end
 
 local function admitted(outcome, jid, saved, queue_pos, alert)
   alert = alert or {0, '', 0, 0}
+  local rl = gate.rl
   return {1, team, outcome, jid, policy, tostring(saved), queue_pos,
           rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), alert[1], alert[2], alert[3], alert[4]}
 end

@@ -70,3 +70,77 @@ local function usage_add(usage_key, ttl, pairs)
   end
   redis.call('EXPIRE', usage_key, ttl)
 end
+
+local function read_limits(key)
+  local L = {}
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do L[flat[i]] = flat[i + 1] end
+  return L
+end
+
+-- The checks every submit passes whatever its outcome: access, submit rate (GCRA) and submits
+-- per day, team-wide and per key. The gate remembers what to charge (commit_gate) and the
+-- tightest limit for the RateLimit headers (gate.rl). Returns nil, or a refusal
+-- {kind, scope, limit, retry after}.
+local function new_gate(L, kid, tag, day, now)
+  return {L = L, kid = kid, tag = tag, day = day, now = now, rl = {'', 0, 0, 0, 0}, charges = {}}
+end
+
+local function gate_limit(g, name, per_key)
+  if per_key then return tonumber(g.L['key:' .. g.kid .. ':' .. name]) end
+  return tonumber(g.L[name])
+end
+
+local function gate_consider(g, name, quota, window, remaining, reset)
+  local rl = g.rl
+  if rl[1] == '' or remaining < rl[4] or (remaining == rl[4] and reset > rl[5]) then
+    g.rl = {name, quota, window, remaining, reset}
+  end
+end
+
+local function gate_check(g, api, target)
+  local L, now, day = g.L, g.now, g.day
+  -- Access: models default to all, serverless deployments to none.
+  if api == 'model' then
+    if L.models and not listed(L.models, target) then return {'access', 'team', 0, 0} end
+  elseif not (L.deployments and listed(L.deployments, target)) then
+    return {'access', 'team', 0, 0}
+  end
+  for _, scope in ipairs({'team', 'key'}) do
+    local per_key = scope == 'key'
+    local per_minute = gate_limit(g, 'rate_per_minute', per_key)
+    if per_minute and per_minute > 0 then
+      local key = g.tag .. 'gcra' .. (per_key and (':' .. g.kid) or '')
+      local burst = gate_limit(g, 'rate_burst', per_key) or 1
+      local ok, new_tat, wait, left = gcra_peek(key, per_minute, burst, now)
+      gate_consider(g, scope .. '-rate', burst, math.ceil(60 * burst / per_minute), left,
+        math.max(0, (ok and new_tat or new_tat + 60 / per_minute) - now))
+      if not ok then return {'rate', scope, per_minute, wait} end
+      g.charges[#g.charges + 1] = {'gcra', key, new_tat}
+    end
+  end
+  for _, scope in ipairs({'team', 'key'}) do
+    local per_key = scope == 'key'
+    local allowed = gate_limit(g, 'daily_requests', per_key)
+    if allowed then
+      local key = g.tag .. 'daily:' .. day.id .. (per_key and (':' .. g.kid) or '')
+      local left = allowed - tonumber(redis.call('GET', key) or '0') - 1
+      gate_consider(g, scope .. '-daily', allowed, math.ceil(day['end'] - day.start),
+        math.max(0, left), day['end'] - now)
+      if left < 0 then return {'daily', scope, allowed, day['end'] - now} end
+      g.charges[#g.charges + 1] = {'daily', key, day['end']}
+    end
+  end
+  return nil
+end
+
+local function commit_gate(g)
+  for _, c in ipairs(g.charges) do
+    if c[1] == 'gcra' then
+      gcra_commit(c[2], c[3], g.now)
+    else
+      redis.call('INCR', c[2])
+      redis.call('EXPIREAT', c[2], math.ceil(c[3]) + 86400)
+    end
+  end
+end
