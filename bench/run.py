@@ -506,6 +506,7 @@ http {{
             GATEWAY_LOG_LEVEL="warning",
             GATEWAY_LOG_FORMAT="json",
             GATEWAY_DATA_DIR=str(self.work / "gwdata"),
+            GATEWAY_POLL_RATE_PER_SECOND="0",  # the load generator polls with one key
         )
         env.update(env_overrides)
         proc = self._spawn(

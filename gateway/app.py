@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 
 from gateway.admins import AdminTokens
+from gateway.alerts import BudgetAlerts
 from gateway.appkeys import (
     ADMINS,
+    ALERTS,
     AUDIT,
     CATALOG,
     DEDUP,
@@ -19,7 +23,9 @@ from gateway.appkeys import (
     METRICS,
     MODEL_API,
     POLLER,
+    PRICING,
     PROXY,
+    QUOTAS,
     RECORDS,
     REDIS,
     SERVERLESS,
@@ -32,15 +38,20 @@ from gateway.audit import AuditLog
 from gateway.background import background, sleep_unless
 from gateway.catalog import Catalog
 from gateway.dedup import DedupService, SchemaCache
+from gateway.dispatcher import Dispatcher
 from gateway.logs import SecretScrubber
 from gateway.metrics import Metrics
 from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
 from gateway.poller import Poller, PollerConfig
+from gateway.pricing import Pricing
 from gateway.proxy import PollSettings, ProxyService
+from gateway.quotas import Calendar, QuotaConfig, QuotaService
 from gateway.request_records import Api, Lifetimes, RequestRecords
 from gateway.routes.admin import setup_admin_routes
+from gateway.routes.admin_pricing import setup_admin_pricing_routes
+from gateway.routes.admin_quotas import setup_admin_quota_routes
 from gateway.routes.model_api import setup_model_api_routes
 from gateway.routes.ops import setup_ops_routes
 from gateway.routes.serverless import setup_serverless_routes
@@ -55,6 +66,19 @@ from gateway.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
 
 log = structlog.get_logger(__name__)
 REDIS_PROBE_INTERVAL = 2.0
+TEAM_GAUGE_INTERVAL = 5.0
+
+
+class PricedCharge:
+    """The proxy's view of pricing: (estimate, serverless rate per second) in micro-dollars."""
+
+    def __init__(self, pricing: Pricing) -> None:
+        self._pricing = pricing
+
+    async def charge(self, api: Api, target: str, body: dict[str, Any]) -> tuple[int, int]:
+        estimate = await self._pricing.estimate(api, target, body)
+        rate = estimate.unit_price_micro if api is Api.SERVERLESS else 0
+        return estimate.micro, rate
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -79,11 +103,20 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
         log.error("redis_unavailable_at_start", error_type=type(exc).__name__)
     layout = Layout(settings.redis_namespace)
-    scripts = Scripts.register(redis)
+    scripts = Scripts.register(redis, settings.clock_offset_seconds)
     app[TEAMS] = TeamService(redis, scripts, layout)
     app[ADMINS] = AdminTokens(redis, scripts, layout)
     secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
     app[AUDIT] = AuditLog(redis, layout, SecretScrubber(secrets))
+    calendar = Calendar(ZoneInfo(settings.quota_timezone), settings.clock_offset_seconds)
+    quota = QuotaConfig(
+        default_queue_depth=settings.queue_depth,
+        usage_retention=settings.usage_retention_days * 86400,
+        poll_rate=settings.poll_rate_per_second,
+        poll_burst=settings.poll_burst,
+        global_max_concurrent=settings.global_max_concurrent_jobs,
+    )
+    app[QUOTAS] = QuotaService(redis, scripts, layout, calendar, quota)
     app[RECORDS] = RequestRecords(
         redis,
         scripts,
@@ -96,6 +129,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
             default_policy=settings.dedup_default_policy,
             shared=settings.cache_scope == "shared",
         ),
+        calendar,
+        quota,
     )
     app[WEBHOOKS] = Webhooks(
         redis,
@@ -115,6 +150,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         settings.request_ttl_seconds,
     )
+    app[ALERTS] = BudgetAlerts(redis, layout, app[WEBHOOKS], app[METRICS])
     lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
     yield
     await redis.aclose()
@@ -179,6 +215,9 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await serverless.start()
     app[MODEL_API], app[SERVERLESS] = model_api, serverless
     app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
+    app[PRICING] = Pricing(
+        app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
+    )
     app[DEDUP] = DedupService(
         app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG], metrics), metrics
     )
@@ -193,6 +232,9 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         app[WEBHOOKS],
         metrics,
+        PricedCharge(app[PRICING]),
+        app[ALERTS],
+        settings.global_max_concurrent_jobs,
     )
     if not settings.upstream_configured:
         log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
@@ -216,11 +258,40 @@ async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         app[WEBHOOKS],
         app[METRICS],
+        app[ALERTS],
+        app[PROXY].release_global_slot,
     )
     app[POLLER] = poller
-    async with background(poller.run, "poller"), background(app[WEBHOOKS].run, "webhooks"):
+    dispatcher = Dispatcher(
+        app[RECORDS], app[PROXY], app[TEAMS], settings.dispatch_interval_seconds
+    )
+    app[PROXY].slot_freed = dispatcher.kick
+    async with (
+        background(poller.run, "poller"),
+        background(app[WEBHOOKS].run, "webhooks"),
+        background(dispatcher.run, "dispatcher"),
+        background(_team_gauges(app), "team-gauges"),
+    ):
         yield
     await poller.stop()
+
+
+def _team_gauges(
+    app: web.Application,
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """Budget, spend, queue and running gauges of every team, read from Redis: each replica
+    exports the same values, so dashboards take max() across replicas."""
+
+    async def loop(stopping: asyncio.Event) -> None:
+        while True:
+            try:
+                await app[QUOTAS].export(app[TEAMS], app[METRICS])
+            except STORE_FAILURES as exc:
+                log.warning("team_gauges_failed", error_type=type(exc).__name__)
+            if await sleep_unless(stopping, TEAM_GAUGE_INTERVAL):
+                return
+
+    return loop
 
 
 async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -253,4 +324,6 @@ def create_app(settings: Settings) -> web.Application:
     setup_model_api_routes(app)
     setup_serverless_routes(app)
     setup_admin_routes(app)
+    setup_admin_quota_routes(app)
+    setup_admin_pricing_routes(app)
     return app

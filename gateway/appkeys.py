@@ -8,13 +8,16 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.admins import AdminActor, AdminTokens
+from gateway.alerts import BudgetAlerts
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.credentials import Credential
 from gateway.dedup import DedupService
 from gateway.metrics import Metrics
 from gateway.poller import Poller
+from gateway.pricing import Pricing
 from gateway.proxy import ProxyService
+from gateway.quotas import QuotaService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
 from gateway.teams import TeamService
@@ -41,6 +44,7 @@ RECORDS = web.AppKey("records", RequestRecords)
 MODEL_API = web.AppKey("model_api", UpstreamClient)
 SERVERLESS = web.AppKey("serverless", UpstreamClient)
 CATALOG = web.AppKey("catalog", Catalog)
+PRICING = web.AppKey("pricing", Pricing)
 PROXY = web.AppKey("proxy", ProxyService)
 DEDUP = web.AppKey("dedup", DedupService)
 POLLER = web.AppKey("poller", Poller)
@@ -48,6 +52,8 @@ WEBHOOKS = web.AppKey("webhooks", Webhooks)
 METRICS = web.AppKey("metrics", Metrics)
 ADMINS = web.AppKey("admins", AdminTokens)
 AUDIT = web.AppKey("audit", AuditLog)
+QUOTAS = web.AppKey("quotas", QuotaService)
+ALERTS = web.AppKey("alerts", BudgetAlerts)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)

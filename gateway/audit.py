@@ -7,8 +7,9 @@ milliseconds and never lets go backwards. Each record is also logged as an ``adm
 event, with the request's correlation id.
 
 Targets are paths, so a prefix selects a subtree: ``team/<team>``, ``team/<team>/key/<key_id>``,
-``team/<team>/dedup-policy``, ``team/<team>/cache[/model/<model>|/entry/<cache key>]``,
-``cache/model/<model>`` (every team), ``admin/<token_id>``, ``deployment/<id>``.
+``team/<team>/dedup-policy``, ``team/<team>/limits``, ``team/<team>/unreconciled/<job>``,
+``team/<team>/cache[/model/<model>|/entry/<cache key>]``, ``cache/model/<model>`` (every team),
+``pricing/model/<model>``, ``pricing/deployment/<id>``, ``admin/<token_id>``, ``deployment/<id>``.
 
 The gateway never trims the stream: it grows by one entry (a few hundred bytes) per admin change.
 An operator who wants a cap trims it deliberately (``XTRIM <ns>:v1:{audit}:log MINID <ms>``).
@@ -20,10 +21,12 @@ gets a 503 (both live in the same Redis).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import structlog
@@ -38,6 +41,14 @@ ENTRY_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 MAX_PAGE = 1000
 _BATCH = 500
 _SCAN_PER_PAGE = 20_000
+
+
+def fingerprint_url(url: str) -> str:
+    """A URL as the audit log keeps it: scheme and host, and a digest of the rest (webhook URLs
+    such as Slack's carry their secret in the path), so a change still shows."""
+    parts = urlsplit(url)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return f"{parts.scheme}://{parts.hostname or ''}/…#sha256:{digest}"
 
 
 @dataclass(frozen=True, slots=True)

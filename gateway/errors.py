@@ -6,8 +6,15 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
     GatewayError                      500 500001  unexpected failure inside the gateway
     ├── ClientError                   (the caller's fault: 4xx)
     │   ├── BadRequest                400 400001  malformed JSON, bad identifiers
-    │   ├── Unauthorized              401 401001  missing, unknown or revoked key
+    │   ├── Unauthorized              401 401001  missing, unknown, expired or revoked key
     │   ├── Forbidden                 403 403001  a team key on an admin-only route
+    │   ├── QuotaRefused              (a team limit; the message names it)
+    │   │   ├── BudgetExhausted       402 402001  the period's budget cannot cover the estimate
+    │   │   ├── RequestTooExpensive   402 402002  the estimate exceeds the per-request cap
+    │   │   ├── AccessDenied          403 403002  a model or deployment not on the team's list
+    │   │   ├── RateLimitExceeded     429 429002  submit rate or submits per day
+    │   │   ├── QueueFull             429 429003  the team's queue of waiting submits is full
+    │   │   └── PollRateExceeded      429 429004  status/result polls of one key, too fast
     │   ├── NotFound                  404 404001  unknown route, model or request id
     │   ├── MethodNotAllowed          405 405001
     │   ├── Conflict                  409 409001  e.g. a team id that already exists
@@ -128,6 +135,49 @@ class UpstreamClientError(ClientError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": self._retry_after} if self._retry_after else {}
+
+
+class QuotaRefused(ClientError):
+    """A team limit refused the request; carries ``Retry-After`` and RateLimit headers."""
+
+    def __init__(
+        self, message: str, detail: Any = None, extra_headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, detail)
+        self._headers = extra_headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
+class BudgetExhausted(QuotaRefused):
+    status = 402
+    error_code = 402001
+
+
+class RequestTooExpensive(QuotaRefused):
+    status = 402
+    error_code = 402002
+
+
+class AccessDenied(QuotaRefused):
+    status = 403
+    error_code = 403002
+
+
+class RateLimitExceeded(QuotaRefused):
+    status = 429
+    error_code = 429002
+
+
+class QueueFull(QuotaRefused):
+    status = 429
+    error_code = 429003
+
+
+class PollRateExceeded(QuotaRefused):
+    status = 429
+    error_code = 429004
 
 
 class ServiceError(GatewayError):

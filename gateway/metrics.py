@@ -103,7 +103,7 @@ class Metrics:
         )
         self.cache_requests = Counter(
             "gateway_cache_requests_total",
-            "Submits by dedup outcome (hit, coalesced, miss).",
+            "Submits by dedup outcome (hit, coalesced, miss, queued).",
             ["team", "model", "outcome"],
             registry=r,
         )
@@ -121,7 +121,8 @@ class Metrics:
         )
         self.cost_saved = Counter(
             "gateway_cost_saved_usd_total",
-            "What cache hits would have cost, at the original job's price.",
+            "What hits (the original job's cost) and coalesced submits (its estimate) would "
+            "have cost.",
             ["team", "model"],
             registry=r,
         )
@@ -129,6 +130,55 @@ class Metrics:
             "gateway_cost_usd_total",
             "RunComfy's cost of finished jobs, charged to the team that started them.",
             ["team", "model"],
+            registry=r,
+        )
+        self.quota_refusals = Counter(
+            "gateway_quota_refusals_total",
+            "Submits refused by a team limit, by kind (rate, daily, budget, max_request, "
+            "queue_full, access).",
+            ["team", "limit"],
+            registry=r,
+        )
+        self.budget_alerts = Counter(
+            "gateway_budget_alerts_total",
+            "Budget thresholds (50, 80, 100 %) crossed, once per team, threshold and period.",
+            ["team", "threshold"],
+            registry=r,
+        )
+        self.team_budget = Gauge(
+            "gateway_team_budget_usd",
+            "The team's budget for the current period (teams with a budget).",
+            ["team"],
+            registry=r,
+        )
+        self.team_spend = Gauge(
+            "gateway_team_spend_usd",
+            "Settled spend of the team in the current budget period.",
+            ["team"],
+            registry=r,
+        )
+        self.team_reserved = Gauge(
+            "gateway_team_reserved_usd",
+            "Estimated cost of the team's jobs not yet settled, in the current period.",
+            ["team"],
+            registry=r,
+        )
+        self.team_budget_remaining = Gauge(
+            "gateway_team_budget_remaining_usd",
+            "Budget left in the current period after settled and reserved spend.",
+            ["team"],
+            registry=r,
+        )
+        self.team_queue = Gauge(
+            "gateway_team_queued_jobs",
+            "Submits waiting for a concurrency slot.",
+            ["team"],
+            registry=r,
+        )
+        self.team_running = Gauge(
+            "gateway_team_running_jobs",
+            "Jobs holding a team concurrency slot.",
+            ["team"],
             registry=r,
         )
         self.job_duration = Histogram(

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import structlog
@@ -19,7 +21,8 @@ import structlog
 from gateway.background import sleep_unless
 from gateway.errors import GatewayError, UpstreamClientError
 from gateway.metrics import Metrics
-from gateway.proxy import upstream_path
+from gateway.proxy import Alerts, upstream_path
+from gateway.quotas import to_micro, to_usd
 from gateway.request_records import LIVE, Api, Job, JobState, RequestRecords
 from gateway.store.client import STORE_FAILURES
 from gateway.upstream import UpstreamClient
@@ -39,6 +42,22 @@ MAX_CONSECUTIVE_ERRORS = 20
 GAUGE_INTERVAL = 5.0
 
 
+def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
+    """What a finished job cost: RunComfy's own figure (``include_cost``) where it gives one;
+    for serverless, the deployment's rate times the run the poller saw; else the estimate.
+    A Model API job that failed or was cancelled costs nothing unless RunComfy says so."""
+    if isinstance(reported, int | float) and not isinstance(reported, bool):
+        return to_micro(reported)
+    if final is JobState.CANCELLED:
+        return 0
+    rate = int(job.get("rate_micro", "0") or 0)
+    if job.api is Api.SERVERLESS and rate > 0 and job.get("started_ts"):
+        return round(rate * max(0.0, now - float(job.get("started_ts"))))
+    if final is JobState.FAILED and job.api is Api.MODEL:
+        return 0
+    return int(job.get("estimate", "0") or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class PollerConfig:
     interval: float
@@ -56,7 +75,11 @@ class Poller:
         config: PollerConfig,
         webhooks: Webhooks,
         metrics: Metrics,
+        alerts: Alerts,
+        release: Callable[[str, str], Awaitable[None]],
     ) -> None:
+        self._alerts = alerts
+        self._release = release
         self._metrics = metrics
         self._webhooks = webhooks
         self._records = records
@@ -125,9 +148,10 @@ class Poller:
             await self._records.unschedule(slot, jid)
             return
         now = time.time()
-        if now > float(job.get("expires_ts", "0")):
+        if self._records.calendar.now() > float(job.get("expires_ts", "0")):
             await self._records.update_job(job, JobState.UNKNOWN, reason="job lifetime exceeded")
             await self._records.unschedule(slot, jid)
+            await self._freed(job)
             return
         upstream = self._upstreams[job.api]
         try:
@@ -138,6 +162,7 @@ class Poller:
             if word not in FINAL_WORDS:
                 if word != job.get("upstream_status") and job.api is Api.SERVERLESS:
                     await self._webhooks.job_changed(job, word, {}, final=False)
+                started = job.get("started_ts")  # serverless runs are billed from here
                 await self._records.update_job(
                     job,
                     JobState.ACTIVE,
@@ -145,6 +170,7 @@ class Poller:
                     upstream_status=word,
                     last_poll_ts=now,
                     poll_errors=0,
+                    started_ts=now if word == "in_progress" and not started else started,
                 )
                 await self._records.schedule(slot, jid, self._config.interval)
                 return
@@ -160,23 +186,31 @@ class Poller:
         if final is None:  # result lags status: try again shortly
             await self._records.schedule(slot, jid, self._config.interval)
             return
-        cost = body.get("cost")
-        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
-        previous = await self._records.update_job(
+        settled = settle_micro(job, final, body.get("cost"), now)
+        update = await self._records.update_job_full(
             job,
             final,
+            settle_micro=settled,
             status_body=orjson.dumps(status.body).decode(),
             result_body=orjson.dumps(body).decode(),
             upstream_status=word,
             last_poll_ts=now,
-            cost=cost,
+            cost=to_usd(settled),
         )
+        previous = update.previous
         await self._records.unschedule(slot, jid)
+        if update.alert is not None:
+            await self._alerts.budget_alert(update.alert)
         if previous in LIVE:
-            self._observe_end(job, final, cost, now)
+            await self._freed(job)
+            self._observe_end(job, final, to_usd(settled), now)
         if previous in LIVE and job.api is Api.SERVERLESS:
             await self._webhooks.job_changed(job, final.value, body, final=True)
         log.info("job_finished", job=jid, state=final.value, target=job.get("target"))
+
+    async def _freed(self, job: Job) -> None:
+        """The job holds no concurrency slot any more: let a queued one go."""
+        await self._release(job.slot, job.job_id)
 
     def _observe_end(self, job: Job, final: JobState, cost: float, now: float) -> None:
         labels = self._metrics.labels
@@ -209,6 +243,7 @@ class Poller:
             log.error("poll_gave_up", job=job.job_id, errors=errors, error_code=exc.error_code)
             await self._records.update_job(job, JobState.UNKNOWN, reason="upstream lost the job")
             await self._records.unschedule(job.slot, job.job_id)
+            await self._freed(job)
             return
         await self._records.update_job(job, JobState.ACTIVE, poll_errors=errors)
         delay = min(self._config.max_interval, self._config.interval * 2**errors)

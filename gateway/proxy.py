@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import orjson
@@ -22,16 +23,19 @@ from gateway.dedup import CacheControl, DedupService
 from gateway.errors import (
     GatewayError,
     NotFound,
+    QuotaRefused,
     StoreUnavailable,
     SubmitOutcomeUnknown,
     UpstreamBadGateway,
     UpstreamClientError,
 )
 from gateway.metrics import Metrics
+from gateway.quotas import BudgetAlert, to_usd
 from gateway.request_records import (
     LIVE,
     Admission,
     Api,
+    Charge,
     Job,
     JobState,
     Outcome,
@@ -78,6 +82,19 @@ class SubmitAnswer:
     outcome: Outcome
     identity: str
     body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class Estimator(Protocol):
+    """Prices a request before it runs (see :mod:`gateway.pricing`)."""
+
+    async def charge(self, api: Api, target: str, body: dict[str, Any]) -> tuple[int, int]:
+        """(estimated micro-dollars, serverless micro-dollars per second or 0)."""
+        ...
+
+
+class Alerts(Protocol):
+    async def budget_alert(self, alert: BudgetAlert) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +113,14 @@ class ProxyService:
         polling: PollSettings,
         webhooks: Webhooks,
         metrics: Metrics,
+        estimator: Estimator,
+        alerts: Alerts,
+        global_cap: int = 0,
     ) -> None:
+        self._estimator = estimator
+        self._alerts = alerts
+        self._global_cap = global_cap
+        self.slot_freed: Callable[[str], None] = lambda slot: None
         self._metrics = metrics
         self._webhooks = webhooks
         self._records = records
@@ -131,8 +155,17 @@ class ProxyService:
         lookup = await self._dedup.lookup_for(api, target, body, control)
         if webhook is not None:
             lookup = replace(lookup, webhook=webhook[0], webhook_intermediate=webhook[1])
-        admission = await self._records.admit(cred, api, target, version, lookup)
+        estimate, rate = await self._estimator.charge(api, target, body)
+        try:
+            admission = await self._records.admit(
+                cred, api, target, version, lookup, Charge(estimate, rate, raw)
+            )
+        except QuotaRefused as exc:
+            self._refused(exc)
+            raise
         self._count(admission, api, target)
+        if admission.alert is not None:
+            await self._alerts.budget_alert(admission.alert)
         if admission.outcome is Outcome.HIT and webhook is not None:
             job = await self._records.job(admission.principal.slot, admission.record.job_id)
             if job is not None:
@@ -140,14 +173,61 @@ class ProxyService:
                 await self._webhooks.enqueue(
                     admission.record.request_id, target, webhook[0], job.state.value, result
                 )
-        if admission.outcome is Outcome.MISS:
-            await self._send(admission, raw, lookup.identity)
-        elif admission.outcome is Outcome.COALESCED:
+        record, slot = admission.record, admission.principal.slot
+        outcome = admission.outcome
+        if outcome is Outcome.MISS:
+            if await self._take_global_slot(slot, record.job_id, raw):
+                await self._send(self._job_of(admission, lookup.identity), raw)
+            else:
+                outcome = Outcome.QUEUED
+        elif outcome is Outcome.COALESCED:
             await self._await_owner(admission)
-        record = admission.record
+        if outcome is Outcome.QUEUED:
+            await self._records.mark_waiting(slot)
         urls = self.urls(base, record)
         answer: dict[str, Any] = {"request_id": record.request_id, **urls}
-        return SubmitAnswer(admission.principal, record, admission.outcome, lookup.identity, answer)
+        headers = admission.rate_limit.headers() if admission.rate_limit else {}
+        if outcome is Outcome.QUEUED:
+            headers["X-Gateway-Queue-Position"] = str(max(1, admission.queue_position))
+        return SubmitAnswer(admission.principal, record, outcome, lookup.identity, answer, headers)
+
+    def _refused(self, exc: QuotaRefused) -> None:
+        detail = exc.detail if isinstance(exc.detail, dict) else {}
+        team = self._metrics.labels.team(str(detail.get("team_id", "")))
+        self._metrics.quota_refusals.labels(team, str(detail.get("limit", "other"))).inc()
+
+    async def _take_global_slot(self, slot: str, jid: str, raw: bytes) -> bool:
+        """The account-wide cap: a job that finds it full waits at the head of its team's
+        queue instead of going upstream."""
+        if self._global_cap <= 0:
+            return True
+        deadline = self._records.lifetimes.submit_deadline
+        if await self._records.global_slot("acquire", slot, jid, self._global_cap, deadline):
+            return True
+        await self._records.requeue(slot, jid, raw)
+        return False
+
+    async def release_global_slot(self, slot: str, jid: str) -> None:
+        if self._global_cap > 0:
+            await self._records.global_slot("release", slot, jid, self._global_cap, 0)
+        self.slot_freed(slot)
+
+    @staticmethod
+    def _job_of(admission: Admission, identity: str) -> Job:
+        record = admission.record
+        return Job(
+            record.job_id,
+            admission.principal.slot,
+            {
+                "target": record.target,
+                "hash": identity,
+                "api": record.api.value,
+                "version": record.version,
+                "owner": record.request_id,
+                "team": record.team_id,
+                "state": JobState.SUBMITTING.value,
+            },
+        )
 
     def _count(self, admission: Admission, api: Api, target: str) -> None:
         labels = self._metrics.labels
@@ -155,44 +235,63 @@ class ProxyService:
         model = labels.model(target, serverless=api is Api.SERVERLESS)
         outcome = admission.outcome
         self._metrics.cache_requests.labels(team, model, outcome.value).inc()
-        if outcome is not Outcome.MISS:
+        if outcome in (Outcome.HIT, Outcome.COALESCED):
             self._metrics.calls_avoided.labels(model).inc()
-        if outcome is Outcome.HIT and admission.saved_usd > 0:
-            self._metrics.cost_saved.labels(team, model).inc(admission.saved_usd)
+        if admission.saved_micro > 0:
+            self._metrics.cost_saved.labels(team, model).inc(to_usd(admission.saved_micro))
 
-    async def _send(self, admission: Admission, raw: bytes, identity: str) -> None:
-        """The owner's submit to RunComfy; its outcome becomes the job's state."""
-        record, slot = admission.record, admission.principal.slot
-        job = Job(record.job_id, slot, {"target": record.target, "hash": identity})
-        if record.api is Api.MODEL:
-            path = f"/v1/models/{quote(record.target, safe='/')}"
-        else:
-            path = f"/prod/{record.version}/deployments/{quote(record.target, safe='')}/inference"
+    async def send_queued(self, slot: str, jid: str) -> None:
+        """Send a job that waited in its team's queue; its owner is not waiting on the line,
+        so the outcome is only recorded."""
+        job = await self._records.job(slot, jid)
+        if job is None or job.state is not JobState.SUBMITTING:
+            return
+        raw = job.get("body").encode()
+        if not await self._take_global_slot(slot, jid, raw):
+            await self._records.mark_waiting(slot)
+            return
         try:
-            reply = await self.upstream(record.api).call("POST", path, data=raw, idempotent=False)
+            await self._send(job, raw)
+        except GatewayError as exc:
+            log.warning("queued_submit_failed", job=jid, error_code=exc.error_code)
+
+    async def _send(self, job: Job, raw: bytes) -> None:
+        """The owner's submit to RunComfy; its outcome becomes the job's state."""
+        slot, api, target = job.slot, job.api, job.get("target")
+        rid, team, version = job.get("owner"), job.get("team"), job.get("version")
+        if api is Api.MODEL:
+            path = f"/v1/models/{quote(target, safe='/')}"
+        else:
+            path = f"/prod/{version}/deployments/{quote(target, safe='')}/inference"
+        try:
+            reply = await self.upstream(api).call("POST", path, data=raw, idempotent=False)
             upstream_id = reply.body.get("request_id") if isinstance(reply.body, dict) else None
             if not isinstance(upstream_id, str) or not upstream_id:
                 raise SubmitOutcomeUnknown(detail="RunComfy's answer had no request_id")
         except SubmitOutcomeUnknown as exc:
             log.error(
                 "submit_outcome_unknown",
-                gateway_request_id=record.request_id,
-                team=record.team_id,
-                target=record.target,
+                gateway_request_id=rid,
+                team=team,
+                target=target,
                 reason=str(exc.detail),
             )
-            exc.detail = {"request_id": record.request_id, "reason": exc.detail}
+            exc.detail = {"request_id": rid, "reason": exc.detail}
             await self._records.update_job(job, JobState.UNKNOWN, reason=str(exc.detail["reason"]))
-            await self._records.mark_unknown(slot, record.request_id)
+            await self._records.mark_unknown(slot, rid)
+            await self.release_global_slot(slot, job.job_id)
             raise
         except GatewayError as exc:
-            # RunComfy refused it or was never reached: followers get the same answer.
+            # RunComfy refused it or was never reached: nothing to pay, and followers get the
+            # same answer.
             await self._records.update_job(
                 job,
                 JobState.REJECTED,
+                settle_micro=0,
                 error_status=exc.status,
                 error_body=orjson.dumps(exc.body()).decode(),
             )
+            await self.release_global_slot(slot, job.job_id)
             raise
         structlog.contextvars.bind_contextvars(upstream_request_id=upstream_id)
         status_body = self._queued(upstream_id)
@@ -205,21 +304,24 @@ class ProxyService:
                 status_body=orjson.dumps(status_body).decode(),
                 last_poll_ts=time.time(),
             )
-            await self._records.schedule(slot, record.job_id, self._polling.interval)
+            await self._records.schedule(slot, job.job_id, self._polling.interval)
         except STORE_FAILURES:
             # The job runs and is paid for, but could not be recorded: say so, loudly.
             log.error(
                 "submit_unrecorded",
-                gateway_request_id=record.request_id,
+                gateway_request_id=rid,
                 upstream_request_id=upstream_id,
-                team=record.team_id,
-                target=record.target,
+                team=team,
+                target=target,
             )
             raise StoreUnavailable(
                 "The job was started but the gateway could not record it; operators can "
                 "reconcile it from the logs.",
-                detail={"request_id": record.request_id},
+                detail={"request_id": rid},
             ) from None
+        if self._global_cap > 0:
+            lifetime = self._records.lifetimes.job_lifetime
+            await self._records.global_slot("extend", slot, job.job_id, self._global_cap, lifetime)
 
     async def _await_owner(self, admission: Admission) -> None:
         """A follower answers once the owner's submit is settled, with the same outcome."""
@@ -253,7 +355,7 @@ class ProxyService:
             raise NotFound(f"Request {rid} not found.")
         if deployment_id is not None and record.target != deployment_id:
             raise NotFound(f"Request {rid} not found.")
-        if job is None or job.state is JobState.REJECTED:
+        if job is None or (job.state is JobState.REJECTED and job.get("queued") != "1"):
             raise NotFound(f"Request {rid} not found.")
         structlog.contextvars.bind_contextvars(upstream_request_id=job.get("upstream_id") or None)
         if job.state is JobState.UNKNOWN:
@@ -289,8 +391,12 @@ class ProxyService:
         short = {"status_url": urls["status_url"], "result_url": urls["result_url"]}
         if record.detached:
             return principal, {"request_id": rid, "status": "cancelled", **short}
-        if job.state is JobState.SUBMITTING:
-            return principal, rewrite(self._queued(rid), rid, urls)
+        if job.state in (JobState.SUBMITTING, JobState.QUEUED):
+            body = self._queued(rid)
+            body["queue_position"] = int(job.get("queue_position", "0") or 0)
+            return principal, rewrite(body, rid, urls)
+        if job.state is JobState.REJECTED:  # RunComfy refused it after it left the queue
+            return principal, {"request_id": rid, "status": "failed", **short}
         await self._heal(job)
         body = rewrite(orjson.loads(job.get("status_body", "{}")), rid, urls)
         return principal, body
@@ -317,6 +423,13 @@ class ProxyService:
                 "request_id": rid,
                 "status": job.get("upstream_status", "in_queue") or "in_queue",
                 "created_at": job.get("created_at"),
+            }
+        if job.state is JobState.REJECTED:
+            return principal, {
+                "request_id": rid,
+                "status": "failed",
+                "created_at": record.created_at,
+                "error": orjson.loads(job.get("error_body", "{}")),
             }
         body: dict[str, Any] = rewrite(
             orjson.loads(job.get("result_body", "{}")), rid, self.urls(base, record)
@@ -345,7 +458,32 @@ class ProxyService:
             if terminal_state == JobState.CANCELLED:
                 state = "cancelled"
             return principal, 202, self._cancel_answer(api, rid, cancelled=False, state=state)
+        if terminal_state == JobState.QUEUED:
+            return principal, *await self._cancel_queued(record, job, principal.slot)
         return principal, *await self._cancel_upstream(record, job, principal.slot)
+
+    async def _cancel_queued(
+        self, record: RequestRecord, job: Job, slot: str
+    ) -> tuple[int, dict[str, Any]]:
+        """The job never left the gateway: cancel it here, refund it, ask RunComfy nothing."""
+        rid = record.request_id
+        final = {"request_id": rid, "status": "cancelled"}
+        previous = await self._records.update_job(
+            job,
+            JobState.CANCELLED,
+            settle_micro=0,
+            expect=JobState.QUEUED,
+            upstream_status="cancelled",
+            status_body=orjson.dumps(final).decode(),
+            result_body=orjson.dumps({**final, "created_at": job.get("created_at")}).decode(),
+        )
+        if previous != JobState.QUEUED:  # the dispatcher sent it meanwhile
+            await self._records.reattach(record, slot)
+            raise SubmitOutcomeUnknown(
+                "The request is being submitted; retry the cancel in a moment.",
+                detail={"request_id": rid},
+            )
+        return 202, self._cancel_answer(record.api, rid, cancelled=True)
 
     async def _cancel_upstream(
         self, record: RequestRecord, job: Job, slot: str
@@ -373,12 +511,14 @@ class ProxyService:
         previous = await self._records.update_job(
             job,
             JobState.CANCELLED,
+            settle_micro=0,
             upstream_status="cancelled",
             status_body=orjson.dumps(final).decode(),
             result_body=orjson.dumps(result).decode(),
         )
         await self._records.unschedule(slot, job.job_id)
         if previous in LIVE:
+            await self.release_global_slot(slot, job.job_id)
             await self._webhooks.job_changed(job, "cancelled", result, final=True)
         return reply.status, rewrite(body, rid, {})
 

@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 
 from gateway.clock import now_iso
 from gateway.credentials import KeyCredential
+from gateway.errors import PollRateExceeded
+from gateway.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamPrincipal, unauthorized_reason
@@ -42,6 +44,7 @@ class Role(StrEnum):
 
 
 class JobState(StrEnum):
+    QUEUED = "queued"  # waiting in the team's queue for a concurrency slot
     SUBMITTING = "submitting"  # recorded, on its way to RunComfy
     ACTIVE = "active"  # RunComfy accepted it; upstream_status says in_queue or in_progress
     SUCCEEDED = "succeeded"
@@ -56,13 +59,14 @@ TERMINAL = frozenset(
 )
 
 
-LIVE = frozenset({JobState.SUBMITTING, JobState.ACTIVE})
+LIVE = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.ACTIVE})
 
 
 class Outcome(StrEnum):
     HIT = "hit"
     COALESCED = "coalesced"
     MISS = "miss"
+    QUEUED = "queued"  # a miss waiting for one of the team's concurrency slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,19 @@ class Admission:
     record: RequestRecord
     outcome: Outcome
     policy: str
-    saved_usd: float = 0.0  # a hit: what the cached job cost
+    saved_micro: int = 0  # a hit: what the cached job cost; coalesced: the owner's estimate
+    queue_position: int = 0
+    rate_limit: RateLimitState | None = None
+    alert: BudgetAlert | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What a new job would cost, for the budget checks at admission."""
+
+    estimate_micro: int = 0
+    rate_micro: int = 0  # serverless: micro-dollars per second, to settle to the measured run
+    raw: bytes = b""  # the body, kept with the job while it waits in the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +151,12 @@ class Lookup:
     max_age: float | None = None
     webhook: str = ""
     webhook_intermediate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    previous: str
+    alert: BudgetAlert | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,29 +185,62 @@ class RequestRecords:
     """Admission, lookups and state changes of requests and jobs."""
 
     def __init__(
-        self, redis: aioredis.Redis, scripts: Scripts, layout: Layout, lifetimes: Lifetimes
+        self,
+        redis: aioredis.Redis,
+        scripts: Scripts,
+        layout: Layout,
+        lifetimes: Lifetimes,
+        calendar: Calendar,
+        quota: QuotaConfig,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._layout = layout
         self.lifetimes = lifetimes
+        self.calendar = calendar
+        self.quota = quota
 
     async def admit(
-        self, cred: KeyCredential, api: Api, target: str, version: str, lookup: Lookup
+        self,
+        cred: KeyCredential,
+        api: Api,
+        target: str,
+        version: str,
+        lookup: Lookup,
+        charge: Charge | None = None,
     ) -> Admission:
         """Verify the key and hit, follow or claim a job, atomically."""
         rid, jid, created_at = new_id(), new_id(), now_iso()
+        charge = charge or Charge()
+        shared_limit: RateLimitState | None = None
         life = self.lifetimes
         slot, scope, team, policy = cred.slot, "team", "", life.default_policy
         if life.shared:
             # Two slots, two steps: the key and policy in the team's, the rest in the shared one.
             verdict = await self._scripts.team_policy(
-                keys=[self._layout.key(cred.slot, cred.kid), self._layout.policy(cred.slot)],
-                args=[cred.digest, cred.key_id, target, life.default_policy],
+                keys=[
+                    self._layout.key(cred.slot, cred.kid),
+                    self._layout.policy(cred.slot),
+                    self._layout.limits(cred.slot),
+                ],
+                args=[
+                    cred.digest,
+                    cred.key_id,
+                    target,
+                    life.default_policy,
+                    api.value,
+                    self._layout.team_prefix(cred.slot),
+                    self.calendar.spec(),
+                    cred.kid,
+                    self.quota.usage_retention,
+                ],
             )
             if int(verdict[0]) == 0:
                 raise unauthorized_reason(str(verdict[1]))
+            if int(verdict[0]) == 2:
+                raise refusal(list(verdict), target, charge.estimate_micro)
             team, policy = str(verdict[1]), str(verdict[2])
+            shared_limit = RateLimitState.from_reply(list(verdict[3:8]))
             slot, scope = SHARED_SLOT, "shared"
         request_key = self._layout.request(slot, rid)
         # In the shared scope the key and policy were read already; every key must share a slot.
@@ -199,6 +254,10 @@ class RequestRecords:
                 self._layout.dedup(slot, lookup.identity),
                 self._layout.job(slot, jid),
                 self._layout.inflight(slot, lookup.identity),
+                self._layout.limits(slot),
+                self._layout.running(slot),
+                self._layout.queue(slot),
+                self._layout.queue_seq(slot),
             ],
             args=[
                 cred.digest,
@@ -222,10 +281,20 @@ class RequestRecords:
                 int(lookup.webhook_intermediate),
                 scope,
                 str(team),
+                self._layout.team_prefix(slot),
+                self.calendar.spec(),
+                charge.estimate_micro,
+                charge.rate_micro,
+                charge.raw,
+                self.quota.default_queue_depth,
+                self.quota.usage_retention,
+                cred.kid,
             ],
         )
         if int(reply[0]) == 0:
             raise unauthorized_reason(str(reply[1]))
+        if int(reply[0]) == 2:
+            raise refusal(list(reply), target, charge.estimate_micro)
         team, outcome, job_id, policy = (str(v) for v in reply[1:5])
         # principal.slot is where this request and its job live: the team's, or the shared one
         principal = TeamPrincipal(team_id=team, slot=slot, key_id=cred.key_id)
@@ -244,8 +313,21 @@ class RequestRecords:
             created_at=created_at,
             detached=False,
         )
-        saved = float(reply[5]) if len(reply) > 5 else 0.0
-        return Admission(principal, record, outcome_, policy, saved)
+        alert = None
+        if int(reply[12]) > 0:
+            alert = BudgetAlert(
+                team, int(reply[12]), str(reply[13]), int(reply[14]), int(reply[15])
+            )
+        return Admission(
+            principal,
+            record,
+            outcome_,
+            policy,
+            saved_micro=int(float(reply[5])),
+            queue_position=int(reply[6]),
+            rate_limit=shared_limit or RateLimitState.from_reply(list(reply[7:12])),
+            alert=alert,
+        )
 
     async def load(
         self, cred: KeyCredential, rid: str
@@ -265,12 +347,29 @@ class RequestRecords:
         request_key = self._layout.request(slot, rid)
         key_rec = request_key if scope == "shared" else self._layout.key(slot, cred.kid)
         reply = await self._scripts.load_request(
-            keys=[key_rec, request_key],
-            args=[cred.digest, self._layout.job_prefix(slot), scope, str(team)],
+            keys=[key_rec, request_key, self._layout.queue(slot)],
+            args=[
+                cred.digest,
+                self._layout.job_prefix(slot),
+                scope,
+                str(team),
+                cred.kid,
+                self.quota.poll_rate,
+                self.quota.poll_burst,
+                self._layout.team_prefix(slot),
+            ],
         )
         status = int(reply[0])
         if status == 0:
             raise unauthorized_reason(str(reply[1]))
+        if status == 3:
+            wait = max(1, int(-(-float(reply[1]) // 1)))
+            raise PollRateExceeded(
+                f"Too many status and result calls with this API key: the limit is "
+                f"{self.quota.poll_rate:g} per second. Retry in {wait} s.",
+                detail={"limit": "poll_rate", "retry_after_seconds": wait},
+                extra_headers={"Retry-After": str(wait)},
+            )
         principal = TeamPrincipal(team_id=str(reply[1]), slot=slot, key_id=cred.key_id)
         if status == 2 or not rid:
             return principal, None, None
@@ -284,8 +383,35 @@ class RequestRecords:
         fields = await self._redis.hgetall(self._layout.job(slot, jid))
         return Job(jid, slot, {str(k): str(v) for k, v in fields.items()}) if fields else None
 
-    async def update_job(self, job: Job, state: JobState, **fields: str | float | int) -> str:
-        """Move a job on; returns its previous state. Terminal states are never left."""
+    async def update_job(
+        self,
+        job: Job,
+        state: JobState,
+        *,
+        settle_micro: int | None = None,
+        expect: JobState | None = None,
+        **fields: str | float | int,
+    ) -> str:
+        """Move a job on; returns its previous state. Terminal states are never left.
+
+        Ending a job settles its reservation to ``settle_micro`` (an unknown outcome keeps it
+        reserved in the unreconciled ledger). With ``expect``, nothing changes unless the job
+        was in that state.
+        """
+        update = await self.update_job_full(
+            job, state, settle_micro=settle_micro, expect=expect, **fields
+        )
+        return update.previous
+
+    async def update_job_full(
+        self,
+        job: Job,
+        state: JobState,
+        *,
+        settle_micro: int | None = None,
+        expect: JobState | None = None,
+        **fields: str | float | int,
+    ) -> JobUpdate:
         slot, target, identity = job.slot, job.get("target"), job.get("hash")
         args: list[str | float | int] = [
             job.job_id,
@@ -294,20 +420,84 @@ class RequestRecords:
             self.lifetimes.cache_ttl,
             target,
             identity,
+            "" if settle_micro is None else settle_micro,
+            "" if expect is None else expect.value,
+            self.quota.usage_retention,
         ]
         for name, value in fields.items():
             args += [name, value]
-        previous = await self._scripts.job_update(
+        reply = await self._scripts.job_update(
             keys=[
                 self._layout.job(slot, job.job_id),
                 self._layout.dedup(slot, identity),
                 self._layout.cache_index(slot, target),
                 self._layout.cache_targets(slot),
                 self._layout.inflight(slot, identity),
+                self._layout.running(slot),
+                self._layout.queue(slot),
+                self._layout.unreconciled(slot),
+                self._layout.limits(slot),
             ],
             args=args,
         )
-        return str(previous)
+        alert = None
+        if len(reply) > 1 and int(reply[1]) > 0:
+            period = str(reply[2]).rsplit(":spend:", 1)[-1]
+            alert = BudgetAlert(
+                job.get("team"), int(reply[1]), period, int(reply[3]), int(reply[4])
+            )
+        return JobUpdate(str(reply[0]), alert)
+
+    # --- the team queue and the account-wide cap ------------------------------------------
+
+    async def dispatch(self, slot: str, most: int) -> tuple[list[str], list[str], int]:
+        """Start queued jobs of a team whose slots are free: (started, expired, still queued)."""
+        started, expired, left = await self._scripts.dispatch(
+            keys=[self._layout.limits(slot), self._layout.running(slot), self._layout.queue(slot)],
+            args=[self._layout.job_prefix(slot), self.lifetimes.submit_deadline, most],
+        )
+        return [str(j) for j in started], [str(j) for j in expired], int(left)
+
+    async def requeue(self, slot: str, jid: str, raw: bytes) -> bool:
+        reply = await self._scripts.requeue(
+            keys=[
+                self._layout.job(slot, jid),
+                self._layout.running(slot),
+                self._layout.queue(slot),
+            ],
+            args=[jid, raw],
+        )
+        return int(reply) == 1
+
+    async def mark_waiting(self, slot: str) -> None:
+        """Tell every replica's dispatcher that this team has queued jobs."""
+        await self._redis.zadd(self._layout.queue_waiting(), {slot: time.time()})
+
+    async def waiting_slots(self) -> list[tuple[str, float]]:
+        members: Any = await self._redis.zrange(
+            self._layout.queue_waiting(), 0, -1, withscores=True
+        )
+        return [(str(m), float(score)) for m, score in members]
+
+    async def unmark_waiting(self, slot: str, seen: float) -> None:
+        """Forget a team's queue, unless someone queued a job after ``seen``."""
+        await self._scripts.zrem_if_older(keys=[self._layout.queue_waiting()], args=[slot, seen])
+
+    async def queue_lengths(self, slots: list[str]) -> list[tuple[int, int]]:
+        """(queued jobs, expired running slots) of each team."""
+        now = self.calendar.now()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for slot in slots:
+                pipe.zcard(self._layout.queue(slot))
+                pipe.zcount(self._layout.running(slot), "-inf", now)
+            counts = [int(n) for n in await pipe.execute()]
+        return list(zip(counts[::2], counts[1::2], strict=True))
+
+    async def global_slot(self, op: str, slot: str, jid: str, cap: int, seconds: float) -> bool:
+        reply = await self._scripts.global_slot(
+            keys=[self._layout.global_running()], args=[op, f"{slot}|{jid}", cap, seconds]
+        )
+        return int(reply) == 1
 
     async def detach(self, record: RequestRecord, slot: str) -> tuple[str, str]:
         reply = await self._scripts.detach(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
     catalog_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long catalog answers are reused (0 disables)."
     )
+    pricing_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long each replica reuses the admins' price overrides: a changed price "
+        "is used by every replica within this time.",
+    )
     dedup_default_policy: Literal["cache", "inflight", "off"] = Field(
         default="cache",
         description="Dedup policy of teams, keys and models that have none set: `cache`, "
@@ -156,6 +163,42 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(
         default=1.0, gt=0, description="First retry delay of a webhook (doubles each attempt)."
     )
+    quota_timezone: str = Field(
+        default="UTC",
+        description="Time zone of daily limits, budget periods (day, week, calendar month) and "
+        "usage days, e.g. `Europe/Berlin`.",
+    )
+    queue_depth: int = Field(
+        default=100,
+        ge=0,
+        description="Submits a team may have waiting for a concurrency slot (teams may set "
+        "their own); beyond it a submit gets 429.",
+    )
+    dispatch_interval_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often each replica starts queued jobs whose slots freed elsewhere.",
+    )
+    global_max_concurrent_jobs: int = Field(
+        default=0,
+        ge=0,
+        description="Cap on concurrent upstream jobs of the gateway's RunComfy account across "
+        "all teams (0: none). Jobs beyond it wait in their team's queue.",
+    )
+    poll_rate_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Status and result calls one key may make per second (0: unlimited); only "
+        "protects the gateway, never counted against submit limits.",
+    )
+    poll_burst: int = Field(default=500, ge=1, description="Burst of status and result calls.")
+    usage_retention_days: int = Field(
+        default=400, ge=1, description="How long daily usage counters and past budgets are kept."
+    )
+    clock_offset_seconds: float = Field(
+        default=0.0,
+        description="For tests only: shifts Redis's clock as quota scripts see it.",
+    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )
@@ -171,6 +214,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("quota_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @property
     def upstream_configured(self) -> bool:

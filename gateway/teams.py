@@ -157,6 +157,10 @@ class TeamService:
             raise NotFound(f"No team {team_id!r}.")
         return Team(team_id=team_id, name=record["name"], created_at=record["created_at"])
 
+    async def slots(self) -> dict[str, str]:
+        """Every team's slot tag, by team id."""
+        return _strs(await self._redis.hgetall(self._layout.team_index()))
+
     async def team_ids(self) -> list[str]:
         return [str(t) for t in await self._redis.hkeys(self._layout.team_index())]
 

@@ -142,6 +142,10 @@ class Webhooks:
         self, rid: str, deployment_id: str, url: str, status: str, body: dict[str, Any]
     ) -> None:
         payload = {**body, "request_id": rid, "deployment_id": deployment_id, "status": status}
+        await self.enqueue_payload(url, payload, f"{rid}:{status}")
+
+    async def enqueue_payload(self, url: str, payload: dict[str, Any], mark: str) -> None:
+        """Queue any JSON callback (job updates, budget alerts) with at-least-once delivery."""
         delivery_id = uuid.uuid4().hex
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -149,7 +153,7 @@ class Webhooks:
                 mapping={
                     "url": url,
                     "body": orjson.dumps(payload).decode(),
-                    "mark": f"{rid}:{status}",
+                    "mark": mark,
                     "attempts": 0,
                 },
             )

@@ -165,15 +165,22 @@ class Gateway:
         status, body, _ = await self.request(method, path, key=ADMIN_TOKEN, json=json)
         return status, body
 
-    async def new_team(self, team_id: str) -> str:
-        """Create a team and one key for it; returns the key."""
+    async def new_team(self, team_id: str, **limits: Any) -> str:
+        """Create a team and one key for it, with ``limits`` if given; returns the key."""
         status, body = await self.admin("POST", "/admin/v1/teams", {"team_id": team_id})
         assert status == 201, body
         status, body = await self.admin("POST", f"/admin/v1/teams/{team_id}/keys", {})
         assert status == 201, body
         key: str = body["key"]
         self.keys[team_id] = key
+        if limits:
+            await self.set_limits(team_id, **limits)
         return key
+
+    async def set_limits(self, team_id: str, **limits: Any) -> dict[str, Any]:
+        status, body = await self.admin("PUT", f"/admin/v1/teams/{team_id}/limits", limits)
+        assert status == 200, body
+        return dict(body)
 
 
 @pytest.fixture
@@ -219,3 +226,21 @@ def assert_error_shape(body: Any, code: int | None = None) -> None:
     assert "Traceback" not in text
     assert SIM_TOKEN not in text
     assert ADMIN_TOKEN not in text
+
+
+@pytest.fixture
+async def replicas(
+    simulator: Simulator,
+    redis_url: str,
+    namespace: str,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+) -> AsyncIterator[Any]:
+    """Real ``serve`` processes sharing the test's Redis namespace (see tests/replicas.py)."""
+    from tests.replicas import Replicas
+
+    group = Replicas(simulator, redis_url, namespace, tmp_path, http)
+    try:
+        yield group
+    finally:
+        await group.stop_all()

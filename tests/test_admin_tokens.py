@@ -71,6 +71,10 @@ async def test_a_viewer_reads_everything_and_changes_nothing(
         "/admin/v1/teams/design/unknown-submits",
         "/admin/v1/admins",
         "/admin/v1/audit",
+        "/admin/v1/teams/design/limits",
+        "/admin/v1/teams/design/usage",
+        "/admin/v1/teams/design/unreconciled",
+        "/admin/v1/pricing",
         "/prod/v2/deployments",
         f"/prod/v2/deployments/{dep}",
         "/prod/v2/balance",
@@ -78,6 +82,10 @@ async def test_a_viewer_reads_everything_and_changes_nothing(
     ):
         status, body, _ = await gateway.request("GET", path, key=viewer)
         assert status == 200, (path, body)
+    status, body, _ = await gateway.request(
+        "POST", "/admin/v1/pricing/estimate", key=viewer, json={"model_id": NANO}
+    )
+    assert status == 200, body  # a trial estimate changes nothing
     before = await simulator.calls()
     _, audit_before = await gateway.admin("GET", "/admin/v1/audit")
     for method, path, payload in (
@@ -90,6 +98,12 @@ async def test_a_viewer_reads_everything_and_changes_nothing(
         ("DELETE", "/admin/v1/teams/design/cache", None),
         ("DELETE", f"/admin/v1/cache/{NANO}", None),
         ("POST", "/admin/v1/admins", {"name": "eve", "role": "admin"}),
+        ("PUT", "/admin/v1/teams/design/limits", {"budget_usd": 1}),
+        ("POST", "/admin/v1/teams/design/unreconciled/x", {"outcome": "charged"}),
+        ("PUT", f"/admin/v1/pricing/models/{NANO}", {"unit_price_usd": 1}),
+        ("DELETE", f"/admin/v1/pricing/models/{NANO}", None),
+        ("PUT", "/admin/v1/pricing/deployments/d1", {"usd_per_second": 1, "estimated_seconds": 1}),
+        ("DELETE", "/admin/v1/pricing/deployments/d1", None),
         ("POST", "/prod/v2/deployments", {"name": "mine"}),
         ("PATCH", f"/prod/v2/deployments/{dep}", {"name": "renamed"}),
         ("DELETE", f"/prod/v2/deployments/{dep}", None),

@@ -335,7 +335,7 @@ async def test_a_running_job_is_not_cancellable_and_a_hit_cannot_be_cancelled(
 async def test_serverless_inferences_are_deduplicated_too(
     gateway: Gateway, simulator: Simulator
 ) -> None:
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     _, deployments, _ = await gateway.request(
         "GET", "/prod/v2/deployments", key="test-admin-token-0123456789"
     )

@@ -107,7 +107,10 @@ async def test_series_stay_flat_while_ten_thousand_distinct_requests_pass(
                     "POST", f"/v1/models/acme/model-{i}", key=key, json={"prompt": str(i)}
                 )
 
-    await asyncio.sleep(2.2)  # the probe learns the new team
+    for _ in range(300):  # the probe learns the new team, and team gauges appear
+        if ("gateway_team_running_jobs", (("team", "design"),)) in await scrape(gateway):
+            break
+        await asyncio.sleep(0.1)
     await burst(0, 400)  # every kind of request once before counting series
     await scrape(gateway)  # and /metrics itself
     before = set(await scrape(gateway))

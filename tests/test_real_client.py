@@ -55,7 +55,7 @@ async def test_the_mcp_serverless_client_runs_an_inference_through_the_gateway(
     gateway: Gateway, simulator: Simulator
 ) -> None:
     rc = _load_client()
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     status, deployments, _ = await gateway.request("GET", "/prod/v2/deployments", key=ADMIN_TOKEN)
     assert status == 200
     deployment_id = deployments[0]["id"]

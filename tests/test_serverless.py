@@ -24,7 +24,7 @@ async def first_deployment(gw: Gateway) -> str:
 async def test_an_inference_runs_to_a_result_with_runcomfys_exact_fields(
     gateway: Gateway, simulator: Simulator, version: str
 ) -> None:
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     dep = await first_deployment(gateway)
     base = f"/prod/{version}/deployments/{dep}"
     status, sub, _ = await gateway.request(
@@ -55,7 +55,7 @@ async def test_cancelling_a_queued_inference_answers_only_request_id_and_status(
     gateway: Gateway, simulator: Simulator
 ) -> None:
     await simulator.configure(queue_seconds=5.0)
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     dep = await first_deployment(gateway)
     base = f"/prod/v1/deployments/{dep}"
     _, sub, _ = await gateway.request("POST", f"{base}/inference", key=key, json={})
@@ -66,7 +66,7 @@ async def test_cancelling_a_queued_inference_answers_only_request_id_and_status(
 
 
 async def test_a_request_id_under_another_deployment_or_api_is_404(gateway: Gateway) -> None:
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     dep = await first_deployment(gateway)
     _, sub, _ = await gateway.request(
         "POST", f"/prod/v2/deployments/{dep}/inference", key=key, json={}
@@ -84,7 +84,7 @@ async def test_a_request_id_under_another_deployment_or_api_is_404(gateway: Gate
 async def test_team_keys_can_never_manage_deployments_or_read_the_balance(
     gateway: Gateway, simulator: Simulator
 ) -> None:
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     dep = await first_deployment(gateway)
     before = await simulator.calls()
     attempts: list[tuple[str, str, Any]] = [

@@ -623,6 +623,39 @@ async def test_serverless_jobs_are_billed_per_gpu_second_even_when_they_fail(
     assert balance["balance_usd"] == pytest.approx(100 - 0.00054 * RUN)
 
 
+async def test_ledger_lists_what_each_job_was_charged_and_reset_clears_it(sim: Client) -> None:
+    await call(sim, "POST", "/_sim/config", body={"next_outcomes": ["succeeded", "failed"]})
+    images = await submit(sim, GPT_IMAGE, num_images=2)
+    failed = await submit(sim)
+    cancelled = await submit(sim)
+    await call(sim, "POST", rpath(cancelled, "cancel"), expect=202)
+    serverless = await infer(sim)  # AMPERE_48 for RUN seconds
+    queued = await call(sim, "GET", "/_sim/ledger")
+    assert queued["charged_micro"] == 0
+    assert [j["state"] for j in queued["jobs"]] == ["in_queue", "in_queue", "cancelled", "in_queue"]
+
+    await advance(sim, QUEUE + RUN)
+    ledger = await call(sim, "GET", "/_sim/ledger")
+    assert ledger == {
+        "charged_micro": 84_000 + 5_400,
+        "jobs": [
+            {"request_id": images, "api": "model", "target": GPT_IMAGE, "state": "succeeded",
+             "billed_micro": 84_000},
+            {"request_id": failed, "api": "model", "target": NANO, "state": "failed",
+             "billed_micro": 0},
+            {"request_id": cancelled, "api": "model", "target": NANO, "state": "cancelled",
+             "billed_micro": 0},
+            {"request_id": serverless, "api": "serverless", "target": DEP, "state": "succeeded",
+             "billed_micro": 5_400},
+        ],
+    }  # fmt: skip
+    balance = await call(sim, "GET", "/prod/v2/balance")
+    assert balance["balance_microdollars"] == 100_000_000 - ledger["charged_micro"]
+
+    await call(sim, "POST", "/_sim/reset")
+    assert await call(sim, "GET", "/_sim/ledger") == {"charged_micro": 0, "jobs": []}
+
+
 # -- deployments -------------------------------------------------------------------------------
 
 

@@ -117,7 +117,9 @@ async def test_every_request_key_expires_and_everything_else_is_bounded_by_admin
             if any(kind in name for kind in (":req:", ":job:", ":dedup:", ":inflight:", ":cidx")):
                 assert 0 < ttl <= 7 * 24 * 3600, name
             elif ttl < 0:  # bounded by admin actions or by the jobs in flight
-                bounded = (":teams", ":team", ":keys", ":policy", "{poll}:due", "{audit}:log")
+                bounded: tuple[str, ...] = (":teams", ":team", ":keys", ":policy", ":limits")
+                bounded += ("{poll}:due", ":running", ":queue", ":qseq", ":unreconciled")
+                bounded += ("{q}:waiting", "{audit}:log")
                 assert name.endswith(bounded) or ":key:" in name, name
     finally:
         await client.aclose()

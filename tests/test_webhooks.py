@@ -80,7 +80,7 @@ async def wait_until(predicate: Any, seconds: float = 10.0) -> None:
 async def test_webhooks_into_the_gateways_own_network_are_refused_by_default(
     gateway: Gateway, simulator: Simulator, target: str
 ) -> None:
-    key = await gateway.new_team("design")
+    key = await gateway.new_team("design", deployments=["*"])
     dep = await deployment(gateway)
     status, body, _ = await gateway.request(
         "POST",
@@ -98,7 +98,7 @@ async def test_every_coalesced_follower_gets_its_own_callbacks(
 ) -> None:
     await simulator.configure(queue_seconds=0.4, run_seconds=0.4)
     gw: Gateway = await gateway_factory(webhook_allow_private=True)
-    key = await gw.new_team("design")
+    key = await gw.new_team("design", deployments=["*"])
     dep = await deployment(gw)
     path = f"/prod/v1/deployments/{dep}/inference"
     hook = quote(receiver.url, safe="")
@@ -141,7 +141,7 @@ async def test_a_failing_receiver_is_retried_until_it_answers(
     gateway_factory: Any, simulator: Simulator, receiver: Receiver
 ) -> None:
     gw: Gateway = await gateway_factory(webhook_allow_private=True, webhook_backoff_seconds=0.05)
-    key = await gw.new_team("design")
+    key = await gw.new_team("design", deployments=["*"])
     dep = await deployment(gw)
     hook = quote(receiver.url, safe="")
     _, sub, _ = await gw.request(
@@ -156,7 +156,7 @@ async def test_a_cache_hit_with_a_webhook_is_called_back_at_once(
     gateway_factory: Any, simulator: Simulator, receiver: Receiver
 ) -> None:
     gw: Gateway = await gateway_factory(webhook_allowed_hosts="127.0.0.1")
-    key = await gw.new_team("design")
+    key = await gw.new_team("design", deployments=["*"])
     dep = await deployment(gw)
     path = f"/prod/v1/deployments/{dep}/inference"
     _, first, _ = await gw.request("POST", path, key=key, json={"overrides": {}})

@@ -48,7 +48,11 @@ def submit_response(request: web.Request, answer: SubmitAnswer) -> web.Response:
     request[TEAM_ID] = answer.principal.team_id
     request[GATEWAY_REQUEST_ID] = answer.record.request_id
     request[TARGET] = answer.record.target
-    headers = {"X-Gateway-Cache": answer.outcome.value, "X-Gateway-Cache-Key": answer.identity}
+    headers = {
+        "X-Gateway-Cache": answer.outcome.value,
+        "X-Gateway-Cache-Key": answer.identity,
+        **answer.headers,
+    }
     return json_response(answer.body, headers=headers)
 
 

@@ -1,6 +1,8 @@
 """The test-only control API under ``/_sim/`` (no auth, never logged or faulted).
 
 - ``GET /_sim/calls``: ``{"counts": {route: n}, "calls": [{method, path, route, query, at}]}``
+- ``GET /_sim/ledger``: ``{"charged_micro": n, "jobs": [{request_id, api, target, state,
+  billed_micro}]}``, what RunComfy charged so far (finished jobs only), in micro-dollars
 - ``POST /_sim/reset``: forget jobs, calls and faults; restore config, balance, deployments
 - ``GET|POST /_sim/config``: read, or partially update, ``queue_seconds``, ``run_seconds``,
   ``balance_usd`` and ``next_outcomes`` (outcomes of the next submits, in order)
@@ -58,6 +60,11 @@ def _config_view(state: SimState) -> dict[str, Any]:
 async def get_calls(request: web.Request) -> web.Response:
     """Counters and the recent call list."""
     return json_response(request.app[SIM_STATE].calls.to_json())
+
+
+async def get_ledger(request: web.Request) -> web.Response:
+    """Every job and what it has been charged, so tests can check the gateway's books."""
+    return json_response(request.app[SIM_STATE].ledger())
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -119,6 +126,7 @@ async def advance(request: web.Request) -> web.Response:
 def register(app: web.Application) -> None:
     """Control routes; deliberately outside the route table."""
     app.router.add_get("/_sim/calls", get_calls)
+    app.router.add_get("/_sim/ledger", get_ledger)
     app.router.add_post("/_sim/reset", reset)
     app.router.add_get("/_sim/config", get_config)
     app.router.add_post("/_sim/config", set_config)

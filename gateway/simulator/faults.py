@@ -5,6 +5,9 @@ A rule names a route (or an ``fnmatch`` pattern such as ``*`` or ``serverless.*`
 - ``status``: answer ``status`` (default 500) in RunComfy's error shape, or with ``body`` if given
   (a string is sent raw, anything else as JSON);
 - ``delay``: sleep ``delay`` seconds, then answer normally (or as ``status`` if one is given);
+  with ``"after": true`` the call is handled first (a submit starts its job, whatever happens to
+  the connection) and only the answer is late: the classic "outcome unknown" of a timed-out
+  submit;
 - ``drop``: close the connection without answering (the client sees a disconnect);
 - ``invalid_json``: answer 200 (or ``status``) with ``Content-Type: application/json`` and a
   body that does not parse (or ``body`` if given as a string).
@@ -43,6 +46,7 @@ _RULE_VALIDATOR = make_validator(
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "delay": {"type": "number", "minimum": 0},
             "times": {"type": ["integer", "null"], "minimum": 1},
+            "after": {"type": "boolean"},
         },
     }
 )
@@ -60,6 +64,7 @@ class FaultRule:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     times: int | None = 1
+    after: bool = False
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> FaultRule:
@@ -73,6 +78,7 @@ class FaultRule:
             headers=dict(raw.get("headers", {})),
             delay=float(raw.get("delay", 0.0)),
             times=raw.get("times", 1),
+            after=bool(raw.get("after", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +92,8 @@ class FaultRule:
             shown["headers"] = self.headers
         if self.delay:
             shown["delay"] = self.delay
+        if self.after:
+            shown["after"] = True
         return shown
 
     def response(self, family: ApiFamily) -> web.Response:

@@ -95,6 +95,21 @@ class SimState:
         self.settle()
         return self.balance_micro / MICRO
 
+    def ledger(self) -> dict[str, Any]:
+        """What every job has been charged so far (``GET /_sim/ledger``), to audit the gateway."""
+        now = self.now()
+        jobs = [
+            {
+                "request_id": job.id,
+                "api": job.api,
+                "target": job.target,
+                "state": job.phase(now),
+                "billed_micro": job.billed_micro(now),
+            }
+            for job in self.jobs.values()
+        ]
+        return {"charged_micro": sum(j["billed_micro"] for j in jobs), "jobs": jobs}
+
     def require_balance(self) -> None:
         """402 400002 when the account cannot pay for another job."""
         if self.balance_usd <= 0:

@@ -1,20 +1,31 @@
--- Admission of a submit, in the team's slot, all or nothing:
--- verify the key, resolve the dedup policy, then hit a completed result, follow (coalesce onto)
--- a job in flight, or claim a new job. Job records are addressed by id under ARGV[11] (same slot).
+-- Admission of a submit, in the team's slot, all or nothing: verify the key, resolve the dedup
+-- policy, check the team's access list and limits, then hit a completed result, follow
+-- (coalesce onto) a job in flight, or claim a new job (sent now, or queued behind the team's
+-- concurrency limit). Every check and its charge happen here, against Redis's clock, so N
+-- replicas can never admit more than the limits allow.
 -- KEYS[1] key record, KEYS[2] new request record, KEYS[3] team policy hash,
 -- KEYS[4] cached result of the request's identity, KEYS[5] the new job's record,
--- KEYS[6] job in flight of the request's identity.
+-- KEYS[6] job in flight of the request's identity, KEYS[7] team limits, KEYS[8] running jobs,
+-- KEYS[9] queued jobs, KEYS[10] queue sequence.
 -- ARGV: 1 key digest, 2 key id, 3 api, 4 target, 5 identity hash, 6 lookup allowed (1/0),
 -- 7 store allowed (1/0), 8 max age seconds (-1: any), 9 job lifetime seconds,
 -- 10 request ttl, 11 job key prefix, 12 new job id, 13 created_at, 14 default policy,
 -- 15 new request id, 16 submit deadline seconds, 17 api version, 18 webhook URL ('' none),
--- 19 webhook intermediate status (1/0), 20 scope: 'team' or 'shared', 21 team (shared).
+-- 19 webhook intermediate status (1/0), 20 scope: 'team' or 'shared', 21 team (shared),
+-- 22 team key prefix ('<ns>:v1:{t:<slot>}:'), 23 period candidates, 24 estimated cost (micro),
+-- 25 serverless rate (micro per second, 0 if none), 26 raw body, 27 default queue depth,
+-- 28 usage retention seconds, 29 key id without slot.
 -- In the shared scope every key lives in the shared slot: the caller verified the key and
--- resolved the policy (ARGV[14]) in the team's slot first, and KEYS[1] and KEYS[3] are unused.
--- Returns {0, reason} or {1, team, outcome, job id, policy[, cost of the cached job]};
--- outcome: hit | coalesced | miss.
+-- resolved the policy (ARGV[14]) and charged the outcome-free limits (access, rate, daily) in
+-- the team's slot first (team_policy.lua); KEYS[1], KEYS[3] and the quota keys are unused there,
+-- and budgets and concurrency limits, which follow a job's life in the team's slot, do not apply.
+-- Returns {0, reason} for a bad key; {2, kind, scope, limit, retry after, rate-limit info (5),
+-- team} for a refusal; or {1, team, outcome, job id, policy, saved micro, queue position,
+-- rate-limit name, quota, window, remaining, reset, alert level, budget period, committed,
+-- budget}; outcome: hit | coalesced | miss | queued.
 local team, policy
-if ARGV[20] == 'team' then
+local quotas = ARGV[20] == 'team'
+if quotas then
   local err
   team, err = verify_key(KEYS[1], ARGV[1])
   if not team then return {0, err} end
@@ -23,10 +34,40 @@ else
   team, policy = ARGV[21], ARGV[14]
 end
 local now = now_seconds()
+local tag, kid, target, api = ARGV[22], ARGV[29], ARGV[4], ARGV[3]
+local periods = current_periods(ARGV[23], now)
+local day = periods['d']
+local usage_key = tag .. 'usage:' .. day.id
+local usage_ttl = tonumber(ARGV[28])
+
+local L = quotas and read_limits(KEYS[7]) or {}
+local function limit(name) return tonumber(L[name]) end
+local function key_limit(name) return tonumber(L['key:' .. kid .. ':' .. name]) end
+local gate = new_gate(L, kid, tag, day, now)
+
+local function refuse(kind, scope, lim, retry_after)
+  usage_add(usage_key, usage_ttl, {'refused', 1, 'refused:' .. kind, 1})
+  local rl = gate.rl
+  return {2, kind, scope, tostring(lim), tostring(retry_after),
+          rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), team}
+end
+
+-- Access, submit rate and submits per day: checked now, charged once admitted.
+if quotas then
+  local refusal = gate_check(gate, api, target)
+  if refusal then return refuse(unpack(refusal)) end
+end
+
+local function charge_submit(outcome)
+  if not quotas then return end  -- the shared scope charged the team's slot already
+  commit_gate(gate)
+  usage_add(usage_key, usage_ttl, {'requests', 1, outcome, 1, 'm:' .. target .. ':requests', 1,
+    'm:' .. target .. ':' .. outcome, 1})
+end
 
 local function record(job, role)
-  redis.call('HSET', KEYS[2], 'team', team, 'key_id', ARGV[2], 'api', ARGV[3],
-    'target', ARGV[4], 'job', job, 'role', role, 'created_at', ARGV[13], 'version', ARGV[17])
+  redis.call('HSET', KEYS[2], 'team', team, 'key_id', ARGV[2], 'api', api,
+    'target', target, 'job', job, 'role', role, 'created_at', ARGV[13], 'version', ARGV[17])
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
   if ARGV[18] ~= '' then
     redis.call('HSET', KEYS[2], 'webhook', ARGV[18], 'webhook_intermediate', ARGV[19])
@@ -36,40 +77,123 @@ local function record(job, role)
   end
 end
 
+local function admitted(outcome, jid, saved, queue_pos, alert)
+  alert = alert or {0, '', 0, 0}
+  local rl = gate.rl
+  return {1, team, outcome, jid, policy, tostring(saved), queue_pos,
+          rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), alert[1], alert[2], alert[3], alert[4]}
+end
+
 if policy ~= 'off' and ARGV[6] == '1' then
   local jid = redis.call('GET', KEYS[6])
   if jid then
     local jkey = ARGV[11] .. jid
-    local j = redis.call('HMGET', jkey, 'state', 'expires_ts', 'submit_deadline_ts')
-    if (j[1] == 'active' and now < tonumber(j[2]))
+    local j = redis.call('HMGET', jkey, 'state', 'expires_ts', 'submit_deadline_ts', 'estimate')
+    if ((j[1] == 'active' or j[1] == 'queued') and now < tonumber(j[2]))
         or (j[1] == 'submitting' and now < tonumber(j[3])) then
       redis.call('HINCRBY', jkey, 'attached', 1)
       record(jid, 'follower')
-      return {1, team, 'coalesced', jid, policy}
+      charge_submit('coalesced')
+      local saved = tonumber(j[4]) or 0
+      if saved > 0 then
+        usage_add(usage_key, usage_ttl, {'saved', saved, 'm:' .. target .. ':saved', saved})
+      end
+      return admitted('coalesced', jid, saved, 0)
     end
   end
   if policy == 'cache' then
     jid = redis.call('GET', KEYS[4])
     if jid then
-      local j = redis.call('HMGET', ARGV[11] .. jid, 'state', 'finished_ts', 'cost')
+      local j = redis.call('HMGET', ARGV[11] .. jid, 'state', 'finished_ts', 'settled')
       local max_age = tonumber(ARGV[8])
       if j[1] == 'succeeded' and (max_age < 0 or now - tonumber(j[2]) <= max_age) then
         record(jid, 'hit')
-        return {1, team, 'hit', jid, policy, j[3] or '0'}
+        charge_submit('hit')
+        local saved = tonumber(j[3]) or 0
+        if saved > 0 then
+          usage_add(usage_key, usage_ttl, {'saved', saved, 'm:' .. target .. ':saved', saved})
+        end
+        return admitted('hit', jid, saved, 0)
       end
     end
   end
 end
 
+-- A new job: its estimated cost must fit the per-request cap and the budgets, and it needs a
+-- concurrency slot or a place in the team's queue.
+local estimate = tonumber(ARGV[24]) or 0
+local budget_keys = {}
+local queued = false
+if quotas then
+  for _, m in ipairs({{'team', limit('max_request_micro')}, {'key', key_limit('max_request_micro')}}) do
+    if m[2] and estimate > m[2] then return refuse('max_request', m[1], m[2], 0) end
+  end
+  local bp = periods[L.budget_period or 'm'] or periods['m']
+  for _, b in ipairs({{'team', limit('budget_micro'), tag .. 'spend:' .. bp.id},
+                      {'key', key_limit('budget_micro'), tag .. 'spend:' .. bp.id .. ':' .. kid}}) do
+    if b[2] then
+      local v = redis.call('HMGET', b[3], 'reserved', 'settled')
+      local committed = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+      if committed + estimate > b[2] then
+        return refuse('budget', b[1], b[2], bp['end'] - now)
+      end
+    end
+    budget_keys[#budget_keys + 1] = {b[3], b[2], bp}
+  end
+  local max_concurrent = limit('max_concurrent')
+  if max_concurrent then
+    local busy = redis.call('ZCOUNT', KEYS[8], '(' .. now, '+inf')
+    local waiting = redis.call('ZCARD', KEYS[9])
+    if busy >= max_concurrent or waiting > 0 then
+      local depth = limit('max_queue') or tonumber(ARGV[27])
+      if waiting >= depth then return refuse('queue_full', 'team', depth, 0) end
+      queued = true
+    end
+  end
+end
+
+charge_submit(queued and 'queued' or 'miss')
 local register = policy ~= 'off' and ARGV[7] == '1'
 local store = (policy == 'cache' and ARGV[7] == '1') and '1' or '0'
-redis.call('HSET', KEYS[5], 'state', 'submitting', 'team', team, 'owner', ARGV[15],
-  'api', ARGV[3], 'target', ARGV[4], 'version', ARGV[17], 'hash', ARGV[5],
-  'created_at', ARGV[13], 'created_ts', now, 'expires_ts', now + tonumber(ARGV[9]),
-  'submit_deadline_ts', now + tonumber(ARGV[16]), 'attached', 1, 'store', store)
+local deadline = now + tonumber(ARGV[16])
+redis.call('HSET', KEYS[5], 'state', queued and 'queued' or 'submitting', 'team', team,
+  'owner', ARGV[15], 'key_id', kid, 'api', api, 'target', target, 'version', ARGV[17],
+  'hash', ARGV[5], 'created_at', ARGV[13], 'created_ts', now,
+  'expires_ts', now + tonumber(ARGV[9]), 'submit_deadline_ts', deadline, 'attached', 1,
+  'store', store, 'estimate', estimate, 'rate_micro', ARGV[25], 'usage_key', usage_key)
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[9]))
 if register then
   redis.call('SET', KEYS[6], ARGV[12], 'EX', tonumber(ARGV[9]))
 end
 record(ARGV[12], 'owner')
-return {1, team, 'miss', ARGV[12], policy}
+
+local alert = {0, '', 0, 0}
+if quotas then
+  -- Reserve the estimate; the job settles it to the actual cost when it ends.
+  local spend_fields = {}
+  for i, b in ipairs(budget_keys) do
+    redis.call('HINCRBY', b[1], 'reserved', estimate)
+    redis.call('EXPIREAT', b[1], math.ceil(b[3]['end']) + usage_ttl)
+    spend_fields[#spend_fields + 1] = (i == 1) and 'spend_key' or 'key_spend_key'
+    spend_fields[#spend_fields + 1] = b[1]
+  end
+  redis.call('HSET', KEYS[5], 'reserved', estimate, unpack(spend_fields))
+  if budget_keys[1] and budget_keys[1][2] then
+    local level = budget_alert(budget_keys[1][1], budget_keys[1][2])
+    if level > 0 then
+      local v = redis.call('HMGET', budget_keys[1][1], 'reserved', 'settled')
+      alert = {level, budget_keys[1][3].id, (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0),
+               budget_keys[1][2]}
+    end
+  end
+  if queued then
+    redis.call('HSET', KEYS[5], 'body', ARGV[26], 'queued', '1')
+    redis.call('ZADD', KEYS[9], redis.call('INCR', KEYS[10]), ARGV[12])
+    local pos = redis.call('ZRANK', KEYS[9], ARGV[12]) + 1
+    return admitted('queued', ARGV[12], 0, pos, alert)
+  end
+  -- Every job of the team counts as running (so a limit set later sees it), until it is
+  -- accepted upstream with the submit deadline as its expiry, then the job's lifetime.
+  redis.call('ZADD', KEYS[8], deadline, ARGV[12])
+end
+return admitted('miss', ARGV[12], 0, 0, alert)

@@ -1,29 +1,78 @@
--- Moves a job forward; terminal states are final (a late poll never undoes a cancel).
+-- Moves a job forward; terminal states are final (a late poll never undoes a cancel). The end
+-- of a job settles its money in the same step: the reservation made at admission becomes the
+-- actual cost (0 when RunComfy confirmed a cancel, a refusal or a free failure), or, when the
+-- outcome is unknown, stays reserved in the team's unreconciled ledger for an admin to resolve.
 -- KEYS[1] job record, KEYS[2] cached result of its identity, KEYS[3] cache index of its
--- target, KEYS[4] cache index of targets, KEYS[5] job in flight of its identity. ARGV[1] job id, ARGV[2] new state, ARGV[3] record ttl
--- after the end, ARGV[4] cache ttl, ARGV[5] target, ARGV[6] identity hash,
--- ARGV[7..] field, value pairs. Returns the previous state ('gone' if the job expired).
-local cur = redis.call('HMGET', KEYS[1], 'state', 'store')
-if not cur[1] then return 'gone' end
-if TERMINAL[cur[1]] then return cur[1] end
-local fields = {'state', ARGV[2]}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+-- target, KEYS[4] cache index of targets, KEYS[5] job in flight of its identity,
+-- KEYS[6] team's running jobs, KEYS[7] team's queue, KEYS[8] unreconciled ledger,
+-- KEYS[9] team limits.
+-- ARGV[1] job id, ARGV[2] new state, ARGV[3] record ttl after the end, ARGV[4] cache ttl,
+-- ARGV[5] target, ARGV[6] identity hash, ARGV[7] settled cost in micro-dollars ('' none),
+-- ARGV[8] required current state ('' any), ARGV[9] usage retention seconds,
+-- ARGV[10..] field, value pairs.
+-- Returns {previous state ('gone' if the job expired), alert level, budget period key,
+-- committed micro, budget micro}; nothing changes unless the previous state was ARGV[8].
+local cur = redis.call('HMGET', KEYS[1], 'state', 'store', 'reserved', 'spend_key',
+  'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api')
+if not cur[1] then return {'gone'} end
+if TERMINAL[cur[1]] then return {cur[1]} end
+if ARGV[8] ~= '' and cur[1] ~= ARGV[8] then return {cur[1]} end
+local new = ARGV[2]
+local fields = {'state', new}
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local now = now_seconds()
-if TERMINAL[ARGV[2]] then
+if TERMINAL[new] then
   fields[#fields + 1] = 'finished_ts'
   fields[#fields + 1] = now
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-if TERMINAL[ARGV[2]] then
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-  if redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
-  if ARGV[2] == 'succeeded' and cur[2] == '1' then
-    local ttl = tonumber(ARGV[4])
-    redis.call('SET', KEYS[2], ARGV[1], 'EX', ttl)
-    redis.call('SADD', KEYS[3], ARGV[6])
-    redis.call('EXPIRE', KEYS[3], ttl)
-    redis.call('SADD', KEYS[4], ARGV[5])
-    redis.call('EXPIRE', KEYS[4], ttl)
+if new ~= 'queued' and new ~= 'submitting' then redis.call('HDEL', KEYS[1], 'body') end
+if new == 'active' and cur[1] ~= 'active' then
+  -- Accepted upstream: its concurrency slot now lasts as long as the job may.
+  redis.call('ZADD', KEYS[6], 'XX', tonumber(cur[7]), ARGV[1])
+end
+if not TERMINAL[new] then return {cur[1]} end
+
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
+if redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+if new == 'succeeded' and cur[2] == '1' then
+  local ttl = tonumber(ARGV[4])
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ttl)
+  redis.call('SADD', KEYS[3], ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('SADD', KEYS[4], ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
+
+local reserved = tonumber(cur[3]) or 0
+if new == 'unknown' then
+  if cur[4] then
+    redis.call('HSET', KEYS[8], ARGV[1], cjson.encode({
+      reserved = reserved, spend_key = cur[4], key_spend_key = cur[5] or '',
+      usage_key = cur[6] or '', target = ARGV[5], request_id = cur[8] or '',
+      created_at = cur[9] or '', api = cur[10] or '', since = now}))
+    redis.call('HSET', KEYS[1], 'unreconciled', '1')
+  end
+  return {cur[1]}
+end
+local amount = tonumber(ARGV[7]) or 0
+redis.call('HSET', KEYS[1], 'settled', amount)
+if not cur[4] then return {cur[1]} end
+for i = 4, 5 do
+  if cur[i] then
+    redis.call('HINCRBY', cur[i], 'reserved', 0 - reserved)
+    redis.call('HINCRBY', cur[i], 'settled', amount)
   end
 end
-return cur[1]
+if cur[6] and amount ~= 0 then
+  usage_add(cur[6], tonumber(ARGV[9]), {'spend', amount, 'm:' .. ARGV[5] .. ':spend', amount})
+end
+local budget = tonumber(redis.call('HGET', KEYS[9], 'budget_micro'))
+local level = budget_alert(cur[4], budget)
+if level > 0 then
+  local v = redis.call('HMGET', cur[4], 'reserved', 'settled')
+  return {cur[1], level, cur[4], (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0), budget}
+end
+return {cur[1]}

@@ -6,6 +6,7 @@ slot before it looks anything up, every multi-key script stays inside one Redis 
 another team's records are simply not addressable with your key.
 
     <ns>:v1:teams                        hash  team_id -> slot          bound: admin actions
+    <ns>:v1:pricing                      hash  price overrides (JSON)   bound: admin actions
     <ns>:v1:{t:<slot>}:team              hash  team record               bound: admin actions
     <ns>:v1:{t:<slot>}:keys              set   key ids of the team       bound: admin actions
     <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only,    bound: admin actions
@@ -20,6 +21,18 @@ another team's records are simply not addressable with your key.
     <ns>:v1:{t:<slot>}:cidx:<target>     set   cached identities         TTL: cache ttl
     <ns>:v1:{t:<slot>}:cidx              set   targets with cached ones  TTL: cache ttl
     <ns>:v1:{t:<slot>}:job:<jid>:hooks   set   followers with a webhook  TTL: request ttl
+    <ns>:v1:{t:<slot>}:limits            hash  quotas, access lists     bound: admin actions
+    <ns>:v1:{t:<slot>}:running           zset  jobs holding a slot      bound: jobs in flight
+    <ns>:v1:{t:<slot>}:queue             zset  jobs waiting for a slot  bound: queue depth
+    <ns>:v1:{t:<slot>}:qseq              str   queue order counter      -
+    <ns>:v1:{t:<slot>}:gcra[:<kid>]      str   submit rate state        TTL: until refilled
+    <ns>:v1:{t:<slot>}:pgcra:<kid>       str   poll rate state          TTL: until refilled
+    <ns>:v1:{t:<slot>}:daily:<day>[:<kid>] str submits that day         TTL: day end + 1 d
+    <ns>:v1:{t:<slot>}:spend:<period>[:<kid>] hash reserved, settled, alerted (micro-dollars)
+                                                                         TTL: period end + retention
+    <ns>:v1:{t:<slot>}:usage:<day>       hash  usage counters by model  TTL: usage retention
+    <ns>:v1:{t:<slot>}:unreconciled      hash  job -> unknown-outcome reservation  admin resolves
+    <ns>:v1:{q}:waiting                  zset  team slots with queued jobs  bound: teams
     <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight
     <ns>:v1:{hooks}:due                  zset  webhook deliveries by time bound: pending deliveries
     <ns>:v1:{hooks}:d:<id>               hash  one delivery              TTL: request ttl
@@ -53,6 +66,9 @@ class Layout:
 
     def team_index(self) -> str:
         return f"{self.root}:teams"
+
+    def pricing(self) -> str:
+        return f"{self.root}:pricing"
 
     def team_tag(self, slot: str) -> str:
         return f"{self.root}:{{t:{slot}}}"
@@ -101,6 +117,37 @@ class Layout:
 
     def cache_targets(self, slot: str) -> str:
         return f"{self.team_tag(slot)}:cidx"
+
+    def limits(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:limits"
+
+    def running(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:running"
+
+    def queue(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:queue"
+
+    def queue_seq(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:qseq"
+
+    def unreconciled(self, slot: str) -> str:
+        return f"{self.team_tag(slot)}:unreconciled"
+
+    def team_prefix(self, slot: str) -> str:
+        """Prefix of the team's period keys, which scripts name themselves (same slot)."""
+        return f"{self.team_tag(slot)}:"
+
+    def spend(self, slot: str, period: str, kid: str = "") -> str:
+        return f"{self.team_tag(slot)}:spend:{period}" + (f":{kid}" if kid else "")
+
+    def usage(self, slot: str, day: str) -> str:
+        return f"{self.team_tag(slot)}:usage:{day}"
+
+    def queue_waiting(self) -> str:
+        return f"{self.root}:{{q}}:waiting"
+
+    def global_running(self) -> str:
+        return f"{self.root}:{{g}}:running"
 
     def poll_due(self) -> str:
         return f"{self.root}:{{poll}}:due"

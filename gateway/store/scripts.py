@@ -1,6 +1,7 @@
 """Lua scripts, loaded once per client and called by SHA (redis-py reloads them after NOSCRIPT).
 
-Every script gets ``common.lua`` (key verification, Redis's clock, terminal states) prepended.
+Every script gets ``common.lua`` (key verification, Redis's clock, terminal states) and
+``quota.lua`` (periods, GCRA, budget alerts, usage counters) prepended.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class Scripts:
     poll_schedule: AsyncScript
     delete_team: AsyncScript
     revoke_key: AsyncScript
+    dispatch: AsyncScript
+    requeue: AsyncScript
+    resolve_unreconciled: AsyncScript
+    global_slot: AsyncScript
+    zrem_if_older: AsyncScript
     create_key: AsyncScript
     rotate_key: AsyncScript
     now: AsyncScript
@@ -36,11 +42,14 @@ class Scripts:
     admin_token_revoke: AsyncScript
 
     @classmethod
-    def register(cls, redis: Redis) -> Scripts:
-        common = _read("common.lua")
+    def register(cls, redis: Redis, clock_offset: float = 0.0) -> Scripts:
+        """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
+        prelude = "\n".join(
+            [f"local CLOCK_OFFSET = {clock_offset!r}", _read("common.lua"), _read("quota.lua")]
+        )
         return cls(
             **{
-                f.name: redis.register_script(common + "\n" + _read(f"{f.name}.lua"))
+                f.name: redis.register_script(prelude + "\n" + _read(f"{f.name}.lua"))
                 for f in fields(cls)
             }
         )

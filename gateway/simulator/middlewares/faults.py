@@ -18,6 +18,11 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     rule = None if route is None else request.app[SIM_STATE].faults.take(route)
     if rule is None:
         return await handler(request)
+    if rule.after and rule.action == "delay" and rule.status is None:
+        # Shielded: the job exists even if the caller hangs up while the answer is late.
+        response = await asyncio.shield(handler(request))
+        await asyncio.sleep(rule.delay)
+        return response
     if rule.delay:
         await asyncio.sleep(rule.delay)
     if rule.action == "drop":

@@ -1,0 +1,146 @@
+-- Quota helpers, prepended (after common.lua) to every script. All money is integer
+-- micro-dollars; every time is Redis's clock (now_seconds()).
+
+-- Period candidates come from the gateway as "kind,id,start,end;..." (it knows the time zone,
+-- Redis knows the time): the candidate of each kind that contains now is the current period.
+local function current_periods(spec, now)
+  local out = {}
+  for kind, id, s, e in string.gmatch(spec, '(%a),([^,;]+),([^,;]+),([^,;]+)') do
+    if now >= tonumber(s) and now < tonumber(e) then
+      out[kind] = {id = id, start = tonumber(s), ['end'] = tonumber(e)}
+    end
+  end
+  return out
+end
+
+-- GCRA: one stored "theoretical arrival time" per limit; smooth, exact, no window boundary.
+-- Returns allowed, the new TAT, seconds until allowed, requests left after this one.
+local function gcra_peek(key, per_minute, burst, now)
+  local interval = 60 / per_minute
+  local capacity = interval * burst
+  local tat = tonumber(redis.call('GET', key) or '0') or 0
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  if new_tat - now > capacity + 1e-9 then
+    return false, tat, new_tat - now - capacity, 0
+  end
+  return true, new_tat, 0, math.floor((capacity - (new_tat - now)) / interval + 1e-9)
+end
+
+local function gcra_commit(key, new_tat, now)
+  redis.call('SET', key, string.format('%.6f', new_tat),
+    'PX', math.ceil((new_tat - now) * 1000) + 1000)
+end
+
+-- An access list is a JSON array of ids; an entry ending in '*' matches a prefix.
+local function listed(list_json, target)
+  local ok, list = pcall(cjson.decode, list_json)
+  if not ok or type(list) ~= 'table' then return false end
+  for _, p in ipairs(list) do
+    if type(p) == 'string' then
+      if p == '*' or p == target then return true end
+      local n = #p
+      if n > 1 and string.sub(p, n) == '*' and string.sub(target, 1, n - 1) == string.sub(p, 1, n - 1) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+-- Budget alerts fire once per threshold per period, when committed spend (settled plus
+-- reserved) first reaches it. Returns the highest newly crossed threshold, or 0.
+local ALERT_LEVELS = {50, 80, 100}
+local function budget_alert(spend_key, budget)
+  if not budget or budget <= 0 then return 0 end
+  local v = redis.call('HMGET', spend_key, 'reserved', 'settled', 'alerted')
+  local committed = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+  local alerted = tonumber(v[3]) or 0
+  local level = 0
+  for _, l in ipairs(ALERT_LEVELS) do
+    if committed * 100 >= budget * l and l > alerted then level = l end
+  end
+  if level > 0 then redis.call('HSET', spend_key, 'alerted', level) end
+  return level
+end
+
+local function usage_add(usage_key, ttl, pairs)
+  for i = 1, #pairs, 2 do
+    redis.call('HINCRBY', usage_key, pairs[i], pairs[i + 1])
+  end
+  redis.call('EXPIRE', usage_key, ttl)
+end
+
+local function read_limits(key)
+  local L = {}
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do L[flat[i]] = flat[i + 1] end
+  return L
+end
+
+-- The checks every submit passes whatever its outcome: access, submit rate (GCRA) and submits
+-- per day, team-wide and per key. The gate remembers what to charge (commit_gate) and the
+-- tightest limit for the RateLimit headers (gate.rl). Returns nil, or a refusal
+-- {kind, scope, limit, retry after}.
+local function new_gate(L, kid, tag, day, now)
+  return {L = L, kid = kid, tag = tag, day = day, now = now, rl = {'', 0, 0, 0, 0}, charges = {}}
+end
+
+local function gate_limit(g, name, per_key)
+  if per_key then return tonumber(g.L['key:' .. g.kid .. ':' .. name]) end
+  return tonumber(g.L[name])
+end
+
+local function gate_consider(g, name, quota, window, remaining, reset)
+  local rl = g.rl
+  if rl[1] == '' or remaining < rl[4] or (remaining == rl[4] and reset > rl[5]) then
+    g.rl = {name, quota, window, remaining, reset}
+  end
+end
+
+local function gate_check(g, api, target)
+  local L, now, day = g.L, g.now, g.day
+  -- Access: models default to all, serverless deployments to none.
+  if api == 'model' then
+    if L.models and not listed(L.models, target) then return {'access', 'team', 0, 0} end
+  elseif not (L.deployments and listed(L.deployments, target)) then
+    return {'access', 'team', 0, 0}
+  end
+  for _, scope in ipairs({'team', 'key'}) do
+    local per_key = scope == 'key'
+    local per_minute = gate_limit(g, 'rate_per_minute', per_key)
+    if per_minute and per_minute > 0 then
+      local key = g.tag .. 'gcra' .. (per_key and (':' .. g.kid) or '')
+      local burst = gate_limit(g, 'rate_burst', per_key) or 1
+      local ok, new_tat, wait, left = gcra_peek(key, per_minute, burst, now)
+      gate_consider(g, scope .. '-rate', burst, math.ceil(60 * burst / per_minute), left,
+        math.max(0, (ok and new_tat or new_tat + 60 / per_minute) - now))
+      if not ok then return {'rate', scope, per_minute, wait} end
+      g.charges[#g.charges + 1] = {'gcra', key, new_tat}
+    end
+  end
+  for _, scope in ipairs({'team', 'key'}) do
+    local per_key = scope == 'key'
+    local allowed = gate_limit(g, 'daily_requests', per_key)
+    if allowed then
+      local key = g.tag .. 'daily:' .. day.id .. (per_key and (':' .. g.kid) or '')
+      local left = allowed - tonumber(redis.call('GET', key) or '0') - 1
+      gate_consider(g, scope .. '-daily', allowed, math.ceil(day['end'] - day.start),
+        math.max(0, left), day['end'] - now)
+      if left < 0 then return {'daily', scope, allowed, day['end'] - now} end
+      g.charges[#g.charges + 1] = {'daily', key, day['end']}
+    end
+  end
+  return nil
+end
+
+local function commit_gate(g)
+  for _, c in ipairs(g.charges) do
+    if c[1] == 'gcra' then
+      gcra_commit(c[2], c[3], g.now)
+    else
+      redis.call('INCR', c[2])
+      redis.call('EXPIREAT', c[2], math.ceil(c[3]) + 86400)
+    end
+  end
+end

@@ -1,0 +1,449 @@
+"""Cost estimates as admins see them: equal to what RunComfy charges, overridable, shared.
+
+Estimates are checked against what the simulator actually charged (``GET /_sim/ledger``) for
+every model of its catalog, plus one model whose duration is a string enum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.pricing import settle_serverless_micro
+from gateway.simulator import SimulatorConfig
+from gateway.simulator.deployments import SEEDED_DEPLOYMENT_IDS
+from tests.conftest import (
+    ADMIN_TOKEN,
+    NANO,
+    SIM_TOKEN,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    start_simulator,
+)
+
+GPT_IMAGE = "openai/gpt-image-2/text-to-image"
+ACE = "acestep-ai/ace-step-1.5/text-to-audio"
+CLIP = "acme/clip-1/text-to-video"
+DEP = SEEDED_DEPLOYMENT_IDS[0]  # AMPERE_48: $0.00054 per GPU-second
+RUN_SECONDS = 2.0
+IMAGE = "https://playgrounds-storage-public.runcomfy.net/tools/7063/media-files/input.webp"
+
+CLIP_ENTRY: dict[str, Any] = {
+    "model_id": CLIP,
+    "display_name": "Clip 1 Text to Video",
+    "description": "A model whose duration is a string enum, as some RunComfy models have.",
+    "categories": ["text-to-video"],
+    "kind": "model",
+    "base_price_usd": 0.07,
+    "price_unit": "second",
+    "pricing_note": "$0.07 per second of video.",
+    "model_url": "https://www.runcomfy.com/models/acme/clip-1/text-to-video",
+    "input_schema": {
+        "type": "object",
+        "title": "Input",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"title": "Prompt", "description": "", "type": "string"},
+            "duration": {
+                "title": "Duration (s)",
+                "description": "",
+                "type": "string",
+                "enum": ["5", "10"],
+                "default": "5",
+            },
+        },
+    },
+    "simulator": {"output": "video", "duration_param": "duration", "extension": "mp4"},
+}
+
+ORDINARY_BODIES: dict[str, list[dict[str, Any]]] = {
+    NANO: [{"prompt": "a fox"}, {"prompt": "a fox", "resolution": "4K"}],
+    "blackforestlabs/flux-2/flash/text-to-image": [
+        {"prompt": "a fox"},
+        {"prompt": "a fox", "seed": 7, "image_size": "square_hd"},
+    ],
+    "google/nano-banana-2-lite/edit": [
+        {"prompt": "make it blue", "image_urls": [IMAGE]},
+        {"prompt": "combine", "image_urls": [IMAGE, IMAGE, IMAGE]},
+    ],
+    "blackforestlabs/flux-1-kontext/pro/edit": [{"prompt": "add a hat", "image_url": IMAGE}],
+    GPT_IMAGE: [
+        {"prompt": "a fox"},
+        {"prompt": "a fox", "num_images": 3},
+        {"prompt": "a fox", "num_images": 4, "quality": "high"},
+    ],
+    "bytedance/seedance-2.5/image-to-video/1080p": [
+        {"prompt": "waves", "image": IMAGE},
+        {"prompt": "waves", "image": IMAGE, "duration": 12},
+    ],
+    "wan-ai/wan-3.0/image-to-video": [
+        {"prompt": "waves", "image_url": IMAGE},
+        {"prompt": "waves", "image_url": IMAGE, "duration": 30, "resolution": "1080p"},
+    ],
+    ACE: [
+        {"tags": "jazz"},
+        {"tags": "jazz", "duration": 61.5},
+        {"tags": "jazz", "duration": 240},
+    ],
+    CLIP: [{"prompt": "a fox"}, {"prompt": "a fox", "duration": "10"}],
+}
+
+
+@pytest.fixture
+async def runcomfy(tmp_path: Path, http: aiohttp.ClientSession) -> AsyncIterator[Simulator]:
+    """The simulator with its bundled catalog plus CLIP, and jobs that wait for ``advance``."""
+    bundled = json.loads(resources.files("gateway.simulator").joinpath("catalog.json").read_text())
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": [*bundled["models"], CLIP_ENTRY]}))
+    config = SimulatorConfig(
+        token=SIM_TOKEN, queue_seconds=1.0, run_seconds=RUN_SECONDS, catalog_path=str(catalog)
+    )
+    server: TestServer = await start_simulator(config)
+    yield Simulator(url=str(server.make_url("")).rstrip("/"), session=http)
+    await server.close()
+
+
+@pytest.fixture
+async def gw(gateway_factory: Any, runcomfy: Simulator) -> Gateway:
+    gateway: Gateway = await gateway_factory(upstream=runcomfy.url)
+    return gateway
+
+
+async def estimate(gw: Gateway, **query: Any) -> dict[str, Any]:
+    status, body = await gw.admin("POST", "/admin/v1/pricing/estimate", query)
+    assert status == 200, body
+    return dict(body)
+
+
+async def charged(sim: Simulator, path: str, body: dict[str, Any]) -> str:
+    """Run one job on "RunComfy" directly; returns its request id."""
+    headers = {"Authorization": f"Bearer {SIM_TOKEN}"}
+    async with sim.session.post(sim.url + path, json=body, headers=headers) as resp:
+        reply = await resp.json()
+        assert resp.status == 200, reply
+    return str(reply["request_id"])
+
+
+async def ledger(sim: Simulator) -> dict[str, Any]:
+    async with sim.session.post(f"{sim.url}/_sim/advance", json={"seconds": 3600}) as resp:
+        assert resp.status == 200
+    async with sim.session.get(f"{sim.url}/_sim/ledger") as resp:
+        return dict(await resp.json())
+
+
+async def test_every_catalog_models_estimate_equals_what_runcomfy_charges(
+    gw: Gateway, runcomfy: Simulator
+) -> None:
+    bundled = json.loads(resources.files("gateway.simulator").joinpath("catalog.json").read_text())
+    assert {m["model_id"] for m in bundled["models"]} | {CLIP} == set(ORDINARY_BODIES)
+    expected: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+    for model_id, bodies in ORDINARY_BODIES.items():
+        for body in bodies:
+            found = await estimate(gw, model_id=model_id, body=body)
+            assert found["source"] == "catalog", found
+            rid = await charged(runcomfy, f"/v1/models/{model_id}", body)
+            expected[rid] = (model_id, body, found)
+    books = await ledger(runcomfy)
+    assert len(books["jobs"]) == len(expected)
+    for job in books["jobs"]:
+        model_id, body, found = expected[job["request_id"]]
+        assert job["state"] == "succeeded"
+        assert found["micro"] == job["billed_micro"] > 0, (model_id, body, found)
+    assert books["charged_micro"] == sum(e[2]["micro"] for e in expected.values())
+
+
+async def test_an_estimate_says_how_it_was_derived(gw: Gateway) -> None:
+    found = await estimate(gw, model_id=GPT_IMAGE, body={"prompt": "x", "num_images": 3})
+    assert found == {
+        "micro": 126_000,
+        "unit_price_micro": 42_000,
+        "units": 3,
+        "unit": "output",
+        "source": "catalog",
+        "notes": ["num_images=3 from the request"],
+    }
+    default = await estimate(gw, model_id=CLIP, body={"prompt": "x"})
+    assert (default["micro"], default["units"], default["unit"]) == (350_000, 5, "second")
+    assert default["notes"] == ["duration=5 from the schema default"]
+
+
+async def test_a_model_override_replaces_the_catalog_unit_price(gw: Gateway) -> None:
+    status, body = await gw.admin(
+        "PUT", f"/admin/v1/pricing/models/{GPT_IMAGE}", {"unit_price_usd": 0.25}
+    )
+    assert status == 200, body
+    assert body == {"model_id": GPT_IMAGE, "unit_price_usd": 0.25, "rules": []}
+    found = await estimate(gw, model_id=GPT_IMAGE, body={"prompt": "x", "num_images": 2})
+    assert (found["micro"], found["unit_price_micro"], found["source"]) == (
+        500_000,
+        250_000,
+        "override",
+    )
+    other = await estimate(gw, model_id=NANO, body={"prompt": "x"})
+    assert (other["micro"], other["source"]) == (150_000, "catalog")
+
+
+async def test_parameter_rules_price_a_4k_image_differently(gw: Gateway) -> None:
+    rules = {
+        "rules": [
+            {"param": "resolution", "equals": "4K", "unit_price_usd": 0.3},
+            {"param": "resolution", "equals": "1K", "multiplier": 0.5},
+            {"param": "output_format", "equals": "webp", "multiplier": 2},
+        ]
+    }
+    status, body = await gw.admin("PUT", f"/admin/v1/pricing/models/{NANO}", rules)
+    assert status == 200, body
+
+    async def micro(**inputs: Any) -> tuple[int, str]:
+        found = await estimate(gw, model_id=NANO, body={"prompt": "x", **inputs})
+        return found["micro"], found["source"]
+
+    assert await micro(resolution="4K") == (300_000, "override")
+    assert await micro(resolution="4K", output_format="webp") == (600_000, "override")
+    assert await micro() == (75_000, "override")  # 1K is the schema default
+    assert await micro(resolution="2K") == (150_000, "catalog")
+    found = await estimate(gw, model_id=NANO, body={"prompt": "x", "resolution": "4K"})
+    assert "rule resolution=4K: unit price 300000 micro" in found["notes"]
+
+
+async def test_rule_values_match_numbers_and_numeric_strings_alike(gw: Gateway) -> None:
+    rule = {"rules": [{"param": "duration", "equals": 10, "multiplier": 1.5}]}
+    status, body = await gw.admin("PUT", f"/admin/v1/pricing/models/{CLIP}", rule)
+    assert status == 200, body
+    found = await estimate(gw, model_id=CLIP, body={"prompt": "x", "duration": "10"})
+    assert (found["micro"], found["unit_price_micro"]) == (1_050_000, 105_000)
+
+
+async def test_a_per_second_model_without_a_duration_uses_the_override_else_ten_seconds(
+    gw: Gateway,
+) -> None:
+    path = f"/admin/v1/pricing/models/{NANO}"
+    status, body = await gw.admin("PUT", path, {"price_unit": "second"})
+    assert status == 200, body
+    fallback = await estimate(gw, model_id=NANO, body={"prompt": "x"})
+    assert (fallback["micro"], fallback["units"], fallback["unit"]) == (1_500_000, 10, "second")
+    assert fallback["notes"] == ["no duration given: 10 s assumed"]
+
+    await gw.admin("PUT", path, {"price_unit": "second", "default_units": 4})
+    assert (await estimate(gw, model_id=NANO, body={}))["micro"] == 600_000
+
+    await gw.admin("PUT", path, {"price_unit": "second", "units_param": "clip_seconds"})
+    found = await estimate(gw, model_id=NANO, body={"clip_seconds": "7s"})
+    assert (found["micro"], found["units"]) == (1_050_000, 7)
+
+
+async def test_a_deployment_is_estimated_at_its_rate_and_settles_to_runcomfys_charge(
+    gw: Gateway, runcomfy: Simulator
+) -> None:
+    rate = {"usd_per_second": 0.00054, "estimated_seconds": RUN_SECONDS}
+    status, body = await gw.admin("PUT", f"/admin/v1/pricing/deployments/{DEP}", rate)
+    assert status == 200, body
+    assert body == {"deployment_id": DEP, **rate}
+    found = await estimate(gw, deployment_id=DEP, body={"overrides": {}})
+    assert found == {
+        "micro": 1_080,
+        "unit_price_micro": 540,
+        "units": 2,
+        "unit": "second",
+        "source": "deployment",
+        "notes": ["2 GPU-seconds estimated by the admin"],
+    }
+    await charged(runcomfy, f"/prod/v1/deployments/{DEP}/inference", {"overrides": {}})
+    [job] = (await ledger(runcomfy))["jobs"]
+    assert job["billed_micro"] == settle_serverless_micro(540, RUN_SECONDS) == found["micro"]
+
+
+async def test_without_a_price_the_estimate_is_zero_and_says_unknown(
+    gw: Gateway, runcomfy: Simulator
+) -> None:
+    no_rate = await estimate(gw, deployment_id=SEEDED_DEPLOYMENT_IDS[1], body={})
+    assert (no_rate["micro"], no_rate["source"]) == (0, "unknown")
+    assert no_rate["notes"] == ["no rate set for this deployment"]
+
+    unknown = await estimate(gw, model_id="acme/no-such-model", body={"prompt": "x"})
+    assert (unknown["micro"], unknown["source"], unknown["unit"]) == (0, "unknown", None)
+    assert unknown["notes"] == ["model not in RunComfy's catalog"]
+
+    await runcomfy.fault(route="catalog.get", action="status", status=503, times=None)
+    down = await estimate(gw, model_id=GPT_IMAGE, body={"prompt": "x"})
+    assert (down["micro"], down["source"]) == (0, "unknown")
+    assert "catalog is unavailable" in down["notes"][0]
+
+
+async def test_pricing_admin_routes_need_the_admin_token(gw: Gateway) -> None:
+    key = await gw.new_team("design")
+    routes = [
+        ("GET", "/admin/v1/pricing", None),
+        ("PUT", f"/admin/v1/pricing/models/{NANO}", {"unit_price_usd": 1}),
+        ("DELETE", f"/admin/v1/pricing/models/{NANO}", None),
+        ("PUT", f"/admin/v1/pricing/deployments/{DEP}", {"usd_per_second": 1}),
+        ("DELETE", f"/admin/v1/pricing/deployments/{DEP}", None),
+        ("POST", "/admin/v1/pricing/estimate", {"model_id": NANO}),
+    ]
+    for method, path, body in routes:
+        status, answer, _ = await gw.request(method, path, json=body)
+        assert status == 401, (method, path)
+        assert_error_shape(answer, 401001)
+        status, answer, _ = await gw.request(method, path, key=key, json=body)
+        assert status == 403, (method, path)
+        assert_error_shape(answer, 403001)
+    _, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert book == {"models": {}, "deployments": {}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"models/{NANO}", {}),
+        (f"models/{NANO}", {"unit_price_usd": -1}),
+        (f"models/{NANO}", {"unit_price": 1}),
+        (f"models/{NANO}", {"price_unit": "image"}),
+        (f"models/{NANO}", {"rules": [{"param": "resolution", "equals": "4K"}]}),
+        (
+            f"models/{NANO}",
+            {"rules": [{"param": "a", "equals": "b", "unit_price_usd": 1, "multiplier": 2}]},
+        ),
+        (f"models/{NANO}", {"rules": [{"param": "a", "equals": ["4K"], "multiplier": 2}]}),
+        (f"deployments/{DEP}", {"usd_per_second": 0.001}),
+        (f"deployments/{DEP}", {"usd_per_second": 0.001, "estimated_seconds": 0}),
+        ("estimate", {"body": {}}),
+        ("estimate", {"model_id": NANO, "deployment_id": DEP}),
+        ("estimate", {"model_id": NANO, "body": []}),
+    ],
+)
+async def test_bad_overrides_and_queries_are_refused_with_422(
+    gw: Gateway, path: str, body: dict[str, Any]
+) -> None:
+    method = "POST" if path == "estimate" else "PUT"
+    status, answer = await gw.admin(method, f"/admin/v1/pricing/{path}", body)
+    assert status == 422, answer
+    assert_error_shape(answer, 422001)
+    assert answer["detail"]
+    _, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert book == {"models": {}, "deployments": {}}
+
+
+async def test_malformed_bodies_and_ids_are_refused_with_400(gw: Gateway) -> None:
+    status, answer, _ = await gw.request(
+        "PUT", f"/admin/v1/pricing/models/{NANO}", key=ADMIN_TOKEN, data=b"{not json"
+    )
+    assert status == 400
+    assert_error_shape(answer, 400001)
+    for path in ("models/a%20b", "models/a,b", "deployments/a%20b"):
+        status, answer = await gw.admin("PUT", f"/admin/v1/pricing/{path}", {"multiplier": 1})
+        assert status == 400, (path, answer)
+        assert_error_shape(answer, 400001)
+
+
+async def test_overrides_are_listed_and_cleared(gw: Gateway) -> None:
+    rule = {"param": "resolution", "equals": "4K", "multiplier": 2}
+    await gw.admin("PUT", f"/admin/v1/pricing/models/{NANO}", {"rules": [rule]})
+    await gw.admin(
+        "PUT", f"/admin/v1/pricing/deployments/{DEP}", {"usd_per_second": 1, "estimated_seconds": 3}
+    )
+    status, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert status == 200
+    assert book == {
+        "models": {NANO: {"rules": [rule]}},
+        "deployments": {DEP: {"usd_per_second": 1.0, "estimated_seconds": 3.0}},
+    }
+    assert await gw.admin("DELETE", f"/admin/v1/pricing/models/{NANO}") == (
+        200,
+        {"model_id": NANO, "deleted": True},
+    )
+    assert await gw.admin("DELETE", f"/admin/v1/pricing/deployments/{DEP}") == (
+        200,
+        {"deployment_id": DEP, "deleted": True},
+    )
+    status, answer = await gw.admin("DELETE", f"/admin/v1/pricing/models/{NANO}")
+    assert status == 404
+    assert_error_shape(answer, 404001)
+    found = await estimate(gw, model_id=NANO, body={"resolution": "4K"})
+    assert (found["micro"], found["source"]) == (150_000, "catalog")
+
+
+async def test_a_price_change_reaches_another_replica_within_the_cache_bound(
+    gateway_factory: Any, runcomfy: Simulator
+) -> None:
+    first: Gateway = await gateway_factory(upstream=runcomfy.url, pricing_cache_seconds=0.3)
+    second: Gateway = await gateway_factory(upstream=runcomfy.url, pricing_cache_seconds=0.3)
+    assert (await estimate(second, model_id=NANO, body={}))["micro"] == 150_000
+    status, _ = await first.admin("PUT", f"/admin/v1/pricing/models/{NANO}", {"unit_price_usd": 1})
+    assert status == 200
+    assert (await estimate(first, model_id=NANO, body={}))["micro"] == 1_000_000  # at once here
+    for _ in range(200):
+        if (await estimate(second, model_id=NANO, body={}))["micro"] == 1_000_000:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the second replica never saw the new price")
+    await first.admin("DELETE", f"/admin/v1/pricing/models/{NANO}")
+    for _ in range(200):
+        if (await estimate(second, model_id=NANO, body={}))["source"] == "catalog":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the second replica never dropped the override")
+
+
+async def cli(gw: Gateway, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "GATEWAY_ADMIN_URL": gw.url, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+    env["COLUMNS"] = "250"  # rich wraps table cells to the terminal width
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "admin", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
+    code, out, err = await cli(
+        gw, "--json", "pricing", "set-model", NANO,
+        "--rule", "resolution=4K:0.3", "--rule", "output_format=webp:x2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["rules"] == [
+        {"param": "resolution", "equals": "4K", "unit_price_usd": 0.3},
+        {"param": "output_format", "equals": "webp", "multiplier": 2.0},
+    ]
+    code, out, err = await cli(
+        gw, "pricing", "set-deployment", DEP, "--usd-per-second", "0.001", "--seconds", "30"
+    )
+    assert code == 0, err
+    assert DEP in out
+
+    code, out, err = await cli(gw, "pricing", "show")
+    assert code == 0, err
+    assert NANO in out and "resolution=4K:$0.3" in out and DEP in out
+
+    body = json.dumps({"prompt": "x", "resolution": "4K", "output_format": "webp"})
+    code, out, err = await cli(gw, "--json", "pricing", "estimate", "--model", NANO, "--body", body)
+    assert code == 0, err
+    assert json.loads(out)["micro"] == 600_000
+    code, out, err = await cli(gw, "pricing", "estimate", "--deployment", DEP)
+    assert code == 0, err
+    assert "$0.030000" in out and "deployment" in out
+
+    code, _, err = await cli(gw, "pricing", "set-model", NANO, "--rule", "resolution")
+    assert code != 0 and "PARAM=VALUE:USD" in err
+    code, _, err = await cli(gw, "pricing", "set-model", NANO)
+    assert code != 0 and "422" in err
+
+    assert (await cli(gw, "pricing", "clear-model", NANO))[0] == 0
+    assert (await cli(gw, "pricing", "clear-deployment", DEP))[0] == 0
+    code, _, err = await cli(gw, "pricing", "clear-deployment", DEP)
+    assert code != 0 and "404" in err
+    _, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert book == {"models": {}, "deployments": {}}

@@ -1,0 +1,515 @@
+"""Team limits, budgets and access, as a team developer and a platform engineer see them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
+
+FLUX = "blackforestlabs/flux-2/flash/text-to-image"  # $0.012 per image
+GPT_IMAGE = "openai/gpt-image-2/text-to-image"  # $0.042 per image, num_images
+DAY = 86400
+
+
+async def submit(gw: Gateway, key: str, prompt: str, model: str = NANO, **extra: Any) -> Any:
+    return await gw.request(
+        "POST", f"/v1/models/{model}", key=key, json={"prompt": prompt, **extra}
+    )
+
+
+async def wait_status(gw: Gateway, key: str, rid: str, wanted: str, within: int = 400) -> Any:
+    body: Any = None
+    for _ in range(within):
+        status, body, _ = await gw.request("GET", f"/v1/requests/{rid}/status", key=key)
+        assert status == 200, body
+        if body["status"] == wanted:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{rid} never reached {wanted}: {body}")
+
+
+async def usage(gw: Gateway, team: str) -> Any:
+    status, body = await gw.admin("GET", f"/admin/v1/teams/{team}/usage")
+    assert status == 200, body
+    return body
+
+
+async def settled(gw: Gateway, team: str, reserved: float = 0.0) -> dict[str, Any]:
+    """The team's budget record once nothing is reserved any more."""
+    budget: dict[str, Any] = {}
+    for _ in range(200):
+        budget = (await usage(gw, team))["budget"]
+        if budget["reserved_usd"] == reserved:
+            return budget
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still reserved: {budget}")
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+async def test_a_model_not_on_the_teams_list_is_403_naming_the_limit(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", models=["blackforestlabs/*"])
+    status, body, _ = await submit(gateway, key, "fox")
+    assert status == 403
+    assert_error_shape(body, 403002)
+    assert NANO in body["error_message"] and "not on your team's list" in body["error_message"]
+    assert body["detail"]["limit"] == "access"
+    status, _, _ = await submit(gateway, key, "fox", model=FLUX)
+    assert status == 200
+    assert await simulator.count("model.submit") == 1
+
+
+async def test_serverless_deployments_are_closed_until_an_admin_opens_one(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    _, deployments = await gateway.admin("GET", "/prod/v2/deployments")
+    deployment = deployments[0]["id"]
+    path = f"/prod/v1/deployments/{deployment}/inference"
+    status, body, _ = await gateway.request("POST", path, key=key, json={"overrides": {}})
+    assert status == 403
+    assert_error_shape(body, 403002)
+    assert await simulator.count("serverless.inference") == 0
+    await gateway.set_limits("design", deployments=[deployment])
+    status, body, _ = await gateway.request("POST", path, key=key, json={"overrides": {}})
+    assert status == 200, body
+
+
+# --- submit rate and submits per day -----------------------------------------------------------
+
+
+async def test_a_burst_over_the_submit_rate_gets_429_with_retry_after_and_ratelimit_headers(
+    gateway: Gateway,
+) -> None:
+    key = await gateway.new_team("design", rate_per_minute=6, rate_burst=3)
+    for i in range(3):
+        status, body, headers = await submit(gateway, key, f"p{i}")
+        assert status == 200, body
+        assert headers["RateLimit-Policy"] == '"team-rate";q=3;w=30'
+        assert headers["RateLimit"].startswith(f'"team-rate";r={2 - i};t=')
+    status, body, headers = await submit(gateway, key, "p3")
+    assert status == 429
+    assert_error_shape(body, 429002)
+    assert "6 submits per minute" in body["error_message"]
+    assert 1 <= int(headers["Retry-After"]) <= 10
+    assert headers["RateLimit"].startswith('"team-rate";r=0;')
+
+
+async def test_status_polls_do_not_count_against_the_submit_rate(gateway: Gateway) -> None:
+    key = await gateway.new_team("design", rate_per_minute=1, rate_burst=1)
+    status, body, _ = await submit(gateway, key, "one")
+    assert status == 200
+    for _ in range(20):
+        status, _, _ = await gateway.request(
+            "GET", f"/v1/requests/{body['request_id']}/status", key=key
+        )
+        assert status == 200
+    status, _, _ = await submit(gateway, key, "two")
+    assert status == 429
+
+
+async def test_a_key_can_be_narrower_than_its_team(gateway: Gateway) -> None:
+    wide = await gateway.new_team("design")
+    status, created = await gateway.admin("POST", "/admin/v1/teams/design/keys", {})
+    narrow = created["key"]
+    await gateway.set_limits("design", keys={created["key_id"]: {"daily_requests": 1}})
+    assert (await submit(gateway, narrow, "a"))[0] == 200
+    status, body, _ = await submit(gateway, narrow, "b")
+    assert status == 429 and body["detail"]["scope"] == "key"
+    assert "this API key's limit is 1 submits per day" in body["error_message"]
+    assert (await submit(gateway, wide, "c"))[0] == 200
+
+
+async def test_the_daily_limit_resets_at_midnight_with_no_process_running_at_the_boundary(
+    gateway_factory: Any,
+) -> None:
+    today = await gateway_factory()
+    key = await today.new_team("design", daily_requests=2)
+    assert (await submit(today, key, "a"))[0] == 200
+    assert (await submit(today, key, "b"))[0] == 200
+    status, body, headers = await submit(today, key, "c")
+    assert status == 429 and body["detail"]["limit"] == "daily"
+    assert 0 < int(headers["Retry-After"]) <= DAY
+    # The same Redis, a day later: a replica that was never running at midnight.
+    tomorrow = await gateway_factory(clock_offset_seconds=DAY)
+    assert (await submit(tomorrow, key, "d"))[0] == 200
+    assert (await submit(today, key, "e"))[0] == 429  # "today" is still full
+
+
+async def test_a_changed_limit_applies_to_the_next_request_on_every_replica(
+    gateway_factory: Any,
+) -> None:
+    a, b = await gateway_factory(), await gateway_factory()
+    key = await a.new_team("design")
+    assert (await submit(b, key, "x"))[0] == 200
+    await a.set_limits("design", models=[])
+    status, body, _ = await submit(b, key, "y")
+    assert status == 403, body
+
+
+async def test_polling_too_fast_with_one_key_is_429_but_never_touches_submit_limits(
+    gateway_factory: Any,
+) -> None:
+    gw = await gateway_factory(poll_rate_per_second=1, poll_burst=3)
+    key = await gw.new_team("design")
+    _, body, _ = await submit(gw, key, "x")
+    statuses = [
+        (await gw.request("GET", f"/v1/requests/{body['request_id']}/status", key=key))[0]
+        for _ in range(6)
+    ]
+    assert statuses[:3] == [200, 200, 200]
+    assert 429 in statuses[3:]
+    status, body, headers = await gw.request(
+        "GET", f"/v1/requests/{body['request_id']}/result", key=key
+    )
+    if status == 429:
+        assert_error_shape(body, 429004)
+        assert headers["Retry-After"]
+
+
+# --- money -------------------------------------------------------------------------------------
+
+
+async def test_the_budget_admits_what_it_covers_then_402_naming_it(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", budget_usd=0.30)
+    for prompt in ("a", "b"):
+        status, body, _ = await submit(gateway, key, prompt)
+        assert status == 200, body
+    status, body, _ = await submit(gateway, key, "c")
+    assert status == 402
+    assert_error_shape(body, 402001)
+    assert "Budget exhausted" in body["error_message"] and "$0.3" in body["error_message"]
+    assert body["detail"]["estimated_cost_usd"] == 0.15
+    assert await simulator.count("model.submit") == 2
+    # identical requests cost nothing: hits and followers are free
+    status, _, headers = await submit(gateway, key, "a")
+    assert status == 200 and headers["X-Gateway-Cache"] in ("hit", "coalesced")
+    budget = await settled(gateway, "design")
+    assert budget["settled_usd"] == 0.30 and budget["remaining_usd"] == 0.0
+
+
+async def test_a_request_estimated_over_the_per_request_cap_is_refused_before_it_runs(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", max_request_usd=0.1)
+    status, body, _ = await submit(gateway, key, "4 images", model=GPT_IMAGE, num_images=4)
+    assert status == 402
+    assert_error_shape(body, 402002)
+    assert body["detail"]["estimated_cost_usd"] == 0.168
+    assert (await submit(gateway, key, "2 images", model=GPT_IMAGE, num_images=2))[0] == 200
+    assert await simulator.count("model.submit") == 1
+
+
+async def test_the_monthly_budget_resets_when_the_month_turns(gateway_factory: Any) -> None:
+    now = await gateway_factory()
+    key = await now.new_team("design", budget_usd=0.15, budget_period="month")
+    assert (await submit(now, key, "a"))[0] == 200
+    assert (await submit(now, key, "b"))[0] == 402
+    next_month = await gateway_factory(clock_offset_seconds=32 * DAY)
+    assert (await submit(next_month, key, "c"))[0] == 200
+
+
+async def test_reservations_settle_to_runcomfys_cost_and_refund_failures_and_cancels(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", budget_usd=10)
+    _, ok, _ = await submit(gateway, key, "works", model=GPT_IMAGE, num_images=3)
+    assert (await usage(gateway, "design"))["budget"]["reserved_usd"] == 0.126
+    await simulator.configure(next_outcomes=["failed"])
+    _, failed, _ = await submit(gateway, key, "fails")
+    await simulator.configure(queue_seconds=30)
+    _, cancelled, _ = await submit(gateway, key, "cancelled")
+    await wait_status(gateway, key, ok["request_id"], "completed")
+    await wait_status(gateway, key, failed["request_id"], "completed")
+    _, result, _ = await gateway.request(
+        "GET", f"/v1/requests/{failed['request_id']}/result", key=key
+    )
+    assert result["status"] == "failed"
+    status, body, _ = await gateway.request(
+        "POST", f"/v1/requests/{cancelled['request_id']}/cancel", key=key
+    )
+    assert status == 202 and body["outcome"] == "cancelled", body
+    budget = await settled(gateway, "design")
+    assert budget["settled_usd"] == 0.126  # the failure and the cancel were refunded
+    status, result, _ = await gateway.request(
+        "GET", f"/v1/requests/{ok['request_id']}/result?include_cost=true", key=key
+    )
+    assert result["cost"] == 0.126
+
+
+async def test_a_submit_of_unknown_outcome_stays_reserved_until_an_admin_resolves_it(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw = await gateway_factory(upstream_submit_timeout=0.3)
+    key = await gw.new_team("design", budget_usd=1)
+    await simulator.fault(route="model.submit", action="delay", delay=0.8, after=True)
+    status, body, _ = await submit(gw, key, "lost")
+    assert status == 504
+    assert_error_shape(body, 504002)
+    status, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    assert status == 200
+    [entry] = ledger["jobs"]
+    assert entry["reserved_usd"] == 0.15 and entry["target"] == NANO
+    assert (await usage(gw, "design"))["budget"]["reserved_usd"] == 0.15
+    status, resolved = await gw.admin(
+        "POST",
+        f"/admin/v1/teams/design/unreconciled/{entry['job_id']}",
+        {"outcome": "charged"},
+    )
+    assert status == 200 and resolved["settled_usd"] == 0.15
+    budget = (await usage(gw, "design"))["budget"]
+    assert budget["reserved_usd"] == 0 and budget["settled_usd"] == 0.15
+    status, _ = await gw.admin(
+        "POST",
+        f"/admin/v1/teams/design/unreconciled/{entry['job_id']}",
+        {"outcome": "refunded"},
+    )
+    assert status == 404  # resolved once
+
+
+async def test_budget_alerts_fire_once_per_threshold_per_period(gateway_factory: Any) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    gateway = await gateway_factory(webhook_allow_private=True, webhook_backoff_seconds=0.05)
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/alerts", hook)
+    receiver = TestServer(app)
+    await receiver.start_server()
+    try:
+        url = str(receiver.make_url("/alerts"))
+        status, _body = await gateway.admin(
+            "PUT",
+            "/admin/v1/teams/design/limits",
+            {"budget_usd": 0.45},
+        )
+        assert status == 404  # no such team yet
+        key = await gateway.new_team("design", budget_usd=0.45, alert_webhook=url)
+        for prompt in ("a", "b", "c"):  # 33 %, 67 %, 100 %
+            assert (await submit(gateway, key, prompt))[0] == 200
+        assert (await submit(gateway, key, "a"))[0] == 200  # a hit: no new spend
+        for _ in range(100):
+            if len(received) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert sorted(r["threshold_percent"] for r in received) == [50, 100]
+        assert all(r["type"] == "budget_alert" and r["team_id"] == "design" for r in received)
+        assert received[-1]["budget_usd"] == 0.45
+    finally:
+        await receiver.close()
+
+
+# --- concurrency and the queue -----------------------------------------------------------------
+
+
+async def test_submits_over_the_concurrency_limit_wait_in_queue_then_run(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", max_concurrent=1)
+    answers = [await submit(gateway, key, f"p{i}") for i in range(3)]
+    assert [a[0] for a in answers] == [200, 200, 200]
+    assert [a[2]["X-Gateway-Cache"] for a in answers] == ["miss", "queued", "queued"]
+    rids = [a[1]["request_id"] for a in answers]
+    _, second, _ = await gateway.request("GET", f"/v1/requests/{rids[1]}/status", key=key)
+    _, third, _ = await gateway.request("GET", f"/v1/requests/{rids[2]}/status", key=key)
+    assert second["status"] == "in_queue" and second["queue_position"] == 1
+    assert third["status"] == "in_queue" and third["queue_position"] == 2
+    assert await simulator.count("model.submit") == 1
+    for rid in rids:
+        await wait_status(gateway, key, rid, "completed")
+    assert await simulator.count("model.submit") == 3
+    assert (await usage(gateway, "design"))["queued"] == 0
+
+
+async def test_a_full_queue_is_429_and_a_follower_of_a_queued_job_takes_no_slot(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    await simulator.configure(queue_seconds=30)
+    key = await gateway.new_team("design", max_concurrent=1, max_queue=1)
+    assert (await submit(gateway, key, "running"))[0] == 200
+    status, _queued, headers = await submit(gateway, key, "waiting")
+    assert status == 200 and headers["X-Gateway-Cache"] == "queued"
+    status, _follower, headers = await submit(gateway, key, "waiting")
+    assert status == 200 and headers["X-Gateway-Cache"] == "coalesced"
+    status, body, headers = await submit(gateway, key, "no room")
+    assert status == 429
+    assert_error_shape(body, 429003)
+    assert "queue is full" in body["error_message"] and headers["Retry-After"]
+    assert await simulator.count("model.submit") == 1
+
+
+async def test_cancelling_a_queued_submit_refunds_it_and_never_asks_runcomfy(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    await simulator.configure(queue_seconds=30)
+    key = await gateway.new_team("design", max_concurrent=1, budget_usd=1)
+    await submit(gateway, key, "running")
+    _, queued, _ = await submit(gateway, key, "waiting")
+    rid = queued["request_id"]
+    status, body, _ = await gateway.request("POST", f"/v1/requests/{rid}/cancel", key=key)
+    assert status == 202 and body["outcome"] == "cancelled", body
+    _, state, _ = await gateway.request("GET", f"/v1/requests/{rid}/status", key=key)
+    assert state["status"] == "cancelled"
+    assert await simulator.count("model.cancel") == 0
+    assert (await usage(gateway, "design"))["budget"]["reserved_usd"] == 0.15  # only "running"
+
+
+async def test_a_queued_job_starts_on_another_replica_when_a_slot_frees(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    a = await gateway_factory()
+    b = await gateway_factory()
+    key = await a.new_team("design", max_concurrent=1)
+    _, _first, _ = await submit(a, key, "first")
+    _, second, headers = await submit(b, key, "second")
+    assert headers["X-Gateway-Cache"] == "queued"
+    await wait_status(a, key, second["request_id"], "completed")
+    assert await simulator.count("model.submit") == 2
+
+
+async def test_the_account_wide_cap_queues_jobs_of_every_team(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw = await gateway_factory(global_max_concurrent_jobs=1)
+    design = await gw.new_team("design")
+    ops = await gw.new_team("ops")
+    _, _first, _ = await submit(gw, design, "first")
+    status, second, headers = await submit(gw, ops, "second")
+    assert status == 200 and headers["X-Gateway-Cache"] == "queued"
+    assert await simulator.count("model.submit") == 1
+    await wait_status(gw, ops, second["request_id"], "completed")
+    assert await simulator.count("model.submit") == 2
+
+
+# --- usage -------------------------------------------------------------------------------------
+
+
+async def test_usage_shows_requests_spend_savings_and_hit_rate_by_day_and_model(
+    gateway: Gateway,
+) -> None:
+    key = await gateway.new_team("design", budget_usd=5)
+    _, body, _ = await submit(gateway, key, "fox")
+    await wait_status(gateway, key, body["request_id"], "completed")
+    await submit(gateway, key, "fox")  # a hit
+    await submit(gateway, key, "owl", model=FLUX)
+    await settled(gateway, "design")
+    report = await usage(gateway, "design")
+    totals = report["totals"]
+    assert totals["requests"] == 3 and totals["hit"] == 1 and totals["miss"] == 2
+    assert totals["spend_usd"] == 0.162 and totals["saved_usd"] == 0.15
+    assert totals["hit_rate"] == round(1 / 3, 4)
+    assert report["by_model"][NANO]["requests"] == 2
+    assert report["by_model"][FLUX]["spend_usd"] == 0.012
+    assert report["by_day"][-1]["requests"] == 3
+    assert report["budget"]["remaining_usd"] == round(5 - 0.162, 6)
+
+
+async def test_limits_are_validated_and_read_back_as_set(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    status, body = await gateway.admin(
+        "PUT", "/admin/v1/teams/design/limits", {"budget_usd": -1, "surprise": 1}
+    )
+    assert status == 422
+    assert_error_shape(body, 422001)
+    limits = {
+        "rate_per_minute": 30,
+        "rate_burst": 5,
+        "daily_requests": 1000,
+        "budget_usd": 250.5,
+        "budget_period": "week",
+        "max_request_usd": 2,
+        "max_concurrent": 4,
+        "max_queue": 50,
+        "models": ["google/*"],
+        "deployments": [],
+    }
+    stored = await gateway.set_limits("design", **limits)
+    status, read = await gateway.admin("GET", "/admin/v1/teams/design/limits")
+    assert status == 200
+    for name, value in limits.items():
+        assert stored[name] == value == read[name], name
+    assert read["budget"]["period"].count("-W") == 1
+
+
+# --- the books ---------------------------------------------------------------------------------
+
+
+async def ledger_micro(simulator: Simulator) -> int:
+    async with simulator.session.get(f"{simulator.url}/_sim/ledger") as resp:
+        data = await resp.json()
+    return int(data["charged_micro"])
+
+
+async def test_the_books_balance_through_cancels_failures_timeouts_and_coalescing(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    """Settled spend plus the unreconciled ledger equals what RunComfy charged, to the micro."""
+    gw = await gateway_factory(upstream_submit_timeout=0.3)
+    key = await gw.new_team("design", budget_usd=100)
+    rids = []
+    for i in range(4):  # successes on three price rules
+        rids.append((await submit(gw, key, f"ok {i}"))[1]["request_id"])
+        rids.append((await submit(gw, key, f"ok {i}", model=FLUX))[1]["request_id"])
+        answer = await submit(gw, key, f"ok {i}", model=GPT_IMAGE, num_images=i + 1)
+        rids.append(answer[1]["request_id"])
+    coalesced = await asyncio.gather(*(submit(gw, key, "popular") for _ in range(10)))
+    assert sum(1 for a in coalesced if a[2]["X-Gateway-Cache"] == "miss") == 1
+    rids += [a[1]["request_id"] for a in coalesced]
+    await simulator.configure(next_outcomes=["failed", "failed"])
+    rids.append((await submit(gw, key, "fails 1"))[1]["request_id"])
+    rids.append((await submit(gw, key, "fails 2", model=GPT_IMAGE, num_images=2))[1]["request_id"])
+    await simulator.configure(queue_seconds=30)
+    _, doomed, _ = await submit(gw, key, "cancel me")
+    status, body, _ = await gw.request(
+        "POST", f"/v1/requests/{doomed['request_id']}/cancel", key=key
+    )
+    assert status == 202 and body["outcome"] == "cancelled", body
+    await simulator.configure(queue_seconds=0.2)
+    await simulator.fault(route="model.submit", action="delay", delay=0.6, after=True, times=2)
+    for prompt in ("timeout 1", "timeout 2"):
+        assert (await submit(gw, key, prompt, model=GPT_IMAGE, num_images=3))[0] == 504
+    for rid in rids:
+        await wait_status(gw, key, rid, "completed")
+    budget = await settled(gw, "design", reserved=0.252)  # only the two timeouts stay reserved
+    _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    unreconciled = sum(round(e["reserved_usd"] * 1_000_000) for e in ledger["jobs"])
+    assert unreconciled == 252_000
+    books = round(budget["settled_usd"] * 1_000_000) + unreconciled
+    for _ in range(100):  # the timed-out jobs still run at "RunComfy"
+        if await ledger_micro(simulator) == books:
+            break
+        await asyncio.sleep(0.05)
+    async with simulator.session.get(f"{simulator.url}/_sim/ledger") as resp:
+        data = await resp.json()
+    assert data["charged_micro"] == books
+    assert books > 0
+
+
+async def test_the_shared_cache_scope_enforces_access_rate_and_daily_limits_and_refuses_budgets(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw = await gateway_factory(cache_scope="shared")
+    key = await gw.new_team("design", daily_requests=2, models=[NANO])
+    assert (await submit(gw, key, "a"))[0] == 200
+    assert (await submit(gw, key, "b", model=FLUX))[0] == 403
+    assert (await submit(gw, key, "a"))[0] == 200  # a hit or a follower still counts
+    status, body, _ = await submit(gw, key, "c")
+    assert status == 429 and body["detail"]["limit"] == "daily"
+    status, body = await gw.admin("PUT", "/admin/v1/teams/design/limits", {"budget_usd": 5})
+    assert status == 422
+    assert_error_shape(body, 422001)
+    assert "GATEWAY_CACHE_SCOPE" in body["error_message"]
+    assert await simulator.count("model.submit") == 1
