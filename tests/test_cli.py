@@ -133,6 +133,26 @@ async def test_admin_cli_sets_limits_piece_by_piece_and_reads_usage(serve: Serve
     assert code == 0 and json.loads(out)["jobs"] == []
 
 
+async def test_admin_cli_sets_the_dedup_policy_and_purges_the_cache(serve: ServeProcess) -> None:
+    await _cli(serve.env, "admin", "teams", "create", "design")
+    _, out, _ = await _cli(serve.env, "admin", "--json", "keys", "create", "design")
+    key_id = json.loads(out)["key_id"]
+    code, out, err = await _cli(
+        serve.env, "admin", "dedup", "set", "design", "--default", "inflight",
+        "--key", f"{key_id}=off", "--model", "openai/gpt-image-2/text-to-image=cache",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "inflight" in out and f"key {key_id}" in out
+    _, out, _ = await _cli(serve.env, "admin", "--json", "dedup", "show", "design")
+    assert json.loads(out)["keys"] == {key_id: "off"}
+    code, _, err = await _cli(serve.env, "admin", "dedup", "set", "design", "--key", "x=maybe")
+    assert code != 0 and "NAME=cache|inflight|off" in err
+    code, out, err = await _cli(serve.env, "admin", "purge", "design", "--model", "a/b")
+    assert code == 0 and "Purged 0 cached results." in out, err
+    code, _, err = await _cli(serve.env, "admin", "purge")
+    assert code != 0 and "give a TEAM_ID" in err
+
+
 async def test_admin_cli_with_a_wrong_token_says_so(serve: ServeProcess) -> None:
     env = {**serve.env, "GATEWAY_ADMIN_TOKEN": "wrong"}
     code, _, err = await _cli(env, "admin", "teams", "list")
