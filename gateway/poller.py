@@ -51,8 +51,11 @@ def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
     if final is JobState.CANCELLED:
         return 0
     rate = int(job.get("rate_micro", "0") or 0)
-    if job.api is Api.SERVERLESS and rate > 0 and job.get("started_ts"):
-        return round(rate * max(0.0, now - float(job.get("started_ts"))))
+    # The run began at the first in_progress the poller saw, or else after the last poll that
+    # still saw it queued: an upper bound, never the (maybe much larger) estimate.
+    began = job.get("started_ts") or job.get("last_poll_ts")
+    if job.api is Api.SERVERLESS and rate > 0 and began:
+        return round(rate * max(0.0, now - float(began)))
     if final is JobState.FAILED and job.api is Api.MODEL:
         return 0
     return int(job.get("estimate", "0") or 0)

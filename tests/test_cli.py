@@ -97,6 +97,63 @@ async def test_admin_cli_manages_teams_and_keys_with_tables_and_json(serve: Serv
     assert code == 0
 
 
+async def test_admin_cli_sets_limits_piece_by_piece_and_reads_usage(serve: ServeProcess) -> None:
+    await _cli(serve.env, "admin", "teams", "create", "design")
+    _, out, _ = await _cli(serve.env, "admin", "--json", "keys", "create", "design")
+    key_id = json.loads(out)["key_id"]
+    code, out, err = await _cli(
+        serve.env, "admin", "limits", "set", "design",
+        "--budget", "25", "--period", "week", "--daily", "500", "--models", "google/*,openai/*",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Budget" in out and "$25.0" in out and "google/*, openai/*" in out
+    code, out, err = await _cli(
+        serve.env, "admin", "limits", "set", "design", "--key", key_id, "--daily", "10"
+    )
+    assert code == 0, err
+    code, out, _ = await _cli(serve.env, "admin", "--json", "limits", "show", "design")
+    limits = json.loads(out)
+    assert limits["budget_usd"] == 25 and limits["budget_period"] == "week"
+    assert limits["daily_requests"] == 500 and limits["keys"][key_id]["daily_requests"] == 10
+    code, out, err = await _cli(
+        serve.env, "admin", "limits", "set", "design", "--clear", "daily_requests", "--all-models"
+    )
+    assert code == 0, err
+    _, out, _ = await _cli(serve.env, "admin", "--json", "limits", "show", "design")
+    limits = json.loads(out)
+    assert limits["daily_requests"] is None and limits["models"] is None
+    assert limits["budget_usd"] == 25
+    code, out, err = await _cli(
+        serve.env, "admin", "limits", "set", "design", "--key", key_id, "--max-concurrent", "2"
+    )
+    assert code != 0 and "team-wide only" in err
+    code, out, err = await _cli(serve.env, "admin", "usage", "design")
+    assert code == 0, err
+    assert "Usage of design by day" in out and "hit rate" in out
+    code, out, err = await _cli(serve.env, "admin", "--json", "unreconciled", "list", "design")
+    assert code == 0 and json.loads(out)["jobs"] == []
+
+
+async def test_admin_cli_sets_the_dedup_policy_and_purges_the_cache(serve: ServeProcess) -> None:
+    await _cli(serve.env, "admin", "teams", "create", "design")
+    _, out, _ = await _cli(serve.env, "admin", "--json", "keys", "create", "design")
+    key_id = json.loads(out)["key_id"]
+    code, out, err = await _cli(
+        serve.env, "admin", "dedup", "set", "design", "--default", "inflight",
+        "--key", f"{key_id}=off", "--model", "openai/gpt-image-2/text-to-image=cache",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "inflight" in out and f"key {key_id}" in out
+    _, out, _ = await _cli(serve.env, "admin", "--json", "dedup", "show", "design")
+    assert json.loads(out)["keys"] == {key_id: "off"}
+    code, _, err = await _cli(serve.env, "admin", "dedup", "set", "design", "--key", "x=maybe")
+    assert code != 0 and "NAME=cache|inflight|off" in err
+    code, out, err = await _cli(serve.env, "admin", "purge", "design", "--model", "a/b")
+    assert code == 0 and "Purged 0 cached results." in out, err
+    code, _, err = await _cli(serve.env, "admin", "purge")
+    assert code != 0 and "give a TEAM_ID" in err
+
+
 async def test_admin_cli_with_a_wrong_token_says_so(serve: ServeProcess) -> None:
     env = {**serve.env, "GATEWAY_ADMIN_TOKEN": "wrong"}
     code, _, err = await _cli(env, "admin", "teams", "list")

@@ -513,3 +513,36 @@ async def test_the_shared_cache_scope_enforces_access_rate_and_daily_limits_and_
     assert_error_shape(body, 422001)
     assert "GATEWAY_CACHE_SCOPE" in body["error_message"]
     assert await simulator.count("model.submit") == 1
+
+
+async def test_a_serverless_job_reserves_the_deployment_estimate_and_settles_to_its_run(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """RunComfy reports no cost for serverless jobs: the gateway settles rate x the run it saw."""
+    _, deployments = await gateway.admin("GET", "/prod/v2/deployments")
+    dep = deployments[0]["id"]
+    status, _ = await gateway.admin(
+        "PUT",
+        f"/admin/v1/pricing/deployments/{dep}",
+        {"usd_per_second": 1, "estimated_seconds": 100},
+    )
+    assert status == 200
+    key = await gateway.new_team("design", deployments=[dep], budget_usd=150)
+    base = f"/prod/v1/deployments/{dep}"
+    status, body, _ = await gateway.request(
+        "POST", f"{base}/inference", key=key, json={"overrides": {}}
+    )
+    assert status == 200, body
+    assert (await usage(gateway, "design"))["budget"]["reserved_usd"] == 100
+    status, refused, _ = await gateway.request(
+        "POST", f"{base}/inference", key=key, json={"overrides": {"x": 1}}
+    )
+    assert status == 402, refused  # 100 reserved + 100 estimated > 150
+    rid = body["request_id"]
+    for _ in range(200):
+        _, state, _ = await gateway.request("GET", f"{base}/requests/{rid}/status", key=key)
+        if state["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    budget = await settled(gateway, "design")
+    assert 0 < budget["settled_usd"] < 2  # the simulator runs it for 0.3 s, not 100
