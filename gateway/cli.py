@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
 import click
@@ -262,8 +262,6 @@ KEY_COLUMNS = [
     "replaced_by",
     "active",
 ]
-ADMIN_COLUMNS = ["token_id", "name", "role", "prefix", "created_at", "created_by", "active"]
-AUDIT_COLUMNS = ["at", "actor", "action", "target", "id"]
 
 
 def _expiry(expires_in: int | None, expires_at: str | None) -> dict[str, Any]:
@@ -278,15 +276,6 @@ def _expiry(expires_in: int | None, expires_at: str | None) -> dict[str, Any]:
 def _show_secret(what: str, secret: str) -> None:
     console.print(f"{what} (shown once, store it now):", style="bold")
     click.echo(secret)
-
-
-@admin.command("whoami")
-@click.pass_obj
-def whoami(obj: tuple[AdminClient, bool]) -> None:
-    """The admin identity of the token in use."""
-    client, as_json = obj
-    data = client.request("GET", "/admin/v1/whoami")
-    _output(as_json, data, lambda: _table("Admin", [data], ["name", "role", "token_id"]))
 
 
 @admin.group()
@@ -441,88 +430,6 @@ def unknown_submits(obj: tuple[AdminClient, bool], team_id: str) -> None:
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unknown-submits")
     columns = ["request_id", "api", "target", "key_id", "created_at"]
     _output(as_json, data, lambda: _table("Unknown submits", data["requests"], columns))
-
-
-@admin.group()
-def admins() -> None:
-    """Create, list and revoke named admin tokens (roles: admin, viewer)."""
-
-
-@admins.command("create")
-@click.argument("name")
-@click.option(
-    "--role",
-    type=click.Choice(["admin", "viewer"]),
-    default="viewer",
-    show_default=True,
-    help="viewer: read only; admin: may change anything.",
-)
-@click.pass_obj
-def admins_create(obj: tuple[AdminClient, bool], name: str, role: str) -> None:
-    """A new admin token named NAME (its author is the token in use)."""
-    client, as_json = obj
-    data = client.request("POST", "/admin/v1/admins", {"name": name, "role": role})
-
-    def render() -> None:
-        _table("Admin token created", [data], ADMIN_COLUMNS)
-        _show_secret("Admin token", data["token"])
-
-    _output(as_json, data, render)
-
-
-@admins.command("list")
-@click.pass_obj
-def admins_list(obj: tuple[AdminClient, bool]) -> None:
-    """Every named admin token, revoked ones included."""
-    client, as_json = obj
-    data = client.request("GET", "/admin/v1/admins")
-    columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
-    _output(as_json, data, lambda: _table("Admin tokens", data["admins"], columns))
-
-
-@admins.command("revoke")
-@click.argument("token_id")
-@click.pass_obj
-def admins_revoke(obj: tuple[AdminClient, bool], token_id: str) -> None:
-    """Revoke an admin token; refused on every replica from the next request."""
-    client, as_json = obj
-    data = client.request("DELETE", f"/admin/v1/admins/{quote(token_id, safe='')}")
-    columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
-    _output(as_json, data, lambda: _table("Admin token revoked", [data], columns))
-
-
-@admin.command("audit")
-@click.option("--actor", default=None, help="An admin name or token id.")
-@click.option("--action", default=None, help="e.g. key.revoke, team.create.")
-@click.option("--target", default=None, help="A target prefix, e.g. team/design/key/.")
-@click.option("--team", default=None, help="Changes to one team (its keys, policy, cache).")
-@click.option("--since", default=None, help="ISO 8601 time; older records are left out.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--cursor", default=None, help="next_cursor of an earlier page.")
-@click.pass_obj
-def audit(
-    obj: tuple[AdminClient, bool],
-    actor: str | None,
-    action: str | None,
-    target: str | None,
-    team: str | None,
-    since: str | None,
-    limit: int,
-    cursor: str | None,
-) -> None:
-    """Who changed what and when, newest first (--json for the before and after)."""
-    client, as_json = obj
-    filters = {"actor": actor, "action": action, "target": target, "team": team}
-    query = {**filters, "since": since, "cursor": cursor, "limit": limit}
-    params = urlencode({k: v for k, v in query.items() if v is not None})
-    data = client.request("GET", f"/admin/v1/audit?{params}")
-
-    def render() -> None:
-        _table("Audit log", data["entries"], AUDIT_COLUMNS)
-        if data["next_cursor"]:
-            console.print(f"More: --cursor {data['next_cursor']}")
-
-    _output(as_json, data, render)
 
 
 # --- admin pricing -------------------------------------------------------------------------------

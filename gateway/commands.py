@@ -2,6 +2,7 @@
 command groups that live in their own modules."""
 
 from gateway import (  # noqa: F401 - they register their admin command groups
+    cli_admins,
     cli_dedup,
     cli_quotas,
 )
