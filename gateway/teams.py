@@ -233,8 +233,9 @@ class TeamService:
     async def rotate_key(
         self, key_id: str, grace_seconds: int, expiry: Expiry = NEVER
     ) -> tuple[ApiKey, ApiKey, str]:
-        """A new key in place of ``key_id`` (same team and name; shown once); the old one keeps
-        working for ``grace_seconds``. Returns the old key, the new key and its secret."""
+        """A new key in place of ``key_id`` (same team, name, per-key dedup policy and limits;
+        shown once); the old one keeps working for ``grace_seconds``. Returns the old key, the
+        new key and its secret."""
         parts = split_key_id(key_id)
         if parts is None:
             raise NotFound(f"No key {key_id!r}.")
@@ -247,6 +248,7 @@ class TeamService:
                 self._layout.team_keys(slot),
                 self._layout.key(slot, cred.kid),
                 self._layout.policy(slot),
+                self._layout.limits(slot),
             ],
             args=[
                 cred.digest,
@@ -257,6 +259,7 @@ class TeamService:
                 key_id,
                 cred.key_id,
                 *expiry.script_args(),
+                old_kid,
             ],
         )
         if int(reply[0]) != 1:

@@ -276,16 +276,22 @@ async def test_after_a_short_grace_only_the_new_key_works(gateway: Gateway) -> N
     assert (await submit(gateway, rotated["key"]))[0] == 200
 
 
-async def test_rotation_keeps_the_name_and_the_per_key_dedup_policy(gateway: Gateway) -> None:
+async def test_rotation_keeps_the_name_the_per_key_dedup_policy_and_limits(
+    gateway: Gateway,
+) -> None:
     await gateway.new_team("design")
     _, ci = await gateway.admin("POST", "/admin/v1/teams/design/keys", {"name": "ci"})
     await gateway.admin(
         "PUT", "/admin/v1/teams/design/dedup-policy", {"keys": {ci["key_id"]: "off"}}
     )
+    await gateway.set_limits("design", keys={ci["key_id"]: {"daily_requests": 7}})
     _, new = await gateway.admin("POST", f"/admin/v1/keys/{ci['key_id']}/rotate", {})
     assert new["name"] == "ci"
     _, policy = await gateway.admin("GET", "/admin/v1/teams/design/dedup-policy")
     assert policy["keys"] == {ci["key_id"]: "off", new["key_id"]: "off"}
+    _, limits = await gateway.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"][new["key_id"]] == limits["keys"][ci["key_id"]]
+    assert limits["keys"][new["key_id"]]["daily_requests"] == 7
 
 
 async def test_revoked_or_unknown_keys_cannot_be_rotated(gateway: Gateway) -> None:

@@ -1,8 +1,10 @@
--- KEYS[1] old key record, KEYS[2] team key set, KEYS[3] new key record, KEYS[4] team policy.
+-- KEYS[1] old key record, KEYS[2] team key set, KEYS[3] new key record, KEYS[4] team policy,
+-- KEYS[5] team limits.
 -- ARGV: 1 new key digest, 2 new kid, 3 new public prefix, 4 created_at, 5 grace seconds,
 -- 6 old key id, 7 new key id, 8 new key's expiry: '' none, 'in' or 'at' (as in create_key),
--- 9 its value.
--- The new key gets the old one's team, name and per-key dedup policy; the old one expires after
+-- 9 its value, 10 old kid.
+-- The new key gets the old one's team, name, per-key dedup policy and per-key limits (not its
+-- counters: spend and rates of the period start afresh for it); the old one expires after
 -- the grace period (never later than it already would). A key is rotated once: rotate its
 -- successor next. Returns {1, old key's expires, new key's expires ('' none)} or {0, reason}:
 -- unknown_key | revoked_key | already_rotated | expiry_passed.
@@ -30,4 +32,13 @@ redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[1], 'expires', old_expires, 'replaced_by', ARGV[7])
 local policy = redis.call('HGET', KEYS[4], 'key:' .. ARGV[6])
 if policy then redis.call('HSET', KEYS[4], 'key:' .. ARGV[7], policy) end
+local limits = redis.call('HGETALL', KEYS[5])
+local old_prefix = 'key:' .. ARGV[10] .. ':'
+for i = 1, #limits, 2 do
+  local field = limits[i]
+  if string.sub(field, 1, #old_prefix) == old_prefix then
+    local name = string.sub(field, #old_prefix + 1)
+    redis.call('HSET', KEYS[5], 'key:' .. ARGV[2] .. ':' .. name, limits[i + 1])
+  end
+end
 return {1, old_expires, new_expires}
