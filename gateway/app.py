@@ -169,7 +169,7 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
                 started = time.perf_counter()
                 await redis.ping()
                 metrics.redis_ping.observe(time.perf_counter() - started)
-                metrics.labels.set_teams(await teams.team_ids())
+                metrics.set_teams(await teams.team_ids())
                 if not lifecycle.redis_ok:
                     log.info("redis_recovered")
                 lifecycle.redis_ok, lifecycle.redis_error = True, ""

@@ -8,6 +8,7 @@ its own ``/metrics``; Prometheus scrapes every replica, so no multiprocess files
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from collections.abc import Iterable
@@ -21,6 +22,8 @@ REDIS_COMMANDS = frozenset(
 UPSTREAMS = ("model_api", "serverless")
 UPSTREAM_CALLS = ("submit", "status", "result", "cancel", "catalog", "management")
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "disconnect", "4xx", "5xx")
+QUOTA_LIMITS = ("rate", "daily", "budget", "max_request", "queue_full", "access")
+BUDGET_THRESHOLDS = ("50", "80", "100")
 
 OTHER = "other"
 MAX_DEPLOYMENTS = 100
@@ -61,6 +64,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.labels = LabelGuard()
+        self._seeded: frozenset[str] = frozenset()
+        self._gauge_teams: frozenset[str] = frozenset()
         r = self.registry
         self.http_requests = Counter(
             "gateway_http_requests_total",
@@ -232,6 +237,30 @@ class Metrics:
         self.redis_errors.inc(0)
         for command in (*REDIS_COMMANDS, OTHER):
             self.redis_command_errors.labels(command)
+
+    def set_teams(self, teams: Iterable[str]) -> None:
+        """Learn the admin-created teams. Their refusal and budget-alert series start at 0: each
+        alert fires once a period, so a series born at 1 would never show in rate()."""
+        known = frozenset(teams)
+        self.labels.set_teams(known)
+        for team in known - self._seeded:
+            for limit in QUOTA_LIMITS:
+                self.quota_refusals.labels(team, limit)
+            for threshold in BUDGET_THRESHOLDS:
+                self.budget_alerts.labels(team, threshold)
+        self._seeded |= known
+
+    def keep_team_gauges(self, teams: Iterable[str]) -> None:
+        """Drop the team gauges of teams no longer exported (deleted): a gauge left behind
+        would hold its last value, and keep its alerts firing, until the replica restarts."""
+        current = frozenset(teams)
+        gauges = (self.team_budget, self.team_spend, self.team_reserved,
+                  self.team_budget_remaining, self.team_queue, self.team_running)  # fmt: skip
+        for team in self._gauge_teams - current:
+            for gauge in gauges:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(team)
+        self._gauge_teams = current
 
     def observe_redis(self, command: str, seconds: float, failed: bool) -> None:
         name = command if command in REDIS_COMMANDS else OTHER

@@ -463,17 +463,20 @@ class QuotaService:
         }
 
     async def export(self, teams: TeamService, metrics: Metrics) -> None:
-        """Set every team's budget, spend, queue and running gauges."""
+        """Set every team's budget, spend, queue and running gauges; drop deleted teams'."""
         slots = await teams.slots()
         now = self.calendar.now()
-        for team_id, slot in sorted(slots.items()):
+        exported = []
+        for team, slot in sorted(slots.items()):
+            if metrics.labels.team(team) != team:  # not learnt yet: exported next round
+                continue
+            exported.append(team)
             limits = await self.limits(slot)
             budget = await self.budget(slot, limits)
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(self._layout.queue(slot))
                 pipe.zcount(self._layout.running(slot), f"({now}", "+inf")
                 queued, running = await pipe.execute()
-            team = metrics.labels.team(team_id)
             metrics.team_spend.labels(team).set(budget["settled_usd"])
             metrics.team_reserved.labels(team).set(budget["reserved_usd"])
             metrics.team_queue.labels(team).set(int(queued))
@@ -485,6 +488,7 @@ class QuotaService:
                 for gauge in (metrics.team_budget, metrics.team_budget_remaining):
                     with contextlib.suppress(KeyError):
                         gauge.remove(team)
+        metrics.keep_team_gauges(exported)
 
     async def unreconciled(self, slot: str) -> list[dict[str, Any]]:
         raw = _pairs(await self._redis.hgetall(self._layout.unreconciled(slot)))

@@ -87,6 +87,80 @@ async def test_upstream_errors_and_retries_are_counted_by_kind(
     assert value(series, "gateway_upstream_retries_total", call="status") == 2
 
 
+async def test_a_teams_refusal_and_budget_alert_series_start_at_zero(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """A budget alert fires once a period: a series born at 1 would never show in rate()."""
+    key = await gateway.new_team("design", daily_requests=1)
+    refusals = "gateway_quota_refusals_total"
+    for _ in range(100):  # until the probe learns the new team
+        series = await scrape(gateway)
+        if (refusals, (("limit", "daily"), ("team", "design"))) in series:
+            break
+        await asyncio.sleep(0.1)
+    for limit in ("rate", "daily", "budget", "max_request", "queue_full", "access"):
+        assert series[(refusals, (("limit", limit), ("team", "design")))] == 0
+    for threshold in ("50", "80", "100"):
+        alerts = ("gateway_budget_alerts_total", (("team", "design"), ("threshold", threshold)))
+        assert series[alerts] == 0
+    for expected in (200, 429):
+        status, body, _ = await gateway.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "a fox"}
+        )
+        assert status == expected, body
+    series = await scrape(gateway)
+    assert value(series, refusals, team="design", limit="daily") == 1
+    assert value(series, refusals, team="design") == 1
+
+
+TEAM_GAUGES = (
+    "gateway_team_budget_usd",
+    "gateway_team_spend_usd",
+    "gateway_team_reserved_usd",
+    "gateway_team_budget_remaining_usd",
+    "gateway_team_queued_jobs",
+    "gateway_team_running_jobs",
+)
+
+
+async def team_gauges(gw: Gateway) -> dict[tuple[str, str], float]:
+    """(gauge, team) -> value of every team gauge."""
+    return {
+        (name, dict(labels)["team"]): v
+        for (name, labels), v in (await scrape(gw)).items()
+        if name in TEAM_GAUGES
+    }
+
+
+async def test_team_gauges_follow_redis_and_leave_with_a_deleted_team(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", budget_usd=1)
+    await gateway.new_team("ml")
+    await run_job(gateway, key, "a fox")  # settles $0.15
+    want = {
+        **{(name, "ml"): 0.0 for name in TEAM_GAUGES[1:3] + TEAM_GAUGES[4:]},  # no budget
+        **{(name, "design"): 0.0 for name in TEAM_GAUGES},
+        ("gateway_team_budget_usd", "design"): 1.0,
+        ("gateway_team_spend_usd", "design"): 0.15,
+        ("gateway_team_budget_remaining_usd", "design"): 0.85,
+    }
+    for _ in range(150):  # the probe learns the teams, the next export round sets them
+        gauges = await team_gauges(gateway)
+        if gauges == want:
+            break
+        await asyncio.sleep(0.1)
+    assert gauges == want
+    status, body = await gateway.admin("DELETE", "/admin/v1/teams/design")
+    assert status == 200, body
+    for _ in range(150):
+        gauges = await team_gauges(gateway)
+        if {team for _, team in gauges} == {"ml"}:
+            break
+        await asyncio.sleep(0.1)
+    assert {team for _, team in gauges} == {"ml"}, gauges
+
+
 async def test_series_stay_flat_while_ten_thousand_distinct_requests_pass(
     gateway: Gateway, simulator: Simulator
 ) -> None:
