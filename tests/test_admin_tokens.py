@@ -260,3 +260,18 @@ async def test_deployments_are_managed_by_named_admins(gateway: Gateway) -> None
     assert status == 200 and body["name"] == "renamed"
     status, body, _ = await gateway.request("GET", "/prod/v2/balance", key=alice)
     assert status == 200 and body["currency"] == "USD"
+
+
+async def test_a_viewer_sees_where_a_teams_alert_webhook_points_but_not_its_secret(
+    gateway: Gateway,
+) -> None:
+    await gateway.new_team("design")
+    secret_url = "https://hooks.example.com/services/T000/B000/s3cr3tpath"
+    await gateway.set_limits("design", alert_webhook=secret_url)
+    viewer = (await new_admin(gateway, "vic", "viewer"))["token"]
+    status, seen, _ = await gateway.request("GET", "/admin/v1/teams/design/limits", key=viewer)
+    assert status == 200
+    assert seen["alert_webhook"].startswith("https://hooks.example.com/")
+    assert "s3cr3t" not in str(seen)
+    _, full, _ = await gateway.request("GET", "/admin/v1/teams/design/limits", key=ADMIN_TOKEN)
+    assert full["alert_webhook"] == secret_url

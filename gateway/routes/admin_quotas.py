@@ -31,14 +31,16 @@ class Resolve(BaseModel):
 
 
 async def get_limits(request: web.Request) -> web.Response:
-    await require_viewer(request)
+    actor = await require_viewer(request)
     team_id = request.match_info["team_id"]
     slot = await request.app[TEAMS].slot_of(team_id)
     quotas = request.app[QUOTAS]
     limits = await quotas.limits(slot)
-    return json_response(
-        {"team_id": team_id, **limits.public(), "budget": await quotas.budget(slot, limits)}
-    )
+    shown = limits.public()
+    if actor.role != "admin" and shown.get("alert_webhook"):
+        # Webhook URLs often carry their secret in the path: viewers see where, not what.
+        shown["alert_webhook"] = fingerprint_url(shown["alert_webhook"])
+    return json_response({"team_id": team_id, **shown, "budget": await quotas.budget(slot, limits)})
 
 
 async def put_limits(request: web.Request) -> web.Response:
