@@ -157,3 +157,18 @@ def test_the_embedded_redis_works_from_a_relative_data_dir(
             assert client.ping()
         finally:
             client.close()
+
+
+async def test_the_redis_client_never_resends_a_command_after_a_connection_error(
+    redis_url: str,
+) -> None:
+    """A script such as admit may have run before the connection broke: re-sending would
+    admit and charge twice, so the client is pinned to zero retries whatever redis-py's default."""
+    from gateway.store.client import connect
+
+    client = connect(redis_url)
+    try:
+        connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        assert connection.retry.get_retries() == 0
+    finally:
+        await client.aclose()

@@ -9,6 +9,8 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 import structlog
 from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway.errors import StoreUnavailable
 
@@ -64,6 +66,9 @@ def connect(
             socket_connect_timeout=1.0,
             health_check_interval=15,
             max_connections=max_connections,
+            # Never re-send a command after a connection error: a script such as admit may
+            # have run, and running it twice would charge twice.
+            retry=Retry(NoBackoff(), 0),
         ),
     )
     client.observer = observer
