@@ -59,6 +59,7 @@ from gateway.settings import Settings
 from gateway.store.client import STORE_FAILURES, connect, warn_if_evicting
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.layout import Layout
+from gateway.store.pipelined import PipelinedRedis
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient, UpstreamConfig, UpstreamName
@@ -103,7 +104,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
         log.error("redis_unavailable_at_start", error_type=type(exc).__name__)
     layout = Layout(settings.redis_namespace)
-    scripts = Scripts.register(redis, settings.clock_offset_seconds)
+    pipelined = None
+    if PipelinedRedis.supports(url):
+        pipelined = PipelinedRedis(url, observer=app[METRICS].observe_redis)
+    scripts = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
     app[TEAMS] = TeamService(redis, scripts, layout)
     app[ADMINS] = AdminTokens(redis, scripts, layout)
     secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
@@ -153,6 +157,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ALERTS] = BudgetAlerts(redis, layout, app[WEBHOOKS], app[METRICS])
     lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
     yield
+    if pipelined is not None:
+        await pipelined.close()
     await redis.aclose()
     if embedded is not None:
         await asyncio.get_running_loop().run_in_executor(None, embedded.stop)

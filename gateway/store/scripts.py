@@ -1,4 +1,5 @@
-"""Lua scripts, loaded once per client and called by SHA (redis-py reloads them after NOSCRIPT).
+"""Lua scripts, called by SHA and reloaded after NOSCRIPT, over the pipelined connection
+(:mod:`gateway.store.pipelined`) when the URL allows it, else over redis-py.
 
 Every script gets ``common.lua`` (key verification, Redis's clock, terminal states) and
 ``quota.lua`` (periods, GCRA, budget alerts, usage counters) prepended.
@@ -8,48 +9,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from importlib import resources
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+
+from gateway.store.pipelined import PipelinedRedis, PipelinedScript
 
 
 def _read(name: str) -> str:
     return resources.files("gateway.store").joinpath(name).read_text(encoding="utf-8")
 
 
+class ScriptCall(Protocol):
+    """``await script(keys=[...], args=[...])``: redis-py's AsyncScript or a PipelinedScript."""
+
+    async def __call__(self, keys: Any = None, args: Any = None) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
-    authenticate: AsyncScript
-    team_policy: AsyncScript
-    load_request: AsyncScript
-    admit: AsyncScript
-    job_update: AsyncScript
-    detach: AsyncScript
-    reattach: AsyncScript
-    poll_claim: AsyncScript
-    poll_schedule: AsyncScript
-    delete_team: AsyncScript
-    revoke_key: AsyncScript
-    dispatch: AsyncScript
-    requeue: AsyncScript
-    resolve_unreconciled: AsyncScript
-    global_slot: AsyncScript
-    zrem_if_older: AsyncScript
-    create_key: AsyncScript
-    rotate_key: AsyncScript
-    now: AsyncScript
-    admin_token_create: AsyncScript
-    admin_token_revoke: AsyncScript
+    authenticate: ScriptCall
+    team_policy: ScriptCall
+    load_request: ScriptCall
+    admit: ScriptCall
+    job_update: ScriptCall
+    detach: ScriptCall
+    reattach: ScriptCall
+    poll_claim: ScriptCall
+    poll_schedule: ScriptCall
+    delete_team: ScriptCall
+    revoke_key: ScriptCall
+    dispatch: ScriptCall
+    requeue: ScriptCall
+    resolve_unreconciled: ScriptCall
+    global_slot: ScriptCall
+    zrem_if_older: ScriptCall
+    create_key: ScriptCall
+    rotate_key: ScriptCall
+    now: ScriptCall
+    admin_token_create: ScriptCall
+    admin_token_revoke: ScriptCall
 
     @classmethod
-    def register(cls, redis: Redis, clock_offset: float = 0.0) -> Scripts:
+    def register(
+        cls, redis: Redis, clock_offset: float = 0.0, pipelined: PipelinedRedis | None = None
+    ) -> Scripts:
         """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
         prelude = "\n".join(
             [f"local CLOCK_OFFSET = {clock_offset!r}", _read("common.lua"), _read("quota.lua")]
         )
-        return cls(
-            **{
-                f.name: redis.register_script(prelude + "\n" + _read(f"{f.name}.lua"))
-                for f in fields(cls)
-            }
-        )
+        texts = {f.name: prelude + "\n" + _read(f"{f.name}.lua") for f in fields(cls)}
+        if pipelined is not None:
+            return cls(**{name: PipelinedScript(pipelined, text) for name, text in texts.items()})
+        return cls(**{name: redis.register_script(text) for name, text in texts.items()})
