@@ -55,11 +55,21 @@ class SecretScrubber:
         return event
 
 
+_info_enabled = True
+
+
+def info_enabled() -> bool:
+    """Whether info events are written: the access log skips building its event otherwise."""
+    return _info_enabled
+
+
 def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     """Route structlog (and stdlib logging) to stdout as one JSON object per line."""
+    global _info_enabled
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    _info_enabled = numeric <= logging.INFO
     if fmt == "auto":
         fmt = "console" if sys.stdout.isatty() else "json"
     renderer: Any = (

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -67,6 +68,7 @@ class Metrics:
         self._seeded: frozenset[str] = frozenset()
         self._gauge_teams: frozenset[str] = frozenset()
         r = self.registry
+        self._request_series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self.http_requests = Counter(
             "gateway_http_requests_total",
             "HTTP requests by route template, method, status class and cache outcome.",
@@ -261,6 +263,22 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     gauge.remove(team)
         self._gauge_teams = current
+
+    def request_series(
+        self, route: str, method: str, status: str, cache: str
+    ) -> tuple[Any, Any, Any]:
+        """The request counter, latency and overhead children of one label set, looked up
+        once (``labels()`` costs more than the increment); bounded like the labels."""
+        key = (route, method, status, cache)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (
+                self.http_requests.labels(route, method, status, cache),
+                self.http_duration.labels(route),
+                self.http_overhead.labels(route),
+            )
+            self._request_series[key] = series
+        return series
 
     def observe_redis(self, command: str, seconds: float, failed: bool) -> None:
         name = command if command in REDIS_COMMANDS else OTHER

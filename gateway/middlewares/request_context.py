@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
+from os import urandom
 
 import structlog
 from aiohttp import web
@@ -23,6 +23,7 @@ from gateway.appkeys import (
     TARGET,
     TEAM_ID,
 )
+from gateway.logs import info_enabled
 from gateway.metrics import status_class, upstream_seconds
 
 log = structlog.get_logger("gateway.access")
@@ -38,7 +39,7 @@ def route_name(request: web.Request) -> str:
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Request-Id", "")
-    correlation_id = supplied if _CORRELATION_RE.match(supplied) else uuid.uuid4().hex
+    correlation_id = supplied if supplied and _CORRELATION_RE.match(supplied) else urandom(16).hex()
     request[CORRELATION_ID] = correlation_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
@@ -54,23 +55,30 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
     finally:
         elapsed = time.perf_counter() - started
         route = route_name(request)
-        metrics = request.app[METRICS]
-        metrics.http_requests.labels(route, request.method, status_class(status), cache).inc()
-        metrics.http_duration.labels(route).observe(elapsed)
-        metrics.http_overhead.labels(route).observe(max(0.0, elapsed - upstream_seconds.get()))
-        log.info(
-            "request",
-            method=request.method,
-            route=route,
-            status=status,
-            cache=cache,
-            latency_ms=round(elapsed * 1000, 3),
-            upstream_ms=round(upstream_seconds.get() * 1000, 3),
-            team=request.get(TEAM_ID),
-            model=request.get(TARGET),
-            gateway_request_id=request.get(GATEWAY_REQUEST_ID),
-            actor=actor.name if (actor := request.get(ADMIN_ACTOR)) else None,
+        count, duration, overhead = request.app[METRICS].request_series(
+            route, request.method, status_class(status), cache
         )
+        count.inc()
+        duration.observe(elapsed)
+        overhead.observe(max(0.0, elapsed - upstream_seconds.get()))
+        if info_enabled():
+            _access_log(request, route, status, cache, elapsed)
+
+
+def _access_log(request: web.Request, route: str, status: int, cache: str, elapsed: float) -> None:
+    log.info(
+        "request",
+        method=request.method,
+        route=route,
+        status=status,
+        cache=cache,
+        latency_ms=round(elapsed * 1000, 3),
+        upstream_ms=round(upstream_seconds.get() * 1000, 3),
+        team=request.get(TEAM_ID),
+        model=request.get(TARGET),
+        gateway_request_id=request.get(GATEWAY_REQUEST_ID),
+        actor=actor.name if (actor := request.get(ADMIN_ACTOR)) else None,
+    )
 
 
 def setup_request_context(app: web.Application) -> None:
