@@ -166,16 +166,18 @@ class Poller:
                 if word != job.get("upstream_status") and job.api is Api.SERVERLESS:
                     await self._webhooks.job_changed(job, word, {}, final=False)
                 started = job.get("started_ts")  # serverless runs are billed from here
-                await self._records.update_job(
-                    job,
-                    JobState.ACTIVE,
-                    status_body=orjson.dumps(status.body).decode(),
-                    upstream_status=word,
-                    last_poll_ts=now,
-                    poll_errors=0,
-                    started_ts=now if word == "in_progress" and not started else started,
+                await asyncio.gather(  # one round trip on the pipelined connection
+                    self._records.update_job(
+                        job,
+                        JobState.ACTIVE,
+                        status_body=orjson.dumps(status.body).decode(),
+                        upstream_status=word,
+                        last_poll_ts=now,
+                        poll_errors=0,
+                        started_ts=now if word == "in_progress" and not started else started,
+                    ),
+                    self._records.schedule(slot, jid, self._config.interval),
                 )
-                await self._records.schedule(slot, jid, self._config.interval)
                 return
             params = {"include_cost": "true"} if job.api is Api.MODEL else None
             result = await upstream.call(

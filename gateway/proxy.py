@@ -296,15 +296,19 @@ class ProxyService:
         structlog.contextvars.bind_contextvars(upstream_request_id=upstream_id)
         status_body = self._queued(upstream_id)
         try:
-            await self._records.update_job(
-                job,
-                JobState.ACTIVE,
-                upstream_id=upstream_id,
-                upstream_status="in_queue",
-                status_body=orjson.dumps(status_body).decode(),
-                last_poll_ts=time.time(),
+            # Issued together, so the pipelined connection sends both in one round trip;
+            # Redis runs them in this order.
+            await asyncio.gather(
+                self._records.update_job(
+                    job,
+                    JobState.ACTIVE,
+                    upstream_id=upstream_id,
+                    upstream_status="in_queue",
+                    status_body=orjson.dumps(status_body).decode(),
+                    last_poll_ts=time.time(),
+                ),
+                self._records.schedule(slot, job.job_id, self._polling.interval),
             )
-            await self._records.schedule(slot, job.job_id, self._polling.interval)
         except STORE_FAILURES:
             # The job runs and is paid for, but could not be recorded: say so, loudly.
             log.error(
