@@ -546,3 +546,37 @@ async def test_a_serverless_job_reserves_the_deployment_estimate_and_settles_to_
         await asyncio.sleep(0.05)
     budget = await settled(gateway, "design")
     assert 0 < budget["settled_usd"] < 2  # the simulator runs it for 0.3 s, not 100
+
+
+async def test_the_submit_rate_refills_smoothly_with_no_window_edge_to_burst_across(
+    gateway: Gateway,
+) -> None:
+    key = await gateway.new_team("design", rate_per_minute=60, rate_burst=2)
+    assert [(await submit(gateway, key, f"a{i}"))[0] for i in range(3)] == [200, 200, 429]
+    status, _, headers = await submit(gateway, key, "a3")
+    wait = int(headers["Retry-After"])
+    assert status == 429 and 1 <= wait <= 2
+    await asyncio.sleep(1.05)  # one interval: exactly one more submit, never a fresh burst
+    assert [(await submit(gateway, key, f"b{i}"))[0] for i in range(3)] == [200, 429, 429]
+
+
+async def test_a_keys_own_budget_stops_that_key_only(gateway: Gateway) -> None:
+    wide = await gateway.new_team("design", budget_usd=10)
+    status, created = await gateway.admin("POST", "/admin/v1/teams/design/keys", {})
+    assert status == 201
+    await gateway.set_limits(
+        "design", budget_usd=10, keys={created["key_id"]: {"budget_usd": 0.15}}
+    )
+    assert (await submit(gateway, created["key"], "a"))[0] == 200
+    status, body, _ = await submit(gateway, created["key"], "b")
+    assert status == 402 and body["detail"]["scope"] == "key"
+    assert (await submit(gateway, wide, "b"))[0] == 200
+
+
+async def test_a_weekly_budget_resets_on_monday(gateway_factory: Any) -> None:
+    now = await gateway_factory()
+    key = await now.new_team("design", budget_usd=0.15, budget_period="week")
+    assert (await submit(now, key, "a"))[0] == 200
+    assert (await submit(now, key, "b"))[0] == 402
+    next_week = await gateway_factory(clock_offset_seconds=7 * DAY)
+    assert (await submit(next_week, key, "c"))[0] == 200
