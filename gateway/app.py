@@ -28,6 +28,7 @@ from gateway.appkeys import (
     QUOTAS,
     RECORDS,
     REDIS,
+    SCRIPTS,
     SERVERLESS,
     SETTINGS,
     TEAMS,
@@ -104,6 +105,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         log.error("redis_unavailable_at_start", error_type=type(exc).__name__)
     layout = Layout(settings.redis_namespace)
     scripts = Scripts.register(redis, settings.clock_offset_seconds)
+    app[SCRIPTS] = scripts
     app[TEAMS] = TeamService(redis, scripts, layout)
     app[ADMINS] = AdminTokens(redis, scripts, layout)
     secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
@@ -219,7 +221,11 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
     )
     app[DEDUP] = DedupService(
-        app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG], metrics), metrics
+        app[REDIS],
+        app[SCRIPTS],
+        Layout(settings.redis_namespace),
+        SchemaCache(app[CATALOG], metrics),
+        metrics,
     )
     app[PROXY] = ProxyService(
         app[RECORDS],

@@ -20,6 +20,7 @@ from gateway.proxy import ProxyService
 from gateway.quotas import QuotaService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
+from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient
 from gateway.webhooks import Webhooks
@@ -39,6 +40,7 @@ class Lifecycle:
 SETTINGS = web.AppKey("settings", Settings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS = web.AppKey("redis", aioredis.Redis)
+SCRIPTS = web.AppKey("scripts", Scripts)
 TEAMS = web.AppKey("teams", TeamService)
 RECORDS = web.AppKey("records", RequestRecords)
 MODEL_API = web.AppKey("model_api", UpstreamClient)

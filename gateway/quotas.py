@@ -399,11 +399,8 @@ class QuotaService:
 
     async def set_limits(self, slot: str, limits: Limits) -> Limits:
         """Replace a team's limits at once; every replica applies them on the next request."""
-        key = self._layout.limits(slot)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=dict(limits.to_hash()))  # type: ignore[arg-type]
-            await pipe.execute()
+        flat = [item for pair in limits.to_hash().items() for item in pair]
+        await self._scripts.replace_hash(keys=[self._layout.limits(slot)], args=flat)
         return await self.limits(slot)
 
     async def budget(self, slot: str, limits: Limits | None = None) -> dict[str, Any]:

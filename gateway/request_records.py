@@ -519,7 +519,9 @@ class RequestRecords:
     async def mark_unknown(self, slot: str, rid: str) -> None:
         """Keep a submit of unknown outcome findable by operators for reconciliation."""
         key = self._layout.unknown_submits(slot)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # In order but not atomic: each step is harmless alone (the next call trims and sets
+        # the TTL again); MULTI is avoided for the cluster client (see test_cluster.py).
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {rid: time.time()})
             pipe.zremrangebyrank(key, 0, -UNKNOWN_SUBMITS_CAP - 1)
             pipe.expire(key, self.lifetimes.request_ttl)

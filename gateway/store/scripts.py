@@ -40,6 +40,9 @@ class Scripts:
     now: AsyncScript
     admin_token_create: AsyncScript
     admin_token_revoke: AsyncScript
+    replace_hash: AsyncScript
+    purge_target: AsyncScript
+    delivery_enqueue: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis, clock_offset: float = 0.0) -> Scripts:
