@@ -57,7 +57,14 @@ from gateway.routes.model_api import setup_model_api_routes
 from gateway.routes.ops import setup_ops_routes
 from gateway.routes.serverless import setup_serverless_routes
 from gateway.settings import Settings
-from gateway.store.client import STORE_FAILURES, connect, warn_if_evicting
+from gateway.store.client import (
+    STORE_FAILURES,
+    NotAClusterUrl,
+    connect,
+    ping,
+    refuse_cluster_node,
+    warn_if_evicting,
+)
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
@@ -96,13 +103,17 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     lifecycle = app[LIFECYCLE]
     try:
-        await redis.ping()
+        await ping(redis)
         lifecycle.redis_ok = True
+        await refuse_cluster_node(redis)
         await warn_if_evicting(redis)
     except STORE_FAILURES as exc:
         # Start anyway: requests that need Redis get a clear 503 until it is back.
         lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
-        log.error("redis_unavailable_at_start", error_type=type(exc).__name__)
+        log.error("redis_unavailable_at_start", error_type=type(exc).__name__, error=str(exc))
+    except NotAClusterUrl:
+        await redis.aclose()  # cleanup contexts do not run for a context that failed to start
+        raise
     layout = Layout(settings.redis_namespace)
     scripts = Scripts.register(redis, settings.clock_offset_seconds)
     app[SCRIPTS] = scripts
@@ -169,7 +180,7 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 started = time.perf_counter()
-                await redis.ping()
+                await ping(redis)
                 metrics.redis_ping.observe(time.perf_counter() - started)
                 metrics.set_teams(await teams.team_ids())
                 if not lifecycle.redis_ok:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.canonical import request_identity
@@ -28,6 +27,7 @@ from gateway.catalog import Catalog
 from gateway.errors import BadRequest, GatewayError, ValidationFailed
 from gateway.metrics import Metrics
 from gateway.request_records import Api, Lookup
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -114,7 +114,7 @@ class SchemaCache:
 class DedupService:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         schemas: SchemaCache,

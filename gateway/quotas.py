@@ -19,7 +19,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import (
@@ -32,6 +31,7 @@ from gateway.errors import (
     RequestTooExpensive,
 )
 from gateway.metrics import Metrics
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
@@ -382,7 +382,7 @@ class QuotaService:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         calendar: Calendar,

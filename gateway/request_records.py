@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from gateway.clock import now_iso
 from gateway.credentials import KeyCredential
 from gateway.errors import PollRateExceeded
 from gateway.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
+from gateway.store.client import Store
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamPrincipal, unauthorized_reason
@@ -186,7 +185,7 @@ class RequestRecords:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         lifetimes: Lifetimes,

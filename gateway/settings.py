@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.store.client import check_url
+
 LogFormat = Literal["json", "console", "auto"]
 
 
@@ -41,7 +43,9 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         default="",
-        description="Redis URL (`redis://`, `rediss://`, `unix://`). "
+        description="Redis URL (`redis://`, `rediss://`, `unix://`), or a Redis Cluster's "
+        "nodes as `redis+cluster://[user:password@]host:port[,host:port…]` "
+        "(`rediss+cluster://` for TLS; any one reachable node is enough). "
         "Empty starts an embedded Redis.",
     )
     redis_namespace: str = Field(
@@ -214,6 +218,11 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("quota_timezone")
     @classmethod

@@ -28,13 +28,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.background import sleep_unless
 from gateway.errors import BadRequest
 from gateway.request_records import Job
-from gateway.store.client import STORE_FAILURES
+from gateway.store.client import STORE_FAILURES, Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -106,7 +105,7 @@ class Webhooks:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         policy: WebhookPolicy,

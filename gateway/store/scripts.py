@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from importlib import resources
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from gateway.store.client import Store
 
 
 def _read(name: str) -> str:
@@ -45,7 +46,7 @@ class Scripts:
     delivery_enqueue: AsyncScript
 
     @classmethod
-    def register(cls, redis: Redis, clock_offset: float = 0.0) -> Scripts:
+    def register(cls, redis: Store, clock_offset: float = 0.0) -> Scripts:
         """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
         prelude = "\n".join(
             [f"local CLOCK_OFFSET = {clock_offset!r}", _read("common.lua"), _read("quota.lua")]
