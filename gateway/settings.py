@@ -43,10 +43,11 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         default="",
-        description="Redis URL (`redis://`, `rediss://`, `unix://`), or a Redis Cluster's "
-        "nodes as `redis+cluster://[user:password@]host:port[,host:port…]` "
-        "(`rediss+cluster://` for TLS; any one reachable node is enough). "
-        "Empty starts an embedded Redis.",
+        description="Redis URL (`redis://`, `rediss://`, `unix://`); a Redis Cluster's "
+        "nodes as `redis+cluster://[user:password@]host:port[,host:port…]` (any one reachable "
+        "node is enough); or Redis Sentinels and the service they watch as "
+        "`redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]`. "
+        "`rediss+…` for TLS. Empty starts an embedded Redis.",
     )
     redis_namespace: str = Field(
         default="rcg",

@@ -4,9 +4,11 @@
 
     redis://, rediss://, unix://                  one Redis server
     redis+cluster://[user:pass@]host:port[,...]   a Redis Cluster, found from any listed node
-    rediss+cluster://…                            the same over TLS
+    redis+sentinel://[user:pass@]host:port[,...]/service[/db]
+                                                  the primary that Redis Sentinel names
+    rediss+cluster://…, rediss+sentinel://…       the same over TLS
 
-Both clients report every command to the same observer and fail fast. The gateway keeps every
+Every client reports each command to the same observer and fails fast. The gateway keeps every
 multi-key command and script in one hash slot (see ``layout.py``), so it needs nothing else from
 a cluster.
 """
@@ -23,6 +25,7 @@ import structlog
 from redis import exceptions as rexc
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from gateway.errors import StoreUnavailable
 
@@ -54,7 +57,9 @@ STORE_FAILURES: tuple[type[Exception], ...] = (
 )
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
+URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
+SENTINEL_PORT = 26379
 
 CommandObserver = Callable[[str, float, bool], None]
 
@@ -108,6 +113,15 @@ class ObservedRedisCluster(RedisCluster):
         return self
 
 
+class ObservedSentinelRedis(ObservedRedis):
+    """The client of the primary Sentinel names; closing it closes the Sentinel clients too."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = cast(SentinelConnectionPool, self.connection_pool)
+        await pool.sentinel_manager.aclose()
+
+
 def check_url(url: str) -> str:
     """``url`` if the gateway can connect with it, else ValueError saying why."""
     if not url:
@@ -117,42 +131,70 @@ def check_url(url: str) -> str:
         raise ValueError("the scheme must be one of " + ", ".join(f"{s}://" for s in URL_SCHEMES))
     if scheme in CLUSTER_SCHEMES:
         _cluster_options(url)
+    if scheme in SENTINEL_SCHEMES:
+        _sentinel_options(url)
     return url
 
 
-def _cluster_options(url: str) -> dict[str, Any]:
-    """RedisCluster arguments for a ``redis+cluster://`` URL: every listed node is a seed
-    (``seeds``, host and port), and the credentials and query options apply to all of them."""
+def _hosts(url: str, default_port: int) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The ``host:port`` list of a URL naming several nodes, and the connection options its
+    credentials and query give every one of them (``db`` only if the query names it)."""
     parts = urlsplit(url)
     credentials, _, hosts = parts.netloc.rpartition("@")
     seeds: list[tuple[str, int]] = []
     for host in hosts.split(","):
         address = urlsplit(f"//{host.strip()}")
         if not address.hostname:
-            raise ValueError(f"a cluster URL lists host:port pairs, not {host!r}")
-        seeds.append((address.hostname, address.port or 6379))
-    first = SplitResult(
-        CLUSTER_SCHEMES[parts.scheme],
-        f"{credentials}@{hosts.split(',')[0]}" if credentials else hosts.split(",")[0],
-        parts.path,
-        parts.query,
-        "",
+            raise ValueError(f"the URL lists host:port pairs, not {host!r}")
+        seeds.append((address.hostname, address.port or default_port))
+    base = {**CLUSTER_SCHEMES, **SENTINEL_SCHEMES}[parts.scheme]
+    netloc = f"{credentials}@localhost" if credentials else "localhost"
+    options: dict[str, Any] = dict(
+        parse_url(urlunsplit(SplitResult(base, netloc, "", parts.query, "")))
     )
-    options: dict[str, Any] = dict(parse_url(urlunsplit(first)))
-    if options.pop("db", 0):
-        raise ValueError("a Redis Cluster has only database 0")
+    options.pop("host", None)
     if options.pop("connection_class", None) is SSLConnection:
         options["ssl"] = True
-    options.pop("host", None)
-    options.pop("port", None)
+    return seeds, options
+
+
+def _cluster_options(url: str) -> dict[str, Any]:
+    """RedisCluster arguments for a ``redis+cluster://`` URL: every listed node is a seed
+    (``seeds``, host and port), and the credentials and query options apply to all of them."""
+    seeds, options = _hosts(url, 6379)
+    if urlsplit(url).path.strip("/") not in ("", "0") or options.pop("db", 0):
+        raise ValueError("a Redis Cluster has only database 0")
     options["seeds"] = seeds
     return options
+
+
+def _sentinel_options(
+    url: str,
+) -> tuple[list[tuple[str, int]], str, dict[str, Any], dict[str, Any]]:
+    """For a ``redis+sentinel://`` URL: the Sentinels, the service name, the primary's connection
+    options (the URL's credentials, query options and database) and the Sentinels' own
+    (``sentinel_username`` and ``sentinel_password`` from the query, and TLS like the primary)."""
+    sentinels, options = _hosts(url, SENTINEL_PORT)
+    service, _, db = urlsplit(url).path.strip("/").partition("/")
+    if not service:
+        raise ValueError("a Sentinel URL names its service: redis+sentinel://host:port/<service>")
+    if db:
+        if not db.isdigit():
+            raise ValueError(f"the database after the service must be a number, not {db!r}")
+        options["db"] = int(db)
+    own = {
+        k: options.pop(f"sentinel_{k}")
+        for k in ("username", "password")
+        if f"sentinel_{k}" in options
+    }
+    own |= {k: v for k, v in options.items() if k.startswith("ssl")}
+    return sentinels, service, options, own
 
 
 def connect(url: str, max_connections: int = 512, observer: CommandObserver | None = None) -> Store:
     """A pooled asyncio client with short timeouts, so an outage fails fast instead of hanging.
 
-    For a cluster, ``max_connections`` is per node.
+    For a cluster, ``max_connections`` is per node. Options in the URL's query win.
     """
     options: dict[str, Any] = {
         "decode_responses": True,
@@ -162,11 +204,20 @@ def connect(url: str, max_connections: int = 512, observer: CommandObserver | No
         "max_connections": max_connections,
     }
     client: ObservedRedis | ObservedRedisCluster
-    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+    scheme = urlsplit(url).scheme
+    if scheme in CLUSTER_SCHEMES:
         options |= _cluster_options(url)
         seeds = options.pop("seeds")
         client = ObservedRedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in seeds], **options
+        )
+    elif scheme in SENTINEL_SCHEMES:
+        sentinels, service, primary, own = _sentinel_options(url)
+        timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+        # redis-py leaves the Sentinel class unannotated
+        manager = Sentinel(sentinels, sentinel_kwargs=timeouts | own)  # type: ignore[no-untyped-call]
+        client = manager.master_for(
+            service, redis_class=ObservedSentinelRedis, **(options | primary)
         )
     else:
         client = cast(ObservedRedis, ObservedRedis.from_url(url, **options))
