@@ -15,11 +15,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
-import redis.asyncio as aioredis
-
 from gateway.clock import now_iso
 from gateway.credentials import ADMIN_TOKEN_ID_RE, AdminTokenCredential, new_admin_token
 from gateway.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -81,7 +80,7 @@ def _strs(value: Any) -> dict[str, str]:
 class AdminTokens:
     """Named admin tokens: create, list, revoke, and verify one per request."""
 
-    def __init__(self, redis: aioredis.Redis, scripts: Scripts, layout: Layout) -> None:
+    def __init__(self, redis: Store, scripts: Scripts, layout: Layout) -> None:
         self._redis = redis
         self._scripts = scripts
         self._layout = layout

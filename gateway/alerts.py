@@ -8,12 +8,11 @@ replicas see it; delivery goes through the webhook queue (retries, SSRF policy).
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.metrics import Metrics
 from gateway.quotas import BudgetAlert
-from gateway.store.client import STORE_FAILURES
+from gateway.store.client import STORE_FAILURES, Store
 from gateway.store.layout import Layout
 from gateway.webhooks import Webhooks
 
@@ -21,9 +20,7 @@ log = structlog.get_logger(__name__)
 
 
 class BudgetAlerts:
-    def __init__(
-        self, redis: aioredis.Redis, layout: Layout, webhooks: Webhooks, metrics: Metrics
-    ) -> None:
+    def __init__(self, redis: Store, layout: Layout, webhooks: Webhooks, metrics: Metrics) -> None:
         self._redis = redis
         self._layout = layout
         self._webhooks = webhooks

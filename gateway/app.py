@@ -28,6 +28,7 @@ from gateway.appkeys import (
     QUOTAS,
     RECORDS,
     REDIS,
+    SCRIPTS,
     SERVERLESS,
     SETTINGS,
     TEAMS,
@@ -56,7 +57,14 @@ from gateway.routes.model_api import setup_model_api_routes
 from gateway.routes.ops import setup_ops_routes
 from gateway.routes.serverless import setup_serverless_routes
 from gateway.settings import Settings
-from gateway.store.client import STORE_FAILURES, connect, warn_if_evicting
+from gateway.store.client import (
+    STORE_FAILURES,
+    NotAClusterUrl,
+    connect,
+    ping,
+    refuse_cluster_node,
+    warn_if_evicting,
+)
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.layout import Layout
 from gateway.store.pipelined import PipelinedRedis
@@ -96,18 +104,23 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     lifecycle = app[LIFECYCLE]
     try:
-        await redis.ping()
+        await ping(redis)
         lifecycle.redis_ok = True
+        await refuse_cluster_node(redis)
         await warn_if_evicting(redis)
     except STORE_FAILURES as exc:
         # Start anyway: requests that need Redis get a clear 503 until it is back.
         lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
-        log.error("redis_unavailable_at_start", error_type=type(exc).__name__)
+        log.error("redis_unavailable_at_start", error_type=type(exc).__name__, error=str(exc))
+    except NotAClusterUrl:
+        await redis.aclose()  # cleanup contexts do not run for a context that failed to start
+        raise
     layout = Layout(settings.redis_namespace)
     pipelined = None
     if PipelinedRedis.supports(url):
         pipelined = PipelinedRedis(url, observer=app[METRICS].observe_redis)
     scripts = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
+    app[SCRIPTS] = scripts
     app[TEAMS] = TeamService(redis, scripts, layout)
     app[ADMINS] = AdminTokens(redis, scripts, layout)
     secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
@@ -173,7 +186,7 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 started = time.perf_counter()
-                await redis.ping()
+                await ping(redis)
                 metrics.redis_ping.observe(time.perf_counter() - started)
                 metrics.set_teams(await teams.team_ids())
                 if not lifecycle.redis_ok:
@@ -225,7 +238,11 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
     )
     app[DEDUP] = DedupService(
-        app[REDIS], Layout(settings.redis_namespace), SchemaCache(app[CATALOG], metrics), metrics
+        app[REDIS],
+        app[SCRIPTS],
+        Layout(settings.redis_namespace),
+        SchemaCache(app[CATALOG], metrics),
+        metrics,
     )
     app[PROXY] = ProxyService(
         app[RECORDS],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.admins import AdminActor, AdminTokens
@@ -20,6 +19,8 @@ from gateway.proxy import ProxyService
 from gateway.quotas import QuotaService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
+from gateway.store.client import Store
+from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient
 from gateway.webhooks import Webhooks
@@ -38,7 +39,8 @@ class Lifecycle:
 
 SETTINGS = web.AppKey("settings", Settings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS: web.AppKey[Store] = web.AppKey("redis")
+SCRIPTS = web.AppKey("scripts", Scripts)
 TEAMS = web.AppKey("teams", TeamService)
 RECORDS = web.AppKey("records", RequestRecords)
 MODEL_API = web.AppKey("model_api", UpstreamClient)

@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.admins import AdminActor
 from gateway.jsonutil import dumps, loads
 from gateway.logs import SecretScrubber
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 
 log = structlog.get_logger("gateway.admin")
@@ -123,7 +123,7 @@ class AuditEntry:
 class AuditLog:
     """Appends and reads audit records."""
 
-    def __init__(self, redis: aioredis.Redis, layout: Layout, scrubber: SecretScrubber) -> None:
+    def __init__(self, redis: Store, layout: Layout, scrubber: SecretScrubber) -> None:
         self._redis = redis
         self._stream = layout.audit_log()
         self._scrubber = scrubber

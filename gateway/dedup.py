@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
-from redis.typing import EncodableT, FieldT
 
 from gateway.canonical import request_identity
 from gateway.catalog import Catalog
 from gateway.errors import BadRequest, GatewayError, ValidationFailed
 from gateway.metrics import Metrics
 from gateway.request_records import Api, Lookup
+from gateway.store.client import Store
 from gateway.store.layout import Layout
+from gateway.store.scripts import Scripts
 
 log = structlog.get_logger(__name__)
 
@@ -113,10 +113,16 @@ class SchemaCache:
 
 class DedupService:
     def __init__(
-        self, redis: aioredis.Redis, layout: Layout, schemas: SchemaCache, metrics: Metrics
+        self,
+        redis: Store,
+        scripts: Scripts,
+        layout: Layout,
+        schemas: SchemaCache,
+        metrics: Metrics,
     ) -> None:
         self._metrics = metrics
         self._redis = redis
+        self._scripts = scripts
         self._layout = layout
         self._schemas = schemas
 
@@ -151,7 +157,7 @@ class DedupService:
         models: dict[str, str],
     ) -> None:
         """Replace a team's policy as a whole."""
-        mapping: dict[FieldT, EncodableT] = {}
+        mapping: dict[str, str] = {}
         if default is not None:
             mapping["default"] = default
         mapping |= {f"key:{k}": v for k, v in keys.items()}
@@ -159,12 +165,8 @@ class DedupService:
         for value in mapping.values():
             if value not in Policy.__members__.values():
                 raise ValidationFailed(detail=f"policy must be one of {[p.value for p in Policy]}")
-        key = self._layout.policy(slot)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if mapping:
-                pipe.hset(key, mapping=mapping)
-            await pipe.execute()
+        flat = [item for pair in mapping.items() for item in pair]
+        await self._scripts.replace_hash(keys=[self._layout.policy(slot)], args=flat)
 
     # --- purges -----------------------------------------------------------------------------
 
@@ -174,17 +176,12 @@ class DedupService:
         return purged
 
     async def purge_target(self, slot: str, target: str) -> int:
-        index = self._layout.cache_index(slot, target)
-        identities = [str(i) for i in await self._redis.smembers(index)]
-        purged = 0
-        if identities:
-            purged = int(
-                await self._redis.delete(*(self._layout.dedup(slot, i) for i in identities))
+        purged = int(
+            await self._scripts.purge_target(
+                keys=[self._layout.cache_index(slot, target), self._layout.cache_targets(slot)],
+                args=[self._layout.dedup_prefix(slot), target],
             )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(index)
-            pipe.srem(self._layout.cache_targets(slot), target)
-            await pipe.execute()
+        )
         self._metrics.cache_purges.inc(purged)
         return purged
 

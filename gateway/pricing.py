@@ -24,7 +24,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
 import structlog
 from pydantic import (
     BaseModel,
@@ -41,6 +40,7 @@ from pydantic import (
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError, UpstreamClientError
 from gateway.request_records import Api
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 
 log = structlog.get_logger(__name__)
@@ -211,7 +211,7 @@ class Pricing:
     """Estimates from the catalog and the admins' overrides; stores the overrides."""
 
     def __init__(
-        self, redis: aioredis.Redis, layout: Layout, catalog: Catalog, cache_seconds: float
+        self, redis: Store, layout: Layout, catalog: Catalog, cache_seconds: float
     ) -> None:
         self._redis = redis
         self._key = layout.pricing()

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import (
@@ -32,6 +31,7 @@ from gateway.errors import (
     RequestTooExpensive,
 )
 from gateway.metrics import Metrics
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
@@ -382,7 +382,7 @@ class QuotaService:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         calendar: Calendar,
@@ -399,11 +399,8 @@ class QuotaService:
 
     async def set_limits(self, slot: str, limits: Limits) -> Limits:
         """Replace a team's limits at once; every replica applies them on the next request."""
-        key = self._layout.limits(slot)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=dict(limits.to_hash()))  # type: ignore[arg-type]
-            await pipe.execute()
+        flat = [item for pair in limits.to_hash().items() for item in pair]
+        await self._scripts.replace_hash(keys=[self._layout.limits(slot)], args=flat)
         return await self.limits(slot)
 
     async def budget(self, slot: str, limits: Limits | None = None) -> dict[str, Any]:

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from gateway.clock import now_iso
 from gateway.credentials import KeyCredential
 from gateway.errors import PollRateExceeded
 from gateway.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
+from gateway.store.client import Store
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamPrincipal, unauthorized_reason
@@ -186,7 +185,7 @@ class RequestRecords:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         lifetimes: Lifetimes,
@@ -519,7 +518,9 @@ class RequestRecords:
     async def mark_unknown(self, slot: str, rid: str) -> None:
         """Keep a submit of unknown outcome findable by operators for reconciliation."""
         key = self._layout.unknown_submits(slot)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # In order but not atomic: each step is harmless alone (the next call trims and sets
+        # the TTL again); MULTI is avoided for the cluster client (see test_cluster.py).
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {rid: time.time()})
             pipe.zremrangebyrank(key, 0, -UNKNOWN_SUBMITS_CAP - 1)
             pipe.expire(key, self.lifetimes.request_ttl)

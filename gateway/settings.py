@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.store.client import check_url
+
 LogFormat = Literal["json", "console", "auto"]
 
 
@@ -41,8 +43,11 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         default="",
-        description="Redis URL (`redis://`, `rediss://`, `unix://`). "
-        "Empty starts an embedded Redis.",
+        description="Redis URL (`redis://`, `rediss://`, `unix://`); a Redis Cluster's "
+        "nodes as `redis+cluster://[user:password@]host:port[,host:port…]` (any one reachable "
+        "node is enough); or Redis Sentinels and the service they watch as "
+        "`redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]`. "
+        "`rediss+…` for TLS. Empty starts an embedded Redis.",
     )
     redis_namespace: str = Field(
         default="rcg",
@@ -214,6 +219,11 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("quota_timezone")
     @classmethod

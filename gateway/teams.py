@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-
 from gateway.clock import iso_from_epoch, now_iso
 from gateway.credentials import (
     SLOT_LEN,
@@ -24,6 +22,7 @@ from gateway.credentials import (
     split_key_id,
 )
 from gateway.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -111,7 +110,7 @@ def _expiry_passed() -> ValidationFailed:
 class TeamService:
     """Rules for teams and keys; the Redis layout comes from :class:`Layout`."""
 
-    def __init__(self, redis: aioredis.Redis, scripts: Scripts, layout: Layout) -> None:
+    def __init__(self, redis: Store, scripts: Scripts, layout: Layout) -> None:
         self._redis = redis
         self._scripts = scripts
         self._layout = layout

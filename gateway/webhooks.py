@@ -28,13 +28,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.background import sleep_unless
 from gateway.errors import BadRequest
 from gateway.request_records import Job
-from gateway.store.client import STORE_FAILURES
+from gateway.store.client import STORE_FAILURES, Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -106,7 +105,7 @@ class Webhooks:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Store,
         scripts: Scripts,
         layout: Layout,
         policy: WebhookPolicy,
@@ -147,19 +146,12 @@ class Webhooks:
     async def enqueue_payload(self, url: str, payload: dict[str, Any], mark: str) -> None:
         """Queue any JSON callback (job updates, budget alerts) with at-least-once delivery."""
         delivery_id = uuid.uuid4().hex
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self._layout.delivery(delivery_id),
-                mapping={
-                    "url": url,
-                    "body": orjson.dumps(payload).decode(),
-                    "mark": mark,
-                    "attempts": 0,
-                },
-            )
-            pipe.expire(self._layout.delivery(delivery_id), self._record_ttl)
-            pipe.zadd(self._layout.delivery_due(), {delivery_id: time.time()})
-            await pipe.execute()
+        fields: list[str | int] = ["url", url, "body", orjson.dumps(payload).decode()]
+        fields += ["mark", mark, "attempts", 0]
+        await self._scripts.delivery_enqueue(
+            keys=[self._layout.delivery(delivery_id), self._layout.delivery_due()],
+            args=[delivery_id, time.time(), self._record_ttl, *fields],
+        )
 
     # --- delivery ---------------------------------------------------------------------------
 
@@ -209,22 +201,26 @@ class Webhooks:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             ok, reason = False, type(exc).__name__
         if ok:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                pipe.zrem(self._layout.delivery_due(), delivery_id)
-                await pipe.execute()
+            await self._forget(delivery_id)
             log.info("webhook_delivered", mark=fields["mark"], attempts=attempts)
             return
         if attempts >= self._config.max_attempts:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                pipe.zrem(self._layout.delivery_due(), delivery_id)
-                await pipe.execute()
+            await self._forget(delivery_id)
             log.warning("webhook_abandoned", mark=fields["mark"], attempts=attempts, reason=reason)
             return
         delay = self._config.backoff_base * 2 ** (attempts - 1)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Not atomic, and needs not be: without the new due time the claim's lease runs out
+        # and the delivery is simply retried sooner.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, "attempts", attempts)
             pipe.zadd(self._layout.delivery_due(), {delivery_id: time.time() + delay})
             await pipe.execute()
         log.info("webhook_retry", mark=fields["mark"], attempts=attempts, reason=reason)
+
+    async def _forget(self, delivery_id: str) -> None:
+        """Drop a finished delivery. The hash goes first: a due entry left behind by a failure in
+        between is dropped by the next claim, which finds no hash."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._layout.delivery(delivery_id))
+            pipe.zrem(self._layout.delivery_due(), delivery_id)
+            await pipe.execute()

@@ -2,7 +2,9 @@
 
 Redis is the embedded ``redis-server`` the package ships (or ``GATEWAY_REDIS_URL`` when set);
 every test gets its own key namespace, so tests never see each other's data and never flush a
-Redis they do not own.
+Redis they do not own. Tests marked with ``on_single_and_cluster`` run twice: once more against
+a real Redis Cluster of three primaries started from the same binary (or
+``GATEWAY_TEST_CLUSTER_URL``, a ``redis+cluster://`` URL, when set).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import SecretStr
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
-from gateway.store.embedded import EmbeddedRedis
+from gateway.store.embedded import EmbeddedCluster, EmbeddedRedis
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SIM_TOKEN = "sim-upstream-token-abcdefghijkl"
@@ -41,7 +43,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def single_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real Redis for the whole session."""
     external = os.environ.get("GATEWAY_REDIS_URL")
     if external:
@@ -49,6 +51,41 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis Cluster (three primaries) for the whole session, started on first use."""
+    external = os.environ.get("GATEWAY_TEST_CLUSTER_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture
+async def redis_url(
+    request: pytest.FixtureRequest, single_redis_url: str, namespace: str
+) -> AsyncIterator[str]:
+    """The test's Redis: the single server, or the cluster for the ``cluster`` parameter. On the
+    cluster, every command and script of the test must keep to one hash slot (tests/slots.py)."""
+    if getattr(request, "param", "single") != "cluster":
+        yield single_redis_url
+        return
+    from tests.slots import SlotWatch
+
+    url = str(request.getfixturevalue("redis_cluster_url"))
+    async with SlotWatch(url, namespace) as watch:
+        yield url
+    assert watch.scripts_seen() > 0, "the slot check saw no script of the test"
+    assert not watch.violations(), "\n".join(watch.violations()[:20])
+
+
+on_single_and_cluster = pytest.mark.parametrize(
+    "redis_url", ["single", pytest.param("cluster", marks=pytest.mark.cluster)], indirect=True
+)
+"""Run a test against the single Redis and against the Redis Cluster."""
 
 
 @dataclass

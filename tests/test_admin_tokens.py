@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
+from gateway.store.client import connect
+from tests.conftest import (
+    ADMIN_TOKEN,
+    NANO,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    on_single_and_cluster,
+)
 
 
 async def new_admin(gw: Gateway, name: str, role: str, by: str = ADMIN_TOKEN) -> dict[str, Any]:
@@ -37,7 +44,7 @@ async def test_an_admin_token_is_shown_once_and_only_its_hash_is_stored(
     (info,) = listing["admins"]
     assert info["token_id"] == created["token_id"] and info["active"] is True
     assert "token" not in info and token not in str(listing)
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url)
     try:
         async for name in client.scan_iter(match=f"{namespace}:*"):
             dump = str(await client.dump(name))
@@ -134,6 +141,7 @@ async def test_an_admin_token_changes_things_under_its_own_name(gateway: Gateway
     ]
 
 
+@on_single_and_cluster
 async def test_a_revoked_admin_token_is_refused_at_once_on_every_replica(
     gateway_factory: Any,
 ) -> None:
@@ -219,6 +227,7 @@ async def test_names_are_unique_among_active_tokens_and_bootstrap_is_reserved(
         assert_error_shape(body, 404001)
 
 
+@on_single_and_cluster
 async def test_without_the_bootstrap_token_the_last_admin_cannot_be_revoked(
     gateway_factory: Any,
 ) -> None:

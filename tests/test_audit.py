@@ -7,10 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Gateway, Simulator, assert_error_shape
+from gateway.store.client import connect
+from tests.conftest import (
+    ADMIN_TOKEN,
+    NANO,
+    SIM_TOKEN,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    on_single_and_cluster,
+)
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 READ_ONLY_POSTS = {("POST", "/admin/v1/pricing/estimate")}  # a trial estimate changes nothing
@@ -34,6 +42,7 @@ def write_routes(gw: Gateway) -> set[tuple[str, str]]:
     return routes - READ_ONLY_POSTS
 
 
+@on_single_and_cluster
 async def test_every_admin_change_is_recorded_once_with_before_and_after(
     gateway_factory: Any, simulator: Simulator
 ) -> None:
@@ -237,7 +246,7 @@ async def test_the_audit_log_and_the_logs_never_hold_a_key_or_a_token(
     secrets = [ADMIN_TOKEN, SIM_TOKEN]
     for secret in (key, rotated["key"], admin["token"]):
         secrets += [secret, secret.rsplit("_", 1)[1]]
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url)
     try:
         stored = str(await client.xrange(f"{namespace}:v1:{{audit}}:log"))
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
 CACHE = "X-Gateway-Cache"
 
@@ -34,6 +34,7 @@ async def finished(gw: Gateway, key: str, rid: str) -> dict[str, Any]:
     raise AssertionError(f"{rid} never finished")
 
 
+@on_single_and_cluster
 async def test_an_identical_request_after_success_is_a_free_instant_hit(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -72,6 +73,7 @@ async def test_schema_defaults_and_key_order_do_not_make_a_request_different(
     assert await simulator.count("model.submit") == 2
 
 
+@on_single_and_cluster
 async def test_identical_requests_in_flight_share_one_upstream_job(
     gateway_factory: Any, simulator: Simulator
 ) -> None:
@@ -162,6 +164,7 @@ async def test_results_expire_after_the_cache_ttl(
     assert status == 200  # expiry of the cache entry does not expire request ids
 
 
+@on_single_and_cluster
 async def test_admins_purge_by_cache_key_by_model_and_by_team(gateway: Gateway) -> None:
     key = await gateway.new_team("design")
 
@@ -190,6 +193,7 @@ async def test_admins_purge_by_cache_key_by_model_and_by_team(gateway: Gateway) 
     assert (await submit(gateway, key, {"prompt": "three"}))[2] == "miss"
 
 
+@on_single_and_cluster
 async def test_dedup_policy_per_team_key_and_model_most_restrictive_wins(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -265,6 +269,7 @@ async def test_a_rejected_submit_gives_every_coalesced_caller_the_same_error(
     assert await simulator.count("model.submit") == 1
 
 
+@on_single_and_cluster
 async def test_cancelling_one_follower_leaves_the_job_running_for_the_others(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -362,6 +367,7 @@ async def test_serverless_inferences_are_deduplicated_too(
     assert await simulator.count("serverless.inference") == 1
 
 
+@on_single_and_cluster
 async def test_a_shared_cache_serves_identical_requests_of_other_teams_but_never_their_ids(
     gateway_factory: Any, simulator: Simulator
 ) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import Any
 
-from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
 UUID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
@@ -38,6 +38,7 @@ async def test_submit_returns_a_gateway_id_and_urls_pointing_at_the_gateway(
     assert body["cancel_url"] == f"{gateway.url}/v1/requests/{rid}/cancel"
 
 
+@on_single_and_cluster
 async def test_a_job_runs_from_queue_to_a_result_with_untouched_asset_urls(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -88,6 +89,7 @@ async def test_result_of_an_unfinished_job_reports_its_current_state(gateway: Ga
     assert "output" not in result
 
 
+@on_single_and_cluster
 async def test_cancel_while_queued_cancels_and_once_running_is_not_cancellable(
     gateway: Gateway, simulator: Simulator
 ) -> None:

@@ -4,7 +4,7 @@ Each replica is a separate ``python -m gateway serve`` process (its own event lo
 connection pools), all pointed at the test's Redis namespace and the in-process simulator. What
 the replicas share is only Redis, so these tests prove that dedup, the one-poller-per-job rule,
 poll takeover after a crash and key revocation hold across processes, not just across apps in
-one process.
+one process. Dedup exactness and takeover also run against a real Redis Cluster.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, NANO, Simulator, assert_error_shape
+from tests.conftest import ADMIN_TOKEN, NANO, Simulator, assert_error_shape, on_single_and_cluster
 from tests.replicas import POLL_ROUTES, Answer, Replica, Replicas, call, client_pool, problems
 
 
@@ -85,6 +85,7 @@ async def upstream_polls(simulator: Simulator) -> int:
     return sum(counts.get(route, 0) for route in POLL_ROUTES)
 
 
+@on_single_and_cluster
 async def test_concurrent_identical_submits_through_three_gateways_start_exactly_one_job(
     replicas: Replicas, simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:
@@ -173,6 +174,7 @@ async def test_upstream_polls_do_not_grow_with_the_number_of_polling_clients(
     assert hundred <= one + 1, counts
 
 
+@on_single_and_cluster
 async def test_a_killed_replica_polling_a_job_is_taken_over_by_another(
     replicas: Replicas, simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:

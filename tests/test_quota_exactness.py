@@ -2,7 +2,8 @@
 
 Three ``serve`` processes share one Redis; 200 clients per process submit at once. Each check and
 its charge is one Lua script against Redis's clock, so no interleaving of replicas can admit more
-than a limit allows, and none is refused while the limit still has room.
+than a limit allows, and none is refused while the limit still has room. Both tests also run
+against a real Redis Cluster of three primaries, the team's keys on one of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, Simulator, assert_error_shape
+from tests.conftest import ADMIN_TOKEN, Simulator, assert_error_shape, on_single_and_cluster
 from tests.replicas import Replica, Replicas, call, client_pool, problems
 
 
@@ -68,6 +69,7 @@ async def stampede(
     )
 
 
+@on_single_and_cluster
 async def test_three_replicas_and_600_clients_admit_exactly_a_daily_budget_or_slot_limit_of_100(
     replicas: Replicas, simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:
@@ -93,6 +95,7 @@ async def test_three_replicas_and_600_clients_admit_exactly_a_daily_budget_or_sl
         assert await simulator.count("model.submit") - before == 100
 
 
+@on_single_and_cluster
 async def test_a_rate_limit_is_never_exceeded_by_a_stampede_over_three_replicas(
     replicas: Replicas, simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:

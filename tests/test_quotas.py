@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
 FLUX = "blackforestlabs/flux-2/flash/text-to-image"  # $0.012 per image
 GPT_IMAGE = "openai/gpt-image-2/text-to-image"  # $0.042 per image, num_images
@@ -82,6 +82,7 @@ async def test_serverless_deployments_are_closed_until_an_admin_opens_one(
 # --- submit rate and submits per day -----------------------------------------------------------
 
 
+@on_single_and_cluster
 async def test_a_burst_over_the_submit_rate_gets_429_with_retry_after_and_ratelimit_headers(
     gateway: Gateway,
 ) -> None:
@@ -151,6 +152,7 @@ async def test_a_changed_limit_applies_to_the_next_request_on_every_replica(
     assert status == 403, body
 
 
+@on_single_and_cluster
 async def test_polling_too_fast_with_one_key_is_429_but_never_touches_submit_limits(
     gateway_factory: Any,
 ) -> None:
@@ -174,6 +176,7 @@ async def test_polling_too_fast_with_one_key_is_429_but_never_touches_submit_lim
 # --- money -------------------------------------------------------------------------------------
 
 
+@on_single_and_cluster
 async def test_the_budget_admits_what_it_covers_then_402_naming_it(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -243,6 +246,7 @@ async def test_reservations_settle_to_runcomfys_cost_and_refund_failures_and_can
     assert result["cost"] == 0.126
 
 
+@on_single_and_cluster
 async def test_a_submit_of_unknown_outcome_stays_reserved_until_an_admin_resolves_it(
     gateway_factory: Any, simulator: Simulator
 ) -> None:
@@ -273,6 +277,7 @@ async def test_a_submit_of_unknown_outcome_stays_reserved_until_an_admin_resolve
     assert status == 404  # resolved once
 
 
+@on_single_and_cluster
 async def test_budget_alerts_fire_once_per_threshold_per_period(gateway_factory: Any) -> None:
     from aiohttp import web
     from aiohttp.test_utils import TestServer
@@ -315,6 +320,7 @@ async def test_budget_alerts_fire_once_per_threshold_per_period(gateway_factory:
 # --- concurrency and the queue -----------------------------------------------------------------
 
 
+@on_single_and_cluster
 async def test_submits_over_the_concurrency_limit_wait_in_queue_then_run(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -351,6 +357,7 @@ async def test_a_full_queue_is_429_and_a_follower_of_a_queued_job_takes_no_slot(
     assert await simulator.count("model.submit") == 1
 
 
+@on_single_and_cluster
 async def test_cancelling_a_queued_submit_refunds_it_and_never_asks_runcomfy(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -380,6 +387,7 @@ async def test_a_queued_job_starts_on_another_replica_when_a_slot_frees(
     assert await simulator.count("model.submit") == 2
 
 
+@on_single_and_cluster
 async def test_the_account_wide_cap_queues_jobs_of_every_team(
     gateway_factory: Any, simulator: Simulator
 ) -> None:
@@ -397,6 +405,7 @@ async def test_the_account_wide_cap_queues_jobs_of_every_team(
 # --- usage -------------------------------------------------------------------------------------
 
 
+@on_single_and_cluster
 async def test_usage_shows_requests_spend_savings_and_hit_rate_by_day_and_model(
     gateway: Gateway,
 ) -> None:
@@ -453,6 +462,7 @@ async def ledger_micro(simulator: Simulator) -> int:
     return int(data["charged_micro"])
 
 
+@on_single_and_cluster
 async def test_the_books_balance_through_cancels_failures_timeouts_and_coalescing(
     gateway_factory: Any, simulator: Simulator
 ) -> None:

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, Gateway, Simulator, assert_error_shape
+from tests.conftest import (
+    ADMIN_TOKEN,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    on_single_and_cluster,
+)
 
 SUBMIT_FIELDS = {"request_id", "status_url", "result_url", "cancel_url"}
 STATUS_FIELDS = {"request_id", "status", "queue_position", "status_url", "result_url"}
@@ -21,6 +27,7 @@ async def first_deployment(gw: Gateway) -> str:
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
+@on_single_and_cluster
 async def test_an_inference_runs_to_a_result_with_runcomfys_exact_fields(
     gateway: Gateway, simulator: Simulator, version: str
 ) -> None:

@@ -10,8 +10,16 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
+from gateway.store.client import connect
 from gateway.store.embedded import EmbeddedRedis
-from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, make_settings
+from tests.conftest import (
+    NANO,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    make_settings,
+    on_single_and_cluster,
+)
 
 
 async def test_without_a_redis_url_the_gateway_runs_its_own_persistent_redis(
@@ -101,12 +109,13 @@ async def test_readiness_reports_redis_loss_in_its_body(
         own.stop()
 
 
+@on_single_and_cluster
 async def test_every_request_key_expires_and_everything_else_is_bounded_by_admin_actions(
     gateway: Gateway, redis_url: str, namespace: str
 ) -> None:
     key = await gateway.new_team("design")
     await gateway.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url)
     try:
         names = [n async for n in client.scan_iter(match=f"{namespace}:*")]
         assert names
@@ -167,6 +176,7 @@ async def test_the_redis_client_never_resends_a_command_after_a_connection_error
     from gateway.store.client import connect
 
     client = connect(redis_url)
+    assert isinstance(client, aioredis.Redis)
     try:
         connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         assert connection.retry.get_retries() == 0

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
+from gateway.store.client import connect
+from tests.conftest import (
+    ADMIN_TOKEN,
+    NANO,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    on_single_and_cluster,
+)
 
 
 async def submit(gw: Gateway, key: str) -> tuple[int, Any]:
@@ -45,6 +51,7 @@ async def test_a_key_with_a_changed_secret_is_rejected(gateway: Gateway) -> None
     assert_error_shape(body, 401001)
 
 
+@on_single_and_cluster
 async def test_a_revoked_key_fails_on_the_next_request_on_every_replica(
     gateway_factory: Any,
 ) -> None:
@@ -96,7 +103,7 @@ async def test_a_key_is_shown_once_and_only_its_hash_is_stored(
     assert "key" not in info and "hash" not in info
     assert key.startswith(info["prefix"]) and info["prefix"].startswith("rcg_")
     assert key not in str(listing)
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url)
     try:
         async for name in client.scan_iter(match=f"{namespace}:*"):
             kind = await client.type(name)
@@ -139,6 +146,7 @@ async def test_admin_creates_lists_shows_and_deletes_teams(gateway: Gateway) -> 
     assert_error_shape(body, 404001)
 
 
+@on_single_and_cluster
 async def test_deleting_a_team_revokes_all_its_keys_at_once(gateway: Gateway) -> None:
     key = await gateway.new_team("design")
     status, second = await gateway.admin("POST", "/admin/v1/teams/design/keys", {"name": "ci"})
@@ -276,6 +284,7 @@ async def test_after_a_short_grace_only_the_new_key_works(gateway: Gateway) -> N
     assert (await submit(gateway, rotated["key"]))[0] == 200
 
 
+@on_single_and_cluster
 async def test_rotation_keeps_the_name_the_per_key_dedup_policy_and_limits(
     gateway: Gateway,
 ) -> None:

@@ -12,7 +12,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import ADMIN_TOKEN, Gateway, Simulator, assert_error_shape
+from tests.conftest import (
+    ADMIN_TOKEN,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    on_single_and_cluster,
+)
 
 
 @dataclass
@@ -93,6 +99,7 @@ async def test_webhooks_into_the_gateways_own_network_are_refused_by_default(
     assert await simulator.count("serverless.inference") == 0
 
 
+@on_single_and_cluster
 async def test_every_coalesced_follower_gets_its_own_callbacks(
     gateway_factory: Any, simulator: Simulator, receiver: Receiver
 ) -> None:
@@ -137,6 +144,7 @@ async def test_every_coalesced_follower_gets_its_own_callbacks(
     assert await simulator.count("serverless.inference") == 1
 
 
+@on_single_and_cluster
 async def test_a_failing_receiver_is_retried_until_it_answers(
     gateway_factory: Any, simulator: Simulator, receiver: Receiver
 ) -> None:

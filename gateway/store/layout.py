@@ -97,8 +97,12 @@ class Layout:
     def job(self, slot: str, jid: str) -> str:
         return self.job_prefix(slot) + jid
 
+    def dedup_prefix(self, slot: str) -> str:
+        """Prefix of the slot's cached entries, which scripts name themselves (same slot)."""
+        return f"{self.team_tag(slot)}:dedup:"
+
     def dedup(self, slot: str, identity: str) -> str:
-        return f"{self.team_tag(slot)}:dedup:{identity}"
+        return self.dedup_prefix(slot) + identity
 
     def job_hooks(self, slot: str, jid: str) -> str:
         return f"{self.job(slot, jid)}:hooks"

@@ -60,9 +60,11 @@ class _Protocol(asyncio.Protocol):
         self._flush_scheduled = False
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.last_received = loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.last_received = self._loop.time()
 
     def send(self, data: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -83,6 +85,7 @@ class _Protocol(asyncio.Protocol):
         self._buffer.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.last_received = self._loop.time()
         self._reader.feed(data)
         while True:
             try:
@@ -130,7 +133,7 @@ class PipelinedRedis:
         self,
         url: str,
         *,
-        call_timeout: float = 2.0,
+        call_timeout: float = 5.0,
         connect_timeout: float = 1.0,
         observer: CommandObserver | None = None,
     ) -> None:
@@ -201,7 +204,8 @@ class PipelinedRedis:
             protocol = await self._connection()
             future = protocol.send(pack(*args))
             loop = asyncio.get_running_loop()
-            timer = loop.call_later(self._call_timeout, self._expire, protocol, future)
+            timeout = self._call_timeout
+            timer = loop.call_later(timeout, self._expire, protocol, future, timeout)
             try:
                 result = await future
             finally:
@@ -216,10 +220,17 @@ class PipelinedRedis:
                 self.observer(str(args[0]).upper(), time.perf_counter() - started, failed)
 
     @staticmethod
-    def _expire(protocol: _Protocol, future: asyncio.Future[Any]) -> None:
-        """A call outlived its timeout: the connection is suspect; fail what is on it."""
-        if not future.done():
-            protocol.abort(rexc.TimeoutError("Redis did not answer in time"))
+    def _expire(protocol: _Protocol, future: asyncio.Future[Any], timeout: float) -> None:
+        """A call outlived its timeout. If the connection said nothing for that long it is
+        dead: fail everything on it. If it is only slow (replies still arrive), fail this call
+        alone; its reply is read and dropped when it comes, keeping the order."""
+        if future.done():
+            return
+        error = rexc.TimeoutError("Redis did not answer in time")
+        if protocol._loop.time() - protocol.last_received >= timeout:
+            protocol.abort(error)
+        else:
+            future.set_exception(error)
 
     async def close(self) -> None:
         protocol, self._protocol = self._protocol, None

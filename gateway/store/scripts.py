@@ -11,8 +11,7 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
+from gateway.store.client import Store
 from gateway.store.pipelined import PipelinedRedis, PipelinedScript
 
 
@@ -49,10 +48,13 @@ class Scripts:
     now: ScriptCall
     admin_token_create: ScriptCall
     admin_token_revoke: ScriptCall
+    replace_hash: ScriptCall
+    purge_target: ScriptCall
+    delivery_enqueue: ScriptCall
 
     @classmethod
     def register(
-        cls, redis: Redis, clock_offset: float = 0.0, pipelined: PipelinedRedis | None = None
+        cls, redis: Store, clock_offset: float = 0.0, pipelined: PipelinedRedis | None = None
     ) -> Scripts:
         """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
         prelude = "\n".join(
