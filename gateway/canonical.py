@@ -16,6 +16,8 @@ and a canonical form of the body, built by these rules:
   never ``1``. NaN and Infinity are not JSON and are refused.
 * Strings are compared exactly: no case folding and no Unicode normalisation, because a model may
   see ``é`` precomposed and decomposed differently.
+* Bodies nested deeper than :data:`gateway.jsonutil.MAX_JSON_DEPTH` are refused (``ValueError``)
+  rather than recursed into; the gateway refuses such bodies before they get here.
 
 Everything else counts: any changed value, added key or removed non-default key is a new request.
 """
@@ -29,6 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+from gateway.jsonutil import MAX_JSON_DEPTH
 
 WEBHOOK_FIELDS: frozenset[str] = frozenset({"webhook", "webhook_intermediate_status"})
 
@@ -60,7 +64,7 @@ def apply_defaults(body: dict[str, Any], schema: Mapping[str, Any] | None) -> di
     return result
 
 
-def _normalise(value: Any) -> Any:
+def _normalise(value: Any, depth: int = 0) -> Any:
     """``value`` with every number in its one canonical form; refuses what JSON cannot hold."""
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -70,10 +74,12 @@ def _normalise(value: Any) -> Any:
         if value.is_integer() and abs(value) <= _MAX_EXACT_INTEGRAL_FLOAT:
             return int(value)
         return value
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, Mapping):
-        return {key: _normalise(item) for key, item in value.items()}
+        return {key: _normalise(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_normalise(item) for item in value]
+        return [_normalise(item, depth + 1) for item in value]
     raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
@@ -81,8 +87,8 @@ def canonical_json(value: Any) -> bytes:
     """The one UTF-8 JSON encoding of ``value``, so equal requests give equal bytes.
 
     orjson's ``OPT_SORT_KEYS`` compares keys as UTF-8 bytes, which is code point order.
-    Raises ``ValueError`` for NaN or Infinity and ``TypeError`` for non-JSON values, non-string
-    keys or ints beyond 64 bits (``orjson.loads`` never produces those).
+    Raises ``ValueError`` for NaN, Infinity or too deep nesting and ``TypeError`` for non-JSON
+    values, non-string keys or ints beyond 64 bits (``orjson.loads`` never produces those).
     """
     return orjson.dumps(_normalise(value), option=orjson.OPT_SORT_KEYS)
 

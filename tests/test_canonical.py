@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.canonical import WEBHOOK_FIELDS, apply_defaults, canonical_json, request_identity
+from gateway.jsonutil import MAX_JSON_DEPTH
 
 NANO = "google/nano-banana/pro/text-to-image"
 NANO_SCHEMA: dict[str, Any] = {
@@ -395,3 +396,17 @@ def test_values_json_cannot_hold_are_refused() -> None:
 
 def test_tuples_encode_as_arrays() -> None:
     assert canonical_json((1, "a")) == canonical_json([1, "a"])
+
+
+def test_nesting_beyond_the_bound_is_refused_without_recursing_to_the_bottom() -> None:
+    """Nested far past Python's recursion limit: a ValueError, never a RecursionError."""
+    for depth in (MAX_JSON_DEPTH + 1, 5_000, 200_000):
+        value: Any = 1
+        for _ in range(depth):
+            value = [value] if depth % 2 else {"k": value}
+        with pytest.raises(ValueError, match="nested deeper"):
+            request_identity("model", "m", {"x": value})
+    value = 1
+    for _ in range(MAX_JSON_DEPTH - 1):
+        value = [value]
+    assert canonical_json({"x": value}).count(b"[") == MAX_JSON_DEPTH - 1
