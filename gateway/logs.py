@@ -1,7 +1,8 @@
 """structlog JSON logging with secrets scrubbed from every event.
 
 Redaction happens in the processor chain, not at call sites, so a secret that slips into an
-exception message or a field is still never written.
+exception message or a field is still never written. Standard-library log records (aiohttp's,
+redis-py's) go through the same scrubber in their formatter.
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def info_enabled() -> bool:
     return _info_enabled
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Standard-library records scrubbed like structlog events, tracebacks included: aiohttp's
+    own error lines (e.g. for an oversized header) quote what the client sent."""
+
+    def __init__(self, scrubber: SecretScrubber) -> None:
+        super().__init__("%(message)s")
+        self._scrubber = scrubber
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrubber.scrub(super().format(record))
+
+
 def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     """Route structlog (and stdlib logging) to stdout as one JSON object per line."""
     global _info_enabled
@@ -89,6 +102,6 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s"
-    )
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(ScrubbingFormatter(SecretScrubber(secrets)))
+    logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[stderr])

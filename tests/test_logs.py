@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.logs import REDACTED, SecretScrubber
+import logging
+import sys
+
+from gateway.logs import REDACTED, ScrubbingFormatter, SecretScrubber
 
 KEY = "rcg_abcdefgh12345678_" + "Z" * 40
 
@@ -31,3 +34,18 @@ def test_admin_tokens_are_scrubbed_like_keys() -> None:
     token = "rca_abcdefgh1234_" + "Q" * 40
     event = SecretScrubber()(None, "info", {"event": f"got {token}", "detail": [token]})
     assert token not in str(event) and event["detail"] == [REDACTED]
+
+
+def test_standard_library_records_and_their_tracebacks_are_scrubbed() -> None:
+    """aiohttp logs a malformed request with the start of the offending header line."""
+    formatter = ScrubbingFormatter(SecretScrubber(["upstream-secret-token"]))
+    try:
+        raise ValueError(f"Got more than 8190 bytes when reading: b'Authorization: Bearer {KEY}'")
+    except ValueError:
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request %s",
+            ("upstream-secret-token",), sys.exc_info(),
+        )  # fmt: skip
+    text = formatter.format(record)
+    assert "Traceback" in text and "Error handling request" in text
+    assert KEY not in text and "upstream-secret-token" not in text
