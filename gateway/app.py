@@ -332,7 +332,16 @@ async def _on_shutdown(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application from its settings."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        # The HTTP parser's own limits, set explicitly: a longer line or more headers is refused
+        # with a plain 400 before any handler runs (aiohttp's defaults, should they change).
+        handler_args={
+            "max_line_size": settings.max_header_bytes,
+            "max_field_size": settings.max_header_bytes,
+            "max_headers": settings.max_headers,
+        },
+    )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = Metrics()

@@ -75,7 +75,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=96 * 1024 * 1024,
         ge=1024,
-        description="Largest request body accepted (default fits 64 MiB of base64 inputs).",
+        description="Largest request body accepted (default fits 64 MiB of base64 inputs); "
+        "larger ones, compressed or chunked ones included, get 413.",
+    )
+    max_header_bytes: int = Field(
+        default=8190,
+        ge=1024,
+        le=65536,
+        description="Longest request line and longest header line accepted; longer ones get 400 "
+        "before any gateway code runs.",
+    )
+    max_headers: int = Field(
+        default=128,
+        ge=16,
+        le=1024,
+        description="Most header lines one request may have; more get 400.",
     )
     upstream_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to open a connection to RunComfy."

@@ -182,7 +182,7 @@ class Gateway:
         *,
         key: str | None = None,
         json: Any = None,
-        data: bytes | None = None,
+        data: bytes | AsyncIterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, CIMultiDictProxy[str]]:
         all_headers = dict(headers or {})

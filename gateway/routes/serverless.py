@@ -74,16 +74,18 @@ async def management(request: web.Request) -> web.Response:
     """Admin pass-through to RunComfy's deployment management and balance."""
     if request.method == "GET":
         await require_viewer(request)
-        reply = await _forward(request)
+        reply = await _forward(request, None)
         return json_response(reply.body, status=reply.status)
     actor = await require_admin(request)
+    # Read first: a body over the limit is refused before anything is asked of RunComfy.
+    data = await request.read() if request.can_read_body else None
     deployment_id = request.match_info.get("deployment_id")
     before: Any = None
     if deployment_id is not None:
         # The audit record's "before": RunComfy owns deployments, so ask it (a 404 stops here).
         path = f"/prod/v2/deployments/{_deployment_id(request)}"
         before = (await request.app[SERVERLESS].call("GET", path, idempotent=True)).body
-    reply = await _forward(request)
+    reply = await _forward(request, data)
     after = None if request.method == "DELETE" else reply.body
     if deployment_id is None and isinstance(after, dict):
         deployment_id = str(after.get("id", ""))
@@ -96,8 +98,7 @@ async def management(request: web.Request) -> web.Response:
     return json_response(reply.body, status=reply.status)
 
 
-async def _forward(request: web.Request) -> UpstreamReply:
-    data = await request.read() if request.can_read_body else None
+async def _forward(request: web.Request, data: bytes | None) -> UpstreamReply:
     return await request.app[SERVERLESS].call(
         request.method,
         request.rel_url.path,

@@ -1,0 +1,200 @@
+"""Bounds on what a client may send: body size, header size, JSON nesting.
+
+Each limit is refused cleanly (a 4xx, never a 500 or a hung connection), before anything
+reaches RunComfy; JSON bodies are refused in RunComfy's error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
+
+LIMIT = 4096
+DEPLOYMENT = "/prod/v2/deployments"
+
+
+async def body_routes(gw: Gateway) -> list[tuple[str, str, str]]:
+    """(method, path, credential) of every kind of route that reads a JSON body."""
+    key = await gw.new_team("design", deployments=["*"])
+    _, listed, _ = await gw.request("GET", DEPLOYMENT, key=ADMIN_TOKEN)
+    dep = listed[0]["id"]
+    return [
+        ("POST", f"/v1/models/{NANO}", key),
+        ("POST", f"/prod/v1/deployments/{dep}/inference", key),
+        ("POST", f"/prod/v2/deployments/{dep}/inference", key),
+        ("POST", "/admin/v1/teams", ADMIN_TOKEN),
+        ("PUT", "/admin/v1/teams/design/limits", ADMIN_TOKEN),
+        ("POST", "/admin/v1/pricing/estimate", ADMIN_TOKEN),
+        ("POST", DEPLOYMENT, ADMIN_TOKEN),
+        ("PATCH", f"{DEPLOYMENT}/{dep}", ADMIN_TOKEN),
+    ]
+
+
+def padded(size: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes."""
+    head = b'{"prompt": "'
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+async def chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_a_body_over_the_limit_is_413_in_runcomfys_shape_on_every_route(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(max_body_bytes=LIMIT)
+    routes = await body_routes(gw)
+    before = await simulator.calls()
+    for method, path, cred in routes:
+        body = padded(LIMIT + 1)
+        for data in (body, chunks(body)):  # with Content-Length, and chunked without one
+            headers = {"Authorization": f"Bearer {cred}", "Content-Type": "application/json"}
+            async with gw.http.request(method, gw.url + path, data=data, headers=headers) as resp:
+                assert resp.status == 413, (method, path, await resp.text())
+                assert resp.headers["Content-Type"].startswith("application/json")
+                assert_error_shape(await resp.json(), 413001)
+    after = await simulator.calls()
+    sent = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert sent == {}, sent
+
+
+async def test_a_body_of_exactly_the_limit_is_accepted(gateway_factory: Any) -> None:
+    gw: Gateway = await gateway_factory(max_body_bytes=LIMIT)
+    key = await gw.new_team("design")
+    path = f"/v1/models/{NANO}"
+    for data in (padded(LIMIT), chunks(padded(LIMIT))):
+        status, body, _ = await gw.request(
+            "POST", path, key=key, data=data, headers={"Content-Type": "application/json"}
+        )
+        assert status == 200, body
+
+
+async def test_a_compressed_body_is_bounded_by_its_decompressed_size(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(max_body_bytes=LIMIT)
+    key = await gw.new_team("design")
+    bomb = gzip.compress(padded(LIMIT * 256))
+    assert len(bomb) < LIMIT
+    status, body, _ = await gw.request(
+        "POST", f"/v1/models/{NANO}", key=key, data=bomb,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert status == 413, body
+    assert_error_shape(body, 413001)
+    assert await simulator.count("model.submit") == 0
+
+
+async def test_an_oversized_body_from_an_unknown_key_is_401_not_413(gateway_factory: Any) -> None:
+    gw: Gateway = await gateway_factory(max_body_bytes=LIMIT)
+    forged = "rcg_aaaaaaaabbbbbbbb_" + "x" * 40
+    status, body, _ = await gw.request(
+        "POST", f"/v1/models/{NANO}", key=forged, data=padded(LIMIT * 2)
+    )
+    assert status == 401
+    assert_error_shape(body, 401001)
+
+
+async def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send ``request`` on a fresh connection; whatever comes back before the server closes."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5.0):  # a hung connection fails the test, never the suite
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+def status_of(response: bytes) -> int:
+    assert response.startswith((b"HTTP/1.0 ", b"HTTP/1.1 ")), response[:200]
+    return int(response.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    ("what", "request_bytes"),
+    [
+        (
+            "header value",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        ),
+        (
+            "authorization header",
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + b"rcg_"
+            + b"b" * 9000
+            + b"\r\n\r\n",
+        ),
+        ("request line", b"GET /healthz?" + b"q" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            "header count",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H%d: 1\r\n" % i for i in range(200))
+            + b"\r\n",
+        ),
+    ],
+)
+async def test_oversized_headers_are_a_clean_4xx_and_the_gateway_keeps_serving(
+    gateway: Gateway, what: str, request_bytes: bytes
+) -> None:
+    response = await raw_exchange(gateway.url, request_bytes)
+    assert 400 <= status_of(response) < 500, (what, response[:300])
+    status, body, _ = await gateway.request("GET", "/healthz")
+    assert status == 200, body
+
+
+async def test_headers_within_the_limits_are_served(gateway: Gateway) -> None:
+    status, _, _ = await gateway.request("GET", "/healthz", headers={"X-Big": "a" * 7000})
+    assert status == 200
+
+
+async def test_the_header_limits_are_the_configured_ones(gateway_factory: Any) -> None:
+    gw: Gateway = await gateway_factory(max_header_bytes=2048, max_headers=32)
+    status, _, _ = await gw.request("GET", "/healthz", headers={"X-Big": "a" * 1900})
+    assert status == 200
+    too_long = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2100 + b"\r\n\r\n"
+    assert status_of(await raw_exchange(gw.url, too_long)) == 400
+    headers = b"".join(b"X-H%d: 1\r\n" % i for i in range(40))
+    too_many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+    assert status_of(await raw_exchange(gw.url, too_many)) == 400
+
+
+def nested(depth: int) -> bytes:
+    return b'{"prompt": "x", "extra": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [128, 300, 600, 1100, 100_000])
+async def test_deeply_nested_json_is_a_400_in_runcomfys_shape_on_every_route(
+    gateway: Gateway, simulator: Simulator, depth: int
+) -> None:
+    routes = await body_routes(gateway)
+    before = await simulator.calls()
+    for method, path, cred in routes:
+        if path.startswith(DEPLOYMENT):
+            continue  # passed to RunComfy as sent: its body is RunComfy's to parse
+        status, body, _ = await gateway.request(method, path, key=cred, data=nested(depth))
+        assert status == 400, (method, path, body)
+        assert_error_shape(body, 400001)
+        assert "nested" in body["error_message"] or "depth" in str(body["detail"])
+    after = await simulator.calls()
+    assert {k: v for k, v in after.items() if "submit" in k or "inference" in k} == {
+        k: v for k, v in before.items() if "submit" in k or "inference" in k
+    }
+
+
+async def test_json_nested_up_to_the_limit_is_accepted(gateway: Gateway) -> None:
+    """128 levels: the body object and 127 arrays in it."""
+    key = await gateway.new_team("design")
+    status, body, _ = await gateway.request("POST", f"/v1/models/{NANO}", key=key, data=nested(127))
+    assert status in (200, 422), body  # the simulator may refuse the extra input; never a 500
