@@ -100,7 +100,7 @@ class AdminTokens:
         self, name: str, role: AdminRole, author: AdminActor
     ) -> tuple[AdminToken, str]:
         """A new token; the secret is returned here once and never stored."""
-        if not NAME_RE.match(name) or name.lower() == BOOTSTRAP.name:
+        if not NAME_RE.fullmatch(name) or name.lower() == BOOTSTRAP.name:
             raise ValidationFailed(
                 "Invalid admin name.",
                 detail="name must be 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
@@ -159,7 +159,7 @@ class AdminTokens:
     async def get(self, token_id: str) -> AdminToken:
         record = (
             _strs(await self._redis.hgetall(self._layout.admin_token(token_id)))
-            if ADMIN_TOKEN_ID_RE.match(token_id)
+            if ADMIN_TOKEN_ID_RE.fullmatch(token_id)
             else {}
         )
         if not record:
@@ -169,7 +169,7 @@ class AdminTokens:
     async def revoke(self, token_id: str, author: AdminActor, keep_an_admin: bool) -> AdminToken:
         """Revoke a token; idempotent. With ``keep_an_admin`` the last active admin token stays,
         because without the bootstrap token nobody could administer the gateway any more."""
-        if not ADMIN_TOKEN_ID_RE.match(token_id):
+        if not ADMIN_TOKEN_ID_RE.fullmatch(token_id):
             raise NotFound(f"No admin token {token_id!r}.")
         reply = await self._scripts.admin_token_revoke(
             keys=[self._layout.admin_token(token_id), self._layout.admin_names()],

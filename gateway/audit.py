@@ -37,7 +37,7 @@ from gateway.store.client import Store
 from gateway.store.layout import Layout
 
 log = structlog.get_logger("gateway.admin")
-ENTRY_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+ENTRY_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 MAX_PAGE = 1000
 _BATCH = 500
 _SCAN_PER_PAGE = 20_000

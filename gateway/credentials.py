@@ -98,7 +98,7 @@ def new_admin_token() -> tuple[str, AdminTokenCredential]:
 
 def split_key_id(key_id: str) -> tuple[str, str] | None:
     """``(slot, kid)`` of a public key id, or None when malformed."""
-    match = _KEY_ID_RE.match(key_id)
+    match = _KEY_ID_RE.fullmatch(key_id)
     return (match[1], match[2]) if match else None
 
 
@@ -112,8 +112,8 @@ def parse_bearer(header: str | None, admin_token: str) -> Credential | None:
         return InvalidCredential()
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
         return AdminCredential()
-    if match := _KEY_RE.match(token):
+    if match := _KEY_RE.fullmatch(token):
         return KeyCredential(match[1], match[2], digest(token))
-    if match := _ADMIN_TOKEN_RE.match(token):
+    if match := _ADMIN_TOKEN_RE.fullmatch(token):
         return AdminTokenCredential(match[1], digest(token))
     return InvalidCredential()

@@ -333,7 +333,7 @@ class RequestRecords:
     ) -> tuple[TeamPrincipal, RequestRecord | None, Job | None]:
         """Verify the key and read the caller's request ``rid`` and its job, in one round trip
         (two in the shared scope: the key in the team's slot, the request in the shared one)."""
-        if not REQUEST_ID_RE.match(rid):
+        if not REQUEST_ID_RE.fullmatch(rid):
             rid = ""  # still verify the key: a bad key must get 401, not 404
         slot, scope, team = cred.slot, "team", ""
         if self.lifetimes.shared:

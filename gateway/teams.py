@@ -127,7 +127,7 @@ class TeamService:
     async def create_team(self, team_id: str | None, name: str | None) -> Team:
         if team_id is None:
             team_id = "team-" + random_id(8)
-        if not TEAM_ID_RE.match(team_id):
+        if not TEAM_ID_RE.fullmatch(team_id):
             raise ValidationFailed(
                 "Invalid team_id.",
                 detail="team_id must be 1-63 lowercase letters, digits, '-' or '_', "

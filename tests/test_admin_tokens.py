@@ -205,6 +205,7 @@ async def test_names_are_unique_among_active_tokens_and_bootstrap_is_reserved(
         {"name": "bootstrap", "role": "admin"},
         {"name": "Bootstrap"},
         {"name": "has space"},
+        {"name": "alice\n"},  # would pass for a second "alice" in the audit log
         {"name": "alice2", "role": "root"},
         {"role": "admin"},
     ):

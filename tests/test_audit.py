@@ -293,7 +293,8 @@ async def test_the_audit_log_is_filtered_and_paged_newest_first(gateway: Gateway
         cursor = f"&cursor={page['next_cursor']}"
     assert pages == everything
 
-    for bad in ("?limit=0", "?limit=1001", "?limit=x", "?cursor=abc", "?since=yesterday"):
+    bad_cursors = ("?cursor=abc", "?cursor=1-2%0A", "?cursor=%D9%A3-1")  # newline, Arabic 3
+    for bad in ("?limit=0", "?limit=1001", "?limit=x", "?since=yesterday", *bad_cursors):
         status, body = await gateway.admin("GET", f"/admin/v1/audit{bad}")
         assert status == 400, bad
         assert_error_shape(body, 400001)

@@ -131,9 +131,10 @@ async def test_admin_creates_lists_shows_and_deletes_teams(gateway: Gateway) -> 
     status, body = await gateway.admin("POST", "/admin/v1/teams", {"team_id": "ml"})
     assert status == 409
     assert_error_shape(body, 409001)
-    status, body = await gateway.admin("POST", "/admin/v1/teams", {"team_id": "Not Valid!"})
-    assert status == 422
-    assert_error_shape(body, 422001)
+    for bad in ("Not Valid!", "ml\n", "\nml", "ml\u200b"):  # look-alikes of "ml" too
+        status, body = await gateway.admin("POST", "/admin/v1/teams", {"team_id": bad})
+        assert status == 422, bad
+        assert_error_shape(body, 422001)
     status, body = await gateway.admin("POST", "/admin/v1/teams", {"unexpected": 1})
     assert status == 422
     assert body["detail"][0]["loc"] == ["unexpected"]

@@ -39,7 +39,9 @@ def route_name(request: web.Request) -> str:
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Request-Id", "")
-    correlation_id = supplied if supplied and _CORRELATION_RE.match(supplied) else urandom(16).hex()
+    correlation_id = (
+        supplied if supplied and _CORRELATION_RE.fullmatch(supplied) else urandom(16).hex()
+    )
     request[CORRELATION_ID] = correlation_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id)

@@ -341,7 +341,7 @@ def _audit_query(request: web.Request) -> AuditQuery:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
     cursor = q.get("cursor") or None
-    if cursor is not None and not ENTRY_ID_RE.match(cursor):
+    if cursor is not None and not ENTRY_ID_RE.fullmatch(cursor):
         raise BadRequest("'cursor' must be a next_cursor from an earlier page.", detail="cursor")
     try:
         limit = int(q.get("limit", "100"))

@@ -49,7 +49,7 @@ def _model_id(request: web.Request) -> str:
 
 def _deployment_id(request: web.Request) -> str:
     deployment_id = request.match_info["deployment_id"]
-    if not DEPLOYMENT_ID_RE.match(deployment_id):
+    if not DEPLOYMENT_ID_RE.fullmatch(deployment_id):
         raise BadRequest(f"{deployment_id!r} is not a deployment id.", detail="deployment_id")
     return deployment_id
 

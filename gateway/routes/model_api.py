@@ -29,7 +29,7 @@ MODEL_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 
 def checked_model_id(model_id: str) -> str:
     """RunComfy model ids are slash-separated segments; anything else names no model."""
-    if not MODEL_ID_RE.match(model_id) or any(s in (".", "..") for s in model_id.split("/")):
+    if not MODEL_ID_RE.fullmatch(model_id) or any(s in (".", "..") for s in model_id.split("/")):
         raise NotFound(f"Model {model_id!r} not found.", detail="unknown_model")
     return model_id
 

@@ -29,7 +29,7 @@ WEBHOOK_PARAMS = ("webhook", "webhook_intermediate_status")
 
 def _deployment_id(request: web.Request) -> str:
     deployment_id = request.match_info["deployment_id"]
-    if not DEPLOYMENT_ID_RE.match(deployment_id):
+    if not DEPLOYMENT_ID_RE.fullmatch(deployment_id):
         raise NotFound(f"Deployment {deployment_id!r} not found.")
     return deployment_id
 
