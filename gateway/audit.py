@@ -168,7 +168,8 @@ class AuditLog:
         answers in bounded time and hands back a cursor to go on from.
         """
         newest = f"({query.cursor}" if query.cursor else "+"
-        oldest = f"{int(query.since.timestamp() * 1000)}-0" if query.since else "-"
+        # Stream ids are milliseconds since 1970: an earlier 'since' bounds nothing.
+        oldest = f"{max(0, int(query.since.timestamp() * 1000))}-0" if query.since else "-"
         entries: list[AuditEntry] = []
         scanned = 0
         while scanned < _SCAN_PER_PAGE:

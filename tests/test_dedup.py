@@ -188,6 +188,10 @@ async def test_admins_purge_by_cache_key_by_model_and_by_team(gateway: Gateway) 
     assert (await submit(gateway, key, {"prompt": "two"}))[2] == "miss"
 
     await cached("three")
+    status, body = await gateway.admin("DELETE", "/admin/v1/teams/design/cache?model=")
+    assert status == 400  # an empty model is a mistake, not "purge everything"
+    assert_error_shape(body, 400001)
+    assert (await submit(gateway, key, {"prompt": "three"}))[2] == "hit"
     status, body = await gateway.admin("DELETE", "/admin/v1/teams/design/cache")
     assert status == 200 and body["purged"] >= 1
     assert (await submit(gateway, key, {"prompt": "three"}))[2] == "miss"

@@ -251,6 +251,12 @@ async def purge_team_cache(request: web.Request) -> web.Response:
     dedup = request.app[DEDUP]
     identity = request.match_info.get("cache_key")
     model = request.query.get("model")
+    if model == "":
+        # e.g. '?model=$MODEL' with the variable unset: never read that as "purge everything"
+        raise BadRequest(
+            "'model' is empty: name a model, or leave it out to purge the whole team's cache.",
+            detail="model",
+        )
     if slot != team_slot and identity is None:
         raise BadRequest(
             "The cache is shared by all teams (GATEWAY_CACHE_SCOPE=shared): purge by cache key "

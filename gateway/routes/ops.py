@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.appkeys import LIFECYCLE, METRICS
 from gateway.jsonutil import json_response
+from gateway.openapi import document
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -37,7 +38,13 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of every route (unauthenticated: RunComfy's routes are public)."""
+    return json_response(document())
+
+
 def setup_ops_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi)
