@@ -99,6 +99,13 @@ class MethodNotAllowed(ClientError):
     error_code = 405001
     default_message = "Method not allowed on this resource."
 
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__(detail={"allowed_methods": allowed})
+        self._allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self._allowed)}  # RFC 9110: a 405 must list what is allowed
+
 
 class Conflict(ClientError):
     status = 409

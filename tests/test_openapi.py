@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from gateway.openapi import Auth, document, operations
-from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator
+from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
 # Bounded so the run stays well under a minute on two shared cores; raise locally to dig deeper.
 MAX_EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "6"))
@@ -147,6 +147,35 @@ async def test_the_gateway_serves_its_document_without_credentials(gateway: Gate
     assert status == 200
     assert headers["Content-Type"].startswith("application/json")
     assert body == document()
+
+
+SLASHED = ("model_id", "target")  # ids with slashes: the route takes the rest of the path
+
+
+def concrete(template: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: "a/b" if m[1] in SLASHED else "x1", template)
+
+
+def matches(template: str, path: str) -> bool:
+    pattern = re.sub(
+        r"\\\{(\w+)\\\}",
+        lambda m: ".+" if m[1] in SLASHED else "[^/]+",
+        re.escape(template),
+    )
+    return re.fullmatch(pattern, path) is not None
+
+
+async def test_an_undocumented_method_is_405_listing_the_allowed_ones_in_runcomfys_shape(
+    gateway: Gateway,
+) -> None:
+    for path in {op.path for op in operations()}:
+        url = concrete(path)
+        allowed = {op.method for op in operations() if matches(op.path, url)}
+        status, body, headers = await gateway.request("OPTIONS", url, key=ADMIN_TOKEN)
+        assert status == 405, url
+        assert_error_shape(body, 405001)
+        listed = set(headers["Allow"].split(", ")) - {"HEAD"}  # aiohttp's add_get adds HEAD
+        assert listed == allowed, url
 
 
 # --- schemathesis against a live gateway ------------------------------------------------------

@@ -38,7 +38,7 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError | None:
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("No such route.", detail="unknown_path")
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(detail={"allowed_methods": sorted(exc.allowed_methods)})
+        return MethodNotAllowed(sorted(exc.allowed_methods))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return PayloadTooLarge(detail=exc.text or "")
     body = {"error_code": exc.status * 1000 + 1, "error_message": exc.reason, "detail": ""}
