@@ -19,13 +19,14 @@ _KEY_PATTERN = re.compile(r"rcg_[a-z0-9]{16}_[A-Za-z0-9]{40}|rca_[a-z0-9]{12}_[A
 _BEARER_PATTERN = re.compile(r"(?i)bearer\s+\S+")
 _SENSITIVE_FIELDS = frozenset({"authorization", "token", "api_key", "key", "secret", "password"})
 REDACTED = "[redacted]"
+MIN_SECRET_LENGTH = 4  # shorter configured "secrets" would redact ordinary text
 
 
 class SecretScrubber:
     """Removes API keys, admin tokens, bearer tokens and the configured secrets from log events."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = tuple(s for s in secrets if len(s) >= 4)
+        self._secrets = tuple(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
 
     def scrub(self, value: str) -> str:
         value = _KEY_PATTERN.sub(REDACTED, value)

@@ -39,6 +39,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.logs import MIN_SECRET_LENGTH, REDACTED
 from gateway.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,7 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 ACCOUNT_ERROR_CODES = frozenset({400002})  # InsufficientResources: the gateway account's balance
 AUTH_ERROR_CODES = frozenset({400004})  # UserAccountError: the gateway's token is bad or expired
 BACKOFF_CAP = 2.0
+REDACTED_TOKEN = REDACTED.encode()
 
 
 class UpstreamName(StrEnum):
@@ -148,6 +150,7 @@ class UpstreamClient:
 
     def __init__(self, config: UpstreamConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self._token = config.token.encode() if len(config.token) >= MIN_SECRET_LENGTH else b""
         self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
         self._read_timeout = aiohttp.ClientTimeout(
@@ -208,6 +211,10 @@ class UpstreamClient:
             allow_redirects=False,
         ) as resp:
             body = await resp.read()
+            if self._token and self._token in body:
+                # RunComfy should never send the token back; if it did, neither a client nor
+                # Redis nor a log line gets it from here.
+                body = body.replace(self._token, REDACTED_TOKEN)
             return resp.status, body, resp.headers.get("Retry-After")
 
     async def call(

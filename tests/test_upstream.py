@@ -7,6 +7,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.errors import (
     GatewayError,
@@ -16,7 +18,16 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.upstream import map_client_exception, never_reached_upstream
-from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, free_port, start_simulator
+from tests.conftest import (
+    ADMIN_TOKEN,
+    NANO,
+    SIM_TOKEN,
+    Gateway,
+    Simulator,
+    assert_error_shape,
+    free_port,
+    start_simulator,
+)
 
 
 def _all_subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
@@ -224,3 +235,96 @@ async def test_runcomfy_rate_limiting_the_gateway_is_a_429_with_retry_after(
     assert status == 429
     assert_error_shape(body, 429001)
     assert headers["Retry-After"]
+
+
+def echoing_upstream() -> web.Application:
+    """A RunComfy stand-in that repeats the token it was sent in everything it answers."""
+
+    async def handle(request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        path, method = request.path, request.method
+        body: dict[str, Any] = {"request_id": "up-1", "echo": token}
+        status = 200
+        if path == "/v1/models":
+            body = {"models": [{"model_id": token}], "total": 1, "limit": 1, "offset": 0}
+        elif path == "/v1/models/categories":
+            body = {"categories": [token]}
+        elif path.endswith("/status"):
+            body = {"request_id": "up-1", "status": "completed", "note": token}
+        elif path.endswith("/result"):
+            output = {"image": f"https://a.runcomfy.net/{token}.png"}
+            body = {"request_id": "up-1", "status": "succeeded", "output": output}
+        elif method == "GET" and path.startswith("/v1/models/"):
+            status, body = 404, {"error_code": 404001, "error_message": token, "detail": token}
+        elif path.endswith("/bad"):
+            status, body = 422, {"error_code": 422001, "error_message": token, "detail": [token]}
+        elif path.endswith("/boom"):
+            return web.Response(status=500, text=f"upstream trace with {token}")
+        elif path.endswith("/garbage"):
+            return web.Response(status=200, text=f"<html>{token}")
+        elif path == "/prod/v2/deployments":
+            status, body = 403, {"error_code": 403001, "error_message": f"{token} is not allowed"}
+        elif path == "/prod/v2/balance":
+            body = {"balance_usd": 1.0, "currency": token}
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def test_the_upstream_token_never_reaches_a_client_or_a_log_line(
+    replicas: Any, http: aiohttp.ClientSession
+) -> None:
+    """Even a RunComfy that echoed the gateway's token in answers, errors and asset URLs."""
+    echo = TestServer(echoing_upstream())
+    await echo.start_server()
+    try:
+        upstream = str(echo.make_url("")).rstrip("/")
+        gw = await replicas.start(
+            "gw",
+            GATEWAY_UPSTREAM_MODEL_API_URL=upstream,
+            GATEWAY_UPSTREAM_SERVERLESS_URL=upstream,
+            GATEWAY_LOG_LEVEL="debug",
+            GATEWAY_UPSTREAM_RETRIES="0",
+            GATEWAY_POLL_INTERVAL_SECONDS="0.05",
+        )
+        seen: list[str] = []
+
+        async def call(method: str, path: str, key: str, body: Any = None) -> Any:
+            headers = {"Authorization": f"Bearer {key}"}
+            async with http.request(method, gw.url + path, json=body, headers=headers) as resp:
+                text = await resp.text()
+                seen.append(f"{resp.status} {dict(resp.headers)} {text}")
+                return await resp.json(content_type=None) if text else None
+
+        await call("POST", "/admin/v1/teams", ADMIN_TOKEN, {"team_id": "design"})
+        key = (await call("POST", "/admin/v1/teams/design/keys", ADMIN_TOKEN, {}))["key"]
+        sub = await call("POST", "/v1/models/acme/ok", key, {"prompt": "x"})
+        rid = sub["request_id"]
+        for _ in range(100):
+            if (await call("GET", f"/v1/requests/{rid}/status", key))["status"] == "completed":
+                break
+            await asyncio.sleep(0.05)
+        await call("GET", f"/v1/requests/{rid}/result?include_cost=true", key)
+        for model in ("bad", "boom", "garbage"):
+            await call("POST", f"/v1/models/acme/{model}", key, {"prompt": model})
+        for path in ("/v1/models", "/v1/models/categories", "/v1/models/acme/missing"):
+            await call("GET", path, key)
+        await call("GET", "/prod/v2/deployments", ADMIN_TOKEN)
+        await call("GET", "/prod/v2/balance", ADMIN_TOKEN)
+        await call("GET", "/admin/v1/audit", ADMIN_TOKEN)
+        oversized = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}{'x' * 9000}"
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(gw.url.rsplit(":", 1)[1]))
+        writer.write(oversized.encode() + b"\r\n\r\n")
+        seen.append((await reader.read()).decode(errors="replace"))
+        writer.close()
+    finally:
+        await echo.close()
+    await replicas.stop_all()
+    answers, log = "\n".join(seen), gw.log_text()
+    assert "completed" in answers and "succeeded" in answers  # the traffic did flow
+    assert "upstream_error_response" in log and "Error handling request" in log
+    assert SIM_TOKEN not in answers
+    for secret in (SIM_TOKEN, ADMIN_TOKEN, key):
+        assert secret not in log
