@@ -89,6 +89,9 @@ class PricedCharge:
         rate = estimate.unit_price_micro if api is Api.SERVERLESS else 0
         return estimate.micro, rate
 
+    def cached(self, api: Api, target: str) -> bool:
+        return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
+
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect to ``GATEWAY_REDIS_URL``, or start the embedded Redis when it is unset."""

@@ -16,6 +16,7 @@ only a result younger than N seconds).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -36,6 +37,7 @@ log = structlog.get_logger(__name__)
 CACHE_CONTROL_HEADER = "X-Gateway-Cache-Control"
 SCHEMA_TTL = 600.0
 SCHEMA_FAILURE_TTL = 30.0
+SCHEMA_ENTRIES = 4096  # models remembered per replica (least recently used go first)
 
 
 class Policy(StrEnum):
@@ -90,23 +92,35 @@ class SchemaCache:
     def __init__(self, catalog: Catalog, metrics: Metrics) -> None:
         self._catalog = catalog
         self._metrics = metrics
-        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
+
+    def cached(self, model_id: str) -> bool:
+        """Whether the schema (or a recent failure to get it) is known without a catalog read."""
+        hit = self._entries.get(model_id)
+        return hit is not None and hit[0] > time.monotonic()
+
+    def _remember(self, model_id: str, expires: float, schema: dict[str, Any] | None) -> None:
+        self._entries[model_id] = (expires, schema)
+        self._entries.move_to_end(model_id)
+        while len(self._entries) > SCHEMA_ENTRIES:
+            self._entries.popitem(last=False)
 
     async def schema(self, model_id: str) -> dict[str, Any] | None:
         now = time.monotonic()
         hit = self._entries.get(model_id)
         if hit is not None and hit[0] > now:
+            self._entries.move_to_end(model_id)
             return hit[1]
         try:
             entry = await self._catalog.model(model_id)
         except GatewayError as exc:
             # Unknown model or RunComfy down: hash the body as sent; identical bodies still match.
             log.info("schema_unavailable", model=model_id, error=type(exc).__name__)
-            self._entries[model_id] = (now + SCHEMA_FAILURE_TTL, None)
+            self._remember(model_id, now + SCHEMA_FAILURE_TTL, None)
             return None
         schema = entry.get("input_schema") if isinstance(entry, dict) else None
         schema = schema if isinstance(schema, dict) else None
-        self._entries[model_id] = (now + SCHEMA_TTL, schema)
+        self._remember(model_id, now + SCHEMA_TTL, schema)
         self._metrics.labels.add_model(model_id)  # the catalog knows it: a bounded label
         return schema
 
@@ -125,6 +139,9 @@ class DedupService:
         self._scripts = scripts
         self._layout = layout
         self._schemas = schemas
+
+    def schema_cached(self, model_id: str) -> bool:
+        return self._schemas.cached(model_id)
 
     async def lookup_for(
         self, api: Api, target: str, body: dict[str, Any], control: CacheControl

@@ -297,6 +297,11 @@ class Pricing:
 
     # -- catalog --------------------------------------------------------------------------------
 
+    def catalog_price_cached(self, model_id: str) -> bool:
+        """Whether an estimate for this model needs no catalog read now."""
+        cached = self._prices.get(model_id)
+        return cached is not None and cached.expires > time.monotonic()
+
     async def _catalog_price(self, model_id: str) -> CatalogPrice | str:
         """The model's catalog price, or why there is none; the last known one during outages."""
         now = time.monotonic()

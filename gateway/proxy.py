@@ -92,6 +92,10 @@ class Estimator(Protocol):
         """(estimated micro-dollars, serverless micro-dollars per second or 0)."""
         ...
 
+    def cached(self, api: Api, target: str) -> bool:
+        """Whether pricing ``target`` needs no catalog read now."""
+        ...
+
 
 class Alerts(Protocol):
     async def budget_alert(self, alert: BudgetAlert) -> None: ...
@@ -139,6 +143,14 @@ class ProxyService:
         return serverless_request_urls(base, record.version, record.target, record.request_id)
 
     # --- submit -----------------------------------------------------------------------------
+
+    def needs_catalog(self, api: Api, target: str) -> bool:
+        """Whether a submit to ``target`` would read RunComfy's catalog (schema or price) now:
+        the caller must then be verified first, or unverified callers could make the gateway
+        call RunComfy with its token for any model id they like."""
+        if api is not Api.MODEL:
+            return False
+        return not (self._dedup.schema_cached(target) and self._estimator.cached(api, target))
 
     async def submit(
         self,

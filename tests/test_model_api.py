@@ -220,3 +220,25 @@ async def test_unknown_paths_and_methods_answer_in_runcomfys_shape(gateway: Gate
     status, body, _ = await gateway.request("DELETE", "/v1/models", key=key)
     assert status == 405
     assert_error_shape(body, 405001)
+
+
+async def test_an_unverified_key_never_makes_the_gateway_call_runcomfy(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """A cold model's schema and price come from RunComfy's catalog, with the gateway's
+    token: only a verified key may cause that (found by walking every team route)."""
+    key = await gateway.new_team("design")
+    forged = "rcg_aaaaaaaabbbbbbbb_" + "x" * 40
+    before = await simulator.calls()
+    for model in (NANO, *(f"acme/model-{i}" for i in range(10))):
+        status, body, _ = await gateway.request(
+            "POST", f"/v1/models/{model}", key=forged, json={"prompt": "x"}
+        )
+        assert status == 401
+        assert_error_shape(body, 401001)
+    assert await simulator.calls() == before
+    status, _, _ = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status == 200
+    assert await simulator.count("catalog.get") > before.get("catalog.get", 0)

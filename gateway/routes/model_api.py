@@ -66,6 +66,8 @@ async def submit(request: web.Request) -> web.Response:
         await request.app[TEAMS].authenticate(cred)
         raise
     raw, body = await read_body_or_reject(request)
+    if request.app[PROXY].needs_catalog(Api.MODEL, model_id):
+        await request.app[TEAMS].authenticate(cred)  # one more round trip, on a cold model only
     base = public_base(request, request.app[SETTINGS].public_url)
     answer = await request.app[PROXY].submit(
         cred, Api.MODEL, model_id, "", raw, body, control, base
