@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
+from gateway.store.client import connect
 from gateway.store.embedded import EmbeddedCluster, EmbeddedRedis
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -281,3 +282,31 @@ async def replicas(
         yield group
     finally:
         await group.stop_all()
+
+
+async def redis_text(redis_url: str, namespace: str) -> str:
+    """Every key name and value of the test's namespace as text, read type by type (a DUMP
+    payload may be compressed, so a secret could hide in it)."""
+    client = connect(redis_url)
+    parts: list[str] = []
+    try:
+        async for name in client.scan_iter(match=f"{namespace}:*", count=1000):
+            kind = str(await client.type(name))
+            value: Any
+            if kind == "string":
+                value = await client.get(name)
+            elif kind == "hash":
+                value = await client.hgetall(name)
+            elif kind == "set":
+                value = await client.smembers(name)
+            elif kind == "zset":
+                value = await client.zrange(name, 0, -1, withscores=True)
+            elif kind == "list":
+                value = await client.lrange(name, 0, -1)
+            else:
+                assert kind == "stream", kind
+                value = await client.xrange(name)
+            parts.append(f"{name} {value}")
+    finally:
+        await client.aclose()
+    return "\n".join(parts)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
+from gateway.openapi import Auth, operations
 from gateway.store.client import connect
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -285,3 +290,74 @@ async def test_a_viewer_sees_where_a_teams_alert_webhook_points_but_not_its_secr
     assert "s3cr3t" not in str(seen)
     _, full, _ = await gateway.request("GET", "/admin/v1/teams/design/limits", key=ADMIN_TOKEN)
     assert full["alert_webhook"] == secret_url
+
+
+async def test_every_admin_route_refuses_missing_wrong_and_team_credentials_and_viewers_changes(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """Walks every admin route of the OpenAPI table (admin API, deployment management): no
+    token, a wrong or malformed one, a revoked one is 401; a team key is 403; a viewer on a
+    change is 403. Nothing changes and nothing reaches RunComfy."""
+    key = await gateway.new_team("design")
+    viewer = await new_admin(gateway, "vic", "viewer")
+    revoked = await new_admin(gateway, "gone", "admin")
+    await gateway.admin("DELETE", f"/admin/v1/admins/{revoked['token_id']}")
+    _, keys = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    values = {
+        "team_id": "design",
+        "key_id": keys["keys"][0]["key_id"],
+        "token_id": viewer["token_id"],
+        "deployment_id": await first_deployment(gateway),
+        "model_id": NANO,
+        "target": NANO,
+        "cache_key": "0" * 64,
+        "job_id": "job",
+    }
+    wrong = viewer["token"][:-1] + ("A" if viewer["token"][-1] != "A" else "B")
+    refusals: list[tuple[str | None, int]] = [
+        (None, 401),
+        ("wrong-token", 401),
+        (wrong, 401),
+        (revoked["token"], 401),
+        (ADMIN_TOKEN + "x", 401),
+        (key, 403),
+    ]
+    calls_before = await simulator.calls()
+    _, audit_before = await gateway.admin("GET", "/admin/v1/audit?limit=1000")
+    admin_ops = [op for op in operations() if op.auth in (Auth.VIEWER, Auth.ADMIN)]
+    assert len(admin_ops) > 30
+    for op in admin_ops:
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m[1]], op.path)
+        tried = refusals + ([(viewer["token"], 403)] if op.auth is Auth.ADMIN else [])
+        for cred, expected in tried:
+            status, body, headers = await gateway.request(
+                op.method, path, key=cred, json={} if op.body else None
+            )
+            assert status == expected, (op.method, path, cred, body)
+            assert_error_shape(body, 401001 if expected == 401 else 403001)
+            if expected == 401:
+                assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert await simulator.calls() == calls_before
+    _, audit_after = await gateway.admin("GET", "/admin/v1/audit?limit=1000")
+    assert audit_after["entries"] == audit_before["entries"]
+    status, _, _ = await gateway.request("GET", "/v1/requests/x/status", key=key)
+    assert status == 404  # the team's key still works: nothing was revoked or deleted
+
+
+async def test_named_admin_tokens_are_compared_in_constant_time(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored digest against the presented one, with hmac.compare_digest."""
+    alice = await new_admin(gateway, "alice", "admin")
+    compared: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    status, _, _ = await gateway.request("GET", "/admin/v1/whoami", key=alice["token"])
+    assert status == 200
+    digest = hashlib.sha256(alice["token"].encode()).hexdigest()
+    assert (digest, digest) in compared

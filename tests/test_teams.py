@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
+import uuid
 from typing import Any
 
+from gateway.openapi import Auth, operations
 from gateway.store.client import connect
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -13,6 +17,7 @@ from tests.conftest import (
     Simulator,
     assert_error_shape,
     on_single_and_cluster,
+    redis_text,
 )
 
 
@@ -317,3 +322,140 @@ async def test_revoked_or_unknown_keys_cannot_be_rotated(gateway: Gateway) -> No
     for payload in ({"grace_seconds": -1}, {"grace_seconds": 91 * 24 * 3600}, {"x": 1}):
         status, body = await gateway.admin("POST", f"/admin/v1/keys/{key_id}/rotate", payload)
         assert status == 422, payload
+
+
+# --- isolation between teams: nothing of another team is reachable, nor is its existence -------
+
+
+async def test_another_teams_serverless_request_id_is_404_exactly_like_an_unknown_one(
+    gateway: Gateway,
+) -> None:
+    design = await gateway.new_team("design", deployments=["*"])
+    ops = await gateway.new_team("ops", deployments=["*"])
+    _, listed, _ = await gateway.request("GET", "/prod/v2/deployments", key=ADMIN_TOKEN)
+    dep = listed[0]["id"]
+    for version in ("v1", "v2"):
+        base = f"/prod/{version}/deployments/{dep}"
+        status, sub, _ = await gateway.request("POST", f"{base}/inference", key=design, json={})
+        assert status == 200, sub
+        rid, unknown = sub["request_id"], str(uuid.uuid4())
+        for leaf, method in (("status", "GET"), ("result", "GET"), ("cancel", "POST")):
+            answers = []
+            for target in (rid, unknown):
+                status, body, _ = await gateway.request(
+                    method, f"{base}/requests/{target}/{leaf}", key=ops
+                )
+                assert status == 404, (version, leaf)
+                assert_error_shape(body, 404001)
+                answers.append(str(body).replace(target, "ID"))
+            assert answers[0] == answers[1], (version, leaf)
+        status, body, _ = await gateway.request("GET", f"{base}/requests/{rid}/status", key=design)
+        assert status == 200 and body["request_id"] == rid  # the owner still sees it
+
+
+async def test_a_key_never_reveals_whether_a_key_id_exists(gateway: Gateway) -> None:
+    """A wrong secret for a real key id, even a revoked one, or a key id moved to another
+    team's slot: each answers exactly like a key that never existed."""
+    design = await gateway.new_team("design")
+    ops = await gateway.new_team("ops")
+    _, listed = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    revoked = (await gateway.admin("POST", "/admin/v1/teams/design/keys", {}))[1]
+    await gateway.admin("DELETE", f"/admin/v1/keys/{revoked['key_id']}")
+    secret = design.rsplit("_", 1)[1]
+    wrong_secret = design[:-4] + ("zzzz" if not design.endswith("zzzz") else "yyyy")
+    ops_slot = ops[4:12]
+    other_slot = f"rcg_{ops_slot}{design[12:]}"  # design's key id and secret in ops' slot
+    revoked_wrong = (
+        f"{revoked['key'][:-4]}{'zzzz' if not revoked['key'].endswith('zzzz') else 'yyyy'}"
+    )
+    never = f"rcg_{'a' * 16}_{secret}"
+    answers = set()
+    for presented in (wrong_secret, other_slot, revoked_wrong, never):
+        status, body = await submit(gateway, presented)
+        assert status == 401, presented
+        assert_error_shape(body, 401001)
+        assert body["detail"] == "invalid_key"
+        answers.add(str(body))
+    assert len(answers) == 1, answers
+    assert listed["keys"][0]["key_id"] not in str(answers)
+
+
+async def test_team_keys_reach_no_admin_route_of_any_team_with_one_answer_for_all(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """Usage, limits, keys, cache purges: a team key gets the same 403 for its own team,
+    another team and a team that does not exist."""
+    design = await gateway.new_team("design")
+    await gateway.new_team("ops")
+    before = await simulator.calls()
+    for team in ("design", "ops", "no-such-team"):
+        answers = set()
+        for method, path in (
+            ("GET", f"/admin/v1/teams/{team}/usage"),
+            ("GET", f"/admin/v1/teams/{team}/limits"),
+            ("GET", f"/admin/v1/teams/{team}/keys"),
+            ("GET", f"/admin/v1/teams/{team}/unreconciled"),
+            ("DELETE", f"/admin/v1/teams/{team}/cache"),
+            ("POST", f"/admin/v1/teams/{team}/keys"),
+        ):
+            status, body, _ = await gateway.request(method, path, key=design, json={})
+            assert status == 403, (method, path)
+            assert_error_shape(body, 403001)
+            answers.add(str(body))
+        assert len(answers) == 1
+    assert await simulator.calls() == before
+    _, keys = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    assert len(keys["keys"]) == 1  # nothing was created
+
+
+async def test_keys_and_admin_tokens_are_stored_only_as_hashes_anywhere_in_redis(
+    gateway: Gateway, redis_url: str, namespace: str
+) -> None:
+    """After creating, using, rotating and revoking them, and the audit log of all that."""
+    key = await gateway.new_team("design")
+    assert (await submit(gateway, key))[0] == 200
+    _, listed = await gateway.admin("GET", "/admin/v1/teams/design/keys")
+    status, rotated = await gateway.admin(
+        "POST", f"/admin/v1/keys/{listed['keys'][0]['key_id']}/rotate", {"grace_seconds": 60}
+    )
+    assert status == 201
+    assert (await submit(gateway, rotated["key"]))[0] == 200
+    _, extra = await gateway.admin("POST", "/admin/v1/teams/design/keys", {"name": "ci"})
+    await gateway.admin("DELETE", f"/admin/v1/keys/{extra['key_id']}")
+    _, admin = await gateway.admin("POST", "/admin/v1/admins", {"name": "alice", "role": "admin"})
+    status, _, _ = await gateway.request("GET", "/admin/v1/whoami", key=admin["token"])
+    assert status == 200
+    text = await redis_text(redis_url, namespace)
+    assert listed["keys"][0]["key_id"] in text  # the scan does see the records
+    for secret in (key, rotated["key"], extra["key"], admin["token"], ADMIN_TOKEN):
+        assert secret not in text
+        assert secret.rsplit("_", 1)[-1] not in text  # not even the secret part
+    assert hashlib.sha256(key.encode()).hexdigest() in text
+
+
+async def test_every_team_route_refuses_admin_tokens_and_missing_or_invalid_keys(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """Walks every team route of the OpenAPI table: jobs run only under a team key."""
+    await gateway.new_team("design", deployments=["*"])
+    _, named = await gateway.admin("POST", "/admin/v1/admins", {"name": "alice", "role": "admin"})
+    _, listed, _ = await gateway.request("GET", "/prod/v2/deployments", key=ADMIN_TOKEN)
+    values = {"model_id": NANO, "deployment_id": listed[0]["id"], "request_id": str(uuid.uuid4())}
+    before = await simulator.calls()
+    team_ops = [op for op in operations() if op.auth is Auth.TEAM]
+    assert len(team_ops) >= 12
+    for op in team_ops:
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m[1]], op.path)
+        for cred, expected in (
+            (ADMIN_TOKEN, 403),
+            (named["token"], 403),
+            (None, 401),
+            ("not-a-key", 401),
+            (f"rcg_{'a' * 16}_{'b' * 40}", 401),
+        ):
+            status, body, _ = await gateway.request(
+                op.method, path, key=cred, json={"prompt": "x"} if op.body else None
+            )
+            assert status == expected, (op.method, path, cred, body)
+            assert_error_shape(body, 401001 if expected == 401 else 403001)
+    assert await simulator.calls() == before
