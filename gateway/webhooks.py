@@ -65,9 +65,8 @@ class WebhookPolicy:
         if host == "localhost" or host.endswith(".localhost"):
             self.check_address(host, ipaddress.ip_address("127.0.0.1"))  # RFC 6761: loopback
             return url
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        address = _literal_address(host)
+        if address is None:
             return url  # a name: checked again after resolution, before each delivery
         self.check_address(host, address)
         return url
@@ -77,7 +76,7 @@ class WebhookPolicy:
     ) -> None:
         if self.allow_private or host.lower() in self.allowed_hosts:
             return
-        if not address.is_global or address.is_multicast:
+        if any(not a.is_global or a.is_multicast for a in _with_embedded(address)):
             raise BadRequest(
                 f"Webhook target {host} is a loopback, link-local, private or reserved address; "
                 "the gateway's policy refuses it.",
@@ -90,6 +89,37 @@ class WebhookPolicy:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
         for info in infos:
             self.check_address(host, ipaddress.ip_address(info[4][0]))
+
+
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, legacy IPv4 forms included (``127.1``,
+    ``2130706433``, ``0x7f.0.0.1``: resolvers read them as addresses), or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _with_embedded(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address and any IPv4 address it carries (mapped, 6to4, Teredo, NAT64), which the
+    network may route to: ``[64:ff9b::a9fe:a9fe]`` reaches 169.254.169.254 through NAT64."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        found += [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+        if address.teredo is not None:
+            found += list(address.teredo)
+        if any(address in net for net in _NAT64):
+            found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.errors import BadRequest
+from gateway.webhooks import WebhookPolicy
 from tests.conftest import (
     ADMIN_TOKEN,
     Gateway,
@@ -78,6 +81,20 @@ async def wait_until(predicate: Any, seconds: float = 10.0) -> None:
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
         "http://192.168.0.10/hook",
+        "http://172.16.5.4/hook",
+        "http://100.64.0.1/hook",  # carrier-grade NAT
+        "http://0.0.0.0/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00::1]/hook",
+        "http://[::ffff:169.254.169.254]/hook",  # IPv4-mapped
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the metadata address
+        "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of it
+        "http://2130706433/hook",  # 127.0.0.1 as one number
+        "http://0x7f.0.0.1/hook",
+        "http://127.1/hook",
+        "http://0177.0.0.1/hook",
+        "http://169.254.169.254./hook",
+        "http://LOCALHOST./hook",
         "ftp://example.com/hook",
         "https://user:pw@example.com/hook",
         "not a url",
@@ -181,3 +198,84 @@ async def test_a_cache_hit_with_a_webhook_is_called_back_at_once(
     assert status == 200 and headers["X-Gateway-Cache"] == "hit"
     await wait_until(lambda: receiver.for_request(hit["request_id"]) != [])
     assert receiver.for_request(hit["request_id"])[0]["status"] == "succeeded"
+
+
+async def test_an_alert_webhook_into_the_gateways_network_is_refused(gateway: Gateway) -> None:
+    await gateway.new_team("design")
+    for target in ("http://169.254.169.254/latest", "http://127.1/x", "http://[::1]/x"):
+        status, body = await gateway.admin(
+            "PUT", "/admin/v1/teams/design/limits", {"alert_webhook": target}
+        )
+        assert status == 400, target
+        assert_error_shape(body, 400001)
+
+
+def resolving_to(*addresses: str) -> Any:
+    """A stand-in for the event loop's getaddrinfo answering with ``addresses``."""
+
+    async def getaddrinfo(host: str, port: Any, **_: Any) -> list[Any]:
+        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (a, 0)) for a in addresses]
+
+    return getaddrinfo
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ("169.254.169.254",),
+        ("93.184.216.34", "10.0.0.5"),  # one private address among public ones is enough
+        ("127.0.0.1",),
+        ("64:ff9b::a9fe:a9fe",),
+        ("::ffff:10.1.2.3",),
+    ],
+)
+async def test_a_name_resolving_into_the_gateways_network_is_refused_before_delivery(
+    monkeypatch: pytest.MonkeyPatch, answer: tuple[str, ...]
+) -> None:
+    """Names are checked after resolution, before each delivery (metadata.google.internal
+    resolves to 169.254.169.254 on GCP)."""
+    policy = WebhookPolicy(allow_private=False, allowed_hosts=frozenset({"hooks.internal"}))
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", resolving_to(*answer))
+    url = "http://metadata.google.internal/computeMetadata/v1/"
+    assert policy.check_url(url) == url  # a name passes the first check...
+    with pytest.raises(BadRequest):
+        await policy.check_resolved(url)  # ...not the one before delivery
+    await policy.check_resolved("http://hooks.internal/x")  # unless an operator allowed it
+    monkeypatch.setattr(loop, "getaddrinfo", resolving_to("93.184.216.34"))
+    await policy.check_resolved(url)
+
+
+async def test_a_receiver_redirect_is_never_followed(
+    gateway_factory: Any, simulator: Simulator, receiver: Receiver
+) -> None:
+    """A public receiver could otherwise bounce deliveries into the gateway's network."""
+    bounced: list[str] = []
+
+    async def bounce(request: web.Request) -> web.Response:
+        bounced.append(request.headers["X-Gateway-Delivery"])
+        raise web.HTTPTemporaryRedirect(receiver.url)
+
+    app = web.Application()
+    app.router.add_post("/hook", bounce)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        gw: Gateway = await gateway_factory(
+            webhook_allow_private=True, webhook_max_attempts=1, webhook_backoff_seconds=0.05
+        )
+        key = await gw.new_team("design", deployments=["*"])
+        dep = await deployment(gw)
+        hook = quote(str(server.make_url("/hook")), safe="")
+        _, sub, _ = await gw.request(
+            "POST", f"/prod/v1/deployments/{dep}/inference?webhook={hook}", key=key, json={}
+        )
+        path = f"/prod/v1/deployments/{dep}/requests/{sub['request_id']}/status"
+        await wait_until(lambda: bounced != [])
+        await asyncio.sleep(0.2)
+        assert (await gw.request("GET", path, key=key))[0] == 200
+    finally:
+        await server.close()
+    assert bounced == [f"{sub['request_id']}:succeeded"]  # one attempt, not retried after 307
+    assert receiver.calls == [] and receiver.marks == []
