@@ -21,12 +21,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.audit import ENTRY_ID_RE
 from gateway.dedup import CACHE_CONTROL_HEADER
 from gateway.pricing import DeploymentPrice, ModelPrice
 from gateway.quotas import Limits
 from gateway.routes.admin import CreateAdmin, CreateKey, CreateTeam, DedupPolicy, RotateKey
 from gateway.routes.admin_pricing import EstimateQuery
 from gateway.routes.admin_quotas import Resolve
+from gateway.routes.serverless import DEPLOYMENT_ID_RE
 
 Json = dict[str, Any]
 Where = Literal["path", "query", "header"]
@@ -552,14 +554,20 @@ MODEL_ID = Param(
     {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"},
     "A RunComfy model id; it contains slashes, e.g. `google/nano-banana/pro/text-to-image`.",
 )
-DEPLOYMENT_ID = Param("deployment_id", "path", {"type": "string"}, "A RunComfy deployment id.")
+DEPLOYMENT_ID = Param(
+    "deployment_id",
+    "path",
+    {"type": "string", "pattern": DEPLOYMENT_ID_RE.pattern},
+    "A RunComfy deployment id.",
+)
 TEAM_ID = Param("team_id", "path", {"type": "string"})
 KEY_ID = Param("key_id", "path", {"type": "string"}, "A key's public id (16 characters).")
 TOKEN_ID = Param("token_id", "path", {"type": "string"}, "A named admin token's id.")
+_DIRECTIVE = r"(no-cache|no-store|max-age=[0-9]+(\.[0-9]+)?)"
 CACHE_CONTROL = Param(
     CACHE_CONTROL_HEADER,
     "header",
-    {"type": "string"},
+    {"type": "string", "pattern": rf"^ *{_DIRECTIVE}( *, *{_DIRECTIVE})* *$"},
     "`no-cache` (run fresh, store the result), `no-store` (run fresh, store nothing), "
     "`max-age=N` (reuse only a result under N seconds old); comma-separated.",
 )
@@ -654,7 +662,7 @@ def _model_api() -> list[Op]:
                 Param("kind", "query", STRING),
                 Param("include_schema", "query", STRING, "`true` adds each model's input schema"),
                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
-                Param("offset", "query", {"type": "integer", "minimum": 0}),
+                Param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 10**9}),
             ),
         ),
         Op(
@@ -741,7 +749,11 @@ def _serverless() -> list[Op]:
             Auth.ADMIN,
             (Ok(200, deployment, "The new deployment"),),
             passthrough,
-            body=ANY_OBJECT,
+            body=obj(
+                {"name": STRING, "workflow_id": STRING, "workflow_version": STRING},
+                {"hardware": {"type": "array", "items": STRING}},
+                description="RunComfy's deployment fields (passed to RunComfy as sent).",
+            ),
         ),
         Op(
             "GET",
@@ -764,7 +776,7 @@ def _serverless() -> list[Op]:
             (Ok(200, deployment, "The changed deployment"),),
             passthrough,
             (DEPLOYMENT_ID,),
-            ANY_OBJECT,
+            obj({"name": STRING}, description="The fields to change; RunComfy needs `name`."),
         ),
         Op(
             "DELETE",
@@ -1043,7 +1055,12 @@ def _admin_identity() -> list[Op]:
                 Param("team", "query", STRING),
                 Param("since", "query", OPTIONAL_DATE_TIME, "Entries from this time on"),
                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                Param("cursor", "query", STRING, "`next_cursor` of the previous page"),
+                Param(
+                    "cursor",
+                    "query",
+                    {"type": "string", "pattern": ENTRY_ID_RE.pattern},
+                    "`next_cursor` of the previous page",
+                ),
             ),
         ),
     ]

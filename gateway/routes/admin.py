@@ -13,13 +13,13 @@ from typing import Any, Literal, Self, TypeVar
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.admins import AdminRole
+from gateway.admins import NAME_RE, AdminRole
 from gateway.appkeys import ADMINS, AUDIT, DEDUP, RECORDS, SETTINGS, TEAMS
 from gateway.audit import ENTRY_ID_RE, MAX_PAGE, AuditQuery
 from gateway.errors import BadRequest, NotFound, ValidationFailed
 from gateway.jsonutil import json_response, read_json_object
 from gateway.middlewares.auth import require_admin, require_viewer
-from gateway.teams import Expiry
+from gateway.teams import TEAM_ID_RE, Expiry
 
 M = TypeVar("M", bound=BaseModel)
 DAY = 24 * 3600
@@ -29,7 +29,7 @@ MAX_GRACE = 90 * DAY
 
 class CreateTeam(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    team_id: str | None = Field(default=None, max_length=63)
+    team_id: str | None = Field(default=None, max_length=63, pattern=TEAM_ID_RE.pattern)
     name: str | None = Field(default=None, max_length=200)
 
 
@@ -74,7 +74,7 @@ class RotateKey(KeyExpiry):
 
 class CreateAdmin(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=64)
+    name: str = Field(max_length=64, pattern=NAME_RE.pattern)
     role: AdminRole = "viewer"
 
 
