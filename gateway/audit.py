@@ -38,6 +38,18 @@ from gateway.store.layout import Layout
 
 log = structlog.get_logger("gateway.admin")
 ENTRY_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_U64 = 2**64 - 1
+
+
+def parse_entry_id(text: str) -> tuple[int, int] | None:
+    """A stream entry id ``<ms>-<seq>`` as Redis reads it (two unsigned 64-bit numbers), or
+    None: Redis answers an error, not an empty range, for anything else."""
+    if not ENTRY_ID_RE.fullmatch(text):
+        return None
+    ms, seq = (int(part) for part in text.split("-"))
+    return (ms, seq) if ms <= _U64 and seq <= _U64 else None
+
+
 MAX_PAGE = 1000
 _BATCH = 500
 _SCAN_PER_PAGE = 20_000
@@ -167,7 +179,10 @@ class AuditLog:
         ``_SCAN_PER_PAGE`` records even with few matches, so a rare filter over a long log
         answers in bounded time and hands back a cursor to go on from.
         """
-        newest = f"({query.cursor}" if query.cursor else "+"
+        cursor = parse_entry_id(query.cursor) if query.cursor else None
+        if cursor == (0, 0):
+            return [], None  # nothing is older than the first id (and "(0-0" is an error)
+        newest = f"({cursor[0]}-{cursor[1]}" if cursor else "+"
         # Stream ids are milliseconds since 1970: an earlier 'since' bounds nothing.
         oldest = f"{max(0, int(query.since.timestamp() * 1000))}-0" if query.since else "-"
         entries: list[AuditEntry] = []

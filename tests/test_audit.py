@@ -283,6 +283,11 @@ async def test_the_audit_log_is_filtered_and_paged_newest_first(gateway: Gateway
     assert len(await audit(gateway, f"?since={earlier}")) == 7
     before_1970 = quote("0475-02-22T06:47:43+21:39")  # found by schemathesis: was a 500
     assert len(await audit(gateway, f"?since={before_1970}")) == 7
+    for first in ("0-0", "00-000"):  # nothing is older (schemathesis: "(0-0" was a 500)
+        status, page = await gateway.admin("GET", f"/admin/v1/audit?cursor={first}")
+        assert (status, page) == (200, {"entries": [], "next_cursor": None})
+    status, page = await gateway.admin("GET", f"/admin/v1/audit?cursor={2**64 - 1}-{2**64 - 1}")
+    assert status == 200 and len(page["entries"]) == 7
 
     pages: list[dict[str, Any]] = []
     cursor = ""
@@ -295,7 +300,12 @@ async def test_the_audit_log_is_filtered_and_paged_newest_first(gateway: Gateway
         cursor = f"&cursor={page['next_cursor']}"
     assert pages == everything
 
-    bad_cursors = ("?cursor=abc", "?cursor=1-2%0A", "?cursor=%D9%A3-1")  # newline, Arabic 3
+    bad_cursors = (
+        "?cursor=abc",
+        "?cursor=1-2%0A",  # a newline
+        "?cursor=%D9%A3-1",  # an Arabic-Indic 3
+        "?cursor=99999999999999999999-0",  # beyond 64 bits (found by schemathesis: was a 500)
+    )
     for bad in ("?limit=0", "?limit=1001", "?limit=x", "?since=yesterday", *bad_cursors):
         status, body = await gateway.admin("GET", f"/admin/v1/audit{bad}")
         assert status == 400, bad

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.audit import ENTRY_ID_RE
+from gateway.audit import ENTRY_ID_RE, parse_entry_id
 from gateway.credentials import (
     ADMIN_TOKEN_ID_RE,
     AdminCredential,
@@ -195,6 +195,8 @@ def test_team_ids_are_lowercase_slugs(team_id: str) -> None:
 @given(st.text(st.sampled_from([*"0123456789-\na", "\u0663", "\u06f1"]), max_size=45))
 @example("1-2\n")
 @example("\u0663-1")  # ARABIC-INDIC DIGIT THREE
+@example("18446744073709551616-0")
+@example("18446744073709551615-18446744073709551615")
 def test_audit_cursors_are_ascii_stream_ids(cursor: str) -> None:
     """A Unicode digit or a newline would reach Redis as a stream id it cannot parse."""
     first, dash, second = cursor.partition("-")
@@ -202,6 +204,11 @@ def test_audit_cursors_are_ascii_stream_ids(cursor: str) -> None:
         1 <= len(part) <= 20 and all(c in string.digits for c in part) for part in (first, second)
     ) and bool(dash)
     assert bool(ENTRY_ID_RE.fullmatch(cursor)) == expected
+    parsed = parse_entry_id(cursor)
+    if expected and all(int(part) < 2**64 for part in (first, second)):
+        assert parsed == (int(first), int(second))
+    else:
+        assert parsed is None  # Redis would answer an error, not an empty page
 
 
 @given(st.text(tricky, max_size=14))

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from gateway.admins import NAME_RE, AdminRole
 from gateway.appkeys import ADMINS, AUDIT, DEDUP, RECORDS, SETTINGS, TEAMS
-from gateway.audit import ENTRY_ID_RE, MAX_PAGE, AuditQuery
+from gateway.audit import MAX_PAGE, AuditQuery, parse_entry_id
 from gateway.errors import BadRequest, NotFound, ValidationFailed
 from gateway.jsonutil import json_response, read_json_object
 from gateway.middlewares.auth import require_admin, require_viewer
@@ -347,7 +347,7 @@ def _audit_query(request: web.Request) -> AuditQuery:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
     cursor = q.get("cursor") or None
-    if cursor is not None and not ENTRY_ID_RE.fullmatch(cursor):
+    if cursor is not None and parse_entry_id(cursor) is None:
         raise BadRequest("'cursor' must be a next_cursor from an earlier page.", detail="cursor")
     try:
         limit = int(q.get("limit", "100"))
