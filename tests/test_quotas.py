@@ -424,6 +424,17 @@ async def test_usage_shows_requests_spend_savings_and_hit_rate_by_day_and_model(
     assert report["by_model"][FLUX]["spend_usd"] == 0.012
     assert report["by_day"][-1]["requests"] == 3
     assert report["budget"]["remaining_usd"] == round(5 - 0.162, 6)
+    # the calendar's first days (schemathesis: '?to=0001-01-01' was an OverflowError, a 500)
+    status, early = await gateway.admin("GET", "/admin/v1/teams/design/usage?to=0001-01-03")
+    assert status == 200 and [d["day"] for d in early["by_day"]] == [
+        "0001-01-01",
+        "0001-01-02",
+        "0001-01-03",
+    ]
+    status, _ = await gateway.admin(
+        "GET", "/admin/v1/teams/design/usage?from=9999-12-31&to=9999-12-31"
+    )
+    assert status == 200
 
 
 async def test_limits_are_validated_and_read_back_as_set(gateway: Gateway) -> None:

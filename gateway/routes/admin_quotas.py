@@ -106,7 +106,8 @@ async def get_usage(request: web.Request) -> web.Response:
     quotas = request.app[QUOTAS]
     today = quotas.calendar.current("d").id
     last = _day(request.query.get("to"), date.fromisoformat(today))
-    first = _day(request.query.get("from"), last - timedelta(days=6))
+    # A week by default, but never before 0001-01-01 (schemathesis: '?to=0001-01-01' was a 500)
+    first = _day(request.query.get("from"), last - timedelta(days=min(6, (last - date.min).days)))
     if first > last or (last - first).days >= MAX_USAGE_DAYS:
         raise BadRequest(
             f"'from' must not be after 'to', and the range at most {MAX_USAGE_DAYS} days.",
