@@ -142,7 +142,9 @@ class KeyLimits(BaseModel):
     """Narrower limits for one key of the team (each applies on top of the team's)."""
 
     model_config = ConfigDict(extra="forbid")
-    rate_per_minute: float | None = Field(default=None, gt=0, le=1_000_000)
+    # At least one submit per ~2 years: the GCRA state's expiry (interval x burst, in ms) must
+    # stay an integer Redis accepts (a rate of 1e-300 made every submit of the team a 500).
+    rate_per_minute: float | None = Field(default=None, ge=1e-6, le=1_000_000)
     rate_burst: int | None = Field(default=None, ge=1, le=1_000_000)
     daily_requests: int | None = Field(default=None, ge=0)
     budget_usd: Usd | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)

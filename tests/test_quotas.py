@@ -464,6 +464,24 @@ async def test_limits_are_validated_and_read_back_as_set(gateway: Gateway) -> No
     assert read["budget"]["period"].count("-W") == 1
 
 
+async def test_the_slowest_submit_rate_still_admits_and_slower_ones_are_refused(
+    gateway: Gateway,
+) -> None:
+    """A rate of 1e-300 per minute was accepted and made every submit of the team a 500 (its
+    GCRA expiry was no integer Redis takes); now 1e-6 per minute is the floor."""
+    key = await gateway.new_team("design")
+    status, body = await gateway.admin(
+        "PUT", "/admin/v1/teams/design/limits", {"rate_per_minute": 1e-300}
+    )
+    assert status == 422
+    assert_error_shape(body, 422001)
+    await gateway.set_limits("design", rate_per_minute=1e-6, rate_burst=1_000_000)
+    for prompt in ("a", "b"):
+        status, body, headers = await submit(gateway, key, prompt)
+        assert status == 200, body
+        assert headers["RateLimit"].startswith('"team-rate";r=')
+
+
 # --- the books ---------------------------------------------------------------------------------
 
 
