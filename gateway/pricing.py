@@ -66,6 +66,9 @@ DURATION_PARAMS = (
 )
 """Inputs that say how many seconds of media a request asks for."""
 FALLBACK_SECONDS = 10.0
+# No estimate exceeds $10M (the dearest deployment rate for a day is $8.64M): a request asking
+# for 1e18 images must not overflow Redis's 64-bit counters or JSON's integers (it was a 500).
+MAX_ESTIMATE_MICRO = 10_000_000 * MICRO
 """Seconds assumed for a per-second model whose request, schema and override name no duration."""
 CATALOG_TTL = 600.0
 """How long a model's catalog price is reused; settlement corrects a price that changed since."""
@@ -113,7 +116,9 @@ class Estimate:
         return {
             "micro": self.micro,
             "unit_price_micro": self.unit_price_micro,
-            "units": int(self.units) if float(self.units).is_integer() else self.units,
+            "units": int(self.units)
+            if float(self.units).is_integer() and self.units < 2**53
+            else self.units,
             "unit": self.unit,
             "source": self.source,
             "notes": list(self.notes),
@@ -363,12 +368,17 @@ def _model_estimate(
                 unit_price = usd_to_micro(rule.unit_price_usd)
                 notes.append(f"rule {rule.param}={_as_text(value)}: unit price {unit_price} micro")
             elif rule.multiplier is not None:
-                unit_price = round(unit_price * rule.multiplier)
+                unit_price = min(round(unit_price * rule.multiplier), MAX_ESTIMATE_MICRO)
                 notes.append(f"rule {rule.param}={_as_text(value)}: x{rule.multiplier:g}")
     units, how, units_overridden = _units(price, unit, override, body)
     notes.append(how)
     source: Source = "override" if overridden or units_overridden else "catalog"
-    return Estimate(round(unit_price * units), unit_price, units, unit, source, tuple(notes))
+    unit_price = min(unit_price, MAX_ESTIMATE_MICRO)
+    total = unit_price * units
+    if total > MAX_ESTIMATE_MICRO:
+        notes.append(f"capped at {MAX_ESTIMATE_MICRO // MICRO:,} USD")
+        total = MAX_ESTIMATE_MICRO
+    return Estimate(round(total), unit_price, units, unit, source, tuple(notes))
 
 
 def _units(

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.pricing import settle_serverless_micro
+from gateway.pricing import MAX_ESTIMATE_MICRO, settle_serverless_micro
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.deployments import SEEDED_DEPLOYMENT_IDS
 from tests.conftest import (
@@ -176,6 +176,31 @@ async def test_an_estimate_says_how_it_was_derived(gw: Gateway) -> None:
     default = await estimate(gw, model_id=CLIP, body={"prompt": "x"})
     assert (default["micro"], default["units"], default["unit"]) == (350_000, 5, "second")
     assert default["notes"] == ["duration=5 from the schema default"]
+
+
+async def test_absurd_counts_and_rule_chains_are_capped_not_a_500(gw: Gateway) -> None:
+    """A team asking for 1e18 images made the reservation overflow Redis's 64-bit counters, and
+    1e308 overflowed the estimate itself: both were a 500 before RunComfy could refuse them."""
+    key = await gw.new_team("design")
+    for count in (10**18, 1e308):
+        status, body, _ = await gw.request(
+            "POST", f"/v1/models/{GPT_IMAGE}", key=key, json={"prompt": "x", "num_images": count}
+        )
+        assert status == 422, body  # RunComfy's own answer: at most 4 images
+        assert_error_shape(body, 422001)
+    found = await estimate(gw, model_id=GPT_IMAGE, body={"prompt": "x", "num_images": 1e308})
+    assert found["micro"] == MAX_ESTIMATE_MICRO and "capped" in found["notes"][-1]
+    chain = [{"param": "prompt", "equals": "x", "multiplier": 1000}] * 50
+    status, _ = await gw.admin(
+        "PUT", f"/admin/v1/pricing/models/{GPT_IMAGE}", {"unit_price_usd": 100_000, "rules": chain}
+    )
+    assert status == 200
+    found = await estimate(gw, model_id=GPT_IMAGE, body={"prompt": "x"})
+    assert found["micro"] == found["unit_price_micro"] == MAX_ESTIMATE_MICRO
+    status, body, _ = await gw.request(
+        "POST", f"/v1/models/{GPT_IMAGE}", key=key, json={"prompt": "x"}
+    )
+    assert status == 200, body
 
 
 async def test_a_model_override_replaces_the_catalog_unit_price(gw: Gateway) -> None:
