@@ -37,6 +37,7 @@ from gateway.appkeys import (
 )
 from gateway.audit import AuditLog
 from gateway.background import background, sleep_unless
+from gateway.breaker import BreakerConfig
 from gateway.catalog import Catalog
 from gateway.dedup import DedupService, SchemaCache
 from gateway.dispatcher import Dispatcher
@@ -215,6 +216,10 @@ def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> U
         retries=settings.upstream_retries,
         backoff_base=settings.upstream_backoff_base,
         max_connections=settings.upstream_max_connections,
+        breaker=BreakerConfig(
+            failures=settings.upstream_breaker_failures,
+            open_seconds=settings.upstream_breaker_open_seconds,
+        ),
     )
 
 

@@ -26,6 +26,7 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
         │   └── UpstreamAuthRejected  502 502002  RunComfy rejected the *gateway's* token
         ├── UpstreamRateLimited       429 429001  RunComfy is rate-limiting the gateway's account
         ├── UpstreamUnavailable       503 503001  RunComfy unreachable
+        │   └── CircuitOpen           503 503001  RunComfy kept failing: not called for a while
         ├── UpstreamAccountError      503 503002  the *gateway's* RunComfy balance or account
         ├── StoreUnavailable          503 503003  Redis unreachable
         ├── UpstreamTimeout           504 504001  RunComfy did not answer in time
@@ -218,6 +219,22 @@ class UpstreamUnavailable(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The circuit breaker refused the call: nothing was sent (see :mod:`gateway.breaker`)."""
+
+    default_message = (
+        "The gateway's upstream (RunComfy) has been failing, so the gateway stops calling it for "
+        "a few seconds; nothing was sent. Retry after the time in Retry-After."
+    )
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(detail="circuit_open")
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamAccountError(ServiceError):

@@ -19,7 +19,7 @@ import orjson
 import structlog
 
 from gateway.background import sleep_unless
-from gateway.errors import GatewayError, UpstreamClientError
+from gateway.errors import CircuitOpen, GatewayError, UpstreamClientError
 from gateway.metrics import Metrics
 from gateway.proxy import Alerts, upstream_path
 from gateway.quotas import to_micro, to_usd
@@ -241,6 +241,12 @@ class Poller:
         )
 
     async def _backoff(self, job: Job, exc: GatewayError) -> None:
+        if isinstance(exc, CircuitOpen):
+            # Not sent, so not an error of this job: counting it would end healthy jobs as
+            # "lost" during a long RunComfy outage. Ask again when the breaker lets a probe out.
+            delay = max(self._config.interval, float(exc.retry_after))
+            await self._records.schedule(job.slot, job.job_id, delay)
+            return
         errors = int(job.get("poll_errors", "0") or 0) + 1
         if errors >= MAX_CONSECUTIVE_ERRORS or (
             isinstance(exc, UpstreamClientError) and exc.status == 404

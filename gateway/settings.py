@@ -100,6 +100,19 @@ class Settings(BaseSettings):
         gt=0,
         description="First retry's maximum backoff in seconds (doubles each try).",
     )
+    upstream_breaker_failures: int = Field(
+        default=10,
+        ge=0,
+        description="Consecutive failed attempts (no connection, timeout, cut off, 5xx) after "
+        "which a replica stops calling that RunComfy API: calls then fail fast with 503 503001 "
+        "and `Retry-After`, nothing sent (0 disables the circuit breaker).",
+    )
+    upstream_breaker_open_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long an open circuit breaker refuses calls before one probe call may "
+        "close it again.",
+    )
     upstream_max_connections: int = Field(
         default=200, ge=1, description="Pooled connections per upstream."
     )

@@ -107,6 +107,22 @@ class Simulator:
         async with self.session.post(f"{self.url}/_sim/faults", json=rule) as resp:
             assert resp.status < 300, await resp.text()
 
+    async def fault_clear(self) -> None:
+        async with self.session.delete(f"{self.url}/_sim/faults") as resp:
+            assert resp.status < 300, await resp.text()
+
+    async def faults_left(self) -> list[dict[str, Any]]:
+        """The armed rules not used up yet."""
+        async with self.session.get(f"{self.url}/_sim/faults") as resp:
+            data: dict[str, Any] = await resp.json()
+        return list(data["faults"])
+
+    async def ledger(self) -> dict[str, Any]:
+        """What RunComfy charged: ``charged_micro`` and every job (see the control API)."""
+        async with self.session.get(f"{self.url}/_sim/ledger") as resp:
+            data: dict[str, Any] = await resp.json()
+        return data
+
     async def configure(self, **values: Any) -> None:
         async with self.session.post(f"{self.url}/_sim/config", json=values) as resp:
             assert resp.status < 300, await resp.text()
