@@ -55,6 +55,7 @@ STORE_FAILURES: tuple[type[Exception], ...] = (
     rexc.ReadOnlyError,
     rexc.MasterDownError,
     rexc.SlotNotCoveredError,
+    rexc.OutOfMemoryError,  # full, with noeviction: writes refused until memory frees
     OSError,
 )
 
