@@ -267,6 +267,7 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.upstream_configured:
         log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
     yield
+    await app[PROXY].close()
     await model_api.close()
     await serverless.close()
 
