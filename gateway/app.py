@@ -19,6 +19,7 @@ from gateway.appkeys import (
     AUDIT,
     CATALOG,
     DEDUP,
+    EMBEDDED_REDIS,
     LIFECYCLE,
     METRICS,
     MODEL_API,
@@ -66,7 +67,7 @@ from gateway.store.client import (
     refuse_cluster_node,
     warn_if_evicting,
 )
-from gateway.store.embedded import EmbeddedRedis
+from gateway.store.embedded import EmbeddedRedis, EmbeddedRedisError
 from gateway.store.layout import Layout
 from gateway.store.pipelined import PipelinedRedis
 from gateway.store.scripts import Scripts
@@ -100,6 +101,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedRedis(settings.data_dir)
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         url = embedded.url
+        app[EMBEDDED_REDIS] = embedded
         log.info("embedded_redis_started", data_dir=str(settings.data_dir.resolve()))
     redis = connect(url, observer=app[METRICS].observe_redis)
     app[REDIS] = redis
@@ -179,12 +181,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Keep /readyz's view of Redis current without failing readiness on it."""
+    """Keep /readyz's view of Redis current without failing readiness on it, and restart the
+    embedded Redis if it died (its AOF brings every team, key and job back)."""
     lifecycle, redis, metrics, teams = app[LIFECYCLE], app[REDIS], app[METRICS], app[TEAMS]
     mode = lifecycle.extra.get("redis_mode", "external")
+    embedded = app.get(EMBEDDED_REDIS)
 
     async def probe(stopping: asyncio.Event) -> None:
         while True:
+            if embedded is not None and not embedded.running:
+                await _restart_embedded(embedded)
             try:
                 started = time.perf_counter()
                 await ping(redis)
@@ -203,6 +209,15 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async with background(probe, "redis-probe"):
         yield
+
+
+async def _restart_embedded(embedded: EmbeddedRedis) -> None:
+    log.error("embedded_redis_died", data_dir=str(embedded.data_dir.resolve()))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        log.info("embedded_redis_restarted")
+    except EmbeddedRedisError as exc:
+        log.error("embedded_redis_restart_failed", error=str(exc))
 
 
 def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
