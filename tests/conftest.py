@@ -28,6 +28,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
 from gateway.store.embedded import EmbeddedCluster, EmbeddedRedis
+from tests import fault_report
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SIM_TOKEN = "sim-upstream-token-abcdefghijkl"
@@ -40,6 +41,52 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "fault_report_dir",
+        "where fault tests write the rows of the README's fault table (tests/fault_report.py)",
+        default=fault_report.DEFAULT_DIR,
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Forget the fault rows of an earlier run (once, in the process that runs the session)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    directory = fault_report.report_dir(
+        session.config.rootpath, str(session.config.getini("fault_report_dir"))
+    )
+    for old in directory.glob("*.json"):
+        old.unlink()
+
+
+@dataclass
+class FaultReport:
+    """A fault test's row of the README's fault table: written as measured, then compared."""
+
+    directory: Path
+    test: str
+    row: fault_report.FaultRow | None = None
+
+    def record(self, key: str, *, injected: str, traffic: str, lost: dict[str, int]) -> None:
+        """Write the row (even when the test then fails on what it lost)."""
+        self.row = fault_report.FaultRow(key, injected, traffic, lost, self.test)
+        fault_report.write(self.directory, self.row)
+
+    def assert_readme_agrees(self) -> None:
+        """The README must say what this run measured."""
+        assert self.row is not None, "record() the row first"
+        problem = fault_report.check_readme(self.row)
+        assert problem is None, problem
+
+
+@pytest.fixture
+def faults_table(request: pytest.FixtureRequest) -> FaultReport:
+    config = request.config
+    directory = fault_report.report_dir(config.rootpath, str(config.getini("fault_report_dir")))
+    return FaultReport(directory, request.node.originalname)
 
 
 @pytest.fixture(scope="session")

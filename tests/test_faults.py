@@ -1,0 +1,458 @@
+"""Faults injected while traffic flows, and a count of what was lost (the README's fault table).
+
+Each test starts clients that behave as RunComfy's own clients do (submit, honour a 503's
+``Retry-After`` by trying again, poll until the job ends), injects a fault meanwhile, and then
+audits the outcome against RunComfy's side (the simulator's call counters and ledger) and the
+gateway's records in Redis:
+
+- every client ends with a final job state or a clear error in RunComfy's shape;
+- every job RunComfy ran is known to the gateway (by its id, or as a submit of unknown outcome
+  in the team's unreconciled ledger);
+- no request was paid for twice (RunComfy ran no body twice);
+- the books balance: once an admin resolves the unknown outcomes against RunComfy's records, the
+  team's settled spend equals what RunComfy charged, to the micro-dollar.
+
+Each test records its counts with ``faults_table.record`` (see ``tests/fault_report.py``), which
+fails the test when the README's table says something else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.simulator.state import inputs_digest
+from gateway.store.embedded import EmbeddedRedis
+from tests.conftest import NANO, FaultReport, Gateway, Simulator
+
+RETRY_LATER = frozenset({503001, 503003})  # nothing reached RunComfy: a client may resend
+FINAL = frozenset({"completed", "failed", "cancelled"})
+CLIENT_WITHIN = 45.0  # seconds a client may take from its first submit to its job's end
+
+
+def shaped(body: Any) -> bool:
+    """RunComfy's error shape."""
+    return isinstance(body, dict) and set(body) == {"error_code", "error_message", "detail"}
+
+
+@dataclass
+class ClientLog:
+    """What one client saw; ``problem`` says what it lost, if anything."""
+
+    prompt: str
+    rid: str = ""
+    final: str = ""  # completed, failed, cancelled, or error:<error_code>
+    retries: int = 0  # answers that said "retry later" (nothing reached RunComfy)
+    problem: str = ""
+
+    @property
+    def digest(self) -> str:
+        return inputs_digest({"prompt": self.prompt})
+
+
+async def run_client(
+    gw: Gateway,
+    key: str,
+    prompt: str,
+    *,
+    start_after: float = 0.0,
+    cancel_after: float | None = None,
+    every: float = 0.05,
+) -> ClientLog:
+    """Submit ``prompt``, poll until the job ends (cancelling it after ``cancel_after`` s if
+    asked), read the result; retry whatever the gateway says nothing was sent for."""
+    log = ClientLog(prompt)
+    await asyncio.sleep(start_after)
+    try:
+        async with asyncio.timeout(CLIENT_WITHIN):
+            await _client_steps(gw, key, log, cancel_after, every)
+    except TimeoutError:
+        log.problem = f"no final answer within {CLIENT_WITHIN} s (last: {log.final or 'none'})"
+    return log
+
+
+async def _client_steps(
+    gw: Gateway, key: str, log: ClientLog, cancel_after: float | None, every: float
+) -> None:
+    while True:
+        status, body, _ = await gw.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": log.prompt}
+        )
+        if status == 200:
+            log.rid = body["request_id"]
+            break
+        if not _clear(log, status, body):
+            return
+        if body["error_code"] not in RETRY_LATER:
+            log.final = f"error:{body['error_code']}"
+            detail = body["detail"]
+            log.rid = detail.get("request_id", "") if isinstance(detail, dict) else ""
+            return
+        log.retries += 1
+        await asyncio.sleep(every * 2)
+    started = time.monotonic()
+    cancelled = False
+    while True:
+        if cancel_after is not None and not cancelled and time.monotonic() - started > cancel_after:
+            status, body, _ = await gw.request("POST", f"/v1/requests/{log.rid}/cancel", key=key)
+            if status < 300:
+                cancelled = True
+            elif not _clear(log, status, body):
+                return
+        status, body, _ = await gw.request("GET", f"/v1/requests/{log.rid}/status", key=key)
+        if status == 200 and body["status"] in FINAL:
+            break
+        if status != 200:
+            if not _clear(log, status, body):
+                return
+            if body["error_code"] not in RETRY_LATER:
+                log.final = f"error:{body['error_code']}"
+                return
+            log.retries += 1
+        await asyncio.sleep(every)
+    while True:
+        status, body, _ = await gw.request(
+            "GET", f"/v1/requests/{log.rid}/result?include_cost=true", key=key
+        )
+        if status == 200:
+            log.final = {"succeeded": "completed"}.get(body["status"], body["status"])
+            return
+        if not _clear(log, status, body) or body["error_code"] not in RETRY_LATER:
+            log.problem = log.problem or f"result {status}: {body}"
+            return
+        log.retries += 1
+        await asyncio.sleep(every)
+
+
+def _clear(log: ClientLog, status: int, body: Any) -> bool:
+    """A non-200 answer is clear when it is a 4xx/5xx in RunComfy's shape, never a bare 500."""
+    if shaped(body) and status != 500 and body["error_code"] != 500001:
+        return True
+    log.problem = f"unclear answer {status}: {body}"
+    return False
+
+
+async def gateway_jobs(redis_url: str, namespace: str) -> list[dict[str, str]]:
+    """Every job record the gateway holds (all teams)."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        jobs = []
+        async for name in client.scan_iter(match=f"{namespace}:v1:*:job:*", count=1000):
+            if name.endswith(":hooks"):
+                continue
+            fields = await client.hgetall(name)
+            if fields:
+                jobs.append({str(k): str(v) for k, v in fields.items()})
+        return jobs
+    finally:
+        await client.aclose()
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1
+) -> float:
+    """Wait until ``check()``; returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if await check():
+            return time.monotonic() - started
+        await asyncio.sleep(every)
+    raise AssertionError(f"not within {within} s: {what}")
+
+
+@dataclass
+class Audit:
+    """The gateway's records against RunComfy's, once everything has settled."""
+
+    unrecorded: int  # jobs RunComfy ran that the gateway knows nothing about
+    duplicates: int  # bodies RunComfy ran more than once
+    books_off_micro: int  # |settled spend - RunComfy's charges| after reconciliation
+    unknown: int  # submits of unknown outcome the gateway listed for reconciliation
+    sim_jobs: int
+
+
+async def audit(
+    gw: Gateway, simulator: Simulator, logs: list[ClientLog], redis_url: str, namespace: str
+) -> Audit:
+    """Settle, reconcile the unknown outcomes as an admin would, and compare the books."""
+
+    async def settled() -> bool:
+        _, usage = await gw.admin("GET", "/admin/v1/teams/design/usage")
+        _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+        held = sum(round(e["reserved_usd"] * 1_000_000) for e in ledger["jobs"])
+        sim = await simulator.ledger()
+        running = [j for j in sim["jobs"] if j["state"] in ("in_queue", "in_progress")]
+        return round(usage["budget"]["reserved_usd"] * 1_000_000) == held and not running
+
+    await wait_until(settled, 30, "reservations settled and RunComfy idle")
+    sim = await simulator.ledger()
+    jobs = await gateway_jobs(redis_url, namespace)
+    known_ids = {j["upstream_id"] for j in jobs if j.get("upstream_id")}
+    _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    prompt_of = {log.rid: log.prompt for log in logs if log.rid}
+    ran = {j["inputs_sha256"]: j for j in sim["jobs"]}
+    unknown_digests = set()
+    for entry in ledger["jobs"]:  # the admin's reconciliation, against RunComfy's records
+        prompt = prompt_of.get(entry["request_id"])  # None: a request id no client was given
+        digest = inputs_digest({"prompt": prompt}) if prompt is not None else ""
+        unknown_digests.add(digest)
+        job = ran.get(digest)
+        resolution: dict[str, Any] = {"outcome": "charged" if job else "refunded"}
+        if job:
+            resolution["cost_usd"] = job["billed_micro"] / 1_000_000
+        status, body = await gw.admin(
+            "POST", f"/admin/v1/teams/design/unreconciled/{entry['job_id']}", resolution
+        )
+        assert status == 200, body
+    unrecorded = [
+        j
+        for j in sim["jobs"]
+        if j["request_id"] not in known_ids and j["inputs_sha256"] not in unknown_digests
+    ]
+    counts = Counter(j["inputs_sha256"] for j in sim["jobs"])
+    _, usage = await gw.admin("GET", "/admin/v1/teams/design/usage")
+    settled_micro = round(usage["budget"]["settled_usd"] * 1_000_000)
+    return Audit(
+        unrecorded=len(unrecorded),
+        duplicates=sum(n - 1 for n in counts.values()),
+        books_off_micro=abs(settled_micro - int(sim["charged_micro"])),
+        unknown=len(ledger["jobs"]),
+        sim_jobs=len(sim["jobs"]),
+    )
+
+
+def lost_clients(logs: list[ClientLog]) -> list[str]:
+    return [f"{log.prompt}: {log.problem}" for log in logs if log.problem]
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+async def _stop(server: EmbeddedRedis) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, server.stop)
+
+
+async def _start(server: EmbeddedRedis) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, server.start)
+
+
+async def test_redis_stopped_and_restarted_mid_load_loses_nothing(
+    tmp_path: Path,
+    simulator: Simulator,
+    gateway_factory: Any,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """Clients see 503 503003 while Redis is away and carry on; nothing reaches RunComfy
+    unrecorded or unbilled, and the gateway recovers by itself."""
+    restarts, clients = 3, 60
+    own = EmbeddedRedis(tmp_path / "redis", persistent=True).start()  # a fixed unix socket
+    try:
+        gw: Gateway = await gateway_factory(redis_url=own.url, poll_rate_per_second=0)
+        key = await gw.new_team("design", budget_usd=100)
+        await simulator.configure(queue_seconds=0.3, run_seconds=0.5)
+
+        async def chaos() -> list[float]:
+            recoveries = []
+            for cycle in range(restarts):
+                await asyncio.sleep(0.7)
+                if cycle == 0:  # the next submit is answered while Redis is away
+                    await simulator.fault(route="model.submit", action="delay", delay=0.3)
+                    await asyncio.sleep(0.1)
+                await _stop(own)
+                await asyncio.sleep(0.5)
+                await _start(own)
+                recoveries.append(await wait_until(_answers(gw, key), 10, "recovery", 0.02))
+            return recoveries
+
+        outages = asyncio.create_task(chaos())
+        logs = await asyncio.gather(
+            *(run_client(gw, key, f"redis {i}", start_after=i * 0.06) for i in range(clients))
+        )
+        recoveries = await outages
+        found = await audit(gw, simulator, logs, own.url, namespace)
+    finally:
+        own.stop()
+
+    faults_table.record(
+        "redis-restart",
+        injected=f"{restarts} stops of 0.5 s",
+        traffic=f"{clients} clients, each a new job",
+        lost={
+            "clients without a final answer": len(lost_clients(logs)),
+            "clients told 'outcome unknown'": sum(log.final == "error:504002" for log in logs),
+            "jobs RunComfy ran unrecorded": found.unrecorded,
+            "duplicate paid jobs": found.duplicates,
+            "books off (micro-USD)": found.books_off_micro,
+        },
+    )
+    assert not lost_clients(logs), lost_clients(logs)
+    assert [log.final for log in logs] == ["completed"] * clients
+    assert sum(log.retries for log in logs) > 0  # the outages were seen, as clear 503s
+    assert max(recoveries) < 10
+    assert found.sim_jobs >= clients - found.unknown
+    faults_table.assert_readme_agrees()
+
+
+async def test_a_redis_stall_that_loses_the_answers_of_admissions_leaves_no_phantom_job(
+    tmp_path: Path,
+    simulator: Simulator,
+    gateway_factory: Any,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """Redis stalls past the gateway's 2 s command timeout while submits wait on it: the clients
+    get 503 (nothing sent), but Redis then runs their admissions. Those jobs must be taken back,
+    not left holding a reservation that nobody sends (and that identical resubmits follow)."""
+    import redis
+
+    clients, stall = 6, 2.6
+    own = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
+    try:
+        gw: Gateway = await gateway_factory(redis_url=own.url, poll_rate_per_second=0)
+        key = await gw.new_team("design", budget_usd=100, max_concurrent=3)
+        warm = await run_client(gw, key, "warm")  # prices and schema cached: admission is next
+        assert warm.final == "completed", warm
+
+        def debug_sleep() -> None:
+            with redis.Redis.from_url(own.url) as blocker:
+                blocker.execute_command("DEBUG", "SLEEP", stall)
+
+        stalled = asyncio.get_running_loop().run_in_executor(None, debug_sleep)
+        await asyncio.sleep(0.2)
+        logs = await asyncio.gather(*(run_client(gw, key, f"stalled {i}") for i in range(clients)))
+        await stalled
+        logs.append(warm)
+        found = await audit(gw, simulator, logs, own.url, namespace)
+        jobs = await gateway_jobs(own.url, namespace)
+    finally:
+        own.stop()
+    withdrawn = [j for j in jobs if j.get("reason") == "admission interrupted"]
+    faults_table.record(
+        "redis-stall",
+        injected=f"1 stall of {stall} s",
+        traffic=f"{clients} clients submitting during it",
+        lost={
+            "clients without a final answer": len(lost_clients(logs)),
+            "clients told 'outcome unknown'": sum(log.final == "error:504002" for log in logs),
+            "jobs held for nobody": found.unknown,
+            "duplicate paid jobs": found.duplicates,
+            "books off (micro-USD)": found.books_off_micro,
+        },
+    )
+    assert not lost_clients(logs), lost_clients(logs)
+    assert [log.final for log in logs] == ["completed"] * (clients + 1)
+    assert all(log.retries for log in logs[:clients])  # each saw its interrupted submit's 503
+    assert withdrawn, "the stall was meant to interrupt admissions that Redis then ran"
+    assert found.unknown == 0 and found.sim_jobs == clients + 1
+    faults_table.assert_readme_agrees()
+
+
+async def test_the_embedded_redis_restarts_with_every_job_mapping_usage_and_budget(
+    simulator: Simulator, gateway_factory: Any, namespace: str, faults_table: FaultReport
+) -> None:
+    """The gateway's own Redis (AOF on) stopped under it: the gateway starts it again by itself,
+    and every request id, usage counter, budget figure and unknown outcome is still there."""
+    data = Path(tempfile.mkdtemp(prefix="rcg-"))  # short: a unix socket path has 107 bytes
+    gw: Gateway = await gateway_factory(
+        redis_url="", data_dir=data, poll_rate_per_second=0, upstream_submit_timeout=0.3
+    )
+    key = await gw.new_team("design", budget_usd=50, daily_requests=1000)
+    logs = list(await asyncio.gather(*(run_client(gw, key, f"kept {i}") for i in range(12))))
+    logs.append(await run_client(gw, key, "kept 0"))  # a hit
+    await simulator.fault(route="model.submit", action="delay", delay=0.6, after=True)
+    logs.append(await run_client(gw, key, "unknown outcome"))
+    await simulator.configure(queue_seconds=3.0)
+    status, flying, _ = await gw.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "in flight"}
+    )
+    assert status == 200, flying
+    assert [log.final for log in logs] == ["completed"] * 13 + ["error:504002"]
+    await wait_until(_reservations_settled(gw, 0.3), 10, "only two jobs reserved")
+    before = await _stored_state(gw, key, logs)
+
+    restarts = 2
+    for _ in range(restarts):
+        pid = _pid(data)
+        os.kill(pid, signal.SIGTERM)  # Redis writes its AOF out and exits
+        await wait_until(_restarted(data, pid), 15, "the gateway started its Redis again")
+        await wait_until(_answers(gw, key), 10, "the gateway answers from its Redis again")
+    after = await _stored_state(gw, key, logs)
+    changed = [name for name in before if before[name] != after[name]]
+    status, body, _ = await gw.request(
+        "GET", f"/v1/requests/{flying['request_id']}/status", key=key
+    )
+    flying_known = status == 200 and body["status"] in ("in_queue", "in_progress", "completed")
+    await simulator.configure(queue_seconds=0.2)
+    flying_log = ClientLog("in flight", rid=flying["request_id"])
+    async with asyncio.timeout(CLIENT_WITHIN):
+        while body.get("status") != "completed":
+            await asyncio.sleep(0.1)
+            _, body, _ = await gw.request("GET", f"/v1/requests/{flying_log.rid}/status", key=key)
+    faults_table.record(
+        "redis-persistence",
+        injected=f"{restarts} stops of the embedded Redis",
+        traffic=f"{len(logs)} request ids, 1 job in flight, 1 unknown outcome",
+        lost={
+            "request ids or figures changed": len(changed),
+            "jobs in flight forgotten": 0 if flying_known else 1,
+        },
+    )
+    assert not changed, {name: (before[name], after[name]) for name in changed}
+    assert flying_known, body
+    faults_table.assert_readme_agrees()
+
+
+def _reservations_settled(gw: Gateway, reserved_usd: float) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        _, usage = await gw.admin("GET", "/admin/v1/teams/design/usage")
+        return bool(usage["budget"]["reserved_usd"] == reserved_usd)
+
+    return check
+
+
+def _pid(data: Path) -> int:
+    """The embedded redis-server's pid (0 while it has none)."""
+    try:
+        return int((data / "redis.pid").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _restarted(data: Path, old: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return _pid(data) not in (0, old)
+
+    return check
+
+
+async def _stored_state(gw: Gateway, key: str, logs: list[ClientLog]) -> dict[str, Any]:
+    """Everything a restart must keep: each request's status and result, usage, budget, the
+    unreconciled ledger (one entry per name, so a difference names what changed)."""
+    state: dict[str, Any] = {}
+    for log in logs:
+        for leaf in ("status", "result?include_cost=true"):
+            _, body, _ = await gw.request("GET", f"/v1/requests/{log.rid}/{leaf}", key=key)
+            state[f"{log.prompt} {leaf}"] = body
+    _, state["usage"] = await gw.admin("GET", "/admin/v1/teams/design/usage")
+    _, state["limits"] = await gw.admin("GET", "/admin/v1/teams/design/limits")
+    _, state["unreconciled"] = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    return state
+
+
+def _answers(gw: Gateway, key: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        status, _, _ = await gw.request("GET", "/v1/requests/none/status", key=key)
+        return status == 404  # the key was verified in Redis: Redis answers again
+
+    return check
