@@ -456,3 +456,151 @@ def _answers(gw: Gateway, key: str) -> Callable[[], Awaitable[bool]]:
         return status == 404  # the key was verified in Redis: Redis answers again
 
     return check
+
+
+# --- RunComfy ---------------------------------------------------------------------------------
+
+UPSTREAM_FAULTS: list[dict[str, Any]] = [
+    # submits: a 5xx, a hang-up or garbage may hide an accepted job; a late answer does
+    {"route": "model.submit", "action": "status", "status": 500, "times": 2},
+    {"route": "model.submit", "action": "status", "status": 502, "times": 1},
+    {"route": "model.submit", "action": "drop", "times": 2},
+    {"route": "model.submit", "action": "invalid_json", "times": 2},
+    {"route": "model.submit", "action": "delay", "delay": 1.0, "after": True, "times": 2},
+    # polls: retried by the one poller of each job, never seen by clients
+    {"route": "model.status", "action": "status", "status": 503, "times": 4},
+    {"route": "model.status", "action": "status", "status": 500, "times": 2},
+    {"route": "model.status", "action": "delay", "delay": 0.6, "times": 3},
+    {"route": "model.status", "action": "drop", "times": 3},
+    {"route": "model.status", "action": "invalid_json", "times": 3},
+    {"route": "model.result", "action": "status", "status": 502, "times": 2},
+    {"route": "model.result", "action": "drop", "times": 2},
+    {"route": "model.result", "action": "invalid_json", "times": 2},
+    # cancels: idempotent, so retried
+    {"route": "model.cancel", "action": "status", "status": 503, "times": 1},
+    {"route": "model.cancel", "action": "drop", "times": 1},
+]
+
+
+async def test_runcomfy_failing_every_way_mid_load_loses_nothing_and_pays_nothing_twice(
+    simulator: Simulator,
+    gateway_factory: Any,
+    redis_url: str,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """5xx, timeouts, hang-ups and garbage on submits, polls and cancels while 40 clients run
+    jobs: submits are never resent once they may have reached RunComfy, idempotent calls are
+    retried a bounded number of times, every client ends with a final state or a clear error,
+    and the books balance."""
+    clients, cancelling = 40, 4
+    gw: Gateway = await gateway_factory(
+        poll_rate_per_second=0,
+        upstream_submit_timeout=0.5,
+        upstream_read_timeout=0.3,
+        upstream_retries=2,
+        upstream_breaker_open_seconds=0.5,
+    )
+    key = await gw.new_team("design", budget_usd=100)
+    await simulator.configure(queue_seconds=0.5, run_seconds=0.3)
+    await simulator.fault_clear()
+    async with gw.http.post(f"{simulator.url}/_sim/faults", json=UPSTREAM_FAULTS) as resp:
+        assert resp.status == 200, await resp.text()
+    injected: Counter[str] = Counter()
+    for rule in UPSTREAM_FAULTS:
+        injected[rule["route"].split(".")[1]] += rule["times"]
+
+    logs = await asyncio.gather(
+        *(run_client(gw, key, f"upstream {i}", start_after=i * 0.03) for i in range(clients)),
+        *(
+            run_client(gw, key, f"cancel {i}", start_after=1.5, cancel_after=0.1)
+            for i in range(cancelling)
+        ),
+    )
+    found = await audit(gw, simulator, logs, redis_url, namespace)
+    left = await simulator.faults_left()
+    jobs = await gateway_jobs(redis_url, namespace)
+    sent = sum(1 for j in jobs if j.get("upstream_id") or j["state"] == "unknown")
+    resent = await simulator.count("model.submit") - sent
+    finals = Counter(log.final for log in logs)
+    faults_table.record(
+        "upstream-faults",
+        injected=f"{sum(injected.values())} faults: "
+        + ", ".join(f"{n} {call}" for call, n in injected.items()),
+        traffic=f"{clients + cancelling} clients, {cancelling} of them cancelling",
+        lost={
+            "clients without a final answer": len(lost_clients(logs)),
+            "submits resent after reaching RunComfy": resent,
+            "duplicate paid jobs": found.duplicates,
+            "books off (micro-USD)": found.books_off_micro,
+        },
+    )
+    assert not lost_clients(logs), lost_clients(logs)
+    assert not left, f"faults never reached: {left}"
+    assert resent == 0
+    # The 9 submits that met a fault answered 504 "outcome unknown", listed for reconciliation;
+    # polls and cancels met theirs out of the clients' sight.
+    assert finals == {"completed": clients - 9, "error:504002": 9, "cancelled": cancelling}
+    assert found.unknown == 9
+    faults_table.assert_readme_agrees()
+
+
+async def test_runcomfy_down_opens_the_circuit_breaker_and_jobs_in_flight_survive(
+    simulator: Simulator,
+    gateway_factory: Any,
+    redis_url: str,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """Every RunComfy call answers 503 for 2 s while 10 jobs are in flight and more clients
+    submit: the breaker opens (calls fail fast, nothing sent), probes, closes again; the jobs
+    in flight finish, and submits refused meanwhile are resent and run."""
+    from tests.test_metrics import scrape, value
+
+    in_flight, submitting, outage = 10, 10, 2.0
+    gw: Gateway = await gateway_factory(
+        poll_rate_per_second=0,
+        poll_max_interval_seconds=0.05,  # 20 failed polls in 1 s would end a job as "lost"
+        upstream_retries=1,
+        upstream_breaker_failures=5,
+        upstream_breaker_open_seconds=0.5,
+    )
+    key = await gw.new_team("design", budget_usd=100)
+    await simulator.configure(queue_seconds=1.0, run_seconds=1.0)
+    first = [asyncio.create_task(run_client(gw, key, f"flying {i}")) for i in range(in_flight)]
+    await asyncio.sleep(0.5)
+    before = sum((await simulator.calls()).values())
+    await simulator.fault(route="model.*", action="status", status=503, times=None)
+    late = [
+        asyncio.create_task(run_client(gw, key, f"during {i}", start_after=i * 0.1))
+        for i in range(submitting)
+    ]
+    await asyncio.sleep(outage)
+    during = sum((await simulator.calls()).values()) - before
+    await simulator.fault_clear()
+    logs = list(await asyncio.gather(*first, *late))
+    series = await scrape(gw)
+    found = await audit(gw, simulator, logs, redis_url, namespace)
+    finals = Counter(log.final for log in logs)
+    faults_table.record(
+        "upstream-outage",
+        injected=f"1 outage of {outage:g} s (every call 503)",
+        traffic=f"{in_flight} jobs in flight, {submitting} clients submitting during it",
+        lost={
+            "clients without a final answer": len(lost_clients(logs)),
+            "jobs in flight lost": sum(1 for log in logs[:in_flight] if log.final != "completed"),
+            "duplicate paid jobs": found.duplicates,
+            "books off (micro-USD)": found.books_off_micro,
+        },
+    )
+    assert not lost_clients(logs), lost_clients(logs)
+    assert value(series, "gateway_upstream_circuit_opened_total", upstream="model_api") >= 1
+    assert value(series, "gateway_upstream_circuit_state", upstream="model_api") == 0
+    # Fail-fast: 10 jobs polled every 50 ms with retries would call RunComfy hundreds of times
+    # in 2 s; with the breaker, the calls that opened it and one probe per half-open period.
+    assert during < 60, during
+    # A submit that met a 503 may have started a job (504, for reconciliation); every other
+    # submit was refused before it was sent and resent by its client.
+    assert finals["completed"] + finals["error:504002"] == in_flight + submitting, finals
+    assert found.unknown == finals["error:504002"]
+    faults_table.assert_readme_agrees()
