@@ -47,6 +47,7 @@ from gateway.metrics import Metrics
 from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
+from gateway.middlewares.slow_clients import setup_slow_clients
 from gateway.poller import Poller, PollerConfig
 from gateway.pricing import Pricing
 from gateway.proxy import PollSettings, ProxyService
@@ -358,9 +359,11 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = Metrics()
     # Outermost first: the access log must see what the error middleware rendered, and errors
-    # must be rendered for failures of auth parsing and of every handler.
+    # must be rendered for failures of body reading, auth parsing and every handler. Bodies
+    # are read (within their deadline) before anything else touches the request.
     setup_request_context(app)
     setup_errors(app)
+    setup_slow_clients(app)
     setup_auth(app)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_shutdown.append(_on_shutdown)

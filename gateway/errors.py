@@ -17,6 +17,7 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
     │   │   └── PollRateExceeded      429 429004  status/result polls of one key, too fast
     │   ├── NotFound                  404 404001  unknown route, model or request id
     │   ├── MethodNotAllowed          405 405001
+    │   ├── RequestTimeout            408 408001  the request body did not arrive in time
     │   ├── Conflict                  409 409001  e.g. a team id that already exists
     │   ├── PayloadTooLarge           413 413001
     │   ├── ValidationFailed          422 422001  admin API bodies that fail validation
@@ -99,6 +100,15 @@ class MethodNotAllowed(ClientError):
     status = 405
     error_code = 405001
     default_message = "Method not allowed on this resource."
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    error_code = 408001
+    default_message = "The request body was not received in time."
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class Conflict(ClientError):

@@ -77,6 +77,19 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted (default fits 64 MiB of base64 inputs).",
     )
+    client_idle_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="How long `serve` keeps a client connection that has not sent a complete "
+        "request: idle between requests, or still sending its headers (slowloris). Keep it "
+        "above the idle timeout of a load balancer in front (often 60 s).",
+    )
+    client_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest a client may take to send a request body; a slower one gets 408 "
+        "and its connection is closed.",
+    )
     upstream_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to open a connection to RunComfy."
     )

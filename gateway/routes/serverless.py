@@ -97,7 +97,8 @@ async def management(request: web.Request) -> web.Response:
 
 
 async def _forward(request: web.Request) -> UpstreamReply:
-    data = await request.read() if request.can_read_body else None
+    # body_exists, not can_read_body: the body was read already (middlewares/slow_clients.py)
+    data = await request.read() if request.body_exists else None
     return await request.app[SERVERLESS].call(
         request.method,
         request.rel_url.path,
