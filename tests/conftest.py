@@ -64,22 +64,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @dataclass
 class FaultReport:
-    """A fault test's row of the README's fault table: written as measured, then compared."""
+    """A fault test's rows of the README's fault table: written as measured, then compared."""
 
     directory: Path
     test: str
-    row: fault_report.FaultRow | None = None
+    rows: list[fault_report.FaultRow] = field(default_factory=list)
 
     def record(self, key: str, *, injected: str, traffic: str, lost: dict[str, int]) -> None:
-        """Write the row (even when the test then fails on what it lost)."""
-        self.row = fault_report.FaultRow(key, injected, traffic, lost, self.test)
-        fault_report.write(self.directory, self.row)
+        """Write a row (even when the test then fails on what it lost)."""
+        row = fault_report.FaultRow(key, injected, traffic, lost, self.test)
+        fault_report.write(self.directory, row)
+        self.rows.append(row)
 
     def assert_readme_agrees(self) -> None:
         """The README must say what this run measured."""
-        assert self.row is not None, "record() the row first"
-        problem = fault_report.check_readme(self.row)
-        assert problem is None, problem
+        assert self.rows, "record() the rows first"
+        for row in self.rows:
+            problem = fault_report.check_readme(row)
+            assert problem is None, problem
 
 
 @pytest.fixture
@@ -229,14 +231,12 @@ def make_settings(
 
 
 @dataclass
-class Gateway:
-    """A gateway replica served over real HTTP, with helpers that act as its users would."""
+class GatewayClient:
+    """A gateway reached over real HTTP, with helpers that act as its users would."""
 
     url: str
     http: aiohttp.ClientSession
-    app: web.Application
-    server: TestServer
-    keys: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict, kw_only=True)
 
     async def request(
         self,
@@ -281,6 +281,14 @@ class Gateway:
         status, body = await self.admin("PUT", f"/admin/v1/teams/{team_id}/limits", limits)
         assert status == 200, body
         return dict(body)
+
+
+@dataclass
+class Gateway(GatewayClient):
+    """A gateway replica served from this process (its app is at hand)."""
+
+    app: web.Application
+    server: TestServer
 
 
 @pytest.fixture

@@ -38,8 +38,8 @@ FAULTS: dict[str, str] = {
     "upstream-outage": "RunComfy answers every call 503 for a while, jobs in flight",
     "replica-sigkill": "A replica SIGKILLed with jobs in flight and a team's queue waiting",
     "replica-sigterm": "A replica SIGTERMed with jobs in flight and a team's queue waiting",
-    "slowloris": "Connections sending their headers one byte at a time",
-    "slow-bodies": "Clients sending their request bodies one byte at a time",
+    "slowloris": "Slowloris: connections sending their headers a byte at a time",
+    "slow-bodies": "Clients sending their request bodies a byte at a time",
     "oversized-bodies": "Request bodies over `GATEWAY_MAX_BODY_BYTES`",
 }
 """Row keys and what the README calls each fault, in the table's order."""

@@ -24,16 +24,25 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
 
 from gateway.simulator.state import inputs_digest
 from gateway.store.embedded import EmbeddedRedis
-from tests.conftest import NANO, FaultReport, Gateway, Simulator
+from tests.conftest import (
+    NANO,
+    FaultReport,
+    Gateway,
+    GatewayClient,
+    Simulator,
+    assert_error_shape,
+)
+from tests.replicas import Replica, Replicas, problems
 
 RETRY_LATER = frozenset({503001, 503003})  # nothing reached RunComfy: a client may resend
 FINAL = frozenset({"completed", "failed", "cancelled"})
@@ -61,7 +70,7 @@ class ClientLog:
 
 
 async def run_client(
-    gw: Gateway,
+    gw: GatewayClient,
     key: str,
     prompt: str,
     *,
@@ -77,12 +86,14 @@ async def run_client(
         async with asyncio.timeout(CLIENT_WITHIN):
             await _client_steps(gw, key, log, cancel_after, every)
     except TimeoutError:
-        log.problem = f"no final answer within {CLIENT_WITHIN} s (last: {log.final or 'none'})"
+        log.problem = f"timed out (last: {log.final or 'none'})"
+    except aiohttp.ClientError as exc:
+        log.problem = f"no answer: {type(exc).__name__}"
     return log
 
 
 async def _client_steps(
-    gw: Gateway, key: str, log: ClientLog, cancel_after: float | None, every: float
+    gw: GatewayClient, key: str, log: ClientLog, cancel_after: float | None, every: float
 ) -> None:
     while True:
         status, body, _ = await gw.request(
@@ -182,7 +193,7 @@ class Audit:
 
 
 async def audit(
-    gw: Gateway, simulator: Simulator, logs: list[ClientLog], redis_url: str, namespace: str
+    gw: GatewayClient, simulator: Simulator, logs: list[ClientLog], redis_url: str, namespace: str
 ) -> Audit:
     """Settle, reconcile the unknown outcomes as an admin would, and compare the books."""
 
@@ -413,7 +424,7 @@ async def test_the_embedded_redis_restarts_with_every_job_mapping_usage_and_budg
     faults_table.assert_readme_agrees()
 
 
-def _reservations_settled(gw: Gateway, reserved_usd: float) -> Callable[[], Awaitable[bool]]:
+def _reservations_settled(gw: GatewayClient, reserved_usd: float) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         _, usage = await gw.admin("GET", "/admin/v1/teams/design/usage")
         return bool(usage["budget"]["reserved_usd"] == reserved_usd)
@@ -436,7 +447,7 @@ def _restarted(data: Path, old: int) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-async def _stored_state(gw: Gateway, key: str, logs: list[ClientLog]) -> dict[str, Any]:
+async def _stored_state(gw: GatewayClient, key: str, logs: list[ClientLog]) -> dict[str, Any]:
     """Everything a restart must keep: each request's status and result, usage, budget, the
     unreconciled ledger (one entry per name, so a difference names what changed)."""
     state: dict[str, Any] = {}
@@ -450,7 +461,7 @@ async def _stored_state(gw: Gateway, key: str, logs: list[ClientLog]) -> dict[st
     return state
 
 
-def _answers(gw: Gateway, key: str) -> Callable[[], Awaitable[bool]]:
+def _answers(gw: GatewayClient, key: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         status, _, _ = await gw.request("GET", "/v1/requests/none/status", key=key)
         return status == 404  # the key was verified in Redis: Redis answers again
@@ -603,4 +614,328 @@ async def test_runcomfy_down_opens_the_circuit_breaker_and_jobs_in_flight_surviv
     # submit was refused before it was sent and resent by its client.
     assert finals["completed"] + finals["error:504002"] == in_flight + submitting, finals
     assert found.unknown == finals["error:504002"]
+    faults_table.assert_readme_agrees()
+
+
+# --- replicas ---------------------------------------------------------------------------------
+
+REPLICA_SETTINGS = {
+    "GATEWAY_POLL_INTERVAL_SECONDS": "0.1",
+    "GATEWAY_DISPATCH_INTERVAL_SECONDS": "0.2",
+    "GATEWAY_UPSTREAM_READ_TIMEOUT": "10",
+}
+
+
+async def _team_at_its_limit(
+    replicas: Replicas, http: aiohttp.ClientSession, simulator: Simulator, lease: str
+) -> tuple[Replica, GatewayClient, str, list[ClientLog]]:
+    """Replica A with 8 submits of a team limited to 2 jobs at once (2 running, 6 queued),
+    its poller stuck in the middle of polling both running jobs (RunComfy answers slowly)."""
+    a = await replicas.start("gw-a", GATEWAY_POLL_LEASE_SECONDS=lease, **REPLICA_SETTINGS)
+    via_a = GatewayClient(a.url, http)
+    key = await via_a.new_team("design", budget_usd=100, max_concurrent=2)
+    await simulator.configure(queue_seconds=0.3, run_seconds=1.0)
+    await simulator.fault(route="model.status", action="delay", delay=4.0, times=2)
+    answers = []
+    for i in range(8):
+        status, body, headers = await via_a.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": f"replica {i}"}
+        )
+        assert status == 200, body
+        answers.append((body["request_id"], headers["X-Gateway-Cache"]))
+    assert [outcome for _, outcome in answers] == ["miss"] * 2 + ["queued"] * 6
+    await wait_until(_faults_used(simulator), 5, "A polling both running jobs")
+    logs = [ClientLog(f"replica {i}", rid=rid) for i, (rid, _) in enumerate(answers)]
+    return a, via_a, key, logs
+
+
+def _faults_used(simulator: Simulator) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return not await simulator.faults_left()
+
+    return check
+
+
+async def _follow(gw: GatewayClient, key: str, logs: list[ClientLog]) -> None:
+    """Each client polls its request id, now through the surviving replica, until it ends."""
+
+    async def one(log: ClientLog) -> None:
+        try:
+            async with asyncio.timeout(CLIENT_WITHIN):
+                while True:
+                    status, body, _ = await gw.request(
+                        "GET", f"/v1/requests/{log.rid}/status", key=key
+                    )
+                    if status != 200:
+                        log.problem = f"status {status}: {body}"
+                        return
+                    if body["status"] in FINAL:
+                        log.final = body["status"]
+                        return
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            log.problem = f"not finished within {CLIENT_WITHIN} s"
+
+    await asyncio.gather(*(one(log) for log in logs))
+
+
+async def test_a_replica_sigkilled_with_jobs_in_flight_and_a_queue_loses_nothing(
+    replicas: Replicas,
+    simulator: Simulator,
+    http: aiohttp.ClientSession,
+    redis_url: str,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """Replica A dies mid-poll (SIGKILL: no hand-back) with 2 jobs running and 6 queued behind
+    the team's limit: replica B takes the polls over when A's leases lapse and starts the queued
+    jobs as slots free; every client's job finishes, each paid once."""
+    a, _, key, logs = await _team_at_its_limit(replicas, http, simulator, lease="1.0")
+    b = await replicas.start("gw-b", GATEWAY_POLL_LEASE_SECONDS="1.0", **REPLICA_SETTINGS)
+    a.process.kill()
+    await a.process.wait()
+    via_b = GatewayClient(b.url, http)
+    await _follow(via_b, key, logs)
+    found = await audit(via_b, simulator, logs, redis_url, namespace)
+    faults_table.record(
+        "replica-sigkill",
+        injected="1 SIGKILL, mid-poll",
+        traffic=f"{len(logs)} jobs of a team limited to 2 at once (2 running, 6 queued)",
+        lost={
+            "jobs not finished": sum(1 for log in logs if log.final != "completed"),
+            "duplicate paid jobs": found.duplicates,
+            "books off (micro-USD)": found.books_off_micro,
+        },
+    )
+    assert not lost_clients(logs), f"{lost_clients(logs)}\n{problems([a, b])}"
+    assert [log.final for log in logs] == ["completed"] * len(logs)
+    assert await simulator.count("model.submit") == len(logs) == found.sim_jobs
+    faults_table.assert_readme_agrees()
+
+
+async def test_a_replica_sigtermed_with_jobs_in_flight_and_a_queue_drains_and_hands_over(
+    replicas: Replicas,
+    simulator: Simulator,
+    http: aiohttp.ClientSession,
+    redis_url: str,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """SIGTERM to replica A while a submit is at RunComfy and A is mid-poll of both running
+    jobs: the submit is answered, A hands its polls back and exits 0, and replica B finishes
+    everything long before A's 30 s poll leases would have lapsed."""
+    a, via_a, key, logs = await _team_at_its_limit(replicas, http, simulator, lease="30")
+    b = await replicas.start("gw-b", GATEWAY_POLL_LEASE_SECONDS="30", **REPLICA_SETTINGS)
+    await simulator.fault(route="model.submit", action="delay", delay=0.5)
+    in_flight = asyncio.create_task(
+        via_a.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "replica 8"})
+    )
+    await asyncio.sleep(0.2)
+    a.process.send_signal(signal.SIGTERM)
+    status, body, _ = await in_flight
+    exit_code = await asyncio.wait_for(a.process.wait(), 20)
+    answered = status == 200
+    if answered:
+        logs.append(ClientLog("replica 8", rid=body["request_id"]))
+    started = time.monotonic()
+    await _follow(GatewayClient(b.url, http), key, logs)
+    took = time.monotonic() - started
+    found = await audit(GatewayClient(b.url, http), simulator, logs, redis_url, namespace)
+    faults_table.record(
+        "replica-sigterm",
+        injected="1 SIGTERM, mid-poll and mid-submit",
+        traffic=f"{len(logs)} jobs of a team limited to 2 at once (2 running, 7 queued)",
+        lost={
+            "requests in flight cut off": 0 if answered else 1,
+            "jobs not finished": sum(1 for log in logs if log.final != "completed"),
+            "duplicate paid jobs": found.duplicates,
+            "books off (micro-USD)": found.books_off_micro,
+        },
+    )
+    assert answered, body
+    assert exit_code == 0, a.log_text()[-2000:]
+    assert not lost_clients(logs), f"{lost_clients(logs)}\n{problems([a, b])}"
+    assert [log.final for log in logs] == ["completed"] * len(logs)
+    assert took < 25, f"polls handed back at SIGTERM, not left to the 30 s lease ({took:.1f} s)"
+    faults_table.assert_readme_agrees()
+
+
+# --- slow and oversized clients ---------------------------------------------------------------
+
+SLOW_CLIENT_SETTINGS = {
+    "GATEWAY_CLIENT_IDLE_TIMEOUT_SECONDS": "2",
+    "GATEWAY_CLIENT_BODY_TIMEOUT_SECONDS": "2",
+    "GATEWAY_MAX_BODY_BYTES": "65536",
+}
+TRICKLE_EVERY = 0.25  # seconds between two bytes of a slow client
+
+
+async def _slowloris(url: str, held: float) -> float | None:
+    """Open a connection and send a request's headers one byte at a time, never finishing;
+    returns how long the gateway kept the connection (None: still open after ``held`` s)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    started = time.monotonic()
+    head = f"POST /v1/models/{NANO} HTTP/1.1\r\nHost: {host}\r\n".encode()
+    try:
+        writer.write(head)
+        for byte in b"X-Padding: " + b"a" * 10_000:
+            await writer.drain()
+            if reader.at_eof():
+                return time.monotonic() - started
+            try:
+                if await asyncio.wait_for(reader.read(1), TRICKLE_EVERY) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                pass
+            if time.monotonic() - started > held:
+                return None
+            writer.write(bytes([byte]))
+        return None
+    except ConnectionError:
+        return time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def _slow_body(url: str, key: str, held: float) -> int:
+    """Send complete headers, then the body one byte at a time; returns the status the gateway
+    answered with (0: none within ``held`` s)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b'{"prompt": "' + b"s" * 500 + b'"}'
+    head = (
+        f"POST /v1/models/{NANO} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    try:
+        writer.write(head)
+        for byte in body:
+            try:
+                line = await asyncio.wait_for(reader.readline(), TRICKLE_EVERY)
+            except TimeoutError:
+                line = b""
+            if line.startswith(b"HTTP/1.1 "):
+                return int(line.split()[1])
+            if reader.at_eof() or time.monotonic() - started > held:
+                return 0
+            writer.write(bytes([byte]))
+            await writer.drain()
+        return 0
+    except ConnectionError:
+        return 0
+    finally:
+        writer.close()
+
+
+async def test_slowloris_and_slow_bodies_do_not_starve_other_clients(
+    replicas: Replicas,
+    simulator: Simulator,
+    http: aiohttp.ClientSession,
+    redis_url: str,
+    namespace: str,
+    faults_table: FaultReport,
+) -> None:
+    """200 connections trickling their headers and 20 trickling their bodies, while 30 clients
+    run jobs through the same replica: the clients' jobs all finish, slow headers are cut off
+    after the idle timeout, slow bodies get 408 after the body timeout."""
+    lorises, trickles, clients, held = 200, 20, 30, 10.0
+    gw = await replicas.start("gw-slow", **SLOW_CLIENT_SETTINGS)
+    client = GatewayClient(gw.url, http)
+    key = await client.new_team("design", budget_usd=100)
+    await simulator.configure(queue_seconds=0.3, run_seconds=0.5)
+    attack = asyncio.gather(
+        *(_slowloris(gw.url, held) for _ in range(lorises)),
+        *(_slow_body(gw.url, key, held) for _ in range(trickles)),
+    )
+    await asyncio.sleep(0.5)
+    logs = await asyncio.gather(
+        *(run_client(client, key, f"meanwhile {i}", start_after=i * 0.1) for i in range(clients))
+    )
+    outcomes = await attack
+    kept: list[float | None] = list(outcomes[:lorises])
+    answered: list[float | None] = list(outcomes[lorises:])
+    found = await audit(client, simulator, logs, redis_url, namespace)
+    faults_table.record(
+        "slowloris",
+        injected=f"{lorises} connections",
+        traffic=f"{clients} clients, each a new job",
+        lost={
+            "clients without a final answer": len(lost_clients(logs)),
+            f"connections still open after {held:g} s": sum(1 for k in kept if k is None),
+        },
+    )
+    faults_table.record(
+        "slow-bodies",
+        injected=f"{trickles} bodies",
+        traffic=f"{clients} clients, each a new job",
+        lost={
+            "clients without a final answer": len(lost_clients(logs)),
+            "slow bodies not answered 408": sum(1 for status in answered if status != 408),
+        },
+    )
+    assert not lost_clients(logs), f"{lost_clients(logs)}\n{problems([gw])}"
+    assert [log.final for log in logs] == ["completed"] * clients
+    assert all(k is not None and k < held for k in kept), sorted(kept, key=str)[-5:]
+    assert answered == [408] * trickles, answered
+    assert found.sim_jobs == clients and found.books_off_micro == 0
+    faults_table.assert_readme_agrees()
+
+
+async def test_bodies_over_the_limit_get_413_and_never_reach_runcomfy(
+    replicas: Replicas,
+    simulator: Simulator,
+    http: aiohttp.ClientSession,
+    faults_table: FaultReport,
+) -> None:
+    """Declared too large (refused unread), chunked past the limit, or just over it: 413 in
+    RunComfy's shape, and RunComfy never sees them; a body at the limit still goes through."""
+    gw = await replicas.start("gw-413", **SLOW_CLIENT_SETTINGS)
+    client = GatewayClient(gw.url, http)
+    key = await client.new_team("design")
+    limit = int(SLOW_CLIENT_SETTINGS["GATEWAY_MAX_BODY_BYTES"])
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    path = f"{gw.url}/v1/models/{NANO}"
+
+    def body(size: int) -> bytes:
+        wrapper = b'{"prompt": ""}'
+        return b'{"prompt": "' + b"x" * (size - len(wrapper)) + b'"}'
+
+    async def chunks(total: int) -> AsyncIterator[bytes]:
+        data = body(total)
+        for start in range(0, len(data), 8192):
+            yield data[start : start + 8192]
+
+    statuses: list[int] = []
+    sent = [("just over", body(limit + 1)), ("ten times over", body(10 * limit))]
+    for _, data in sent:
+        async with http.post(path, data=data, headers=auth) as resp:
+            statuses.append(resp.status)
+            assert_error_shape(await resp.json(), 413001)
+    for size in (limit + 1, 4 * limit):
+        async with http.post(path, data=chunks(size), headers=auth) as resp:  # chunked
+            statuses.append(resp.status)
+            assert_error_shape(await resp.json(), 413001)
+    huge = f"POST /v1/models/{NANO} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+    huge += "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(huge.encode())  # and never a byte of the body: refused unread
+    statuses.append(int((await asyncio.wait_for(reader.readline(), 10)).split()[1]))
+    writer.close()
+    reached = await simulator.count("model.submit")
+    async with http.post(path, data=body(limit), headers=auth) as resp:
+        at_limit = resp.status
+    faults_table.record(
+        "oversized-bodies",
+        injected=f"{len(statuses)} bodies (2 sized, 2 chunked, 1 declared 10 GB)",
+        traffic="1 body at the limit",
+        lost={
+            "oversized bodies not answered 413": sum(1 for s in statuses if s != 413),
+            "oversized bodies that reached RunComfy": reached,
+        },
+    )
+    assert statuses == [413] * 5 and reached == 0
+    assert at_limit == 200
     faults_table.assert_readme_agrees()
