@@ -19,8 +19,10 @@ fails the test when the README's table says something else.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -34,6 +36,7 @@ import redis.asyncio as aioredis
 
 from gateway.simulator.state import inputs_digest
 from gateway.store.embedded import EmbeddedRedis
+from tests import fault_report
 from tests.conftest import (
     NANO,
     FaultReport,
@@ -939,3 +942,32 @@ async def test_bodies_over_the_limit_get_413_and_never_reach_runcomfy(
     assert statuses == [413] * 5 and reached == 0
     assert at_limit == 200
     faults_table.assert_readme_agrees()
+
+
+# --- the table itself -------------------------------------------------------------------------
+
+
+def test_the_readme_fault_table_has_one_row_per_fault_test() -> None:
+    rows = fault_report.readme_rows(fault_report.README.read_text())
+    assert list(rows) == list(fault_report.FAULTS), "run: python -m tests.fault_report --update"
+    names = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}
+    for key, line in rows.items():
+        test = line.rstrip(" |").rsplit("`", 2)[-2]
+        assert test in names, f"{key}: {test} is not a test in this file"
+
+
+def test_the_fault_table_is_rendered_from_the_measured_rows_only(tmp_path: Path) -> None:
+    measured = fault_report.FaultRow(
+        "slowloris", "3 connections", "1 client", {"clients lost": 0}, "test_x"
+    )
+    fault_report.write(tmp_path, measured)
+    kept = fault_report.FaultRow("oversized-bodies", "1 body", "none", {}, "test_y").markdown()
+    before = f"intro\n\n{fault_report.render({'oversized-bodies': kept})}\n\nafter\n"
+    updated = fault_report.updated_readme(before, fault_report.load(tmp_path))
+    assert updated.startswith("intro\n\n") and updated.endswith("\n\nafter\n")
+    rows = updated.split(fault_report.START)[1].split(fault_report.END)[0].strip().splitlines()
+    assert rows[2:] == [measured.markdown(), kept]  # in the table's order
+    assert measured.markdown() == (
+        "| Slowloris: connections sending their headers a byte at a time | 3 connections "
+        "| 1 client | clients lost: 0 | `test_x` |"
+    )
