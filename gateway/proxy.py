@@ -45,7 +45,7 @@ from gateway.request_records import (
     Role,
     new_id,
 )
-from gateway.store.client import STORE_FAILURES
+from gateway.store.client import STORE_FAILURES, through_outage
 from gateway.teams import TeamPrincipal
 from gateway.upstream import UpstreamClient
 from gateway.urls import URL_FIELDS, model_request_urls, serverless_request_urls
@@ -280,17 +280,19 @@ class ProxyService:
     async def send_queued(self, slot: str, jid: str) -> None:
         """Send a job that waited in its team's queue; its owner is not waiting on the line,
         so the outcome is only recorded."""
-        job = await self._records.job(slot, jid)
-        if job is None or job.state is not JobState.SUBMITTING:
-            return
-        raw = job.get("body").encode()
-        if not await self._take_global_slot(slot, jid, raw):
-            await self._records.mark_waiting(slot)
-            return
         try:
+            job = await through_outage(lambda: self._records.job(slot, jid), RECORD_WITHIN)
+            if job is None or job.state is not JobState.SUBMITTING:
+                return
+            raw = job.get("body").encode()
+            if not await self._take_global_slot(slot, jid, raw):
+                await self._records.mark_waiting(slot)
+                return
             await self._send(job, raw)
         except GatewayError as exc:
             log.warning("queued_submit_failed", job=jid, error_code=exc.error_code)
+        except STORE_FAILURES as exc:  # not sent: its slot expires, then it is settled
+            log.warning("queued_submit_store_error", job=jid, error_type=type(exc).__name__)
 
     async def _send(self, job: Job, raw: bytes) -> None:
         """The owner's submit to RunComfy; its outcome becomes the job's state."""
@@ -388,25 +390,17 @@ class ProxyService:
     ) -> None:
         """Write a submit's outcome, retrying through a Redis outage for ``RECORD_WITHIN`` s.
         Unlike admission, these writes may run twice: a job's state set again is unchanged."""
-        deadline = time.monotonic() + RECORD_WITHIN
-        pause = 0.05
-        while True:
-            try:
-                await step()
-                return
-            except STORE_FAILURES as exc:
-                if time.monotonic() + pause > deadline:
-                    log.error(
-                        "submit_outcome_not_recorded",
-                        outcome=outcome,
-                        gateway_request_id=rid,
-                        error_type=type(exc).__name__,
-                    )
-                    if suppress:
-                        return
-                    raise
-                await asyncio.sleep(pause)
-                pause = min(1.0, pause * 2)
+        try:
+            await through_outage(step, RECORD_WITHIN)
+        except STORE_FAILURES as exc:
+            log.error(
+                "submit_outcome_not_recorded",
+                outcome=outcome,
+                gateway_request_id=rid,
+                error_type=type(exc).__name__,
+            )
+            if not suppress:
+                raise
 
     def _withdraw_later(self, slot: str, jid: str, rid: str) -> None:
         task = asyncio.create_task(self._withdraw(slot, jid, rid))

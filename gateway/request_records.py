@@ -587,6 +587,10 @@ class RequestRecords:
     async def unschedule(self, slot: str, jid: str) -> None:
         await self._redis.zrem(self._layout.poll_due(), f"{slot}|{jid}")
 
+    async def clear_field(self, slot: str, jid: str, name: str) -> None:
+        """Drop one field of a job (HDEL creates nothing if the job expired meanwhile)."""
+        await self._redis.hdel(self._layout.job(slot, jid), name)
+
     async def claim_due(self, lease: float, batch: int) -> list[tuple[str, str]]:
         members = await self._scripts.poll_claim(
             keys=[self._layout.poll_due()], args=[lease, batch]
