@@ -19,6 +19,7 @@ fails the test when the README's table says something else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import signal
@@ -30,14 +31,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.simulator.state import inputs_digest
 from gateway.store.embedded import EmbeddedRedis
 from tests import fault_report
 from tests.conftest import (
+    ADMIN_TOKEN,
     NANO,
     FaultReport,
     Gateway,
@@ -210,6 +215,8 @@ async def audit(
 
     await wait_until(settled, 30, "reservations settled and RunComfy idle")
     sim = await simulator.ledger()
+    sim["jobs"] = [j for j in sim["jobs"] if j["api"] == "model"]  # team design's jobs
+    sim["charged_micro"] = sum(j["billed_micro"] for j in sim["jobs"])
     jobs = await gateway_jobs(redis_url, namespace)
     known_ids = {j["upstream_id"] for j in jobs if j.get("upstream_id")}
     _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
@@ -269,11 +276,19 @@ async def test_redis_stopped_and_restarted_mid_load_loses_nothing(
 ) -> None:
     """Clients see 503 503003 while Redis is away and carry on; nothing reaches RunComfy
     unrecorded or unbilled, and the gateway recovers by itself."""
-    restarts, clients = 3, 60
+    restarts, clients, hooked = 3, 60, 10
     own = EmbeddedRedis(tmp_path / "redis", persistent=True).start()  # a fixed unix socket
+    receiver = await _webhook_receiver()
     try:
-        gw: Gateway = await gateway_factory(redis_url=own.url, poll_rate_per_second=0)
+        gw: Gateway = await gateway_factory(
+            redis_url=own.url,
+            poll_rate_per_second=0,
+            webhook_allow_private=True,
+            webhook_backoff_seconds=0.1,
+        )
         key = await gw.new_team("design", budget_usd=100)
+        hooks_key = await gw.new_team("hooks", deployments=["*"])
+        _, deployments, _ = await gw.request("GET", "/prod/v2/deployments", key=ADMIN_TOKEN)
         await simulator.configure(queue_seconds=0.3, run_seconds=0.5)
 
         async def chaos() -> list[float]:
@@ -290,24 +305,38 @@ async def test_redis_stopped_and_restarted_mid_load_loses_nothing(
             return recoveries
 
         outages = asyncio.create_task(chaos())
+        hook_url = str(receiver.make_url("/hook"))
+        hook_rids = asyncio.gather(
+            *(
+                _webhook_submit(gw, hooks_key, deployments[0]["id"], hook_url, f"hook {i}", i)
+                for i in range(hooked)
+            )
+        )
         logs = await asyncio.gather(
             *(run_client(gw, key, f"redis {i}", start_after=i * 0.06) for i in range(clients))
         )
         recoveries = await outages
         found = await audit(gw, simulator, logs, own.url, namespace)
+        rids = await hook_rids
+        delivered = receiver.app[DELIVERED]
+        with contextlib.suppress(AssertionError):
+            await wait_until(_all_called_back(delivered, rids), 20, "webhooks delivered")
     finally:
         own.stop()
+        await receiver.close()
+    undelivered = [rid for rid in rids if f"{rid}:succeeded" not in delivered]
 
     faults_table.record(
         "redis-restart",
         injected=f"{restarts} stops of 0.5 s",
-        traffic=f"{clients} clients, each a new job",
+        traffic=f"{clients} clients, each a new job; {hooked} serverless jobs with a webhook",
         lost={
             "clients without a final answer": len(lost_clients(logs)),
             "clients told 'outcome unknown'": sum(log.final == "error:504002" for log in logs),
             "jobs RunComfy ran unrecorded": found.unrecorded,
             "duplicate paid jobs": found.duplicates,
             "books off (micro-USD)": found.books_off_micro,
+            "webhooks never delivered": len(undelivered),
         },
     )
     assert not lost_clients(logs), lost_clients(logs)
@@ -315,7 +344,51 @@ async def test_redis_stopped_and_restarted_mid_load_loses_nothing(
     assert sum(log.retries for log in logs) > 0  # the outages were seen, as clear 503s
     assert max(recoveries) < 10
     assert found.sim_jobs >= clients - found.unknown
+    assert all(rids) and not undelivered, undelivered
     faults_table.assert_readme_agrees()
+
+
+DELIVERED = web.AppKey("delivered", set[str])
+
+
+async def _webhook_receiver() -> TestServer:
+    """A slow webhook receiver that remembers every ``X-Gateway-Delivery`` mark it got."""
+
+    async def hook(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)  # a slow receiver: deliveries are in flight when Redis stops
+        request.app[DELIVERED].add(request.headers["X-Gateway-Delivery"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app[DELIVERED] = set()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app)
+    await server.start_server()
+    return server
+
+
+async def _webhook_submit(
+    gw: GatewayClient, key: str, deployment: str, hook: str, text: str, i: int
+) -> str:
+    """A serverless submit with a webhook, resent while the gateway says nothing was sent."""
+    await asyncio.sleep(i * 0.3)
+    path = f"/prod/v1/deployments/{deployment}/inference?webhook={quote(hook, safe='')}"
+    body = {"overrides": {"6": {"inputs": {"text": text}}}}
+    for _ in range(200):
+        status, answer, _ = await gw.request("POST", path, key=key, json=body)
+        if status == 200:
+            return str(answer["request_id"])
+        if not shaped(answer) or answer["error_code"] not in RETRY_LATER:
+            return ""
+        await asyncio.sleep(0.1)
+    return ""
+
+
+def _all_called_back(delivered: set[str], rids: list[str]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return all(f"{rid}:succeeded" in delivered for rid in rids)
+
+    return check
 
 
 async def test_a_redis_stall_that_loses_the_answers_of_admissions_leaves_no_phantom_job(
