@@ -597,6 +597,11 @@ async def test_runcomfy_failing_every_way_mid_load_loses_nothing_and_pays_nothin
     for rule in UPSTREAM_FAULTS:
         injected[rule["route"].split(".")[1]] += rule["times"]
 
+    async def long_queue_for_the_cancels() -> None:
+        await asyncio.sleep(1.4)  # the cancelling clients' jobs wait long enough at RunComfy
+        await simulator.configure(queue_seconds=5.0)
+
+    slow_queue = asyncio.create_task(long_queue_for_the_cancels())
     logs = await asyncio.gather(
         *(run_client(gw, key, f"upstream {i}", start_after=i * 0.03) for i in range(clients)),
         *(
@@ -604,6 +609,7 @@ async def test_runcomfy_failing_every_way_mid_load_loses_nothing_and_pays_nothin
             for i in range(cancelling)
         ),
     )
+    await slow_queue
     found = await audit(gw, simulator, logs, redis_url, namespace)
     left = await simulator.faults_left()
     jobs = await gateway_jobs(redis_url, namespace)
