@@ -22,18 +22,20 @@ import asyncio
 import contextlib
 import inspect
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -445,12 +447,24 @@ async def test_a_redis_stall_that_loses_the_answers_of_admissions_leaves_no_phan
     faults_table.assert_readme_agrees()
 
 
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: a unix socket's path has at most 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="rcg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 async def test_the_embedded_redis_restarts_with_every_job_mapping_usage_and_budget(
-    simulator: Simulator, gateway_factory: Any, namespace: str, faults_table: FaultReport
+    short_dir: Path,
+    simulator: Simulator,
+    gateway_factory: Any,
+    namespace: str,
+    faults_table: FaultReport,
 ) -> None:
     """The gateway's own Redis (AOF on) stopped under it: the gateway starts it again by itself,
     and every request id, usage counter, budget figure and unknown outcome is still there."""
-    data = Path(tempfile.mkdtemp(prefix="rcg-"))  # short: a unix socket path has 107 bytes
+    data = short_dir
     gw: Gateway = await gateway_factory(
         redis_url="", data_dir=data, poll_rate_per_second=0, upstream_submit_timeout=0.3
     )
