@@ -19,6 +19,7 @@ from gateway.appkeys import (
     AUDIT,
     CATALOG,
     DEDUP,
+    EMBEDDED_REDIS,
     LIFECYCLE,
     METRICS,
     MODEL_API,
@@ -37,6 +38,7 @@ from gateway.appkeys import (
 )
 from gateway.audit import AuditLog
 from gateway.background import background, sleep_unless
+from gateway.breaker import BreakerConfig
 from gateway.catalog import Catalog
 from gateway.dedup import DedupService, SchemaCache
 from gateway.dispatcher import Dispatcher
@@ -45,6 +47,7 @@ from gateway.metrics import Metrics
 from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
+from gateway.middlewares.slow_clients import setup_slow_clients
 from gateway.poller import Poller, PollerConfig
 from gateway.pricing import Pricing
 from gateway.proxy import PollSettings, ProxyService
@@ -65,7 +68,7 @@ from gateway.store.client import (
     refuse_cluster_node,
     warn_if_evicting,
 )
-from gateway.store.embedded import EmbeddedRedis
+from gateway.store.embedded import EmbeddedRedis, EmbeddedRedisError
 from gateway.store.layout import Layout
 from gateway.store.pipelined import PipelinedRedis
 from gateway.store.scripts import Scripts
@@ -102,6 +105,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedRedis(settings.data_dir)
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         url = embedded.url
+        app[EMBEDDED_REDIS] = embedded
         log.info("embedded_redis_started", data_dir=str(settings.data_dir.resolve()))
     redis = connect(url, observer=app[METRICS].observe_redis)
     app[REDIS] = redis
@@ -181,12 +185,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Keep /readyz's view of Redis current without failing readiness on it."""
+    """Keep /readyz's view of Redis current without failing readiness on it, and restart the
+    embedded Redis if it died (its AOF brings every team, key and job back)."""
     lifecycle, redis, metrics, teams = app[LIFECYCLE], app[REDIS], app[METRICS], app[TEAMS]
     mode = lifecycle.extra.get("redis_mode", "external")
+    embedded = app.get(EMBEDDED_REDIS)
 
     async def probe(stopping: asyncio.Event) -> None:
         while True:
+            if embedded is not None and not embedded.running:
+                await _restart_embedded(embedded)
             try:
                 started = time.perf_counter()
                 await ping(redis)
@@ -207,6 +215,15 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _restart_embedded(embedded: EmbeddedRedis) -> None:
+    log.error("embedded_redis_died", data_dir=str(embedded.data_dir.resolve()))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        log.info("embedded_redis_restarted")
+    except EmbeddedRedisError as exc:
+        log.error("embedded_redis_restart_failed", error=str(exc))
+
+
 def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
     return UpstreamConfig(
         name=name,
@@ -218,6 +235,10 @@ def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> U
         retries=settings.upstream_retries,
         backoff_base=settings.upstream_backoff_base,
         max_connections=settings.upstream_max_connections,
+        breaker=BreakerConfig(
+            failures=settings.upstream_breaker_failures,
+            open_seconds=settings.upstream_breaker_open_seconds,
+        ),
     )
 
 
@@ -265,6 +286,7 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.upstream_configured:
         log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
     yield
+    await app[PROXY].close()
     await model_api.close()
     await serverless.close()
 
@@ -349,9 +371,11 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = Metrics()
     # Outermost first: the access log must see what the error middleware rendered, and errors
-    # must be rendered for failures of auth parsing and of every handler.
+    # must be rendered for failures of body reading, auth parsing and every handler. Bodies
+    # are read (within their deadline) before anything else touches the request.
     setup_request_context(app)
     setup_errors(app)
+    setup_slow_clients(app)
     setup_auth(app)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_shutdown.append(_on_shutdown)

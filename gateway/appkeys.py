@@ -20,6 +20,7 @@ from gateway.quotas import QuotaService
 from gateway.request_records import RequestRecords
 from gateway.settings import Settings
 from gateway.store.client import Store
+from gateway.store.embedded import EmbeddedRedis
 from gateway.store.scripts import Scripts
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient
@@ -41,6 +42,7 @@ SETTINGS = web.AppKey("settings", Settings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS: web.AppKey[Store] = web.AppKey("redis")
 SCRIPTS = web.AppKey("scripts", Scripts)
+EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)  # only when the gateway runs it
 TEAMS = web.AppKey("teams", TeamService)
 RECORDS = web.AppKey("records", RequestRecords)
 MODEL_API = web.AppKey("model_api", UpstreamClient)

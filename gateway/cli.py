@@ -57,6 +57,7 @@ def _run(app: web.Application, settings: Settings, host: str, port: int) -> None
         host=host,
         port=port,
         shutdown_timeout=settings.shutdown_grace_seconds,
+        keepalive_timeout=settings.client_idle_timeout_seconds,  # also bounds slow headers
         access_log=None,
         print=None,
         handle_signals=True,

@@ -17,6 +17,7 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
     │   │   └── PollRateExceeded      429 429004  status/result polls of one key, too fast
     │   ├── NotFound                  404 404001  unknown route, model or request id
     │   ├── MethodNotAllowed          405 405001
+    │   ├── RequestTimeout            408 408001  the request body did not arrive in time
     │   ├── Conflict                  409 409001  e.g. a team id that already exists
     │   ├── PayloadTooLarge           413 413001
     │   ├── ValidationFailed          422 422001  admin API bodies that fail validation
@@ -26,6 +27,7 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
         │   └── UpstreamAuthRejected  502 502002  RunComfy rejected the *gateway's* token
         ├── UpstreamRateLimited       429 429001  RunComfy is rate-limiting the gateway's account
         ├── UpstreamUnavailable       503 503001  RunComfy unreachable
+        │   └── CircuitOpen           503 503001  RunComfy kept failing: not called for a while
         ├── UpstreamAccountError      503 503002  the *gateway's* RunComfy balance or account
         ├── StoreUnavailable          503 503003  Redis unreachable
         ├── UpstreamTimeout           504 504001  RunComfy did not answer in time
@@ -105,6 +107,15 @@ class MethodNotAllowed(ClientError):
 
     def headers(self) -> dict[str, str]:
         return {"Allow": ", ".join(self._allowed)}  # RFC 9110: a 405 must list what is allowed
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    error_code = 408001
+    default_message = "The request body was not received in time."
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class Conflict(ClientError):
@@ -225,6 +236,22 @@ class UpstreamUnavailable(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The circuit breaker refused the call: nothing was sent (see :mod:`gateway.breaker`)."""
+
+    default_message = (
+        "The gateway's upstream (RunComfy) has been failing, so the gateway stops calling it for "
+        "a few seconds; nothing was sent. Retry after the time in Retry-After."
+    )
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(detail="circuit_open")
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamAccountError(ServiceError):

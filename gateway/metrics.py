@@ -108,6 +108,19 @@ class Metrics:
             ["upstream", "call"],
             registry=r,
         )
+        self.upstream_circuit = Gauge(
+            "gateway_upstream_circuit_state",
+            "This replica's circuit breaker per upstream: 0 closed, 1 half-open (one probe "
+            "call), 2 open (calls fail fast with 503).",
+            ["upstream"],
+            registry=r,
+        )
+        self.upstream_circuit_opened = Counter(
+            "gateway_upstream_circuit_opened_total",
+            "Times this replica's circuit breaker opened, per upstream.",
+            ["upstream"],
+            registry=r,
+        )
         self.cache_requests = Counter(
             "gateway_cache_requests_total",
             "Submits by dedup outcome (hit, coalesced, miss, queued).",
@@ -232,6 +245,7 @@ class Metrics:
         # Series that exist from the start, so rate() sees their first increment (Prometheus 2
         # cannot, for a counter born at 1). Team x model series are too many to pre-create.
         for upstream in UPSTREAMS:
+            self.upstream_circuit_opened.labels(upstream)
             for call in UPSTREAM_CALLS:
                 self.upstream_retries.labels(upstream, call)
                 for kind in UPSTREAM_ERROR_KINDS:

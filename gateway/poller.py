@@ -19,12 +19,12 @@ import orjson
 import structlog
 
 from gateway.background import sleep_unless
-from gateway.errors import GatewayError, UpstreamClientError
+from gateway.errors import CircuitOpen, GatewayError, UpstreamClientError
 from gateway.metrics import Metrics
 from gateway.proxy import Alerts, upstream_path
-from gateway.quotas import to_micro, to_usd
+from gateway.quotas import BudgetAlert, to_micro, to_usd
 from gateway.request_records import LIVE, Api, Job, JobState, RequestRecords
-from gateway.store.client import STORE_FAILURES
+from gateway.store.client import STORE_FAILURES, through_outage
 from gateway.upstream import UpstreamClient
 from gateway.webhooks import Webhooks
 
@@ -39,6 +39,8 @@ RESULT_STATES = {
     "canceled": JobState.CANCELLED,
 }
 MAX_CONSECUTIVE_ERRORS = 20
+EFFECTS_PENDING = "effects_pending"  # a job that ended, whose webhooks and slot release may not
+END_EFFECTS_WITHIN = 10.0  # be done yet; retried through a Redis blip for this many seconds
 GAUGE_INTERVAL = 5.0
 
 
@@ -147,6 +149,12 @@ class Poller:
     async def poll_once(self, slot: str, jid: str) -> None:
         """Ask RunComfy about one job and record the answer."""
         job = await self._records.job(slot, jid)
+        if job is not None and job.terminal and job.get(EFFECTS_PENDING):
+            # The poll that ended it was cut off before it was done: do the rest now.
+            settled = int(job.get("settled", "0") or 0)
+            body = orjson.loads(job.get("result_body", "") or "{}")
+            await self._end_effects(job, job.state, settled, body, None, time.time())
+            return
         if job is None or job.terminal:
             await self._records.unschedule(slot, jid)
             return
@@ -201,17 +209,42 @@ class Poller:
             upstream_status=word,
             last_poll_ts=now,
             cost=to_usd(settled),
+            effects_pending=1,  # EFFECTS_PENDING
         )
-        previous = update.previous
-        await self._records.unschedule(slot, jid)
-        if update.alert is not None:
-            await self._alerts.budget_alert(update.alert)
-        if previous in LIVE:
+        if update.previous not in LIVE:  # ended already (a cancel, another poller)
+            await self._records.unschedule(slot, jid)
+            return
+        await self._end_effects(job, final, settled, body, update.alert, now)
+
+    async def _end_effects(
+        self,
+        job: Job,
+        final: JobState,
+        settled: int,
+        body: dict[str, Any],
+        alert: BudgetAlert | None,
+        now: float,
+    ) -> None:
+        """What follows the end of a job: free its slot, call the webhooks, stop polling it.
+
+        The job was marked ``effects_pending`` in the same write that ended it, and the mark is
+        dropped only when all of this is done: a Redis blip is retried here, and if this replica
+        is cut off (or dies), the job is still scheduled, so its next poll finds the mark and
+        does it all again (webhooks are at least once).
+        """
+
+        async def effects() -> None:
+            if alert is not None:
+                await self._alerts.budget_alert(alert)
             await self._freed(job)
-            self._observe_end(job, final, to_usd(settled), now)
-        if previous in LIVE and job.api is Api.SERVERLESS:
-            await self._webhooks.job_changed(job, final.value, body, final=True)
-        log.info("job_finished", job=jid, state=final.value, target=job.get("target"))
+            if job.api is Api.SERVERLESS:
+                await self._webhooks.job_changed(job, final.value, body, final=True)
+            await self._records.clear_field(job.slot, job.job_id, EFFECTS_PENDING)
+            await self._records.unschedule(job.slot, job.job_id)
+
+        await through_outage(effects, END_EFFECTS_WITHIN)
+        self._observe_end(job, final, to_usd(settled), now)
+        log.info("job_finished", job=job.job_id, state=final.value, target=job.get("target"))
 
     async def _freed(self, job: Job) -> None:
         """The job holds no concurrency slot any more: let a queued one go."""
@@ -241,6 +274,12 @@ class Poller:
         )
 
     async def _backoff(self, job: Job, exc: GatewayError) -> None:
+        if isinstance(exc, CircuitOpen):
+            # Not sent, so not an error of this job: counting it would end healthy jobs as
+            # "lost" during a long RunComfy outage. Ask again when the breaker lets a probe out.
+            delay = max(self._config.interval, float(exc.retry_after))
+            await self._records.schedule(job.slot, job.job_id, delay)
+            return
         errors = int(job.get("poll_errors", "0") or 0) + 1
         if errors >= MAX_CONSECUTIVE_ERRORS or (
             isinstance(exc, UpstreamClientError) and exc.status == 404

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -38,12 +38,14 @@ from gateway.request_records import (
     Charge,
     Job,
     JobState,
+    Lookup,
     Outcome,
     RequestRecord,
     RequestRecords,
     Role,
+    new_id,
 )
-from gateway.store.client import STORE_FAILURES
+from gateway.store.client import STORE_FAILURES, through_outage
 from gateway.teams import TeamPrincipal
 from gateway.upstream import UpstreamClient
 from gateway.urls import URL_FIELDS, model_request_urls, serverless_request_urls
@@ -52,6 +54,8 @@ from gateway.webhooks import Webhooks
 log = structlog.get_logger(__name__)
 
 FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced submit waits
+RECORD_WITHIN = 10.0  # seconds a submit's outcome is retried into a Redis that went away
+WITHDRAW_WITHIN = 60.0  # seconds an interrupted admission is looked for, to take it back
 
 
 def rewrite(body: Any, rid: str, urls: dict[str, str]) -> Any:
@@ -132,6 +136,14 @@ class ProxyService:
         self._model_api = model_api
         self._serverless = serverless
         self._polling = polling
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop background work (withdrawals of interrupted admissions still retrying)."""
+        for task in self._background:
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background, timeout=5.0)
 
     def upstream(self, api: Api) -> UpstreamClient:
         return self._model_api if api is Api.MODEL else self._serverless
@@ -168,13 +180,35 @@ class ProxyService:
         if webhook is not None:
             lookup = replace(lookup, webhook=webhook[0], webhook_intermediate=webhook[1])
         estimate, rate = await self._estimator.charge(api, target, body)
+        rid, jid = new_id(), new_id()
         try:
             admission = await self._records.admit(
-                cred, api, target, version, lookup, Charge(estimate, rate, raw)
+                cred, api, target, version, lookup, Charge(estimate, rate, raw), ids=(rid, jid)
             )
         except QuotaRefused as exc:
             self._refused(exc)
             raise
+        except STORE_FAILURES:
+            # The script may have run and only its answer been lost with the connection.
+            self._withdraw_later(self._records.scope_slot(cred.slot), jid, rid)
+            raise
+        try:
+            return await self._after_admission(admission, api, target, lookup, raw, base, webhook)
+        except STORE_FAILURES:
+            if admission.outcome in (Outcome.MISS, Outcome.QUEUED):
+                self._withdraw_later(admission.principal.slot, jid, rid)
+            raise
+
+    async def _after_admission(
+        self,
+        admission: Admission,
+        api: Api,
+        target: str,
+        lookup: Lookup,
+        raw: bytes,
+        base: str,
+        webhook: tuple[str, bool] | None,
+    ) -> SubmitAnswer:
         self._count(admission, api, target)
         if admission.alert is not None:
             await self._alerts.budget_alert(admission.alert)
@@ -189,7 +223,10 @@ class ProxyService:
         outcome = admission.outcome
         if outcome is Outcome.MISS:
             if await self._take_global_slot(slot, record.job_id, raw):
-                await self._send(self._job_of(admission, lookup.identity), raw)
+                try:
+                    await self._send(self._job_of(admission, lookup.identity), raw)
+                except STORE_FAILURES:  # sent or not, _send decided; never withdraw it
+                    raise StoreUnavailable(detail={"request_id": record.request_id}) from None
             else:
                 outcome = Outcome.QUEUED
         elif outcome is Outcome.COALESCED:
@@ -255,17 +292,19 @@ class ProxyService:
     async def send_queued(self, slot: str, jid: str) -> None:
         """Send a job that waited in its team's queue; its owner is not waiting on the line,
         so the outcome is only recorded."""
-        job = await self._records.job(slot, jid)
-        if job is None or job.state is not JobState.SUBMITTING:
-            return
-        raw = job.get("body").encode()
-        if not await self._take_global_slot(slot, jid, raw):
-            await self._records.mark_waiting(slot)
-            return
         try:
+            job = await through_outage(lambda: self._records.job(slot, jid), RECORD_WITHIN)
+            if job is None or job.state is not JobState.SUBMITTING:
+                return
+            raw = job.get("body").encode()
+            if not await self._take_global_slot(slot, jid, raw):
+                await self._records.mark_waiting(slot)
+                return
             await self._send(job, raw)
         except GatewayError as exc:
             log.warning("queued_submit_failed", job=jid, error_code=exc.error_code)
+        except STORE_FAILURES as exc:  # not sent: its slot expires, then it is settled
+            log.warning("queued_submit_store_error", job=jid, error_type=type(exc).__name__)
 
     async def _send(self, job: Job, raw: bytes) -> None:
         """The owner's submit to RunComfy; its outcome becomes the job's state."""
@@ -288,26 +327,39 @@ class ProxyService:
                 target=target,
                 reason=str(exc.detail),
             )
+            reason = str(exc.detail)
             exc.detail = {"request_id": rid, "reason": exc.detail}
-            await self._records.update_job(job, JobState.UNKNOWN, reason=str(exc.detail["reason"]))
-            await self._records.mark_unknown(slot, rid)
-            await self.release_global_slot(slot, job.job_id)
+
+            async def record_unknown() -> None:
+                await self._records.update_job(job, JobState.UNKNOWN, reason=reason)
+                await self._records.mark_unknown(slot, rid)
+                await self.release_global_slot(slot, job.job_id)
+
+            # Unrecorded, the job stays `submitting` until its slot expires, then becomes
+            # unknown all the same (dispatcher.py): the client's answer is right either way.
+            await self._record(record_unknown, "unknown", rid, suppress=True)
             raise
         except GatewayError as exc:
             # RunComfy refused it or was never reached: nothing to pay, and followers get the
             # same answer.
-            await self._records.update_job(
-                job,
-                JobState.REJECTED,
-                settle_micro=0,
-                error_status=exc.status,
-                error_body=orjson.dumps(exc.body()).decode(),
-            )
-            await self.release_global_slot(slot, job.job_id)
+            error_status, error_body = exc.status, orjson.dumps(exc.body()).decode()
+
+            async def record_rejected() -> None:
+                await self._records.update_job(
+                    job,
+                    JobState.REJECTED,
+                    settle_micro=0,
+                    error_status=error_status,
+                    error_body=error_body,
+                )
+                await self.release_global_slot(slot, job.job_id)
+
+            await self._record(record_rejected, "rejected", rid, suppress=True)
             raise
         structlog.contextvars.bind_contextvars(upstream_request_id=upstream_id)
         status_body = self._queued(upstream_id)
-        try:
+
+        async def record_accepted() -> None:
             # Issued together, so the pipelined connection sends both in one round trip;
             # Redis runs them in this order.
             await asyncio.gather(
@@ -321,8 +373,13 @@ class ProxyService:
                 ),
                 self._records.schedule(slot, job.job_id, self._polling.interval),
             )
+
+        try:
+            await self._record(record_accepted, "accepted", rid)
         except STORE_FAILURES:
-            # The job runs and is paid for, but could not be recorded: say so, loudly.
+            # The job runs and is paid for, but could not be recorded: say so, loudly. Its record
+            # stays `submitting` until its slot expires; then it is listed as unknown for
+            # reconciliation, so the client must not resubmit: outcome unknown, not "retry".
             log.error(
                 "submit_unrecorded",
                 gateway_request_id=rid,
@@ -330,14 +387,85 @@ class ProxyService:
                 team=team,
                 target=target,
             )
-            raise StoreUnavailable(
-                "The job was started but the gateway could not record it; operators can "
-                "reconcile it from the logs.",
-                detail={"request_id": rid},
+            raise SubmitOutcomeUnknown(
+                "RunComfy accepted the job but the gateway could not record it (its state store "
+                "is unavailable); it will be listed for reconciliation. Do not resubmit.",
+                detail={"request_id": rid, "reason": "state store unavailable"},
             ) from None
         if self._global_cap > 0:
             lifetime = self._records.lifetimes.job_lifetime
             await self._records.global_slot("extend", slot, job.job_id, self._global_cap, lifetime)
+
+    @staticmethod
+    async def _record(
+        step: Callable[[], Awaitable[None]], outcome: str, rid: str, *, suppress: bool = False
+    ) -> None:
+        """Write a submit's outcome, retrying through a Redis outage for ``RECORD_WITHIN`` s.
+        Unlike admission, these writes may run twice: a job's state set again is unchanged."""
+        try:
+            await through_outage(step, RECORD_WITHIN)
+        except STORE_FAILURES as exc:
+            log.error(
+                "submit_outcome_not_recorded",
+                outcome=outcome,
+                gateway_request_id=rid,
+                error_type=type(exc).__name__,
+            )
+            if not suppress:
+                raise
+
+    def _withdraw_later(self, slot: str, jid: str, rid: str) -> None:
+        task = asyncio.create_task(self._withdraw(slot, jid, rid))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _withdraw(self, slot: str, jid: str, rid: str) -> None:
+        """The client was answered 503 (nothing sent), but its admission may have run with only
+        its answer lost. Take back the job nobody will send, so it neither holds a reservation
+        and a concurrency slot nor makes identical submits follow a phantom."""
+        deadline = time.monotonic() + WITHDRAW_WITHIN
+        pause = 0.1
+        while time.monotonic() < deadline:
+            try:
+                await self._take_back(slot, jid, rid)
+                return
+            except STORE_FAILURES:
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
+        log.error("admission_not_withdrawn", job=jid, gateway_request_id=rid)
+
+    async def _take_back(self, slot: str, jid: str, rid: str) -> None:
+        job = await self._records.job(slot, jid)
+        if job is None or job.get("owner") != rid:
+            return  # the admission never ran (or made a hit or a follower: nothing to undo)
+        attached: int | None = None
+        if job.state is JobState.QUEUED:
+            # Identical submits that followed it were answered `in_queue`: keep it for them.
+            expect, attached = JobState.QUEUED, 1
+        elif job.state is JobState.SUBMITTING and job.get("queued") != "1":
+            # A miss only this process would have sent. Its followers are still waiting for the
+            # owner's outcome, and get this one: 503, resend.
+            expect = JobState.SUBMITTING
+        else:
+            return  # dispatched from the queue meanwhile, or ended: its sender records it
+        error = StoreUnavailable()
+        previous = await self._records.update_job(
+            job,
+            JobState.REJECTED,
+            settle_micro=0,
+            expect=expect,
+            expect_attached=attached,
+            error_status=error.status,
+            error_body=orjson.dumps(error.body()).decode(),
+            reason="admission interrupted",
+        )
+        if previous == expect:
+            log.warning("admission_withdrawn", job=jid, gateway_request_id=rid)
+            self.slot_freed(slot)
+        elif previous == "followed":  # the lost request stops counting as one that waits
+            owner = await self._records.request(slot, rid)
+            if owner is not None:
+                await self._records.detach(owner, slot)
 
     async def _await_owner(self, admission: Admission) -> None:
         """A follower answers once the owner's submit is settled, with the same outcome."""
@@ -345,7 +473,13 @@ class ProxyService:
         pause, cap = FOLLOWER_WAIT_STEP
         deadline = time.monotonic() + self._records.lifetimes.submit_deadline
         while True:
-            job = await self._records.job(slot, record.job_id)
+            try:
+                job = await self._records.job(slot, record.job_id)
+            except STORE_FAILURES:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(cap)  # the owner's outcome is on its way; wait for Redis
+                continue
             state = job.state if job else JobState.UNKNOWN
             if state is not JobState.SUBMITTING:
                 break

@@ -207,9 +207,12 @@ class RequestRecords:
         version: str,
         lookup: Lookup,
         charge: Charge | None = None,
+        ids: tuple[str, str] | None = None,
     ) -> Admission:
-        """Verify the key and hit, follow or claim a job, atomically."""
-        rid, jid, created_at = new_id(), new_id(), now_iso()
+        """Verify the key and hit, follow or claim a job, atomically. ``ids``: the new request's
+        and job's ids, so a caller can find them if the answer is lost."""
+        rid, jid = ids or (new_id(), new_id())
+        created_at = now_iso()
         charge = charge or Charge()
         shared_limit: RateLimitState | None = None
         life = self.lifetimes
@@ -378,6 +381,15 @@ class RequestRecords:
         job = Job(record.job_id, slot, job_fields) if job_fields else None
         return principal, record, job
 
+    async def request(self, slot: str, rid: str) -> RequestRecord | None:
+        """A request record by id, with no key check (for the gateway's own bookkeeping)."""
+        fields = await self._redis.hgetall(self._layout.request(slot, rid))
+        return (
+            RequestRecord.from_hash(rid, {str(k): str(v) for k, v in fields.items()})
+            if fields
+            else None
+        )
+
     async def job(self, slot: str, jid: str) -> Job | None:
         fields = await self._redis.hgetall(self._layout.job(slot, jid))
         return Job(jid, slot, {str(k): str(v) for k, v in fields.items()}) if fields else None
@@ -389,16 +401,23 @@ class RequestRecords:
         *,
         settle_micro: int | None = None,
         expect: JobState | None = None,
+        expect_attached: int | None = None,
         **fields: str | float | int,
     ) -> str:
         """Move a job on; returns its previous state. Terminal states are never left.
 
         Ending a job settles its reservation to ``settle_micro`` (an unknown outcome keeps it
         reserved in the unreconciled ledger). With ``expect``, nothing changes unless the job
-        was in that state.
+        was in that state; with ``expect_attached``, unless exactly that many requests follow
+        it (else the previous state returned is ``followed``).
         """
         update = await self.update_job_full(
-            job, state, settle_micro=settle_micro, expect=expect, **fields
+            job,
+            state,
+            settle_micro=settle_micro,
+            expect=expect,
+            expect_attached=expect_attached,
+            **fields,
         )
         return update.previous
 
@@ -409,6 +428,7 @@ class RequestRecords:
         *,
         settle_micro: int | None = None,
         expect: JobState | None = None,
+        expect_attached: int | None = None,
         **fields: str | float | int,
     ) -> JobUpdate:
         slot, target, identity = job.slot, job.get("target"), job.get("hash")
@@ -422,6 +442,7 @@ class RequestRecords:
             "" if settle_micro is None else settle_micro,
             "" if expect is None else expect.value,
             self.quota.usage_retention,
+            "" if expect_attached is None else expect_attached,
         ]
         for name, value in fields.items():
             args += [name, value]
@@ -565,6 +586,10 @@ class RequestRecords:
 
     async def unschedule(self, slot: str, jid: str) -> None:
         await self._redis.zrem(self._layout.poll_due(), f"{slot}|{jid}")
+
+    async def clear_field(self, slot: str, jid: str, name: str) -> None:
+        """Drop one field of a job (HDEL creates nothing if the job expired meanwhile)."""
+        await self._redis.hdel(self._layout.job(slot, jid), name)
 
     async def claim_due(self, lease: float, batch: int) -> list[tuple[str, str]]:
         members = await self._scripts.poll_claim(

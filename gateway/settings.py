@@ -91,6 +91,19 @@ class Settings(BaseSettings):
         le=1024,
         description="Most header lines one request may have; more get 400.",
     )
+    client_idle_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="How long `serve` keeps a client connection that has not sent a complete "
+        "request: idle between requests, or still sending its headers (slowloris). Keep it "
+        "above the idle timeout of a load balancer in front (often 60 s).",
+    )
+    client_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest a client may take to send a request body; a slower one gets 408 "
+        "and its connection is closed.",
+    )
     upstream_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to open a connection to RunComfy."
     )
@@ -113,6 +126,19 @@ class Settings(BaseSettings):
         default=0.1,
         gt=0,
         description="First retry's maximum backoff in seconds (doubles each try).",
+    )
+    upstream_breaker_failures: int = Field(
+        default=10,
+        ge=0,
+        description="Consecutive failed attempts (no connection, timeout, cut off, 5xx) after "
+        "which a replica stops calling that RunComfy API: calls then fail fast with 503 503001 "
+        "and `Retry-After`, nothing sent (0 disables the circuit breaker).",
+    )
+    upstream_breaker_open_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long an open circuit breaker refuses calls before one probe call may "
+        "close it again.",
     )
     upstream_max_connections: int = Field(
         default=200, ge=1, description="Pooled connections per upstream."

@@ -7,6 +7,10 @@ Retry rules exist so that no generation is ever paid for twice:
   established: refused, DNS failure, TLS failure, connect timeout). After any response, a reset or
   a read timeout it is never retried, and the caller learns that its outcome is unknown.
 
+Each client has a circuit breaker (:mod:`gateway.breaker`): attempts that cannot connect, time
+out, are cut off or get a 5xx count as failures; enough of them in a row and calls fail fast with
+503 503001 (nothing sent) until a probe call succeeds.
+
 RunComfy's answers are sorted into the team's errors (bad input, unknown model or id: passed on
 with RunComfy's own body) and the gateway's (RunComfy rejecting the gateway's token, the gateway
 account's balance, RunComfy failing): the latter become 502/503/504 so that no team mistakes them
@@ -28,6 +32,7 @@ import orjson
 import structlog
 
 from gateway import __version__
+from gateway.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from gateway.errors import (
     GatewayError,
     SubmitOutcomeUnknown,
@@ -67,6 +72,7 @@ class UpstreamConfig:
     retries: int
     backoff_base: float
     max_connections: int
+    breaker: BreakerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,9 @@ class UpstreamClient:
         self._token = config.token.encode() if len(config.token) >= MIN_SECRET_LENGTH else b""
         self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
+        self.breaker = CircuitBreaker(config.breaker, self._breaker_changed)
+        if metrics is not None:
+            metrics.upstream_circuit.labels(config.name.value).set(BreakerState.CLOSED)
         self._read_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
         )
@@ -232,12 +241,14 @@ class UpstreamClient:
         kind = call_kind(method, path)
         attempt = 0
         while True:
+            probe = self.breaker.admit()  # raises CircuitOpen: nothing is sent
             started = time.perf_counter()
             try:
                 status, raw, retry_after = await self._once(
                     method, path, params=params, data=data, client_timeout=client_timeout
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self.breaker.failed(probe)
                 self._observe(kind, started, _error_kind(exc))
                 retry = never_reached_upstream(exc) if submit else True
                 if retry and attempt < self.config.retries:
@@ -255,6 +266,13 @@ class UpstreamClient:
                     gateway_error=error.error_code,
                 )
                 raise error from None
+            except BaseException:
+                self.breaker.abandoned(probe)
+                raise
+            if status >= 500:
+                self.breaker.failed(probe)
+            else:
+                self.breaker.succeeded(probe)
             self._observe(kind, started, f"{status // 100}xx" if status >= 400 else None)
             if idempotent and status in RETRYABLE_STATUSES and attempt < self.config.retries:
                 self._log_retry(kind, attempt, f"HTTP {status}")
@@ -262,6 +280,14 @@ class UpstreamClient:
                 attempt += 1
                 continue
             return self._reply(status, raw, retry_after, submit=submit)
+
+    def _breaker_changed(self, state: BreakerState) -> None:
+        upstream = self.config.name.value
+        if self._metrics is not None:
+            self._metrics.upstream_circuit.labels(upstream).set(state)
+            if state is BreakerState.OPEN:
+                self._metrics.upstream_circuit_opened.labels(upstream).inc()
+        log.warning("upstream_circuit", upstream=upstream, state=state.name.lower())
 
     def _observe(self, kind: str, started: float, error: str | None) -> None:
         if self._metrics is None:

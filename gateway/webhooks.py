@@ -201,7 +201,17 @@ class Webhooks:
                 if not claimed:
                     await sleep_unless(stopping, 0.1)
                     continue
-                await asyncio.gather(*(self._deliver(str(d)) for d in claimed))
+                outcomes = await asyncio.gather(
+                    *(self._deliver(str(d)) for d in claimed), return_exceptions=True
+                )
+                for outcome in outcomes:
+                    # A Redis failure mid-delivery: its lease lapses and it is delivered again
+                    # (at least once). Anything else is a bug, and must not end the worker
+                    # quietly either.
+                    if isinstance(outcome, STORE_FAILURES):
+                        log.warning("webhook_store_error", error_type=type(outcome).__name__)
+                    elif isinstance(outcome, BaseException):
+                        log.error("webhook_failed", error_type=type(outcome).__name__)
 
     async def _deliver(self, delivery_id: str) -> None:
         key = self._layout.delivery(delivery_id)

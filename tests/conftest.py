@@ -29,6 +29,7 @@ from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
 from gateway.store.client import connect
 from gateway.store.embedded import EmbeddedCluster, EmbeddedRedis
+from tests import fault_report
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SIM_TOKEN = "sim-upstream-token-abcdefghijkl"
@@ -41,6 +42,54 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "fault_report_dir",
+        "where fault tests write the rows of the README's fault table (tests/fault_report.py)",
+        default=fault_report.DEFAULT_DIR,
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Forget the fault rows of an earlier run (once, in the process that runs the session)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    directory = fault_report.report_dir(
+        session.config.rootpath, str(session.config.getini("fault_report_dir"))
+    )
+    for old in directory.glob("*.json"):
+        old.unlink()
+
+
+@dataclass
+class FaultReport:
+    """A fault test's rows of the README's fault table: written as measured, then compared."""
+
+    directory: Path
+    test: str
+    rows: list[fault_report.FaultRow] = field(default_factory=list)
+
+    def record(self, key: str, *, injected: str, traffic: str, lost: dict[str, int]) -> None:
+        """Write a row (even when the test then fails on what it lost)."""
+        row = fault_report.FaultRow(key, injected, traffic, lost, self.test)
+        fault_report.write(self.directory, row)
+        self.rows.append(row)
+
+    def assert_readme_agrees(self) -> None:
+        """The README must say what this run measured."""
+        assert self.rows, "record() the rows first"
+        for row in self.rows:
+            problem = fault_report.check_readme(row)
+            assert problem is None, problem
+
+
+@pytest.fixture
+def faults_table(request: pytest.FixtureRequest) -> FaultReport:
+    config = request.config
+    directory = fault_report.report_dir(config.rootpath, str(config.getini("fault_report_dir")))
+    return FaultReport(directory, request.node.originalname)
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +157,22 @@ class Simulator:
         async with self.session.post(f"{self.url}/_sim/faults", json=rule) as resp:
             assert resp.status < 300, await resp.text()
 
+    async def fault_clear(self) -> None:
+        async with self.session.delete(f"{self.url}/_sim/faults") as resp:
+            assert resp.status < 300, await resp.text()
+
+    async def faults_left(self) -> list[dict[str, Any]]:
+        """The armed rules not used up yet."""
+        async with self.session.get(f"{self.url}/_sim/faults") as resp:
+            data: dict[str, Any] = await resp.json()
+        return list(data["faults"])
+
+    async def ledger(self) -> dict[str, Any]:
+        """What RunComfy charged: ``charged_micro`` and every job (see the control API)."""
+        async with self.session.get(f"{self.url}/_sim/ledger") as resp:
+            data: dict[str, Any] = await resp.json()
+        return data
+
     async def configure(self, **values: Any) -> None:
         async with self.session.post(f"{self.url}/_sim/config", json=values) as resp:
             assert resp.status < 300, await resp.text()
@@ -167,14 +232,12 @@ def make_settings(
 
 
 @dataclass
-class Gateway:
-    """A gateway replica served over real HTTP, with helpers that act as its users would."""
+class GatewayClient:
+    """A gateway reached over real HTTP, with helpers that act as its users would."""
 
     url: str
     http: aiohttp.ClientSession
-    app: web.Application
-    server: TestServer
-    keys: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict, kw_only=True)
 
     async def request(
         self,
@@ -219,6 +282,14 @@ class Gateway:
         status, body = await self.admin("PUT", f"/admin/v1/teams/{team_id}/limits", limits)
         assert status == 200, body
         return dict(body)
+
+
+@dataclass
+class Gateway(GatewayClient):
+    """A gateway replica served from this process (its app is at hand)."""
+
+    app: web.Application
+    server: TestServer
 
 
 @pytest.fixture

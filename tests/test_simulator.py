@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from gateway.simulator import SIM_STATE, SimulatorConfig, create_simulator_app, run_simulator
 from gateway.simulator.deployments import SEEDED_DEPLOYMENT_IDS
+from gateway.simulator.state import inputs_digest
 
 Client = TestClient[web.Request, web.Application]
 StartSim = Callable[..., Awaitable[Client]]
@@ -636,6 +637,13 @@ async def test_ledger_lists_what_each_job_was_charged_and_reset_clears_it(sim: C
 
     await advance(sim, QUEUE + RUN)
     ledger = await call(sim, "GET", "/_sim/ledger")
+    digests = [job.pop("inputs_sha256") for job in ledger["jobs"]]
+    assert digests == [
+        inputs_digest({"prompt": "a fox", "num_images": 2}),
+        inputs_digest({"prompt": "a fox"}),
+        inputs_digest({"prompt": "a fox"}),
+        inputs_digest({"overrides": {"6": {"inputs": {"text": "x"}}}}),
+    ]
     assert ledger == {
         "charged_micro": 84_000 + 5_400,
         "jobs": [

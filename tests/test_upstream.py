@@ -328,3 +328,51 @@ async def test_the_upstream_token_never_reaches_a_client_or_a_log_line(
     assert SIM_TOKEN not in answers
     for secret in (SIM_TOKEN, ADMIN_TOKEN, key):
         assert secret not in log
+
+
+async def test_a_failing_runcomfy_opens_the_circuit_breaker_which_fails_fast_then_recovers(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    from tests.test_metrics import scrape, value
+
+    gw: Gateway = await gateway_factory(
+        upstream_retries=0, upstream_breaker_failures=3, upstream_breaker_open_seconds=1.0
+    )
+    key = await gw.new_team("design", budget_usd=10)
+    await simulator.fault(route="catalog.get", action="status", status=503, times=None)
+    catalog = f"/v1/models/{NANO}"
+    for _ in range(3):
+        status, body, _ = await gw.request("GET", catalog, key=key)
+        assert status == 502, body
+    calls = await simulator.calls()
+
+    status, body, headers = await gw.request("GET", catalog, key=key)
+    assert status == 503
+    assert_error_shape(body, 503001)
+    assert headers["Retry-After"] == "1"
+    status, body, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    assert status == 503, body
+    assert_error_shape(body, 503001)
+    assert await simulator.calls() == calls  # failing fast: nothing reached RunComfy
+    series = await scrape(gw)
+    assert value(series, "gateway_upstream_circuit_state", upstream="model_api") == 2
+    assert value(series, "gateway_upstream_circuit_opened_total", upstream="model_api") == 1
+    _, usage = await gw.admin("GET", "/admin/v1/teams/design/usage")
+    assert usage["budget"]["reserved_usd"] == 0  # the refused submit was refunded
+
+    await asyncio.sleep(1.1)  # open time over: the next call probes, and fails: open again
+    status, _, _ = await gw.request("GET", catalog, key=key)
+    assert status == 502
+    status, _, _ = await gw.request("GET", catalog, key=key)
+    assert status == 503
+
+    await simulator.fault_clear()
+    await asyncio.sleep(1.1)
+    status, body, _ = await gw.request("GET", catalog, key=key)  # the probe succeeds
+    assert status == 200, body
+    status, body, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    assert status == 200, body
+    series = await scrape(gw)
+    assert value(series, "gateway_upstream_circuit_state", upstream="model_api") == 0
+    assert value(series, "gateway_upstream_circuit_opened_total", upstream="model_api") == 2
+    assert value(series, "gateway_upstream_circuit_state", upstream="serverless") == 0

@@ -78,7 +78,8 @@ async def management(request: web.Request) -> web.Response:
         return json_response(reply.body, status=reply.status)
     actor = await require_admin(request)
     # Read first: a body over the limit is refused before anything is asked of RunComfy.
-    data = await request.read() if request.can_read_body else None
+    # body_exists, not can_read_body: the body was read already (middlewares/slow_clients.py)
+    data = await request.read() if request.body_exists else None
     deployment_id = request.match_info.get("deployment_id")
     before: Any = None
     if deployment_id is not None:

@@ -2,7 +2,8 @@
 
 - ``GET /_sim/calls``: ``{"counts": {route: n}, "calls": [{method, path, route, query, at}]}``
 - ``GET /_sim/ledger``: ``{"charged_micro": n, "jobs": [{request_id, api, target, state,
-  billed_micro}]}``, what RunComfy charged so far (finished jobs only), in micro-dollars
+  billed_micro, inputs_sha256}]}``, what RunComfy charged so far (finished jobs only), in
+  micro-dollars; ``inputs_sha256`` is the SHA-256 of the submitted body as sorted-key JSON
 - ``POST /_sim/reset``: forget jobs, calls and faults; restore config, balance, deployments
 - ``GET|POST /_sim/config``: read, or partially update, ``queue_seconds``, ``run_seconds``,
   ``balance_usd`` and ``next_outcomes`` (outcomes of the next submits, in order)

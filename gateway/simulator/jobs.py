@@ -38,6 +38,9 @@ class Job:
     """What finishing costs; a failed Model API job is free, a failed serverless one is not."""
     output: dict[str, Any] = field(default_factory=dict)
     """What a success delivers, fixed at submit (so the job need not keep large inputs)."""
+    inputs_sha256: str = ""
+    """SHA-256 of the submitted body (sorted-key JSON), so tests can tell which request started
+    which job."""
     cancelled_at: float | None = None
 
     @property

@@ -73,7 +73,7 @@ async def inference(request: web.Request) -> web.Response:
     if details:
         raise validation_failed("Invalid inference request.", details)
     state.require_balance()
-    job = state.submit_serverless_job(deployment)
+    job = state.submit_serverless_job(deployment, body)
     return json_response({"request_id": job.id, **_urls(request, job)})
 
 

@@ -6,12 +6,15 @@ use the ``/_sim/`` control API, which reads and writes the same object.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from gateway.simulator.calls import CallLog
 from gateway.simulator.catalog import MICRO, Catalog, CatalogModel
@@ -21,6 +24,12 @@ from gateway.simulator.deployments import Deployment, seed_deployments
 from gateway.simulator.errors import insufficient_balance, not_found
 from gateway.simulator.faults import FaultBook
 from gateway.simulator.jobs import Api, Job, Outcome
+
+
+def inputs_digest(inputs: dict[str, Any]) -> str:
+    """What ``/_sim/ledger`` shows of a job's inputs: SHA-256 of their sorted-key JSON."""
+    return hashlib.sha256(orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
 
 FIRST_QUEUE_POSITION = 3
 """Queue position of a job submitted to an idle simulator; more if others are queued."""
@@ -105,6 +114,7 @@ class SimState:
                 "target": job.target,
                 "state": job.phase(now),
                 "billed_micro": job.billed_micro(now),
+                "inputs_sha256": job.inputs_sha256,
             }
             for job in self.jobs.values()
         ]
@@ -135,6 +145,7 @@ class SimState:
         queue_seconds: float,
         run_seconds: float,
         make_output: Callable[[str], dict[str, Any]],
+        inputs: dict[str, Any],
     ) -> Job:
         """Create, queue behind the jobs already waiting for the same target, and remember."""
         now = self.now()
@@ -153,6 +164,7 @@ class SimState:
             first_queue_position=FIRST_QUEUE_POSITION + ahead,
             cost_micro=cost_micro,
             output=make_output(request_id),
+            inputs_sha256=inputs_digest(inputs),
         )
         self.jobs[job.id] = job
         self._unsettled.append(job)
@@ -168,9 +180,12 @@ class SimState:
             self.config.queue_seconds if model.queue_seconds is None else model.queue_seconds,
             self.config.run_seconds if model.run_seconds is None else model.run_seconds,
             lambda request_id: model.outputs(inputs, request_id, asset_base_url),
+            inputs,
         )
 
-    def submit_serverless_job(self, deployment: Deployment) -> Job:
+    def submit_serverless_job(
+        self, deployment: Deployment, inputs: dict[str, Any] | None = None
+    ) -> Job:
         """Start a serverless job, billed per GPU-second of its run."""
         run_seconds = self.config.run_seconds
         cost = round(deployment.usd_per_second * run_seconds * MICRO)
@@ -182,6 +197,7 @@ class SimState:
             self.config.queue_seconds,
             run_seconds,
             lambda request_id: deployment.outputs(request_id, asset_base_url),
+            inputs or {},
         )
 
     def model_job(self, request_id: str) -> Job:

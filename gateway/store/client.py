@@ -15,9 +15,10 @@ a cluster.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -55,6 +56,7 @@ STORE_FAILURES: tuple[type[Exception], ...] = (
     rexc.ReadOnlyError,
     rexc.MasterDownError,
     rexc.SlotNotCoveredError,
+    rexc.OutOfMemoryError,  # full, with noeviction: writes refused until memory frees
     OSError,
 )
 
@@ -252,6 +254,24 @@ async def refuse_cluster_node(redis: Store) -> None:
             "GATEWAY_REDIS_URL reaches a Redis Cluster node: write it as "
             "redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS)"
         )
+
+
+T = TypeVar("T")
+
+
+async def through_outage(step: Callable[[], Awaitable[T]], within: float) -> T:
+    """Run ``step``, again and again while Redis is unavailable, for up to ``within`` seconds
+    (then its last failure is raised). Only for steps that may run twice: admission may not."""
+    deadline = time.monotonic() + within
+    pause = 0.05
+    while True:
+        try:
+            return await step()
+        except STORE_FAILURES:
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
 
 
 def as_store_error(exc: BaseException) -> StoreUnavailable | None:

@@ -60,6 +60,11 @@ class EmbeddedRedis:
     _process: subprocess.Popen[bytes] | None = None
 
     @property
+    def running(self) -> bool:
+        """Whether the server this object started is still alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def socket_path(self) -> Path:
         return self.data_dir / "redis.sock"
 

@@ -9,17 +9,19 @@
 -- ARGV[1] job id, ARGV[2] new state, ARGV[3] record ttl after the end, ARGV[4] cache ttl,
 -- ARGV[5] target, ARGV[6] identity hash, ARGV[7] settled cost in micro-dollars ('' none),
 -- ARGV[8] required current state ('' any), ARGV[9] usage retention seconds,
--- ARGV[10..] field, value pairs.
+-- ARGV[10] required number of requests attached ('' any), ARGV[11..] field, value pairs.
 -- Returns {previous state ('gone' if the job expired), alert level, budget period key,
--- committed micro, budget micro}; nothing changes unless the previous state was ARGV[8].
+-- committed micro, budget micro}; nothing changes unless the previous state was ARGV[8]
+-- ({'followed'} when the job has more requests attached than ARGV[10]).
 local cur = redis.call('HMGET', KEYS[1], 'state', 'store', 'reserved', 'spend_key',
-  'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api')
+  'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api', 'attached')
 if not cur[1] then return {'gone'} end
 if TERMINAL[cur[1]] then return {cur[1]} end
 if ARGV[8] ~= '' and cur[1] ~= ARGV[8] then return {cur[1]} end
+if ARGV[10] ~= '' and tonumber(cur[11] or '0') ~= tonumber(ARGV[10]) then return {'followed'} end
 local new = ARGV[2]
 local fields = {'state', new}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 local now = now_seconds()
 if TERMINAL[new] then
   fields[#fields + 1] = 'finished_ts'

@@ -30,6 +30,24 @@ CommandObserver = Callable[[str, float, bool], None]
 Arg = str | bytes | int | float
 
 
+REPLY_ERRORS: dict[str, type[rexc.RedisError]] = {
+    "NOSCRIPT": rexc.NoScriptError,
+    "LOADING": rexc.BusyLoadingError,  # a restarted Redis reading its AOF: nothing ran
+    "READONLY": rexc.ReadOnlyError,
+    "MASTERDOWN": rexc.MasterDownError,
+    "TRYAGAIN": rexc.TryAgainError,
+    "CLUSTERDOWN": rexc.ClusterDownError,
+    "OOM": rexc.OutOfMemoryError,
+}
+"""Error replies that name a state of the server rather than a bad command, as redis-py maps
+them, so that the gateway answers them as an unavailable store (503), not as its own bug."""
+
+
+def reply_error(message: str) -> type[rexc.RedisError]:
+    """The redis-py exception class for an error reply."""
+    return REPLY_ERRORS.get(message.split(" ", 1)[0], rexc.ResponseError)
+
+
 def _encode(arg: Arg) -> bytes:
     if isinstance(arg, bytes):
         return arg
@@ -103,8 +121,7 @@ class _Protocol(asyncio.Protocol):
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 message = str(reply)
-                error = rexc.NoScriptError if message.startswith("NOSCRIPT") else rexc.ResponseError
-                future.set_exception(error(message))
+                future.set_exception(reply_error(message)(message))
             else:
                 future.set_result(reply)
 
