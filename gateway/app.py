@@ -107,7 +107,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         url = embedded.url
         app[EMBEDDED_REDIS] = embedded
         log.info("embedded_redis_started", data_dir=str(settings.data_dir.resolve()))
-    redis = connect(url, observer=app[METRICS].observe_redis)
+    redis = connect(
+        url, observer=app[METRICS].observe_redis, timeout=settings.redis_timeout_seconds
+    )
     app[REDIS] = redis
     lifecycle = app[LIFECYCLE]
     try:
@@ -125,7 +127,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     layout = Layout(settings.redis_namespace)
     pipelined = None
     if PipelinedRedis.supports(url):
-        pipelined = PipelinedRedis(url, observer=app[METRICS].observe_redis)
+        pipelined = PipelinedRedis(
+            url, call_timeout=settings.redis_timeout_seconds, observer=app[METRICS].observe_redis
+        )
     scripts = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
     app[SCRIPTS] = scripts
     app[TEAMS] = TeamService(redis, scripts, layout)

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "`redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]`. "
         "`rediss+…` for TLS. Empty starts an embedded Redis.",
     )
+    redis_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a Redis command may take before the request gets 503; a "
+        "connection silent that long is replaced.",
+    )
     redis_namespace: str = Field(
         default="rcg",
         pattern=r"^[A-Za-z0-9_.-]{1,32}$",

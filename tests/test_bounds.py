@@ -94,14 +94,19 @@ async def test_a_compressed_body_is_bounded_by_its_decompressed_size(
     assert await simulator.count("model.submit") == 0
 
 
-async def test_an_oversized_body_from_an_unknown_key_is_401_not_413(gateway_factory: Any) -> None:
+async def test_an_oversized_body_is_refused_unread_whoever_sends_it(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    """A declared size over the limit is a 413 before the body is read or the key looked up:
+    an unknown caller cannot make the gateway read megabytes to learn its key is wrong."""
     gw: Gateway = await gateway_factory(max_body_bytes=LIMIT)
     forged = "rcg_aaaaaaaabbbbbbbb_" + "x" * 40
     status, body, _ = await gw.request(
         "POST", f"/v1/models/{NANO}", key=forged, data=padded(LIMIT * 2)
     )
-    assert status == 401
-    assert_error_shape(body, 401001)
+    assert status == 413
+    assert_error_shape(body, 413001)
+    assert await simulator.count("model.submit") == 0
 
 
 async def raw_exchange(url: str, request: bytes) -> bytes:

@@ -408,7 +408,9 @@ async def test_a_redis_stall_that_loses_the_answers_of_admissions_leaves_no_phan
     clients, stall = 6, 2.6
     own = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
     try:
-        gw: Gateway = await gateway_factory(redis_url=own.url, poll_rate_per_second=0)
+        gw: Gateway = await gateway_factory(
+            redis_url=own.url, poll_rate_per_second=0, redis_timeout_seconds=2.0
+        )
         key = await gw.new_team("design", budget_usd=100, max_concurrent=3)
         warm = await run_client(gw, key, "warm")  # prices and schema cached: admission is next
         assert warm.final == "completed", warm

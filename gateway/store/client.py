@@ -195,14 +195,19 @@ def _sentinel_options(
     return sentinels, service, options, own
 
 
-def connect(url: str, max_connections: int = 512, observer: CommandObserver | None = None) -> Store:
+def connect(
+    url: str,
+    max_connections: int = 512,
+    observer: CommandObserver | None = None,
+    timeout: float = 2.0,
+) -> Store:
     """A pooled asyncio client with short timeouts, so an outage fails fast instead of hanging.
 
     For a cluster, ``max_connections`` is per node. Options in the URL's query win.
     """
     options: dict[str, Any] = {
         "decode_responses": True,
-        "socket_timeout": 2.0,
+        "socket_timeout": timeout,
         "socket_connect_timeout": 1.0,
         "health_check_interval": 15,
         "max_connections": max_connections,
