@@ -120,6 +120,7 @@ async def raw_exchange(url: str, request: bytes) -> bytes:
             return await reader.read()
     finally:
         writer.close()
+        await writer.wait_closed()  # closed now, not when the loop may already be gone
 
 
 def status_of(response: bytes) -> int:

@@ -319,6 +319,7 @@ async def test_the_upstream_token_never_reaches_a_client_or_a_log_line(
         writer.write(oversized.encode() + b"\r\n\r\n")
         seen.append((await reader.read()).decode(errors="replace"))
         writer.close()
+        await writer.wait_closed()
     finally:
         await echo.close()
     await replicas.stop_all()
