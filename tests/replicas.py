@@ -70,6 +70,9 @@ class Replicas:
             "GATEWAY_SHUTDOWN_GRACE_SECONDS": "1",
             # 60-100 clients poll one key every 50 ms here: far above the default poll limit
             "GATEWAY_POLL_RATE_PER_SECOND": "0",
+            # Hundreds of clients on 2 shared cores can starve a replica's event loop for
+            # seconds; these tests count admissions, so a slow Redis answer must not become a 503.
+            "GATEWAY_REDIS_TIMEOUT_SECONDS": "30",
             **settings,
         }
 
