@@ -56,6 +56,7 @@ log = structlog.get_logger(__name__)
 FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced submit waits
 RECORD_WITHIN = 10.0  # seconds a submit's outcome is retried into a Redis that went away
 WITHDRAW_WITHIN = 60.0  # seconds an interrupted admission is looked for, to take it back
+WITHDRAW_PAUSE = 0.1  # seconds between two withdrawals (more while Redis keeps failing)
 
 
 def rewrite(body: Any, rid: str, urls: dict[str, str]) -> Any:
@@ -136,14 +137,14 @@ class ProxyService:
         self._model_api = model_api
         self._serverless = serverless
         self._polling = polling
-        self._background: set[asyncio.Task[None]] = set()
+        self._withdrawals: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
+        self._withdrawer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        """Stop background work (withdrawals of interrupted admissions still retrying)."""
-        for task in self._background:
-            task.cancel()
-        if self._background:
-            await asyncio.wait(self._background, timeout=5.0)
+        """Stop background work (withdrawals of interrupted admissions still waiting)."""
+        if self._withdrawer is not None:
+            self._withdrawer.cancel()
+            await asyncio.wait({self._withdrawer}, timeout=5.0)
 
     def upstream(self, api: Api) -> UpstreamClient:
         return self._model_api if api is Api.MODEL else self._serverless
@@ -415,24 +416,34 @@ class ProxyService:
                 raise
 
     def _withdraw_later(self, slot: str, jid: str, rid: str) -> None:
-        task = asyncio.create_task(self._withdraw(slot, jid, rid))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._withdrawals.put_nowait((slot, jid, rid, time.monotonic() + WITHDRAW_WITHIN))
+        if self._withdrawer is None or self._withdrawer.done():
+            self._withdrawer = asyncio.create_task(self._withdraw_all(), name="withdrawals")
 
-    async def _withdraw(self, slot: str, jid: str, rid: str) -> None:
+    async def _withdraw_all(self) -> None:
         """The client was answered 503 (nothing sent), but its admission may have run with only
-        its answer lost. Take back the job nobody will send, so it neither holds a reservation
-        and a concurrency slot nor makes identical submits follow a phantom."""
-        deadline = time.monotonic() + WITHDRAW_WITHIN
-        pause = 0.1
-        while time.monotonic() < deadline:
-            try:
-                await self._take_back(slot, jid, rid)
-                return
-            except STORE_FAILURES:
+        its answer lost. Take back each such job nobody will send, so it neither holds a
+        reservation and a concurrency slot nor makes identical submits follow a phantom.
+
+        One at a time, after a pause, backing off while Redis fails: admissions fail when Redis
+        is overloaded or away, and a burst of retries would only make that worse."""
+        pause = WITHDRAW_PAUSE
+        while True:
+            slot, jid, rid, deadline = await self._withdrawals.get()
+            while True:
                 await asyncio.sleep(pause)
-                pause = min(2.0, pause * 2)
-        log.error("admission_not_withdrawn", job=jid, gateway_request_id=rid)
+                if time.monotonic() > deadline:
+                    log.error("admission_not_withdrawn", job=jid, gateway_request_id=rid)
+                    break
+                try:
+                    await self._take_back(slot, jid, rid)
+                    pause = WITHDRAW_PAUSE
+                    break
+                except STORE_FAILURES:
+                    pause = min(2.0, pause * 2)
+                except Exception as exc:  # a bug must not stop the withdrawals that follow
+                    log.error("withdrawal_failed", job=jid, error_type=type(exc).__name__)
+                    break
 
     async def _take_back(self, slot: str, jid: str, rid: str) -> None:
         job = await self._records.job(slot, jid)
