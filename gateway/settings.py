@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
-        description="How long a Redis command may take before the request gets 503; a "
-        "connection silent that long is replaced.",
+        description="How long connecting to Redis or one Redis command may take before the "
+        "request gets 503; a connection silent that long is replaced.",
     )
     redis_namespace: str = Field(
         default="rcg",

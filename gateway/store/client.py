@@ -208,7 +208,7 @@ def connect(
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": timeout,
-        "socket_connect_timeout": 1.0,
+        "socket_connect_timeout": timeout,
         "health_check_interval": 15,
         "max_connections": max_connections,
         # Never re-send a command after a connection error: a script such as admit may have

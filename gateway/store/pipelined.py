@@ -151,7 +151,7 @@ class PipelinedRedis:
         url: str,
         *,
         call_timeout: float = 5.0,
-        connect_timeout: float = 1.0,
+        connect_timeout: float = 5.0,
         observer: CommandObserver | None = None,
     ) -> None:
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
