@@ -8,7 +8,7 @@ Redis's clock in the same script, so every replica agrees on the instant a key s
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -320,6 +320,13 @@ class TeamService:
             for kid, record in zip(kids, records, strict=True)
             if record
         ]
+
+    async def require_own_keys(self, team_id: str, key_ids: Iterable[str]) -> None:
+        """422 unless every key id names a key of ``team_id`` (policies and limits name keys)."""
+        known = {k.key_id for k in await self.list_keys(team_id)}
+        unknown = sorted(set(key_ids) - known)
+        if unknown:
+            raise ValidationFailed(detail=[f"no key {k!r} in team {team_id!r}" for k in unknown])
 
     async def get_key(self, key_id: str) -> ApiKey:
         parts = split_key_id(key_id)

@@ -228,10 +228,7 @@ async def put_dedup_policy(request: web.Request) -> web.Response:
     teams = request.app[TEAMS]
     team_id = request.match_info["team_id"]
     slot = await teams.slot_of(team_id)
-    known_keys = {k.key_id for k in await teams.list_keys(team_id)}
-    unknown = sorted(set(policy.keys) - known_keys)
-    if unknown:
-        raise ValidationFailed(detail=[f"no key {k!r} in team {team_id!r}" for k in unknown])
+    await teams.require_own_keys(team_id, policy.keys)
     dedup = request.app[DEDUP]
     before = await dedup.get_policy(slot)
     await dedup.set_policy(slot, policy.default, dict(policy.keys), dict(policy.models))

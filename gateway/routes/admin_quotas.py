@@ -50,12 +50,7 @@ async def put_limits(request: web.Request) -> web.Response:
     teams = request.app[TEAMS]
     team_id = request.match_info["team_id"]
     slot = await teams.slot_of(team_id)
-    known = {k.key_id for k in await teams.list_keys(team_id)}
-    unknown = sorted(set(limits.keys) - known)
-    if unknown:
-        raise ValidationFailed(detail=[f"no key {k!r} in team {team_id!r}" for k in unknown])
-    if any(not kid.startswith(slot) for kid in limits.keys):  # pragma: no cover - checked above
-        raise ValidationFailed(detail="keys of another team")
+    await teams.require_own_keys(team_id, limits.keys)
     if request.app[SETTINGS].cache_scope == "shared":
         job_bound = limits.job_bound()
         if job_bound:

@@ -46,10 +46,7 @@ local function key_limit(name) return tonumber(L['key:' .. kid .. ':' .. name]) 
 local gate = new_gate(L, kid, tag, day, now)
 
 local function refuse(kind, scope, lim, retry_after)
-  usage_add(usage_key, usage_ttl, {'refused', 1, 'refused:' .. kind, 1})
-  local rl = gate.rl
-  return {2, kind, scope, tostring(lim), tostring(retry_after),
-          rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), team}
+  return refusal_reply(gate, usage_key, usage_ttl, team, kind, scope, lim, retry_after)
 end
 
 -- Access, submit rate and submits per day: checked now, charged once admitted.

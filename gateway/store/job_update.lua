@@ -62,15 +62,7 @@ end
 local amount = tonumber(ARGV[7]) or 0
 redis.call('HSET', KEYS[1], 'settled', amount)
 if not cur[4] then return {cur[1]} end
-for i = 4, 5 do
-  if cur[i] then
-    redis.call('HINCRBY', cur[i], 'reserved', 0 - reserved)
-    redis.call('HINCRBY', cur[i], 'settled', amount)
-  end
-end
-if cur[6] and amount ~= 0 then
-  usage_add(cur[6], tonumber(ARGV[9]), {'spend', amount, 'm:' .. ARGV[5] .. ':spend', amount})
-end
+settle_spend({cur[4], cur[5]}, cur[6], tonumber(ARGV[9]), ARGV[5], reserved, amount)
 local budget = tonumber(redis.call('HGET', KEYS[9], 'budget_micro'))
 local level = budget_alert(cur[4], budget)
 if level > 0 then

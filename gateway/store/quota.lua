@@ -71,6 +71,20 @@ local function usage_add(usage_key, ttl, pairs)
   redis.call('EXPIRE', usage_key, ttl)
 end
 
+-- Turns a job's reservation into what it cost: on the team's and the key's spend records of the
+-- period it was admitted in (either may be nil or ''), and on the day's usage counters.
+local function settle_spend(spend_keys, usage_key, usage_ttl, target, reserved, amount)
+  for _, k in ipairs(spend_keys) do
+    if k and k ~= '' then
+      redis.call('HINCRBY', k, 'reserved', 0 - reserved)
+      redis.call('HINCRBY', k, 'settled', amount)
+    end
+  end
+  if usage_key and usage_key ~= '' and amount ~= 0 then
+    usage_add(usage_key, usage_ttl, {'spend', amount, 'm:' .. target .. ':spend', amount})
+  end
+end
+
 local function read_limits(key)
   local L = {}
   local flat = redis.call('HGETALL', key)
@@ -132,6 +146,15 @@ local function gate_check(g, api, target)
     end
   end
   return nil
+end
+
+-- A refused submit, counted in the day's usage: {2, kind, scope, limit, retry after, the
+-- tightest limit (name, quota, window, remaining, reset), team}.
+local function refusal_reply(g, usage_key, usage_ttl, team, kind, scope, lim, retry_after)
+  usage_add(usage_key, usage_ttl, {'refused', 1, 'refused:' .. kind, 1})
+  local rl = g.rl
+  return {2, kind, scope, tostring(lim), tostring(retry_after),
+          rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), team}
 end
 
 local function commit_gate(g)

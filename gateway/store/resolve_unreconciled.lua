@@ -9,14 +9,7 @@ local e = cjson.decode(raw)
 local reserved = tonumber(e.reserved) or 0
 local amount = 0
 if ARGV[2] == 'charged' then amount = tonumber(ARGV[3]) or reserved end
-for _, k in ipairs({e.spend_key, e.key_spend_key}) do
-  if k and k ~= '' then
-    redis.call('HINCRBY', k, 'reserved', 0 - reserved)
-    redis.call('HINCRBY', k, 'settled', amount)
-  end
-end
-if e.usage_key and e.usage_key ~= '' and amount ~= 0 then
-  usage_add(e.usage_key, tonumber(ARGV[4]), {'spend', amount, 'm:' .. e.target .. ':spend', amount})
-end
+settle_spend({e.spend_key, e.key_spend_key}, e.usage_key, tonumber(ARGV[4]), e.target, reserved,
+  amount)
 redis.call('HDEL', KEYS[1], ARGV[1])
 return {1, reserved, amount}

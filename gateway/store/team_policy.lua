@@ -14,12 +14,8 @@ local usage_key = ARGV[6] .. 'usage:' .. day.id
 local ttl = tonumber(ARGV[9])
 local gate = new_gate(read_limits(KEYS[3]), ARGV[8], ARGV[6], day, now)
 local refusal = gate_check(gate, ARGV[5], ARGV[3])
+if refusal then return refusal_reply(gate, usage_key, ttl, team, unpack(refusal)) end
 local rl = gate.rl
-if refusal then
-  usage_add(usage_key, ttl, {'refused', 1, 'refused:' .. refusal[1], 1})
-  return {2, refusal[1], refusal[2], tostring(refusal[3]), tostring(refusal[4]),
-          rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), team}
-end
 commit_gate(gate)
 usage_add(usage_key, ttl, {'requests', 1, 'm:' .. ARGV[3] .. ':requests', 1})
 return {1, team, resolve_policy(KEYS[2], ARGV[2], ARGV[3], ARGV[4]),
