@@ -437,15 +437,19 @@ class QuotaService:
             *raws, queued, running, unreconciled = await pipe.execute()
         totals: dict[str, int] = {}
         models: dict[str, dict[str, int]] = {}
+        keys: dict[str, int] = {}
         per_day = []
         for day, raw in zip(days, raws, strict=True):
             counters = {k: int(v) for k, v in _pairs(raw).items()}
-            plain = {k: v for k, v in counters.items() if not k.startswith("m:")}
+            plain = {k: v for k, v in counters.items() if not k.startswith(("m:", "key:"))}
             for name, value in counters.items():
                 if name.startswith("m:"):
                     model, _, counter = name[2:].rpartition(":")
                     bucket = models.setdefault(model, {})
                     bucket[counter] = bucket.get(counter, 0) + value
+                elif name.startswith("key:"):  # key:<kid>:requests, what daily key limits count
+                    key_id = slot + name.split(":")[1]
+                    keys[key_id] = keys.get(key_id, 0) + value
                 else:
                     totals[name] = totals.get(name, 0) + value
             per_day.append({"day": day, **_present(plain)})
@@ -456,6 +460,7 @@ class QuotaService:
             "totals": _present(totals),
             "by_day": per_day,
             "by_model": {m: _present(c) for m, c in sorted(models.items())},
+            "requests_by_key": dict(sorted(keys.items())),
             "running": int(running),
             "queued": int(queued),
             "unreconciled": int(unreconciled),

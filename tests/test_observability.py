@@ -442,10 +442,13 @@ async def drive_every_metric(gw: Gateway, simulator: Simulator, team: str, key: 
     assert status >= 500, body
     status, body, _ = await gw.request("GET", "/v1/models", key="rcg_not_a_key")
     assert status == 401, body  # a 4xx
-    # limits: a $1 budget, two submits a day, one job at a time. Two new jobs at once: one
-    # runs, one waits in the team's queue; their reservations take the team past 50 % of its
-    # budget (a budget alert); a third submit that day is refused.
-    await gw.set_limits(team, budget_usd=1, daily_requests=2, max_concurrent=1)
+    # limits: a $1 budget, room for two more submits today, one job at a time. Two new jobs at
+    # once: one runs, one waits in the team's queue; their reservations take the team past 50 %
+    # of its budget (a budget alert); a third submit that day is refused.
+    status, usage = await gw.admin("GET", f"/admin/v1/teams/{team}/usage")
+    assert status == 200, usage
+    today = usage["by_day"][-1].get("requests", 0)  # the day's submits count against the limit
+    await gw.set_limits(team, budget_usd=1, daily_requests=today + 2, max_concurrent=1)
     pair = await asyncio.gather(submit(gw, key, "a grey wolf"), submit(gw, key, "a white hare"))
     assert sorted(a[2] for a in pair) == ["miss", "queued"], pair
     status, body, _ = await submit(gw, key, "a brown bear")

@@ -141,6 +141,18 @@ async def test_the_daily_limit_resets_at_midnight_with_no_process_running_at_the
     assert (await submit(today, key, "e"))[0] == 429  # "today" is still full
 
 
+async def test_a_daily_limit_set_mid_day_counts_the_submits_made_before_it(
+    gateway: Gateway,
+) -> None:
+    key = await gateway.new_team("design")
+    assert (await submit(gateway, key, "before"))[0] == 200
+    await gateway.set_limits("design", daily_requests=1)
+    status, body, _ = await submit(gateway, key, "after")
+    assert status == 429 and body["detail"]["limit"] == "daily", body
+    report = await usage(gateway, "design")
+    assert list(report["requests_by_key"].values()) == [1]
+
+
 async def test_a_changed_limit_applies_to_the_next_request_on_every_replica(
     gateway_factory: Any,
 ) -> None:

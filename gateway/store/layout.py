@@ -27,10 +27,10 @@ another team's records are simply not addressable with your key.
     <ns>:v1:{t:<slot>}:qseq              str   queue order counter      -
     <ns>:v1:{t:<slot>}:gcra[:<kid>]      str   submit rate state        TTL: until refilled
     <ns>:v1:{t:<slot>}:pgcra:<kid>       str   poll rate state          TTL: until refilled
-    <ns>:v1:{t:<slot>}:daily:<day>[:<kid>] str submits that day         TTL: day end + 1 d
     <ns>:v1:{t:<slot>}:spend:<period>[:<kid>] hash reserved, settled, alerted (micro-dollars)
                                                                          TTL: period end + retention
     <ns>:v1:{t:<slot>}:usage:<day>       hash  usage counters by model  TTL: usage retention
+                                               and key (daily limits count these)
     <ns>:v1:{t:<slot>}:unreconciled      hash  job -> unknown-outcome reservation  admin resolves
     <ns>:v1:{q}:waiting                  zset  team slots with queued jobs  bound: teams
     <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight

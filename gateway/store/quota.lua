@@ -93,8 +93,9 @@ local function read_limits(key)
 end
 
 -- The checks every submit passes whatever its outcome: access, submit rate (GCRA) and submits
--- per day, team-wide and per key. The gate remembers what to charge (commit_gate) and the
--- tightest limit for the RateLimit headers (gate.rl). Returns nil, or a refusal
+-- per day, team-wide and per key. The gate remembers the rate states to charge (commit_gate;
+-- the day's count is the usage counter the caller increments) and the tightest limit for the
+-- RateLimit headers (gate.rl). Returns nil, or a refusal
 -- {kind, scope, limit, retry after}.
 local function new_gate(L, kid, tag, day, now)
   return {L = L, kid = kid, tag = tag, day = day, now = now, rl = {'', 0, 0, 0, 0}, charges = {}}
@@ -133,16 +134,18 @@ local function gate_check(g, api, target)
       g.charges[#g.charges + 1] = {'gcra', key, new_tat}
     end
   end
+  -- The day's submits are the usage counters every admitted submit increments (whether or not
+  -- a limit was set when it came), so a limit set mid-day counts the submits before it.
   for _, scope in ipairs({'team', 'key'}) do
     local per_key = scope == 'key'
     local allowed = gate_limit(g, 'daily_requests', per_key)
     if allowed then
-      local key = g.tag .. 'daily:' .. day.id .. (per_key and (':' .. g.kid) or '')
-      local left = allowed - tonumber(redis.call('GET', key) or '0') - 1
+      local field = per_key and ('key:' .. g.kid .. ':requests') or 'requests'
+      local used = redis.call('HGET', g.tag .. 'usage:' .. day.id, field)
+      local left = allowed - (tonumber(used) or 0) - 1
       gate_consider(g, scope .. '-daily', allowed, math.ceil(day['end'] - day.start),
         math.max(0, left), day['end'] - now)
       if left < 0 then return {'daily', scope, allowed, day['end'] - now} end
-      g.charges[#g.charges + 1] = {'daily', key, day['end']}
     end
   end
   return nil
@@ -158,12 +161,5 @@ local function refusal_reply(g, usage_key, usage_ttl, team, kind, scope, lim, re
 end
 
 local function commit_gate(g)
-  for _, c in ipairs(g.charges) do
-    if c[1] == 'gcra' then
-      gcra_commit(c[2], c[3], g.now)
-    else
-      redis.call('INCR', c[2])
-      redis.call('EXPIREAT', c[2], math.ceil(c[3]) + 86400)
-    end
-  end
+  for _, c in ipairs(g.charges) do gcra_commit(c[2], c[3], g.now) end
 end

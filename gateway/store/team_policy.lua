@@ -17,6 +17,7 @@ local refusal = gate_check(gate, ARGV[5], ARGV[3])
 if refusal then return refusal_reply(gate, usage_key, ttl, team, unpack(refusal)) end
 local rl = gate.rl
 commit_gate(gate)
-usage_add(usage_key, ttl, {'requests', 1, 'm:' .. ARGV[3] .. ':requests', 1})
+usage_add(usage_key, ttl, {'requests', 1, 'key:' .. ARGV[8] .. ':requests', 1,
+  'm:' .. ARGV[3] .. ':requests', 1})
 return {1, team, resolve_policy(KEYS[2], ARGV[2], ARGV[3], ARGV[4]),
         rl[1], rl[2], rl[3], rl[4], tostring(rl[5])}
