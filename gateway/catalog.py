@@ -7,33 +7,57 @@ served from memory for ``GATEWAY_CATALOG_CACHE_SECONDS``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from gateway.metrics import upstream_seconds
 from gateway.upstream import UpstreamClient
 
 _MAX_ENTRIES = 2048
 _ALLOWED_PARAMS = frozenset({"search", "category", "kind", "include_schema", "limit", "offset"})
 
 
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
 class Catalog:
     def __init__(self, upstream: UpstreamClient, ttl_seconds: float) -> None:
         self._upstream = upstream
         self._ttl = ttl_seconds
-        self._entries: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[Key, tuple[float, Any]] = OrderedDict()
+        self._reading: dict[Key, asyncio.Task[Any]] = {}
 
     async def _get(self, path: str, params: Mapping[str, str]) -> Any:
+        """The cached answer, else one read of RunComfy that concurrent callers share: a
+        stampede on a model nobody asked for yet costs RunComfy one call, not one per caller."""
         key = (path, tuple(sorted(params.items())))
-        now = time.monotonic()
         hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             self._entries.move_to_end(key)
             return hit[1]
+        task = self._reading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._read(key, path, params))
+            self._reading[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        started = time.perf_counter()
+        try:
+            return await asyncio.shield(task)  # a caller that gives up leaves it to the rest
+        finally:
+            # The read ran in its own task: the wait is this request's time upstream.
+            upstream_seconds.set(upstream_seconds.get() + time.perf_counter() - started)
+
+    def _finished(self, key: Key, task: asyncio.Task[Any]) -> None:
+        self._reading.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a read nobody waits for is not reported
+
+    async def _read(self, key: Key, path: str, params: Mapping[str, str]) -> Any:
+        now = time.monotonic()
         reply = await self._upstream.call("GET", path, params=params, idempotent=True)
         if self._ttl > 0:
             self._entries[key] = (now + self._ttl, reply.body)

@@ -242,3 +242,16 @@ async def test_an_unverified_key_never_makes_the_gateway_call_runcomfy(
     )
     assert status == 200
     assert await simulator.count("catalog.get") > before.get("catalog.get", 0)
+
+
+async def test_a_stampede_on_a_cold_model_costs_runcomfy_one_catalog_read(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    await simulator.fault(route="catalog.get", action="delay", delay=0.3)
+    before = await simulator.count("catalog.get")
+    answers = await asyncio.gather(
+        *(gateway.request("GET", f"/v1/models/{NANO}", key=key) for _ in range(20))
+    )
+    assert {status for status, _, _ in answers} == {200}
+    assert await simulator.count("catalog.get") == before + 1
