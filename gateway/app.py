@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -353,6 +354,14 @@ async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("gateway_stopped")
 
 
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Move everything built at startup (modules, settings, scripts, routes) out of the garbage
+    collector's view: a full collection then walks only what requests create, instead of
+    pausing every request in flight for all of it (seen as a p99 several times the p50)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _on_shutdown(app: web.Application) -> None:
     """Runs once the listener is closed: /readyz turns 503 while in-flight requests finish."""
     app[LIFECYCLE].draining = True
@@ -382,6 +391,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_slow_clients(app)
     setup_auth(app)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
+    app.on_startup.append(_freeze_startup_objects)  # after every cleanup_ctx has started
     app.on_shutdown.append(_on_shutdown)
     setup_ops_routes(app)
     setup_model_api_routes(app)

@@ -69,6 +69,7 @@ class Metrics:
         self._gauge_teams: frozenset[str] = frozenset()
         r = self.registry
         self._request_series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._redis_series: dict[str, tuple[Any, Any]] = {}
         self.http_requests = Counter(
             "gateway_http_requests_total",
             "HTTP requests by route template, method, status class and cache outcome.",
@@ -295,10 +296,15 @@ class Metrics:
         return series
 
     def observe_redis(self, command: str, seconds: float, failed: bool) -> None:
-        name = command if command in REDIS_COMMANDS else OTHER
-        self.redis_commands.labels(name).observe(seconds)
+        series = self._redis_series.get(command)
+        if series is None:
+            name = command if command in REDIS_COMMANDS else OTHER
+            series = (self.redis_commands.labels(name), self.redis_command_errors.labels(name))
+            if len(self._redis_series) < 256:  # command names come from code: a few dozen
+                self._redis_series[command] = series
+        series[0].observe(seconds)
         if failed:
-            self.redis_command_errors.labels(name).inc()
+            series[1].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -45,7 +45,7 @@ if job then
   if state == 'queued' then
     local rank = redis.call('ZRANK', KEYS[3], job)
     out[#out + 1] = 'queue_position'
-    out[#out + 1] = rank and (rank + 1) or 1
+    out[#out + 1] = tostring(rank and (rank + 1) or 1)
   end
 end
 return out
