@@ -30,6 +30,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,8 +78,8 @@ async def run_phase(
     url = spec["url"]
     headers = spec.get("headers", {})
     body_template: str | None = spec.get("body")
-    distinct = body_template is not None and PLACEHOLDER in body_template
-    static_body = body_template.encode() if body_template is not None and not distinct else None
+    template = body_template if body_template is not None and PLACEHOLDER in body_template else None
+    static_body = body_template.encode() if body_template is not None and template is None else None
     expect = int(spec.get("expect", 200))
     counter = itertools.count(first_index)
     last_index = first_index + count if count is not None else None
@@ -95,7 +96,7 @@ async def run_phase(
                 return
             if perf() >= stop_at:
                 return
-            data = body_template.replace(PLACEHOLDER, str(i)).encode() if distinct else static_body
+            data = template.replace(PLACEHOLDER, str(i)).encode() if template else static_body
             t0 = perf()
             try:
                 async with session.request(method, url, headers=headers, data=data) as resp:
@@ -143,8 +144,12 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_spec_cli(
+    description: str, run: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]
+) -> None:
+    """The command line of a load process (this one and ``workload.py``): read the JSON spec,
+    run it on uvloop when installed, write the JSON result to ``--out`` or stdout."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spec", required=True, help="JSON spec file")
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args()
@@ -156,13 +161,16 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover
         pass
-    result = asyncio.run(main_async(spec))
-    text = json.dumps(result)
+    text = json.dumps(asyncio.run(run(spec)))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text + "\n")
+
+
+def main() -> None:
+    run_spec_cli(__doc__.splitlines()[0], main_async)
 
 
 if __name__ == "__main__":

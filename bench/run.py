@@ -6,16 +6,17 @@
 
 Starts, each as its own process, on 127.0.0.1 only: a Redis (the embedded redis-server, TCP), the
 RunComfy simulator (no artificial delay), the gateway (``python -m gateway serve``), a bare aiohttp
-server answering a fixed JSON from memory, a naive aiohttp pass-through proxy to the simulator,
-and nginx as a reverse proxy to the simulator (if installed). Load comes from separate processes:
-``bench/loadgen.py`` (own async generator, per-request perf_counter latencies), ``wrk --latency``
-for the throughput scenario when wrk is installed, and ``bench/workload.py`` for the realistic
-client workload. Scenarios (see docs/benchmarks.md):
+server answering a fixed JSON from memory, the same server checking a key and reading the JSON
+with one Redis script (the floor of any path served from Redis), a naive aiohttp pass-through
+proxy to the simulator, and nginx as a reverse proxy to the simulator (if installed). Load comes
+from separate processes: ``bench/loadgen.py`` (own async generator, per-request perf_counter
+latencies), ``wrk --latency`` for the throughput scenario when wrk is installed, and
+``bench/workload.py`` for the realistic client workload. Scenarios (see docs/benchmarks.md):
 
   1. submit, cache miss: direct to the simulator vs through the gateway (+ naive proxy, nginx)
      at concurrency 1, 16, 64 -> added latency p50/p99;
-  2. submit cache hit and status poll of a completed job: gateway vs bare aiohttp vs
-     nginx->simulator (+ naive proxy, direct simulator) at concurrency 16 and 64;
+  2. submit cache hit and status poll of a completed job: gateway vs the Redis floor vs bare
+     aiohttp vs nginx->simulator (+ naive proxy, direct simulator) at concurrency 16 and 64;
   3. upstream calls per job and cost for a realistic workload, direct vs through the gateway,
      with 1 and with many polling clients per job;
   4. gateway RSS and Redis used_memory per 10,000 in-flight jobs and per 10,000 cached results.
@@ -65,6 +66,7 @@ from report import (  # noqa: E402
     ratio,
 )
 from rich.console import Console  # noqa: E402
+from servers import FLOOR_KEY  # noqa: E402
 
 console = Console(width=170)
 PY = sys.executable
@@ -104,7 +106,7 @@ FULL = Plan(
     s1_cells={1: (600, 50), 16: (2000, 200), 64: (3000, 300)},
     s1_targets=("direct", "gateway", "gateway_nopoll", "proxy", "nginx"),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "bare", "nginx", "proxy", "direct"),
+    s2_targets=("gateway", "redis_floor", "bare", "nginx", "proxy", "direct"),
     s2_seconds=5,
     s2_warmup_seconds=1,
     s3_submits=200,
@@ -120,7 +122,7 @@ QUICK = Plan(
     s1_cells={1: (150, 20), 16: (400, 50), 64: (640, 64)},
     s1_targets=("direct", "gateway", "gateway_nopoll"),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "bare", "nginx"),
+    s2_targets=("gateway", "redis_floor", "bare", "nginx"),
     s2_seconds=2,
     s2_warmup_seconds=1,
     s3_submits=60,
@@ -356,6 +358,8 @@ class Bench:
         self.sim_port = 0
         self.bare: Proc | None = None
         self.bare_port = 0
+        self.floor: Proc | None = None
+        self.floor_port = 0
         self.proxy: Proc | None = None
         self.proxy_port = 0
         self.nginx: Proc | None = None
@@ -405,6 +409,21 @@ class Bench:
             "bare", [PY, str(BENCH / "servers.py"), "--mode", "bare", "--port", str(self.bare_port)]
         )
         wait_http(f"http://127.0.0.1:{self.bare_port}/", self.bare)
+        self.floor_port = free_port()
+        self.floor = self._spawn(
+            "redis_floor",
+            [
+                PY,
+                str(BENCH / "servers.py"),
+                "--mode",
+                "redis",
+                "--port",
+                str(self.floor_port),
+                "--redis",
+                self.redis_url,
+            ],
+        )
+        wait_http(f"http://127.0.0.1:{self.floor_port}/", self.floor, ok=(401,))
         self.proxy_port = free_port()
         self.proxy = self._spawn(
             "proxy",
@@ -612,6 +631,7 @@ http {{
             "gateway": self.gateway.proc if self.gateway else None,
             "gateway_nopoll": self.gateway_nopoll.proc if self.gateway_nopoll else None,
             "bare": self.bare,
+            "redis_floor": self.floor,
             "proxy": self.proxy,
             "nginx": self.nginx,
             "direct": self.sim,  # the simulator is the server under test
@@ -638,7 +658,7 @@ http {{
             timeout=float(spec.get("max_seconds", 120)) + 60,
         )
         after, r1 = self.cpu_snapshot(watch), self.redis_cpu()
-        result = json.loads(out_path.read_text())
+        result: dict[str, Any] = json.loads(out_path.read_text())
         result.update(self.cpu_usage(before, after))
         result["redis_cpu_pct"] = round(100 * (r1 - r0) / (after["_t"] - before["_t"]), 1)
         result["tool"] = "loadgen"
@@ -714,6 +734,7 @@ http {{
             "proxy": f"http://127.0.0.1:{self.proxy_port}",
             "nginx": f"http://127.0.0.1:{self.nginx_port}",
             "bare": f"http://127.0.0.1:{self.bare_port}",
+            "redis_floor": f"http://127.0.0.1:{self.floor_port}",
         }[target]
 
     def auth(self, target: str) -> str:
@@ -721,6 +742,8 @@ http {{
             return f"Bearer {self.gateway.key}"
         if target == "gateway_nopoll" and self.gateway_nopoll:
             return f"Bearer {self.gateway_nopoll.key}"
+        if target == "redis_floor":
+            return f"Bearer {FLOOR_KEY}"
         return f"Bearer {SIM_TOKEN}"
 
     def available(self, target: str) -> bool:
@@ -838,7 +861,7 @@ http {{
                     if path == "status":
                         the_rid = rid if target == "gateway" else sim_rid
                         url, method, body = f"{base}/v1/requests/{the_rid}/status", "GET", None
-                        if target == "bare":
+                        if target in ("bare", "redis_floor"):
                             url = f"{base}/v1/requests/{rid}/status"
                     else:
                         url, method, body = f"{base}/v1/models/{MODEL}", "POST", hit_body
@@ -869,7 +892,7 @@ http {{
             for key, row in by_conc.items():
                 g = row.get("gateway", {})
                 r: dict[str, Any] = {}
-                for base_name in ("bare", "nginx", "proxy", "direct"):
+                for base_name in ("redis_floor", "bare", "nginx", "proxy", "direct"):
                     b = row.get(base_name)
                     if b and "rps" in b:
                         r[f"rps_vs_{base_name}"] = ratio(g.get("rps"), b.get("rps"))
@@ -1268,16 +1291,17 @@ class Monitor(threading.Thread):
             delta = cpu - self.first[pid][0]
             if delta > 0.05:
                 used[pid] = (delta, name)
-        by_name: Counter[str] = Counter()
+        by_name: dict[str, float] = {}
         for delta, name in used.values():
-            by_name[name] += delta
+            by_name[name] = by_name.get(name, 0.0) + delta
+        busiest = sorted(by_name.items(), key=lambda item: -item[1])[:10]
         ones = [s[0] for s in self.samples]
         return {
             "loadavg_1m_min": min(ones) if ones else None,
             "loadavg_1m_max": max(ones) if ones else None,
             "loadavg_1m_mean": round(sum(ones) / len(ones), 2) if ones else None,
             "other_processes_using_cpu": len(used),
-            "other_cpu_seconds_by_command": {k: round(v, 1) for k, v in by_name.most_common(10)},
+            "other_cpu_seconds_by_command": {k: round(v, 1) for k, v in busiest},
         }
 
 
@@ -1302,7 +1326,7 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(ImportError):
         import uvloop
 
-        info["uvloop"] = uvloop.__version__
+        info["uvloop"] = uvloop.__version__  # type: ignore[attr-defined]
     from gateway.store.embedded import find_redis_server
 
     out = subprocess.run(  # noqa: S603
@@ -1377,6 +1401,7 @@ def main() -> int:
                 "simulator",
                 "gateway (one at a time)",
                 "bare aiohttp",
+                "aiohttp + 1 Redis script (floor)",
                 "naive aiohttp proxy",
             ]
             + (["nginx master + 1 worker"] if bench.nginx else [])

@@ -8,12 +8,20 @@ machine. It reads the request body, as a real handler must.
 path, query, Authorization, Content-Type, body) to ``--upstream`` over one pooled client session,
 and the answer is returned with its status and content type. No auth, no Redis, no logging:
 what the simplest Python proxy in front of RunComfy costs.
+
+``--mode redis``: the bare server plus what any answer served from Redis with a key check must
+do: hash the bearer token (SHA-256) and run one Lua script that compares it with a stored digest
+and returns a stored JSON body, over the gateway's own pipelined Redis connection
+(``gateway/store/pipelined.py``). No routing, quotas, records, metrics or logging: the floor for
+the gateway's status and hit paths, so the report can tell the gateway's own work from the
+Redis round trip every request needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -26,6 +34,11 @@ FIXED_BODY = (
     b'"result_url":"http://127.0.0.1:8080/v1/requests/0b6f1c5e-2f6b-4d3a-9a55-3c3c8f9f8d11/result"}'
 )
 FORWARDED_HEADERS = ("Authorization", "Content-Type")
+FLOOR_KEY = "rcg_benchfloor_key"  # the bearer token the redis mode accepts
+FLOOR_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return false end
+return redis.call('HGET', KEYS[1], 'body')
+"""
 
 
 def bare_app() -> web.Application:
@@ -35,6 +48,38 @@ def bare_app() -> web.Application:
         return web.Response(body=FIXED_BODY, content_type="application/json")
 
     app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+def redis_app(redis_url: str) -> web.Application:
+    from gateway.store.pipelined import PipelinedRedis, PipelinedScript
+
+    redis_key = web.AppKey("redis", PipelinedRedis)
+    script_key = web.AppKey("script", PipelinedScript)
+    record = "bench:floor:{k}"
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        redis = PipelinedRedis(redis_url)
+        digest = hashlib.sha256(FLOOR_KEY.encode()).hexdigest()
+        await redis.call("HSET", record, "digest", digest, "body", FIXED_BODY)
+        app[redis_key] = redis
+        app[script_key] = PipelinedScript(redis, FLOOR_SCRIPT)
+        yield
+        await redis.close()
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.can_read_body:
+            await request.read()
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        body = await request.app[script_key](keys=[record], args=[digest])
+        if body is None:
+            return web.Response(status=401, body=b'{"error_code":401001}')
+        return web.Response(body=body.encode(), content_type="application/json")
+
+    app = web.Application()
+    app.cleanup_ctx.append(redis_ctx)
     app.router.add_route("*", "/{tail:.*}", answer)
     return app
 
@@ -72,9 +117,10 @@ def proxy_app(upstream: str) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="bench baseline servers")
-    parser.add_argument("--mode", choices=("bare", "proxy"), required=True)
+    parser.add_argument("--mode", choices=("bare", "proxy", "redis"), required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="", help="proxy mode: http://127.0.0.1:PORT")
+    parser.add_argument("--redis", default="", help="redis mode: the Redis URL")
     args = parser.parse_args()
     try:
         import uvloop
@@ -84,7 +130,12 @@ def main() -> None:
         pass
     if args.mode == "proxy" and not args.upstream.startswith("http://127.0.0.1:"):
         raise SystemExit("--upstream must be http://127.0.0.1:PORT")
-    app = bare_app() if args.mode == "bare" else proxy_app(args.upstream)
+    if args.mode == "bare":
+        app = bare_app()
+    elif args.mode == "redis":
+        app = redis_app(args.redis)
+    else:
+        app = proxy_app(args.upstream)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

@@ -13,11 +13,8 @@ Output: one JSON object (see ``Stats.to_json``). Only 127.0.0.1 is accepted as a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from loadgen import run_spec_cli
 
 DONE_WORDS = frozenset({"completed", "succeeded", "failed", "cancelled", "canceled"})
 
@@ -157,24 +155,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="bench workload (upstream savings)")
-    parser.add_argument("--spec", required=True)
-    parser.add_argument("--out")
-    args = parser.parse_args()
-    with open(args.spec, encoding="utf-8") as fh:
-        spec = json.load(fh)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # pragma: no cover
-        pass
-    text = json.dumps(asyncio.run(run(spec)))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    run_spec_cli("bench workload (upstream savings)", run)
 
 
 if __name__ == "__main__":
