@@ -45,7 +45,6 @@ from gateway.dedup import DedupService, SchemaCache
 from gateway.dispatcher import Dispatcher
 from gateway.logs import SecretScrubber
 from gateway.metrics import Metrics
-from gateway.middlewares.auth import setup_auth
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
 from gateway.middlewares.slow_clients import setup_slow_clients
@@ -389,7 +388,6 @@ def create_app(settings: Settings) -> web.Application:
     setup_request_context(app)
     setup_errors(app)
     setup_slow_clients(app)
-    setup_auth(app)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_startup.append(_freeze_startup_objects)  # after every cleanup_ctx has started
     app.on_shutdown.append(_on_shutdown)

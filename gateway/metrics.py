@@ -70,6 +70,7 @@ class Metrics:
         r = self.registry
         self._request_series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self._redis_series: dict[str, tuple[Any, Any]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.http_requests = Counter(
             "gateway_http_requests_total",
             "HTTP requests by route template, method, status class and cache outcome.",
@@ -293,6 +294,18 @@ class Metrics:
                 self.http_overhead.labels(route),
             )
             self._request_series[key] = series
+        return series
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per label set: ``labels()`` costs more than
+        the increment. Only for counters and histograms (gauges of deleted teams are removed,
+        which a cached child would outlive); label values are bounded by :class:`LabelGuard`."""
+        key = (id(metric), values)
+        series = self._children.get(key)
+        if series is None:
+            series = metric.labels(*values)
+            if len(self._children) < 100_000:
+                self._children[key] = series
         return series
 
     def observe_redis(self, command: str, seconds: float, failed: bool) -> None:

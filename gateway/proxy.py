@@ -280,15 +280,15 @@ class ProxyService:
         )
 
     def _count(self, admission: Admission, api: Api, target: str) -> None:
-        labels = self._metrics.labels
-        team = labels.team(admission.principal.team_id)
-        model = labels.model(target, serverless=api is Api.SERVERLESS)
+        metrics = self._metrics
+        team = metrics.labels.team(admission.principal.team_id)
+        model = metrics.labels.model(target, serverless=api is Api.SERVERLESS)
         outcome = admission.outcome
-        self._metrics.cache_requests.labels(team, model, outcome.value).inc()
+        metrics.child(metrics.cache_requests, team, model, outcome.value).inc()
         if outcome in (Outcome.HIT, Outcome.COALESCED):
-            self._metrics.calls_avoided.labels(model).inc()
+            metrics.child(metrics.calls_avoided, model).inc()
         if admission.saved_micro > 0:
-            self._metrics.cost_saved.labels(team, model).inc(to_usd(admission.saved_micro))
+            metrics.child(metrics.cost_saved, team, model).inc(to_usd(admission.saved_micro))
 
     async def send_queued(self, slot: str, jid: str) -> None:
         """Send a job that waited in its team's queue; its owner is not waiting on the line,

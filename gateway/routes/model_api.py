@@ -16,10 +16,10 @@ from gateway.appkeys import (
     TEAM_ID,
     TEAMS,
 )
+from gateway.callers import presents_admin_token, require_viewer, team_credential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import GatewayError, NotFound
 from gateway.jsonutil import json_response, read_json_object
-from gateway.middlewares.auth import presents_admin_token, require_viewer, team_credential
 from gateway.proxy import SubmitAnswer
 from gateway.request_records import Api
 from gateway.urls import public_base

@@ -14,10 +14,10 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import AUDIT, PROXY, SERVERLESS, SETTINGS, WEBHOOKS
+from gateway.callers import require_admin, require_viewer, team_credential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
 from gateway.jsonutil import json_response
-from gateway.middlewares.auth import require_admin, require_viewer, team_credential
 from gateway.request_records import Api
 from gateway.routes.model_api import answer_request_call, read_body_or_reject, submit_response
 from gateway.upstream import UpstreamReply

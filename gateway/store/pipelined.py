@@ -57,7 +57,15 @@ def _encode(arg: Arg) -> bytes:
 
 
 def pack(*args: Arg) -> bytes:
-    """One command in RESP."""
+    """One command in RESP: hiredis' encoder (C, 3x faster on an admission's 40 arguments),
+    or this module's own for values it does not take (it refuses bools, for one)."""
+    try:
+        return cast(bytes, hiredis.pack_command(args))  # type: ignore[arg-type]  # stub: 1-tuple
+    except TypeError:
+        return _pack(args)
+
+
+def _pack(args: Sequence[Arg]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = _encode(arg)

@@ -1,5 +1,9 @@
 """Identify the caller (no I/O): the route decides what it requires and verifies it.
 
+The ``Authorization`` header is parsed once, when a route first asks for the caller, rather than
+in a middleware layer of its own: every layer costs every request, and the routes that need no
+caller (health, metrics) need no parsing.
+
 Team keys are verified inside the same Redis round trip as the route's own work (see
 :mod:`gateway.request_records`), which is why identification and verification are split. Admin
 routes call :func:`require_viewer` (reads) or :func:`require_admin` (changes); both verify a named
@@ -9,26 +13,34 @@ admin token against Redis on every call, so a revoked one is refused at once on 
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.admins import BOOTSTRAP, AdminActor
 from gateway.appkeys import ADMIN_ACTOR, ADMINS, CREDENTIAL, SETTINGS
-from gateway.credentials import AdminCredential, AdminTokenCredential, KeyCredential, parse_bearer
+from gateway.credentials import (
+    AdminCredential,
+    AdminTokenCredential,
+    Credential,
+    KeyCredential,
+    parse_bearer,
+)
 from gateway.errors import Forbidden, Unauthorized
 
-__all__ = ["AdminActor", "require_admin", "require_viewer", "setup_auth", "team_credential"]
+__all__ = ["AdminActor", "credential", "require_admin", "require_viewer", "team_credential"]
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def credential(request: web.Request) -> Credential | None:
+    """What the caller presents (not yet verified): parsed on first use, then kept."""
+    if CREDENTIAL in request:
+        return request[CREDENTIAL]
     admin_token = request.app[SETTINGS].admin_token.get_secret_value()
-    request[CREDENTIAL] = parse_bearer(request.headers.get("Authorization"), admin_token)
-    return await handler(request)
+    cred = parse_bearer(request.headers.get("Authorization"), admin_token)
+    request[CREDENTIAL] = cred
+    return cred
 
 
 def team_credential(request: web.Request) -> KeyCredential:
     """The caller's team key (still to be verified in Redis), or 401/403."""
-    cred = request[CREDENTIAL]
+    cred = credential(request)
     if isinstance(cred, KeyCredential):
         return cred
     if isinstance(cred, AdminCredential | AdminTokenCredential):
@@ -42,12 +54,12 @@ def team_credential(request: web.Request) -> KeyCredential:
 
 def presents_admin_token(request: web.Request) -> bool:
     """Whether the caller sent an admin token of either kind (not yet verified)."""
-    return isinstance(request[CREDENTIAL], AdminCredential | AdminTokenCredential)
+    return isinstance(credential(request), AdminCredential | AdminTokenCredential)
 
 
 async def require_viewer(request: web.Request) -> AdminActor:
     """The verified admin actor, of either role; a team key is 403, anything else 401."""
-    cred = request[CREDENTIAL]
+    cred = credential(request)
     if isinstance(cred, AdminCredential):
         actor = BOOTSTRAP
     elif isinstance(cred, AdminTokenCredential):
@@ -69,7 +81,3 @@ async def require_admin(request: web.Request) -> AdminActor:
             detail="admin_role_required",
         )
     return actor
-
-
-def setup_auth(app: web.Application) -> None:
-    app.middlewares.append(auth_middleware)
