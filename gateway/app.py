@@ -71,7 +71,7 @@ from gateway.store.client import (
 from gateway.store.embedded import EmbeddedRedis, EmbeddedRedisError
 from gateway.store.layout import Layout
 from gateway.store.pipelined import PipelinedRedis
-from gateway.store.scripts import Scripts
+from gateway.store.scripts import Commands, Scripts
 from gateway.teams import TeamService
 from gateway.upstream import UpstreamClient, UpstreamConfig, UpstreamName
 from gateway.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
@@ -159,6 +159,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         calendar,
         quota,
+        Commands(redis, pipelined),
     )
     app[WEBHOOKS] = Webhooks(
         redis,

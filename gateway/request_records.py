@@ -25,7 +25,7 @@ from gateway.errors import PollRateExceeded
 from gateway.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
 from gateway.store.client import Store
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
-from gateway.store.scripts import Scripts
+from gateway.store.scripts import Commands, Scripts
 from gateway.teams import TeamPrincipal, unauthorized_reason
 
 REQUEST_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -196,9 +196,11 @@ class RequestRecords:
         lifetimes: Lifetimes,
         calendar: Calendar,
         quota: QuotaConfig,
+        commands: Commands | None = None,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
+        self._commands = commands or Commands(redis, None)
         self._layout = layout
         self.lifetimes = lifetimes
         self.calendar = calendar
@@ -388,16 +390,12 @@ class RequestRecords:
 
     async def request(self, slot: str, rid: str) -> RequestRecord | None:
         """A request record by id, with no key check (for the gateway's own bookkeeping)."""
-        fields = await self._redis.hgetall(self._layout.request(slot, rid))
-        return (
-            RequestRecord.from_hash(rid, {str(k): str(v) for k, v in fields.items()})
-            if fields
-            else None
-        )
+        fields = await self._commands.hgetall(self._layout.request(slot, rid))
+        return RequestRecord.from_hash(rid, fields) if fields else None
 
     async def job(self, slot: str, jid: str) -> Job | None:
-        fields = await self._redis.hgetall(self._layout.job(slot, jid))
-        return Job(jid, slot, {str(k): str(v) for k, v in fields.items()}) if fields else None
+        fields = await self._commands.hgetall(self._layout.job(slot, jid))
+        return Job(jid, slot, fields) if fields else None
 
     async def update_job(
         self,
@@ -590,11 +588,11 @@ class RequestRecords:
         return int(count), (float(first[0][1]) if first else None)
 
     async def unschedule(self, slot: str, jid: str) -> None:
-        await self._redis.zrem(self._layout.poll_due(), f"{slot}|{jid}")
+        await self._commands.zrem(self._layout.poll_due(), f"{slot}|{jid}")
 
     async def clear_field(self, slot: str, jid: str, name: str) -> None:
         """Drop one field of a job (HDEL creates nothing if the job expired meanwhile)."""
-        await self._redis.hdel(self._layout.job(slot, jid), name)
+        await self._commands.hdel(self._layout.job(slot, jid), name)
 
     async def claim_due(self, lease: float, batch: int) -> list[tuple[str, str]]:
         members = await self._scripts.poll_claim(
