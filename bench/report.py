@@ -62,7 +62,7 @@ def s1_table(s1: dict[str, Any]) -> TableData:
         for target, r in row.items():
             label = TARGET_LABELS[target]
             if "skipped" in r:
-                rows.append([key[1:], label, r["skipped"], "", "", "", "", "", ""])
+                rows.append([key[1:], label, r["skipped"], "", "", "", "", "", "", ""])
                 continue
             add50 = add99 = ""
             if target != "direct" and d:
@@ -74,6 +74,7 @@ def s1_table(s1: dict[str, Any]) -> TableData:
                     label,
                     num(r["rps"], 0),
                     f"{r['p50_ms']:.3f}",
+                    num(r.get("p90_ms"), 3),
                     f"{r['p99_ms']:.3f}",
                     add50,
                     add99,
@@ -88,6 +89,7 @@ def s1_table(s1: dict[str, Any]) -> TableData:
             "target",
             "req/s",
             "p50 ms",
+            "p90 ms",
             "p99 ms",
             "added p50 ms",
             "added p99 ms",
@@ -104,11 +106,11 @@ def s2_table(s2: dict[str, Any]) -> TableData:
     for path, by_conc in s2["cells"].items():
         for key, row in by_conc.items():
             bare, ngx = row.get("bare", {}), row.get("nginx", {})
-            floor = row.get("redis_floor", {})
+            floor, proxy = row.get("redis_floor", {}), row.get("proxy", {})
             for target, r in row.items():
                 label = TARGET_LABELS[target]
                 if "skipped" in r:
-                    rows.append([path, key[1:], label, r["skipped"], "", "", "", "", "", "", ""])
+                    rows.append([path, key[1:], label, r["skipped"], *[""] * 9])
                     continue
                 errors = sum(r["errors"].values()) if r.get("errors") else 0
                 rows.append(
@@ -118,9 +120,11 @@ def s2_table(s2: dict[str, Any]) -> TableData:
                         label,
                         num(r.get("rps"), 0),
                         num(r.get("p50_ms"), 3),
+                        num(r.get("p90_ms"), 3),
                         num(r.get("p99_ms"), 3),
                         times(ratio(r.get("rps"), bare.get("rps"))),
                         times(ratio(r.get("rps"), floor.get("rps"))),
+                        times(ratio(r.get("rps"), proxy.get("rps"))),
                         times(ratio(r.get("rps"), ngx.get("rps"))),
                         f"{r.get('server_cpu_pct', '-')} %",
                         str(errors),
@@ -134,9 +138,11 @@ def s2_table(s2: dict[str, Any]) -> TableData:
             "target",
             "req/s",
             "p50 ms",
+            "p90 ms",
             "p99 ms",
             "req/s x bare",
             "req/s x Redis floor",
+            "req/s x naive proxy",
             "req/s x nginx",
             "server CPU",
             "errors",

@@ -1361,7 +1361,19 @@ def main() -> int:
         help="JSON output (default bench/results/latest.json, latest-quick.json with --quick)",
     )
     parser.add_argument("--previous", type=Path, default=RESULTS / "previous.json")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="run nothing: print the tables of an earlier run's JSON and rewrite its .md",
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        earlier: dict[str, Any] = json.loads(args.render.read_text())
+        earlier["targets"] = evaluate_targets(earlier)
+        print_tables(console, all_tables(earlier))
+        args.render.with_suffix(".md").write_text(markdown(all_tables(earlier)))
+        return 0
     plan = QUICK if args.quick else FULL
     if args.profile is not None:
         plan = Plan(**{**plan.__dict__, "profile": args.profile})
