@@ -75,11 +75,13 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
-    from gateway.app import create_app
+    from gateway.app import create_app, freeze_startup_objects
 
     settings = _load_settings(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
-    _run(create_app(settings), settings, settings.host, settings.port)
+    app = create_app(settings)
+    app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
+    _run(app, settings, settings.host, settings.port)
 
 
 def _secrets_of(settings: Settings) -> list[str]:
