@@ -290,6 +290,7 @@ def test_dashboards_and_rules_read_only_exported_metrics_and_cover_them_all() ->
         "GatewayRedisDown",
         "GatewayPollerLagHigh",
         "GatewayTargetDown",
+        "GatewayUpstreamCircuitOpen",
     }
     assert ("GatewayRedisDown", "gateway_redis_up == 0") in alert_exprs()
     assert alerts >= {"GatewayTeamBudgetNearlySpent", "GatewayTeamQueueStalled"}
