@@ -25,7 +25,7 @@ from gateway.errors import PollRateExceeded
 from gateway.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
 from gateway.store.client import Store
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
-from gateway.store.scripts import Commands, Scripts
+from gateway.store.scripts import Commands, Scripts, pairs
 from gateway.teams import TeamPrincipal, unauthorized_reason
 
 REQUEST_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -177,12 +177,6 @@ SHARED_SLOT = "shared"  # never a team's slot: those are 8 characters
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    """A hash from a script's flat field/value list (strings: the client decodes replies)."""
-    fields = iter(flat)
-    return dict(zip(fields, fields, strict=True))
 
 
 class RequestRecords:
@@ -383,8 +377,8 @@ class RequestRecords:
         if status == 2 or not rid:
             return principal, None, None
         n = int(reply[2])
-        record = RequestRecord.from_hash(rid, _pairs(reply[3 : 3 + n]))
-        job_fields = _pairs(reply[3 + n :])
+        record = RequestRecord.from_hash(rid, pairs(reply[3 : 3 + n]))
+        job_fields = pairs(reply[3 + n :])
         job = Job(record.job_id, slot, job_fields) if job_fields else None
         return principal, record, job
 

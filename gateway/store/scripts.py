@@ -7,6 +7,7 @@ Every script gets ``common.lua`` (key verification, Redis's clock, terminal stat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any, Protocol
@@ -66,6 +67,13 @@ class Scripts:
         return cls(**{name: redis.register_script(text) for name, text in texts.items()})
 
 
+def pairs(flat: Sequence[Any]) -> dict[str, str]:
+    """A hash from a flat field/value reply (a script's, or HGETALL's over the pipelined
+    connection; strings, as both clients decode replies)."""
+    fields = iter(flat)
+    return dict(zip(fields, fields, strict=True))
+
+
 class Commands:
     """The plain commands of the poller's hot path, over the pipelined connection when there is
     one (as the scripts are), else redis-py: profiling the miss path showed redis-py's layers
@@ -77,8 +85,7 @@ class Commands:
 
     async def hgetall(self, key: str) -> dict[str, str]:
         if self._pipelined is not None:
-            flat = iter(await self._pipelined.call("HGETALL", key))
-            return dict(zip(flat, flat, strict=True))
+            return pairs(await self._pipelined.call("HGETALL", key))
         return {str(k): str(v) for k, v in (await self._redis.hgetall(key)).items()}
 
     async def hdel(self, key: str, field: str) -> None:
