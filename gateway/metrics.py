@@ -68,8 +68,6 @@ class Metrics:
         self._seeded: frozenset[str] = frozenset()
         self._gauge_teams: frozenset[str] = frozenset()
         r = self.registry
-        self._request_series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
-        self._redis_series: dict[str, tuple[Any, Any]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.http_requests = Counter(
             "gateway_http_requests_total",
@@ -283,18 +281,12 @@ class Metrics:
     def request_series(
         self, route: str, method: str, status: str, cache: str
     ) -> tuple[Any, Any, Any]:
-        """The request counter, latency and overhead children of one label set, looked up
-        once (``labels()`` costs more than the increment); bounded like the labels."""
-        key = (route, method, status, cache)
-        series = self._request_series.get(key)
-        if series is None:
-            series = (
-                self.http_requests.labels(route, method, status, cache),
-                self.http_duration.labels(route),
-                self.http_overhead.labels(route),
-            )
-            self._request_series[key] = series
-        return series
+        """The request counter, latency and overhead children of one label set."""
+        return (
+            self.child(self.http_requests, route, method, status, cache),
+            self.child(self.http_duration, route),
+            self.child(self.http_overhead, route),
+        )
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, looked up once per label set: ``labels()`` costs more than
@@ -309,21 +301,16 @@ class Metrics:
         return series
 
     def observe_redis(self, command: str, seconds: float, failed: bool) -> None:
-        series = self._redis_series.get(command)
-        if series is None:
-            name = command if command in REDIS_COMMANDS else OTHER
-            series = (self.redis_commands.labels(name), self.redis_command_errors.labels(name))
-            if len(self._redis_series) < 256:  # command names come from code: a few dozen
-                self._redis_series[command] = series
-        series[0].observe(seconds)
+        name = command if command in REDIS_COMMANDS else OTHER
+        self.child(self.redis_commands, name).observe(seconds)
         if failed:
-            series[1].inc()
+            self.child(self.redis_command_errors, name).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def observe_upstream(self, upstream: str, call: str, seconds: float) -> None:
-        self.upstream_duration.labels(upstream, call).observe(seconds)
+        self.child(self.upstream_duration, upstream, call).observe(seconds)
         upstream_seconds.set(upstream_seconds.get() + seconds)
 
 
