@@ -41,25 +41,26 @@ tricky = st.sampled_from(
 )
 
 
-def is_key(token: str) -> bool:
-    """The key format, spelled out: ``rcg_`` 16 id characters ``_`` 40 secret characters."""
+def _spelled(token: str, prefix: str, id_len: int) -> bool:
+    """``prefix``, ``id_len`` id characters, ``_``, 40 secret characters, spelled out."""
+    end = len(prefix) + id_len
     return (
-        len(token) == 61
-        and token.startswith("rcg_")
-        and all(c in ID_CHARS for c in token[4:20])
-        and token[20] == "_"
-        and all(c in SECRET_CHARS for c in token[21:])
+        len(token) == end + 41
+        and token.startswith(prefix)
+        and all(c in ID_CHARS for c in token[len(prefix) : end])
+        and token[end] == "_"
+        and all(c in SECRET_CHARS for c in token[end + 1 :])
     )
+
+
+def is_key(token: str) -> bool:
+    """The key format: ``rcg_`` 16 id characters ``_`` 40 secret characters."""
+    return _spelled(token, "rcg_", 16)
 
 
 def is_admin_token(token: str) -> bool:
-    return (
-        len(token) == 57
-        and token.startswith("rca_")
-        and all(c in ID_CHARS for c in token[4:16])
-        and token[16] == "_"
-        and all(c in SECRET_CHARS for c in token[17:])
-    )
+    """The admin token format: ``rca_`` 12 id characters ``_`` 40 secret characters."""
+    return _spelled(token, "rca_", 12)
 
 
 slots = st.text(ID_CHARS, min_size=8, max_size=8)
