@@ -35,6 +35,9 @@ FIXED_BODY = (
 )
 FORWARDED_HEADERS = ("Authorization", "Content-Type")
 FLOOR_KEY = "rcg_benchfloor_key"  # the bearer token the redis mode accepts
+UNAUTHORIZED = (  # RunComfy's error shape, like every error of the gateway
+    b'{"error_code":401001,"error_message":"The API key is not valid.","detail":"invalid_key"}'
+)
 FLOOR_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return false end
 return redis.call('HGET', KEYS[1], 'body')
@@ -75,7 +78,7 @@ def redis_app(redis_url: str) -> web.Application:
         digest = hashlib.sha256(token.encode()).hexdigest()
         body = await request.app[script_key](keys=[record], args=[digest])
         if body is None:
-            return web.Response(status=401, body=b'{"error_code":401001}')
+            return web.Response(status=401, body=UNAUTHORIZED, content_type="application/json")
         return web.Response(body=body.encode(), content_type="application/json")
 
     app = web.Application()
