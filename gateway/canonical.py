@@ -1,9 +1,13 @@
 """The identity of a request, so that the same generation is only paid for once.
 
 Two requests are the same request when RunComfy would do the same work for both. The identity
-is a SHA-256 over the API (``model`` or ``serverless``), the target (model id or deployment id)
-and a canonical form of the body, built by these rules:
+is a keyed hash (HMAC-SHA256 under a secret the gateway creates once and keeps in Redis, so
+nobody outside can recompute a prompt's fingerprint) over the API (``model`` or ``serverless``),
+the target (model id or deployment id) and a canonical form of the body, built by these rules:
 
+* The body is what RunComfy acts on: parsed as Python's ``json`` module parses it, so integers
+  of any size are exact (``2**64`` and ``2**64 + 1`` differ) and of an object key written twice
+  the last value counts (:func:`gateway.jsonutil.read_json_object`).
 * Webhook fields (``webhook``, ``webhook_intermediate_status``) are dropped from the top level:
   they say where to report, not what to generate.
 * When the target's input schema is known, absent top-level properties are filled with their
@@ -11,34 +15,47 @@ and a canonical form of the body, built by these rules:
   explicit ``null`` for a property whose default is ``null`` is dropped: absent, ``null`` and the
   default are one request. With no usable schema the body is taken as sent.
 * Object keys are sorted by code point; array order is kept; whitespace and escapes do not count.
-* Numbers have one form: an integral float that a double holds exactly (``1.0``) is the int
-  ``1``, other floats use their shortest round-trip repr. Booleans stay booleans, so ``true`` is
-  never ``1``. NaN and Infinity are not JSON and are refused.
+* Numbers have one form: an integral float that a double holds exactly (``1.0``, at most
+  ``2**53``) is the int ``1``; other floats are written as Python's shortest round-trip ``repr``;
+  integers exactly, in decimal. Booleans stay booleans, so ``true`` is never ``1``. NaN and
+  Infinity are not JSON and are refused.
 * Strings are compared exactly: no case folding and no Unicode normalisation, because a model may
   see ``é`` precomposed and decomposed differently.
 * Bodies nested deeper than :data:`gateway.jsonutil.MAX_JSON_DEPTH` are refused (``ValueError``)
   rather than recursed into; the gateway refuses such bodies before they get here.
 
 Everything else counts: any changed value, added key or removed non-default key is a new request.
+
+The canonical encoding is written here, not by a JSON library, so that replicas running
+different library versions always agree; ``tests/golden/identities.json`` pins it, and any
+change to these rules or to the encoding bumps :data:`_IDENTITY_VERSION`.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import math
 from collections.abc import Mapping
 from typing import Any
-
-import orjson
 
 from gateway.jsonutil import MAX_JSON_DEPTH
 
 WEBHOOK_FIELDS: frozenset[str] = frozenset({"webhook", "webhook_intermediate_status"})
 
-# Bump when the rules above change, so identities made under old rules can never match new ones.
-_IDENTITY_VERSION = b"runcomfy-gateway/request-identity/v1"
+# Bump when the rules above or the encoding change, so identities made under old rules can
+# never match new ones (tests/golden/identities.json holds the version its identities are of).
+_IDENTITY_VERSION = b"runcomfy-gateway/request-identity/v2"
 _MAX_EXACT_INTEGRAL_FLOAT = 2**53
+# JSON's mandatory escapes only (the quote, the backslash and the C0 controls), short forms
+# where JSON has them.
+_ESCAPES: dict[int, str] = (
+    {i: f"\\u{i:04x}" for i in range(0x20)}
+    | {ord(c): "\\" + e for c, e in zip("\b\f\n\r\t", "bfnrt", strict=True)}
+    | {ord('"'): '\\"', ord("\\"): "\\\\"}
+)
+SECRET_BYTES = 32
 
 
 def apply_defaults(body: dict[str, Any], schema: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -64,50 +81,89 @@ def apply_defaults(body: dict[str, Any], schema: Mapping[str, Any] | None) -> di
     return result
 
 
-def _normalise(value: Any, depth: int = 0) -> Any:
-    """``value`` with every number in its one canonical form; refuses what JSON cannot hold."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a JSON number")
-        if value.is_integer() and abs(value) <= _MAX_EXACT_INTEGRAL_FLOAT:
-            return int(value)
-        return value
-    if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, Mapping):
-        return {key: _normalise(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalise(item, depth + 1) for item in value]
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a JSON number")
+    if value.is_integer() and abs(value) <= _MAX_EXACT_INTEGRAL_FLOAT:
+        return str(int(value))
+    return repr(value)
+
+
+def _encode(value: Any, out: list[str], depth: int) -> None:
+    """Append the canonical text of ``value`` to ``out``."""
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_number(value))
+    elif isinstance(value, str):
+        out.append('"' + value.translate(_ESCAPES) + '"')
+    elif isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, Mapping):
+            out.append("{")
+            for i, key in enumerate(sorted(value)):
+                if not isinstance(key, str):
+                    raise TypeError(f"object keys must be strings, not {type(key).__name__}")
+                out.append(',"' if i else '"')
+                out.append(key.translate(_ESCAPES))
+                out.append('":')
+                _encode(value[key], out, depth + 1)
+            out.append("}")
+        else:
+            out.append("[")
+            for i, item in enumerate(value):
+                if i:
+                    out.append(",")
+                _encode(item, out, depth + 1)
+            out.append("]")
+    else:
+        raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def canonical_json(value: Any) -> bytes:
     """The one UTF-8 JSON encoding of ``value``, so equal requests give equal bytes.
 
-    orjson's ``OPT_SORT_KEYS`` compares keys as UTF-8 bytes, which is code point order.
-    Raises ``ValueError`` for NaN, Infinity or too deep nesting and ``TypeError`` for non-JSON
-    values, non-string keys or ints beyond 64 bits (``orjson.loads`` never produces those).
+    Python sorts ``str`` keys by code point. Raises ``ValueError`` for NaN, Infinity or too deep
+    nesting and ``TypeError`` for non-JSON values or non-string keys.
     """
-    return orjson.dumps(_normalise(value), option=orjson.OPT_SORT_KEYS)
+    out: list[str] = []
+    _encode(value, out, 0)
+    return "".join(out).encode("utf-8", "surrogatepass")
 
 
-def request_identity(
-    api: str, target: str, body: dict[str, Any], schema: Mapping[str, Any] | None = None
-) -> str:
-    """Hex SHA-256 naming the work a request asks for; equal exactly when the work is the same.
+class RequestIdentity:
+    """Names the work a request asks for under this gateway's secret."""
 
-    ``api`` and ``target`` are length-prefixed so ``("a", "b/c")`` and ``("a/b", "c")`` cannot
-    collide; the canonical body goes last. Webhook fields are dropped after defaults are applied,
-    so even a schema that declares a webhook default cannot make them part of the identity.
-    """
-    filled = apply_defaults(body, schema)
-    payload = canonical_json({k: v for k, v in filled.items() if k not in WEBHOOK_FIELDS})
-    digest = hashlib.sha256(_IDENTITY_VERSION)
-    for part in (api, target):
-        encoded = part.encode()
-        digest.update(len(encoded).to_bytes(8, "big"))
-        digest.update(encoded)
-    digest.update(payload)
-    return digest.hexdigest()
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the identity secret must be at least 16 bytes")
+        self._secret = secret
+
+    def __call__(
+        self, api: str, target: str, body: dict[str, Any], schema: Mapping[str, Any] | None = None
+    ) -> str:
+        """Hex HMAC-SHA256 of the request's work; equal exactly when the work is the same.
+
+        ``api`` and ``target`` are length-prefixed so ``("a", "b/c")`` and ``("a/b", "c")``
+        cannot collide; the canonical body goes last. Webhook fields are dropped after defaults
+        are applied, so even a schema that declares a webhook default cannot make them part of
+        the identity.
+        """
+        filled = apply_defaults(body, schema)
+        payload = canonical_json({k: v for k, v in filled.items() if k not in WEBHOOK_FIELDS})
+        mac = hmac.new(self._secret, _IDENTITY_VERSION, hashlib.sha256)
+        for part in (api, target):
+            encoded = part.encode()
+            mac.update(len(encoded).to_bytes(8, "big"))
+            mac.update(encoded)
+        mac.update(payload)
+        return mac.hexdigest()

@@ -15,6 +15,8 @@ only a result younger than N seconds).
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from gateway.canonical import request_identity
+from gateway.canonical import SECRET_BYTES, RequestIdentity
 from gateway.catalog import Catalog
 from gateway.errors import BadRequest, GatewayError, ValidationFailed
 from gateway.metrics import Metrics
@@ -125,6 +127,28 @@ class SchemaCache:
         return schema
 
 
+class IdentityKey:
+    """The secret request identities are keyed with: created once by whichever replica asks
+    first, kept in Redis, read once per process. Keyed, an identity (``X-Gateway-Cache-Key``,
+    dedup keys, audit entries) is no fingerprint of a prompt that anyone could recompute."""
+
+    def __init__(self, redis: Store, layout: Layout) -> None:
+        self._redis = redis
+        self._key = layout.identity_secret()
+        self._identity: RequestIdentity | None = None
+        self._lock = asyncio.Lock()
+
+    async def identity(self) -> RequestIdentity:
+        if self._identity is None:
+            async with self._lock:
+                if self._identity is None:
+                    fresh = secrets.token_hex(SECRET_BYTES)
+                    await self._redis.set(self._key, fresh, nx=True)
+                    stored = await self._redis.get(self._key)
+                    self._identity = RequestIdentity(bytes.fromhex(str(stored or fresh)))
+        return self._identity
+
+
 class DedupService:
     def __init__(
         self,
@@ -134,6 +158,7 @@ class DedupService:
         schemas: SchemaCache,
         metrics: Metrics,
     ) -> None:
+        self._identity = IdentityKey(redis, layout)
         self._metrics = metrics
         self._redis = redis
         self._scripts = scripts
@@ -147,7 +172,7 @@ class DedupService:
         self, api: Api, target: str, body: dict[str, Any], control: CacheControl
     ) -> Lookup:
         schema = await self._schemas.schema(target) if api is Api.MODEL else None
-        identity = request_identity(api.value, target, body, schema)
+        identity = (await self._identity.identity())(api.value, target, body, schema)
         return Lookup(
             identity=identity,
             allow_lookup=not (control.no_cache or control.no_store),

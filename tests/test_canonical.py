@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import random
@@ -14,8 +15,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.canonical import WEBHOOK_FIELDS, apply_defaults, canonical_json, request_identity
-from gateway.jsonutil import MAX_JSON_DEPTH
+from gateway.canonical import (
+    _IDENTITY_VERSION,
+    WEBHOOK_FIELDS,
+    RequestIdentity,
+    apply_defaults,
+    canonical_json,
+)
+from gateway.jsonutil import MAX_JSON_DEPTH, parse_json_object
+from tests import golden_identities
 
 NANO = "google/nano-banana/pro/text-to-image"
 NANO_SCHEMA: dict[str, Any] = {
@@ -30,6 +38,8 @@ NANO_SCHEMA: dict[str, Any] = {
     },
 }
 EXACT_INT_LIMIT = 2**53
+# The tests' own secret; the golden identities (tests/golden/identities.json) are under it too.
+request_identity = RequestIdentity(golden_identities.SECRET)
 
 # Integers span what orjson parses as ints (it turns larger ones into floats).
 scalars = (
@@ -410,3 +420,173 @@ def test_nesting_beyond_the_bound_is_refused_without_recursing_to_the_bottom() -
     for _ in range(MAX_JSON_DEPTH - 1):
         value = [value]
     assert canonical_json({"x": value}).count(b"[") == MAX_JSON_DEPTH - 1
+
+
+# --- the body RunComfy acts on, and a library-free encoding -------------------------------------
+
+
+def parsed_identity(raw: str, schema: dict[str, Any] | None = None) -> str:
+    """The identity of a body as the gateway reads it off the wire."""
+    return identity(parse_json_object(raw.encode()), schema)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("18446744073709551616", "18446744073709551617"),
+        ("-9223372036854775809", "-9223372036854775810"),
+        ("123456789012345678901234567890", "123456789012345678901234567891"),
+        ("1e20", "100000000000000000000"),
+        ("18446744073709551616", "18446744073709551616.0"),
+    ],
+)
+def test_integers_beyond_64_bits_are_different_requests(one: str, other: str) -> None:
+    assert parsed_identity(f'{{"seed": {one}}}') != parsed_identity(f'{{"seed": {other}}}')
+    assert parsed_identity(f'{{"seed": {one}}}') == parsed_identity(f'{{ "seed" : {one} }}')
+
+
+def test_a_key_written_twice_is_the_request_with_its_last_value() -> None:
+    """RunComfy's Python parser keeps the last value; the identity is of what it acts on."""
+    twice = '{"prompt": "a cat", "seed": 1, "prompt": "a dog"}'
+    assert parsed_identity(twice) == parsed_identity('{"seed": 1, "prompt": "a dog"}')
+    assert parsed_identity(twice) != parsed_identity('{"seed": 1, "prompt": "a cat"}')
+    big = '{"seed": 1, "seed": 18446744073709551617}'
+    assert parse_json_object(big.encode()) == {"seed": 18446744073709551617}
+
+
+def test_the_same_request_under_another_secret_has_another_identity() -> None:
+    body = {"prompt": "a red fox"}
+    other = RequestIdentity(b"another-gateway-secret-0123456789")
+    assert other("model", NANO, body) != identity(body)
+    unkeyed = hashlib.sha256(canonical_json(body)).hexdigest()
+    assert identity(body) != unkeyed
+
+
+def test_identities_match_the_golden_file() -> None:
+    """Replicas on any library version name requests alike; a deliberate change of the rules
+    bumps the identity version and rewrites the file (python -m tests.golden_identities)."""
+    golden = golden_identities.load()
+    assert golden["version"] == _IDENTITY_VERSION.decode(), (
+        "the identity version changed: rewrite tests/golden/identities.json"
+    )
+    cases = golden["cases"]
+    assert [(c["api"], c["target"], c["schema"], c["body"]) for c in cases] == list(
+        golden_identities.BODIES
+    ), "the golden bodies changed: rewrite tests/golden/identities.json"
+    for case in cases:
+        computed = golden_identities.identity_of(
+            case["api"], case["target"], case["schema"], case["body"]
+        )
+        assert computed == case["identity"], (
+            f"the identity of {case['body']} changed: bump _IDENTITY_VERSION in "
+            "gateway/canonical.py and rewrite tests/golden/identities.json"
+        )
+    with_defaults = {c["identity"] for c in cases if c["schema"]}
+    assert len(with_defaults) == 1  # defaults absent, spelt out or null: one request
+    assert len({c["identity"] for c in cases}) == len(cases) - 2  # every other case differs
+
+
+# --- the property: one request exactly when equal after the documented normalisations -----------
+
+WIDE_INTS = st.integers() | st.integers(min_value=2**63, max_value=2**200).map(
+    lambda n: n * (-1) ** (n % 2)
+)
+wire_scalars = (
+    st.none()
+    | st.booleans()
+    | WIDE_INTS
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0, 1, -1, 0.0, -0.0, 1.0, 2.0**53, 2**53, 2**53 + 1, 1e20, 10**20])
+    | st.text(max_size=6)
+    | st.sampled_from(["", "1", "é", "e\u0301", "\x00", '"', "\\"])
+)
+wire_values = st.recursive(
+    wire_scalars,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "é", "seed", ""]), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+wire_bodies = st.dictionaries(
+    st.sampled_from(["prompt", "resolution", "seed", "aspect_ratio", "x", "webhook"]),
+    wire_values,
+    max_size=4,
+)
+
+
+def meaning(value: Any) -> Any:
+    """What a JSON value means to RunComfy, as a value Python compares with ``==`` exactly when
+    two values mean the same, written from the documented rules alone."""
+    if value is None or isinstance(value, bool):
+        return ("literal", value)
+    if isinstance(value, int):
+        return ("number", value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= EXACT_INT_LIMIT:
+            return ("number", int(value))
+        return ("float", value)
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, list):
+        return ("array", tuple(meaning(item) for item in value))
+    return ("object", frozenset((key, meaning(item)) for key, item in value.items()))
+
+
+def request_meaning(body: dict[str, Any]) -> Any:
+    """A body's meaning after the documented request normalisations (schema defaults of
+    NANO_SCHEMA, null for a null default, webhook fields)."""
+    filled = dict(body)
+    for name, spec in NANO_SCHEMA["properties"].items():
+        if spec["default"] is None:
+            if filled.get(name, 0) is None:
+                del filled[name]
+        else:
+            filled.setdefault(name, spec["default"])
+    return meaning({k: v for k, v in filled.items() if k not in WEBHOOK_FIELDS})
+
+
+def on_the_wire(body: dict[str, Any], rng: random.Random) -> str:
+    """``body`` as a client might write it: any key order, any whitespace, escapes or not."""
+    return json.dumps(
+        shuffled_keys(body, rng),
+        ensure_ascii=rng.random() < 0.5,
+        separators=rng.choice([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(one=wire_bodies, other=wire_bodies, seed=st.integers())
+def test_two_bodies_are_one_request_exactly_when_they_mean_the_same(
+    one: dict[str, Any], other: dict[str, Any], seed: int
+) -> None:
+    rng = random.Random(seed)
+    same_meaning = request_meaning(one) == request_meaning(other)
+    same_identity = parsed_identity(on_the_wire(one, rng), NANO_SCHEMA) == parsed_identity(
+        on_the_wire(other, rng), NANO_SCHEMA
+    )
+    assert same_identity == same_meaning
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=wire_bodies, seed=st.integers(), data=st.data())
+def test_a_body_rewritten_or_changed_in_one_place_is_one_request_exactly_when_it_means_the_same(
+    body: dict[str, Any], seed: int, data: st.DataObject
+) -> None:
+    """Pairs drawn independently rarely mean the same; these are near misses and rewrites."""
+    rng = random.Random(seed)
+    rewritten = transform(body, integral_floats_to_ints if rng.random() < 0.5 else exact_ints_to_floats)
+    candidates: list[Any] = [rewritten]
+    found = paths(body)
+    if found:
+        where = data.draw(st.sampled_from(found))
+        container = copy.deepcopy(body)
+        parent = container_at(container, where[:-1])
+        parent[where[-1]] = data.draw(wire_scalars)
+        candidates.append(container)
+    for other in candidates:
+        same_meaning = request_meaning(body) == request_meaning(other)
+        same_identity = parsed_identity(on_the_wire(body, rng), NANO_SCHEMA) == parsed_identity(
+            on_the_wire(other, rng), NANO_SCHEMA
+        )
+        assert same_identity == same_meaning, (body, other)

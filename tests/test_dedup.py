@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
+
+from gateway.canonical import canonical_json
+from gateway.store.client import connect
 
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
@@ -93,6 +97,50 @@ async def test_identical_requests_in_flight_share_one_upstream_job(
     assert len({str(r["output"]) for r in results}) == 1
     costs = sorted(r["cost"] for r in results)
     assert costs[:-1] == [0] * 19 and costs[-1] > 0  # paid once, by the request that started it
+
+
+async def test_seeds_beyond_64_bits_are_different_requests_never_coalesced(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    await simulator.configure(queue_seconds=5)
+    key = await gateway.new_team("design")
+    outcomes = []
+    for seed in ("18446744073709551616", "18446744073709551617", "18446744073709551616"):
+        status, body, headers = await gateway.request(
+            "POST",
+            f"/v1/models/{NANO}",
+            key=key,
+            data=f'{{"prompt": "x", "seed": {seed}}}'.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 200, body
+        outcomes.append(headers[CACHE])
+    assert outcomes == ["miss", "miss", "coalesced"]
+    assert await simulator.count("model.submit") == 2
+
+
+async def test_the_cache_key_is_a_keyed_hash_no_outsider_can_recompute(
+    gateway_factory: Any, redis_url: str, namespace: str
+) -> None:
+    """X-Gateway-Cache-Key is keyed with a secret the gateway creates once and keeps in Redis:
+    every replica of one gateway agrees on it, another gateway's differs."""
+    body = {"prompt": "a private prompt"}
+    first, second = await gateway_factory(), await gateway_factory()
+    other = await gateway_factory(redis_namespace=namespace + "x")
+    cache_keys = []
+    for team, gw in (("design", first), ("ops", second), ("design", other)):
+        key = await gw.new_team(team)
+        _, _, headers = await gw.request("POST", f"/v1/models/{NANO}", key=key, json=body)
+        cache_keys.append(headers["X-Gateway-Cache-Key"])
+    assert cache_keys[0] == cache_keys[1] != cache_keys[2]
+    plain = hashlib.sha256(canonical_json(body)).hexdigest()
+    assert plain not in cache_keys
+    client = connect(redis_url)
+    try:
+        secret = await client.get(f"{namespace}:v1:identity-secret")
+    finally:
+        await client.aclose()
+    assert isinstance(secret, str) and len(bytes.fromhex(secret)) == 32
 
 
 async def test_teams_never_share_results_or_ids_through_the_cache(

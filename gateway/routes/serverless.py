@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.appkeys import AUDIT, PROXY, SERVERLESS, SETTINGS, WEBHOOKS
 from gateway.callers import require_admin, require_viewer, team_credential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
-from gateway.jsonutil import json_response
+from gateway.jsonutil import dumps_exact, json_response
 from gateway.request_records import Api
 from gateway.routes.model_api import answer_request_call, read_body_or_reject, submit_response
 from gateway.upstream import UpstreamReply
@@ -44,7 +43,7 @@ async def inference(request: web.Request) -> web.Response:
     if any(field in body for field in WEBHOOK_PARAMS):
         # The older body form: the gateway delivers webhooks itself, RunComfy must not.
         body = {k: v for k, v in body.items() if k not in WEBHOOK_PARAMS}
-        raw = orjson.dumps(body)
+        raw = dumps_exact(body)
     base = public_base(request, request.app[SETTINGS].public_url)
     answer = await request.app[PROXY].submit(
         cred, Api.SERVERLESS, deployment_id, version, raw, body, control, base, webhook

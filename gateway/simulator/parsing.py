@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.simulator.errors import bad_request
@@ -12,11 +12,18 @@ from gateway.simulator.errors import bad_request
 _TRUE = frozenset({"true", "1", "yes"})
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 async def read_json(request: web.Request) -> Any:
-    """The body as any JSON value, or 400 400001 if it does not parse."""
+    """The body as any JSON value, or 400 400001 if it does not parse.
+
+    Parsed by Python's ``json`` module, as RunComfy's Python service parses it: integers of any
+    size exact, the last value of a key written twice (NaN and Infinity refused)."""
     try:
-        return orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
+        return json.loads(await request.read(), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
         raise bad_request("The request body must be valid JSON.", str(exc)) from None
 
 

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from gateway.simulator.calls import CallLog
 from gateway.simulator.catalog import MICRO, Catalog, CatalogModel
 from gateway.simulator.clock import SimClock, iso_timestamp
@@ -24,11 +22,12 @@ from gateway.simulator.deployments import Deployment, seed_deployments
 from gateway.simulator.errors import insufficient_balance, not_found
 from gateway.simulator.faults import FaultBook
 from gateway.simulator.jobs import Api, Job, Outcome
+from gateway.simulator.jsonio import dumps
 
 
 def inputs_digest(inputs: dict[str, Any]) -> str:
     """What ``/_sim/ledger`` shows of a job's inputs: SHA-256 of their sorted-key JSON."""
-    return hashlib.sha256(orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(dumps(inputs, sort_keys=True)).hexdigest()
 
 
 FIRST_QUEUE_POSITION = 3

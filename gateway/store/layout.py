@@ -7,6 +7,7 @@ another team's records are simply not addressable with your key.
 
     <ns>:v1:teams                        hash  team_id -> slot          bound: admin actions
     <ns>:v1:pricing                      hash  price overrides (JSON)   bound: admin actions
+    <ns>:v1:identity-secret              str   key of request identities created once
     <ns>:v1:{t:<slot>}:team              hash  team record               bound: admin actions
     <ns>:v1:{t:<slot>}:keys              set   key ids of the team       bound: admin actions
     <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only,    bound: admin actions
@@ -69,6 +70,9 @@ class Layout:
 
     def pricing(self) -> str:
         return f"{self.root}:pricing"
+
+    def identity_secret(self) -> str:
+        return f"{self.root}:identity-secret"
 
     def team_tag(self, slot: str) -> str:
         return f"{self.root}:{{t:{slot}}}"
