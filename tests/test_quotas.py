@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
 FLUX = "blackforestlabs/flux-2/flash/text-to-image"  # $0.012 per image
@@ -98,6 +100,36 @@ async def test_a_burst_over_the_submit_rate_gets_429_with_retry_after_and_rateli
     assert "6 submits per minute" in body["error_message"]
     assert 1 <= int(headers["Retry-After"]) <= 10
     assert headers["RateLimit"].startswith('"team-rate";r=0;')
+    # Full again when the three submits' intervals have passed: t is the same on a refusal as
+    # on the admission before it, not one interval more.
+    assert 28 <= int(headers["RateLimit"].rpartition("t=")[2]) <= 30
+
+
+@pytest.mark.parametrize("scope", ["team", "key"])
+async def test_a_changed_submit_rate_applies_to_the_next_submit_both_ways(
+    gateway: Gateway, scope: str
+) -> None:
+    key = await gateway.new_team("design")
+    kid = key.split("_")[1]
+
+    async def rate(per_minute: float | None, burst: int | None = None) -> None:
+        limit = {} if per_minute is None else {"rate_per_minute": per_minute, "rate_burst": burst}
+        await gateway.set_limits("design", **(limit if scope == "team" else {"keys": {kid: limit}}))
+
+    await rate(0.1, 1)
+    assert (await submit(gateway, key, "first"))[0] == 200
+    status, body, headers = await submit(gateway, key, "too soon")
+    assert status == 429 and body["detail"]["scope"] == scope
+    assert int(headers["Retry-After"]) > 500
+    await rate(600, 100)  # raised: admitted at once, under the new limit
+    assert (await submit(gateway, key, "raised"))[0] == 200
+    await rate(0.1, 1)  # lowered again: refused at once, quoting the limit in force
+    status, body, _ = await submit(gateway, key, "lowered")
+    assert status == 429 and "0.1 submits per minute" in body["error_message"]
+    await rate(None)  # cleared, then set again: the next submit is admitted
+    assert (await submit(gateway, key, "cleared"))[0] == 200
+    await rate(600, 100)
+    assert (await submit(gateway, key, "set again"))[0] == 200
 
 
 async def test_status_polls_do_not_count_against_the_submit_rate(gateway: Gateway) -> None:

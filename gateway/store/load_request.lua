@@ -19,7 +19,7 @@ if ARGV[3] == 'team' then
     local key = ARGV[8] .. 'pgcra:' .. ARGV[5]
     local ok, new_tat, wait = gcra_peek(key, per_second * 60, tonumber(ARGV[7]), now)
     if not ok then return {3, tostring(wait)} end
-    gcra_commit(key, new_tat, now)
+    gcra_commit(key, per_second * 60, new_tat, now)
   end
 end
 local rec = redis.call('HGETALL', KEYS[2])

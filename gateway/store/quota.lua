@@ -14,12 +14,26 @@ local function current_periods(spec, now)
 end
 
 -- GCRA: one stored "theoretical arrival time" per limit; smooth, exact, no window boundary.
--- Returns allowed, the new TAT, seconds until allowed, requests left after this one.
+-- The state is stored with the emission interval it was made under ("<tat> <interval>"), so a
+-- limit changed since is read as what it means, not as seconds: the requests still
+-- outstanding, (tat - now) / old interval, at most one burst (more could never have been
+-- admitted), each worth one interval of the limit in force now. Raising or clearing a limit
+-- admits at once; lowering it applies at once.
+-- Returns allowed, the TAT after this request (unchanged on a refusal), seconds until
+-- allowed, requests left after this one.
 local function gcra_peek(key, per_minute, burst, now)
   local interval = 60 / per_minute
   local capacity = interval * burst
-  local tat = tonumber(redis.call('GET', key) or '0') or 0
-  if tat < now then tat = now end
+  local stored = redis.call('GET', key)
+  local tat = now
+  if stored then
+    local t, i = string.match(stored, '^(%S+) (%S+)$')
+    t, i = tonumber(t or stored), tonumber(i)
+    if t and t > now then
+      local outstanding = (t - now) / (i or interval)
+      tat = now + math.min(outstanding, burst) * interval
+    end
+  end
   local new_tat = tat + interval
   if new_tat - now > capacity + 1e-9 then
     return false, tat, new_tat - now - capacity, 0
@@ -27,8 +41,8 @@ local function gcra_peek(key, per_minute, burst, now)
   return true, new_tat, 0, math.floor((capacity - (new_tat - now)) / interval + 1e-9)
 end
 
-local function gcra_commit(key, new_tat, now)
-  redis.call('SET', key, string.format('%.6f', new_tat),
+local function gcra_commit(key, per_minute, new_tat, now)
+  redis.call('SET', key, string.format('%.6f %.17g', new_tat, 60 / per_minute),
     'PX', math.ceil((new_tat - now) * 1000) + 1000)
 end
 
@@ -129,9 +143,9 @@ local function gate_check(g, api, target)
       local burst = gate_limit(g, 'rate_burst', per_key) or 1
       local ok, new_tat, wait, left = gcra_peek(key, per_minute, burst, now)
       gate_consider(g, scope .. '-rate', burst, math.ceil(60 * burst / per_minute), left,
-        math.max(0, (ok and new_tat or new_tat + 60 / per_minute) - now))
+        math.max(0, new_tat - now))
       if not ok then return {'rate', scope, per_minute, wait} end
-      g.charges[#g.charges + 1] = {'gcra', key, new_tat}
+      g.charges[#g.charges + 1] = {key, per_minute, new_tat}
     end
   end
   -- The day's submits are the usage counters every admitted submit increments (whether or not
@@ -161,5 +175,5 @@ local function refusal_reply(g, usage_key, usage_ttl, team, kind, scope, lim, re
 end
 
 local function commit_gate(g)
-  for _, c in ipairs(g.charges) do gcra_commit(c[2], c[3], g.now) end
+  for _, c in ipairs(g.charges) do gcra_commit(c[1], c[2], c[3], g.now) end
 end
