@@ -2,7 +2,10 @@
 
 The catalog is the same for every team (it is the gateway account's), and some clients fetch a
 model's entry before every submit (ComfyUI partner nodes do, for the price), so repeated reads are
-served from memory for ``GATEWAY_CATALOG_CACHE_SECONDS``.
+served from memory for ``GATEWAY_CATALOG_CACHE_SECONDS``. RunComfy's "no such model" (404) is
+remembered for :data:`MISSING_TTL` whatever that setting, because every submit asks: the schema
+(request identity), the price (budget estimate) and the gateway's own refusal of a mistyped
+model id all read this one answer, and a flood of typos costs RunComfy one call per model.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from gateway.errors import UpstreamClientError
 from gateway.metrics import upstream_seconds
 from gateway.upstream import UpstreamClient
 
 _MAX_ENTRIES = 2048
+MISSING_TTL = 30.0  # seconds a 404 is remembered: a model RunComfy adds is seen within this
 _ALLOWED_PARAMS = frozenset({"search", "category", "kind", "include_schema", "limit", "offset"})
 
 
@@ -29,16 +34,21 @@ class Catalog:
         self._upstream = upstream
         self._ttl = ttl_seconds
         self._entries: OrderedDict[Key, tuple[float, Any]] = OrderedDict()
+        self._missing: OrderedDict[Key, tuple[float, dict[str, Any]]] = OrderedDict()
         self._reading: dict[Key, asyncio.Task[Any]] = {}
 
     async def _get(self, path: str, params: Mapping[str, str]) -> Any:
         """The cached answer, else one read of RunComfy that concurrent callers share: a
         stampede on a model nobody asked for yet costs RunComfy one call, not one per caller."""
         key = (path, tuple(sorted(params.items())))
+        now = time.monotonic()
         hit = self._entries.get(key)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > now:
             self._entries.move_to_end(key)
             return hit[1]
+        missing = self._missing.get(key)
+        if missing is not None and missing[0] > now:
+            raise UpstreamClientError(404, missing[1])
         task = self._reading.get(key)
         if task is None:
             task = asyncio.create_task(self._read(key, path, params))
@@ -58,13 +68,28 @@ class Catalog:
 
     async def _read(self, key: Key, path: str, params: Mapping[str, str]) -> Any:
         now = time.monotonic()
-        reply = await self._upstream.call("GET", path, params=params, idempotent=True)
+        try:
+            reply = await self._upstream.call("GET", path, params=params, idempotent=True)
+        except UpstreamClientError as exc:
+            if exc.status == 404:
+                self._remember(self._missing, key, (now + MISSING_TTL, exc.body()))
+            raise
+        self._missing.pop(key, None)
         if self._ttl > 0:
-            self._entries[key] = (now + self._ttl, reply.body)
-            self._entries.move_to_end(key)
-            while len(self._entries) > _MAX_ENTRIES:
-                self._entries.popitem(last=False)
+            self._remember(self._entries, key, (now + self._ttl, reply.body))
         return reply.body
+
+    @staticmethod
+    def _remember(entries: OrderedDict[Key, Any], key: Key, value: Any) -> None:
+        entries[key] = value
+        entries.move_to_end(key)
+        while len(entries) > _MAX_ENTRIES:
+            entries.popitem(last=False)
+
+    def known_missing(self, model_id: str) -> bool:
+        """Whether RunComfy said lately that it has no such model (no call made)."""
+        missing = self._missing.get((self._model_path(model_id), ()))
+        return missing is not None and missing[0] > time.monotonic()
 
     async def list_models(self, query: Mapping[str, str]) -> Any:
         params = {k: v for k, v in query.items() if k in _ALLOWED_PARAMS}
@@ -73,5 +98,10 @@ class Catalog:
     async def categories(self) -> Any:
         return await self._get("/v1/models/categories", {})
 
+    @staticmethod
+    def _model_path(model_id: str) -> str:
+        return f"/v1/models/{quote(model_id, safe='/')}"
+
     async def model(self, model_id: str) -> Any:
-        return await self._get(f"/v1/models/{quote(model_id, safe='/')}", {})
+        """The model's catalog entry; ``UpstreamClientError`` 404 when RunComfy has none."""
+        return await self._get(self._model_path(model_id), {})

@@ -27,7 +27,7 @@ import structlog
 
 from gateway.canonical import SECRET_BYTES, RequestIdentity
 from gateway.catalog import Catalog
-from gateway.errors import BadRequest, GatewayError, ValidationFailed
+from gateway.errors import BadRequest, GatewayError, UpstreamClientError, ValidationFailed
 from gateway.metrics import Metrics
 from gateway.request_records import Api, Lookup
 from gateway.store.client import Store
@@ -97,9 +97,11 @@ class SchemaCache:
         self._entries: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
 
     def cached(self, model_id: str) -> bool:
-        """Whether the schema (or a recent failure to get it) is known without a catalog read."""
+        """Whether the schema (or that there is none) is known without a catalog read."""
         hit = self._entries.get(model_id)
-        return hit is not None and hit[0] > time.monotonic()
+        if hit is not None and hit[0] > time.monotonic():
+            return True
+        return self._catalog.known_missing(model_id)
 
     def _remember(self, model_id: str, expires: float, schema: dict[str, Any] | None) -> None:
         self._entries[model_id] = (expires, schema)
@@ -108,6 +110,8 @@ class SchemaCache:
             self._entries.popitem(last=False)
 
     async def schema(self, model_id: str) -> dict[str, Any] | None:
+        """The model's input schema, or None when it cannot be had now (the body is then hashed
+        as sent); ``UpstreamClientError`` 404 when RunComfy has no such model."""
         now = time.monotonic()
         hit = self._entries.get(model_id)
         if hit is not None and hit[0] > now:
@@ -115,8 +119,14 @@ class SchemaCache:
             return hit[1]
         try:
             entry = await self._catalog.model(model_id)
+        except UpstreamClientError as exc:
+            if exc.status == 404:  # no such model: the submit is refused (the catalog remembers)
+                raise
+            log.info("schema_unavailable", model=model_id, error=type(exc).__name__)
+            self._remember(model_id, now + SCHEMA_FAILURE_TTL, None)
+            return None
         except GatewayError as exc:
-            # Unknown model or RunComfy down: hash the body as sent; identical bodies still match.
+            # RunComfy unreachable: hash the body as sent; identical bodies still match.
             log.info("schema_unavailable", model=model_id, error=type(exc).__name__)
             self._remember(model_id, now + SCHEMA_FAILURE_TTL, None)
             return None

@@ -177,7 +177,15 @@ class ProxyService:
         base: str,
         webhook: tuple[str, bool] | None = None,
     ) -> SubmitAnswer:
-        lookup = await self._dedup.lookup_for(api, target, body, control)
+        try:
+            lookup = await self._dedup.lookup_for(api, target, body, control)
+        except UpstreamClientError as exc:
+            if exc.status != 404:
+                raise
+            # RunComfy has no such model: its own 404, never submitted; the key is verified and
+            # the submit rate charged, but no daily submit, usage row or cache outcome counted.
+            await self._records.charge_refused_submit(cred, target)
+            raise
         if webhook is not None:
             lookup = replace(lookup, webhook=webhook[0], webhook_intermediate=webhook[1])
         estimate, rate = await self._estimator.charge(api, target, body)
@@ -210,7 +218,6 @@ class ProxyService:
         base: str,
         webhook: tuple[str, bool] | None,
     ) -> SubmitAnswer:
-        self._count(admission, api, target)
         if admission.alert is not None:
             await self._alerts.budget_alert(admission.alert)
         if admission.outcome is Outcome.HIT and webhook is not None:
@@ -222,16 +229,23 @@ class ProxyService:
                 )
         record, slot = admission.record, admission.principal.slot
         outcome = admission.outcome
-        if outcome is Outcome.MISS:
-            if await self._take_global_slot(slot, record.job_id, raw):
-                try:
-                    await self._send(self._job_of(admission, lookup.identity), raw)
-                except STORE_FAILURES:  # sent or not, _send decided; never withdraw it
-                    raise StoreUnavailable(detail={"request_id": record.request_id}) from None
-            else:
-                outcome = Outcome.QUEUED
-        elif outcome is Outcome.COALESCED:
-            await self._await_owner(admission)
+        # Counted once RunComfy took the job (or may have): a submit it refused (no job) is
+        # no miss or coalesced request in the metrics, as it is in no usage row.
+        try:
+            if outcome is Outcome.MISS:
+                if await self._take_global_slot(slot, record.job_id, raw):
+                    try:
+                        await self._send(self._job_of(admission, lookup.identity), raw)
+                    except STORE_FAILURES:  # sent or not, _send decided; never withdraw it
+                        raise StoreUnavailable(detail={"request_id": record.request_id}) from None
+                else:
+                    outcome = Outcome.QUEUED
+            elif outcome is Outcome.COALESCED:
+                await self._await_owner(admission)
+        except (SubmitOutcomeUnknown, StoreUnavailable):
+            self._count(admission, api, target)
+            raise
+        self._count(admission, api, target)
         if outcome is Outcome.QUEUED:
             await self._records.mark_waiting(slot)
         urls = self.urls(base, record)

@@ -200,6 +200,25 @@ class RequestRecords:
         self.calendar = calendar
         self.quota = quota
 
+    async def charge_refused_submit(self, cred: KeyCredential, target: str) -> str:
+        """Verify the key of a submit refused before admission and charge it to the submit rate
+        only; returns the team. Raises 401, or 429 when over the rate."""
+        reply = await self._scripts.refuse_submit(
+            keys=[self._layout.key(cred.slot, cred.kid), self._layout.limits(cred.slot)],
+            args=[
+                cred.digest,
+                self._layout.team_prefix(cred.slot),
+                self.calendar.spec(),
+                cred.kid,
+                self.quota.usage_retention,
+            ],
+        )
+        if int(reply[0]) == 0:
+            raise unauthorized_reason(str(reply[1]))
+        if int(reply[0]) == 2:
+            raise refusal(list(reply), target, 0)
+        return str(reply[1])
+
     async def admit(
         self,
         cred: KeyCredential,

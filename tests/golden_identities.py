@@ -48,7 +48,7 @@ BODIES: list[tuple[str, str, str | None, str]] = [
     ("model", NANO, None, '{"x": [0.1, 1e-7, 5e-324, 1.7976931348623157e308, 1e300, 1e16]}'),
     ("model", NANO, None, '{"x": [123456789.123456789, 2.5e-5, 0.000001, 1e22, 1e21]}'),
     ("model", NANO, None, '{"x": [true, false, null, 1, "1", [], {}]}'),
-    ("model", NANO, None, '{"prompt": "caf\\u00e9 \\ud83e\\udd8a \\"q\\" \\\\ \\n\\t\\u0001\\u007f"}'),
+    ("model", NANO, None, r'{"prompt": "caf\u00e9 \ud83e\udd8a \"q\" \\ \n\t\u0001\u007f"}'),
     ("model", NANO, None, '{"prompt": "café"}'),
     ("model", NANO, None, '{"prompt": "cafe\\u0301"}'),
     ("model", NANO, None, '{"prompt": "\\u2028\\u2029\\ufeff"}'),

@@ -575,7 +575,8 @@ def test_a_body_rewritten_or_changed_in_one_place_is_one_request_exactly_when_it
 ) -> None:
     """Pairs drawn independently rarely mean the same; these are near misses and rewrites."""
     rng = random.Random(seed)
-    rewritten = transform(body, integral_floats_to_ints if rng.random() < 0.5 else exact_ints_to_floats)
+    rewrite = integral_floats_to_ints if rng.random() < 0.5 else exact_ints_to_floats
+    rewritten = transform(body, rewrite)
     candidates: list[Any] = [rewritten]
     found = paths(body)
     if found:

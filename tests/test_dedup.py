@@ -8,7 +8,6 @@ from typing import Any
 
 from gateway.canonical import canonical_json
 from gateway.store.client import connect
-
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
 CACHE = "X-Gateway-Cache"

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
+from tests.test_metrics import scrape
+from tests.test_metrics import value as metric
 
 FLUX = "blackforestlabs/flux-2/flash/text-to-image"  # $0.012 per image
 GPT_IMAGE = "openai/gpt-image-2/text-to-image"  # $0.042 per image, num_images
@@ -130,6 +132,82 @@ async def test_a_changed_submit_rate_applies_to_the_next_submit_both_ways(
     assert (await submit(gateway, key, "cleared"))[0] == 200
     await rate(600, 100)
     assert (await submit(gateway, key, "set again"))[0] == 200
+
+
+# --- refused input is not a submit -------------------------------------------------------------
+
+TYPO = "google/nano-banan/pro/text-to-image"
+
+
+async def test_a_mistyped_model_and_a_refused_body_use_no_daily_submit_usage_row_or_metric(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """A team allowed one submit a day sends a typo, then a body RunComfy refuses: its real
+    request still goes through, and only that one shows in usage and in the metrics."""
+    key = await gateway.new_team("design", daily_requests=1)
+    for _ in range(2):
+        status, body, _ = await submit(gateway, key, "fox", model=TYPO)
+        assert status == 404
+        assert_error_shape(body, 404001)
+        assert TYPO in str(body)
+    assert await simulator.count("model.submit") == 0
+    assert await simulator.count("catalog.get") == 1  # one answer for schema, price and refusal
+    status, body, _ = await submit(gateway, key, "fox", resolution="16K")
+    assert status == 422
+    assert_error_shape(body, 422001)
+    status, body, _ = await submit(gateway, key, "fox")
+    assert status == 200, body
+    assert (await submit(gateway, key, "another"))[0] == 429  # the one submit of the day
+    totals = (await usage(gateway, "design"))["totals"]
+    assert (totals["requests"], totals["miss"], totals.get("refused")) == (1, 1, 1)
+    by_model = (await usage(gateway, "design"))["by_model"]
+    assert list(by_model) == [NANO] and by_model[NANO]["requests"] == 1
+    series = await scrape(gateway)
+    assert metric(series, "gateway_cache_requests_total") == 1
+    assert metric(series, "gateway_cache_requests_total", outcome="miss") == 1
+
+
+async def test_followers_of_a_refused_submit_get_its_error_and_are_not_counted_either(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", daily_requests=4)
+    await simulator.fault(route="model.submit", action="delay", delay=0.3)
+    bad = {"prompt": "x", "resolution": "16K"}
+    answers = await asyncio.gather(
+        *(gateway.request("POST", f"/v1/models/{NANO}", key=key, json=bad) for _ in range(4))
+    )
+    assert [status for status, _, _ in answers] == [422] * 4
+    assert await simulator.count("model.submit") == 1
+    report = await usage(gateway, "design")
+    assert report["totals"] == {"hit_rate": 0.0} and report["by_model"] == {}
+    assert [(await submit(gateway, key, f"fine {i}"))[0] for i in range(5)] == [200] * 4 + [429]
+
+
+async def test_mistyped_models_still_count_against_the_submit_rate(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", rate_per_minute=1, rate_burst=2)
+    assert [(await submit(gateway, key, "x", model=TYPO))[0] for _ in range(2)] == [404, 404]
+    status, body, _ = await submit(gateway, key, "x", model=TYPO)
+    assert status == 429 and body["detail"]["limit"] == "rate"
+    assert (await submit(gateway, key, "x"))[0] == 429
+    forged = key[:-4] + "xxxx"
+    assert (await submit(gateway, forged, "x", model=TYPO))[0] == 401
+    assert await simulator.count("model.submit") == 0
+
+
+async def test_with_the_catalog_unreachable_submits_go_through_as_sent(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design", daily_requests=5)
+    await simulator.fault(route="catalog.get", action="status", status=503, times=None)
+    status, body, _ = await submit(gateway, key, "fox", model=TYPO)
+    assert status == 404  # RunComfy's own answer to the submit
+    assert_error_shape(body, 404001)
+    assert await simulator.count("model.submit") == 1
+    status, body, _ = await submit(gateway, key, "fox")
+    assert status == 200, body
+    assert (await usage(gateway, "design"))["totals"]["requests"] == 1
 
 
 async def test_status_polls_do_not_count_against_the_submit_rate(gateway: Gateway) -> None:

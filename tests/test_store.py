@@ -128,7 +128,7 @@ async def test_every_request_key_expires_and_everything_else_is_bounded_by_admin
             elif ttl < 0:  # bounded by admin actions or by the jobs in flight
                 bounded: tuple[str, ...] = (":teams", ":team", ":keys", ":policy", ":limits")
                 bounded += ("{poll}:due", ":running", ":queue", ":qseq", ":unreconciled")
-                bounded += ("{q}:waiting", "{audit}:log")
+                bounded += ("{q}:waiting", "{audit}:log", ":identity-secret")  # one per gateway
                 assert name.endswith(bounded) or ":key:" in name, name
     finally:
         await client.aclose()

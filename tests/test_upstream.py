@@ -254,8 +254,10 @@ def echoing_upstream() -> web.Application:
         elif path.endswith("/result"):
             output = {"image": f"https://a.runcomfy.net/{token}.png"}
             body = {"request_id": "up-1", "status": "succeeded", "output": output}
-        elif method == "GET" and path.startswith("/v1/models/"):
+        elif method == "GET" and path.endswith("/missing"):
             status, body = 404, {"error_code": 404001, "error_message": token, "detail": token}
+        elif method == "GET" and path.startswith("/v1/models/"):
+            body = {"model_id": path.removeprefix("/v1/models/"), "description": token}
         elif path.endswith("/bad"):
             status, body = 422, {"error_code": 422001, "error_message": token, "detail": [token]}
         elif path.endswith("/boom"):

@@ -89,6 +89,9 @@ if policy ~= 'off' and ARGV[6] == '1' then
     if ((j[1] == 'active' or j[1] == 'queued') and now < tonumber(j[2]))
         or (j[1] == 'submitting' and now < tonumber(j[3])) then
       redis.call('HINCRBY', jkey, 'attached', 1)
+      if quotas then  -- taken back if RunComfy refuses the job (job_update.lua)
+        redis.call('HINCRBY', jkey, 'fw:' .. day.id .. ':' .. kid, 1)
+      end
       record(jid, 'follower')
       charge_submit('coalesced')
       local saved = tonumber(j[4]) or 0
@@ -174,7 +177,8 @@ if quotas then
     spend_fields[#spend_fields + 1] = (i == 1) and 'spend_key' or 'key_spend_key'
     spend_fields[#spend_fields + 1] = b[1]
   end
-  redis.call('HSET', KEYS[5], 'reserved', estimate, unpack(spend_fields))
+  redis.call('HSET', KEYS[5], 'reserved', estimate, 'counted', queued and 'queued' or 'miss',
+    unpack(spend_fields))
   if budget_keys[1] and budget_keys[1][2] then
     local level = budget_alert(budget_keys[1][1], budget_keys[1][2])
     if level > 0 then

@@ -2,6 +2,8 @@
 -- of a job settles its money in the same step: the reservation made at admission becomes the
 -- actual cost (0 when RunComfy confirmed a cancel, a refusal or a free failure), or, when the
 -- outcome is unknown, stays reserved in the team's unreconciled ledger for an admin to resolve.
+-- A job RunComfy refused (rejected: no job was created) also takes back the usage its owner
+-- and its followers counted, so refused input uses no daily limit and leaves no usage row.
 -- KEYS[1] job record, KEYS[2] cached result of its identity, KEYS[3] cache index of its
 -- target, KEYS[4] cache index of targets, KEYS[5] job in flight of its identity,
 -- KEYS[6] team's running jobs, KEYS[7] team's queue, KEYS[8] unreconciled ledger,
@@ -14,7 +16,8 @@
 -- committed micro, budget micro}; nothing changes unless the previous state was ARGV[8]
 -- ({'followed'} when the job has more requests attached than ARGV[10]).
 local cur = redis.call('HMGET', KEYS[1], 'state', 'store', 'reserved', 'spend_key',
-  'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api', 'attached')
+  'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api', 'attached',
+  'counted', 'key_id', 'estimate')
 if not cur[1] then return {'gone'} end
 if TERMINAL[cur[1]] then return {cur[1]} end
 if ARGV[8] ~= '' and cur[1] ~= ARGV[8] then return {cur[1]} end
@@ -58,6 +61,19 @@ if new == 'unknown' then
     redis.call('HSET', KEYS[1], 'unreconciled', '1')
   end
   return {cur[1]}
+end
+if new == 'rejected' and cur[12] and cur[6] then
+  local ttl, estimate = tonumber(ARGV[9]), tonumber(cur[14]) or 0
+  usage_uncount(cur[6], ttl, cur[13], ARGV[5], cur[12], 1, 0)
+  local tag = string.match(cur[6], '^(.*)usage:[^:]+$')
+  local flat = redis.call('HGETALL', KEYS[1])
+  for i = 1, #flat, 2 do
+    local day, kid = string.match(flat[i], '^fw:([^:]+):(.+)$')
+    if day then
+      local n = tonumber(flat[i + 1])
+      usage_uncount(tag .. 'usage:' .. day, ttl, kid, ARGV[5], 'coalesced', n, estimate * n)
+    end
+  end
 end
 local amount = tonumber(ARGV[7]) or 0
 redis.call('HSET', KEYS[1], 'settled', amount)

@@ -85,6 +85,26 @@ local function usage_add(usage_key, ttl, pairs)
   redis.call('EXPIRE', usage_key, ttl)
 end
 
+-- Takes back what admitting submits counted when RunComfy refused the job they made (no job
+-- was created: the team's input, or nothing reached RunComfy): n submits of one key under
+-- one outcome, and what they were said to save. Counters that reach 0 are removed, so a
+-- refused model leaves no usage row. The submit rate stays charged.
+local function usage_uncount(usage_key, ttl, kid, target, outcome, n, saved)
+  local m = 'm:' .. target .. ':'
+  local counters = {'requests', 'key:' .. kid .. ':requests', outcome, m .. 'requests', m .. outcome}
+  if saved > 0 then
+    counters[#counters + 1] = 'saved'
+    counters[#counters + 1] = m .. 'saved'
+  end
+  for i, field in ipairs(counters) do
+    local by = i > 5 and saved or n
+    if redis.call('HINCRBY', usage_key, field, 0 - by) <= 0 then
+      redis.call('HDEL', usage_key, field)
+    end
+  end
+  redis.call('EXPIRE', usage_key, ttl)
+end
+
 -- Turns a job's reservation into what it cost: on the team's and the key's spend records of the
 -- period it was admitted in (either may be nil or ''), and on the day's usage counters.
 local function settle_spend(spend_keys, usage_key, usage_ttl, target, reserved, amount)
@@ -127,14 +147,9 @@ local function gate_consider(g, name, quota, window, remaining, reset)
   end
 end
 
-local function gate_check(g, api, target)
-  local L, now, day = g.L, g.now, g.day
-  -- Access: models default to all, serverless deployments to none.
-  if api == 'model' then
-    if L.models and not listed(L.models, target) then return {'access', 'team', 0, 0} end
-  elseif not (L.deployments and listed(L.deployments, target)) then
-    return {'access', 'team', 0, 0}
-  end
+-- Submit rate (GCRA), team-wide and per key: also what a refused submit is charged.
+local function gate_rate(g)
+  local now = g.now
   for _, scope in ipairs({'team', 'key'}) do
     local per_key = scope == 'key'
     local per_minute = gate_limit(g, 'rate_per_minute', per_key)
@@ -148,6 +163,19 @@ local function gate_check(g, api, target)
       g.charges[#g.charges + 1] = {key, per_minute, new_tat}
     end
   end
+  return nil
+end
+
+local function gate_check(g, api, target)
+  local L, now, day = g.L, g.now, g.day
+  -- Access: models default to all, serverless deployments to none.
+  if api == 'model' then
+    if L.models and not listed(L.models, target) then return {'access', 'team', 0, 0} end
+  elseif not (L.deployments and listed(L.deployments, target)) then
+    return {'access', 'team', 0, 0}
+  end
+  local refusal = gate_rate(g)
+  if refusal then return refusal end
   -- The day's submits are the usage counters every admitted submit increments (whether or not
   -- a limit was set when it came), so a limit set mid-day counts the submits before it.
   for _, scope in ipairs({'team', 'key'}) do

@@ -32,6 +32,7 @@ class Scripts:
     team_policy: ScriptCall
     load_request: ScriptCall
     admit: ScriptCall
+    refuse_submit: ScriptCall
     job_update: ScriptCall
     detach: ScriptCall
     reattach: ScriptCall
