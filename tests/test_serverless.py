@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog.testing
+from yarl import URL
 
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -140,3 +142,58 @@ async def test_the_admin_token_manages_deployments_and_reads_the_balance(
     status, body, _ = await gateway.request("GET", f"/prod/v2/deployments/{dep}", key=ADMIN_TOKEN)
     assert status == 404
     assert_error_shape(body, 404001)
+
+
+@pytest.mark.parametrize(
+    "deployment_id",
+    [
+        "..%2F..%2F..%2Fv1%2Fmodels",
+        "%2e%2e%2f%2e%2e%2fbalance",
+        "%2E%2E",
+        "..",
+        ".",
+        "x%2Fy",
+        "x%5Cy",
+        "x%00y",
+        "..%252F..%252Fbalance",
+    ],
+)
+async def test_management_calls_never_leave_runcomfys_management_routes(
+    gateway: Gateway, simulator: Simulator, http: Any, deployment_id: str
+) -> None:
+    """Encoded separators and dot segments in a deployment id are 404: nothing reaches
+    RunComfy, for a viewer's GET as for an admin's change."""
+    status, viewer, _ = await gateway.request(
+        "POST", "/admin/v1/admins", key=ADMIN_TOKEN, json={"name": "vic", "role": "viewer"}
+    )
+    assert status == 201, viewer
+    before = await simulator.calls()
+    path = f"/prod/v2/deployments/{deployment_id}"
+    for method, token in (
+        ("GET", viewer["token"]),
+        ("PATCH", ADMIN_TOKEN),
+        ("DELETE", ADMIN_TOKEN),
+    ):
+        url = URL(gateway.url + path, encoded=True)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.request(method, url, headers=headers, json={"name": "x"}) as resp:
+            body = await resp.json(content_type=None)
+            assert resp.status == 404, (method, resp.status, body)
+            assert_error_shape(body, 404001)
+    assert await simulator.calls() == before
+
+
+async def test_every_management_call_logs_the_runcomfy_route_it_reached(
+    gateway: Gateway,
+) -> None:
+    dep = await first_deployment(gateway)
+    with structlog.testing.capture_logs() as logs:
+        for path in ("/prod/v2/deployments", f"/prod/v2/deployments/{dep}", "/prod/v2/balance"):
+            status, _, _ = await gateway.request("GET", path, key=ADMIN_TOKEN)
+            assert status == 200
+    routes = [e["upstream_route"] for e in logs if e["event"] == "management_call"]
+    assert routes == [
+        "/prod/v2/deployments",
+        "/prod/v2/deployments/{deployment_id}",
+        "/prod/v2/balance",
+    ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
+import structlog
 from aiohttp import web
 
 from gateway.appkeys import AUDIT, PROXY, SERVERLESS, SETTINGS, WEBHOOKS
@@ -22,7 +24,13 @@ from gateway.routes.model_api import answer_request_call, read_body_or_reject, s
 from gateway.upstream import UpstreamReply
 from gateway.urls import public_base
 
+log = structlog.get_logger(__name__)
+
 DEPLOYMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# RunComfy's management routes, the only upstream paths the pass-through may reach.
+MANAGEMENT_DEPLOYMENTS = "/prod/v2/deployments"
+MANAGEMENT_DEPLOYMENT = "/prod/v2/deployments/{deployment_id}"
+MANAGEMENT_BALANCE = "/prod/v2/balance"
 WEBHOOK_PARAMS = ("webhook", "webhook_intermediate_status")
 
 
@@ -70,7 +78,9 @@ async def request_call(request: web.Request) -> web.Response:
 
 
 async def management(request: web.Request) -> web.Response:
-    """Admin pass-through to RunComfy's deployment management and balance."""
+    """Admin pass-through to RunComfy's deployment management and balance, and only to them:
+    the upstream path is built from the route's template and a validated deployment id, never
+    from the request's path (where ``%2F`` and ``..`` would decode into other routes)."""
     if request.method == "GET":
         await require_viewer(request)
         reply = await _forward(request, None)
@@ -79,11 +89,11 @@ async def management(request: web.Request) -> web.Response:
     # Read first: a body over the limit is refused before anything is asked of RunComfy.
     # body_exists, not can_read_body: the body was read already (middlewares/slow_clients.py)
     data = await request.read() if request.body_exists else None
-    deployment_id = request.match_info.get("deployment_id")
+    deployment_id = _deployment_id(request) if "deployment_id" in request.match_info else None
     before: Any = None
     if deployment_id is not None:
         # The audit record's "before": RunComfy owns deployments, so ask it (a 404 stops here).
-        path = f"/prod/v2/deployments/{_deployment_id(request)}"
+        path = _deployment_path(deployment_id)
         before = (await request.app[SERVERLESS].call("GET", path, idempotent=True)).body
     reply = await _forward(request, data)
     after = None if request.method == "DELETE" else reply.body
@@ -98,10 +108,23 @@ async def management(request: web.Request) -> web.Response:
     return json_response(reply.body, status=reply.status)
 
 
+def _deployment_path(deployment_id: str) -> str:
+    return MANAGEMENT_DEPLOYMENT.format(deployment_id=quote(deployment_id, safe=""))
+
+
 async def _forward(request: web.Request, data: bytes | None) -> UpstreamReply:
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else ""
+    if template == MANAGEMENT_DEPLOYMENT:
+        path = _deployment_path(_deployment_id(request))
+    elif template in (MANAGEMENT_DEPLOYMENTS, MANAGEMENT_BALANCE):
+        path = template
+    else:  # a route added here without a template above must not forward whatever it got
+        raise NotFound("Not found.")
+    log.info("management_call", method=request.method, upstream_route=template)
     return await request.app[SERVERLESS].call(
         request.method,
-        request.rel_url.path,
+        path,
         params=dict(request.query),
         data=data or None,
         idempotent=request.method == "GET",
@@ -113,8 +136,8 @@ def setup_serverless_routes(app: web.Application) -> None:
     app.router.add_post(f"{prefix}/inference", inference)
     app.router.add_get(f"{prefix}/requests/{{request_id}}/{{leaf:status|result}}", request_call)
     app.router.add_post(f"{prefix}/requests/{{request_id}}/{{leaf:cancel}}", request_call)
-    app.router.add_route("GET", "/prod/v2/deployments", management)
-    app.router.add_route("POST", "/prod/v2/deployments", management)
+    app.router.add_route("GET", MANAGEMENT_DEPLOYMENTS, management)
+    app.router.add_route("POST", MANAGEMENT_DEPLOYMENTS, management)
     for method in ("GET", "PATCH", "DELETE"):
-        app.router.add_route(method, "/prod/v2/deployments/{deployment_id}", management)
-    app.router.add_route("GET", "/prod/v2/balance", management)
+        app.router.add_route(method, MANAGEMENT_DEPLOYMENT, management)
+    app.router.add_route("GET", MANAGEMENT_BALANCE, management)
