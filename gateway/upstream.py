@@ -147,6 +147,20 @@ def _error_kind(exc: BaseException) -> str:
     return "disconnect"
 
 
+def scrub_strings(value: Any, secret: str, replacement: str) -> Any:
+    """``value`` with ``secret`` replaced in every string and object key, at any depth."""
+    if isinstance(value, str):
+        return value.replace(secret, replacement) if secret in value else value
+    if isinstance(value, list):
+        return [scrub_strings(item, secret, replacement) for item in value]
+    if isinstance(value, dict):
+        return {
+            scrub_strings(k, secret, replacement): scrub_strings(v, secret, replacement)
+            for k, v in value.items()
+        }
+    return value
+
+
 def _backoff(attempt: int, base: float) -> float:
     return random.uniform(0, min(BACKOFF_CAP, base * 2**attempt))
 
@@ -309,6 +323,11 @@ class UpstreamClient:
     ) -> UpstreamReply:
         try:
             body: Any = orjson.loads(raw) if raw else None
+            if self._token and b"\\" in raw:
+                # An escaped token (\u0075pstream...) decodes into the answer: scrub that too.
+                body = scrub_strings(body, self._token.decode(), REDACTED)
+        except RecursionError:
+            raise UpstreamBadGateway(detail="RunComfy's answer is nested too deeply") from None
         except orjson.JSONDecodeError:
             if 200 <= status < 300:
                 if submit:  # accepted or not, nobody can tell from garbage

@@ -26,6 +26,7 @@ from tests.conftest import (
     Simulator,
     assert_error_shape,
     free_port,
+    redis_text,
     start_simulator,
 )
 
@@ -252,8 +253,13 @@ def echoing_upstream() -> web.Application:
         elif path.endswith("/status"):
             body = {"request_id": "up-1", "status": "completed", "note": token}
         elif path.endswith("/result"):
-            output = {"image": f"https://a.runcomfy.net/{token}.png"}
-            body = {"request_id": "up-1", "status": "succeeded", "output": output}
+            # JSON-escaped, the token is no byte string of the answer, only of what it means.
+            escaped = "".join(f"\\u{ord(c):04x}" for c in token)
+            text = (
+                '{"request_id": "up-1", "status": "succeeded", "output": {"image": '
+                f'"https://a.runcomfy.net/{token}.png", "{escaped}": "{escaped}"}}}}'
+            )
+            return web.Response(text=text, content_type="application/json")
         elif method == "GET" and path.endswith("/missing"):
             status, body = 404, {"error_code": 404001, "error_message": token, "detail": token}
         elif method == "GET" and path.startswith("/v1/models/"):
@@ -276,7 +282,7 @@ def echoing_upstream() -> web.Application:
 
 
 async def test_the_upstream_token_never_reaches_a_client_or_a_log_line(
-    replicas: Any, http: aiohttp.ClientSession
+    replicas: Any, http: aiohttp.ClientSession, redis_url: str, namespace: str
 ) -> None:
     """Even a RunComfy that echoed the gateway's token in answers, errors and asset URLs."""
     echo = TestServer(echoing_upstream())
@@ -331,6 +337,8 @@ async def test_the_upstream_token_never_reaches_a_client_or_a_log_line(
     assert SIM_TOKEN not in answers
     for secret in (SIM_TOKEN, ADMIN_TOKEN, key):
         assert secret not in log
+    stored = await redis_text(redis_url, namespace)
+    assert "a.runcomfy.net" in stored and SIM_TOKEN not in stored
 
 
 async def test_a_failing_runcomfy_opens_the_circuit_breaker_which_fails_fast_then_recovers(
