@@ -350,6 +350,12 @@ def _team_gauges(
 async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LIFECYCLE].started = True
     log.info("gateway_started")
+    if not app[SETTINGS].public_url:
+        log.warning(
+            "public_url_unset",
+            advice="set GATEWAY_PUBLIC_URL to the URL clients reach the gateway at; until then "
+            "the URLs in answers follow each request's Host and X-Forwarded-Host/Proto headers",
+        )
     yield
     log.info("gateway_stopped")
 

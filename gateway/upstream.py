@@ -20,6 +20,7 @@ for a problem with its own key or balance.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
 import time
 from collections.abc import Mapping
@@ -49,7 +50,8 @@ from gateway.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_AFTER_CAP = 10.0  # longest Retry-After waited out inside one call; longer ones are answered
 ACCOUNT_ERROR_CODES = frozenset({400002})  # InsufficientResources: the gateway account's balance
 AUTH_ERROR_CODES = frozenset({400004})  # UserAccountError: the gateway's token is bad or expired
 BACKOFF_CAP = 2.0
@@ -145,6 +147,23 @@ def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "disconnect"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date), None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def scrub_strings(value: Any, secret: str, replacement: str) -> Any:
@@ -289,10 +308,15 @@ class UpstreamClient:
                 self.breaker.succeeded(probe)
             self._observe(kind, started, f"{status // 100}xx" if status >= 400 else None)
             if idempotent and status in RETRYABLE_STATUSES and attempt < self.config.retries:
-                self._log_retry(kind, attempt, f"HTTP {status}")
-                await asyncio.sleep(_backoff(attempt, self.config.backoff_base))
-                attempt += 1
-                continue
+                # RunComfy's Retry-After is a floor under the backoff; one longer than a call
+                # should wait is passed on to the caller instead (with the error it came with).
+                wait = _backoff(attempt, self.config.backoff_base)
+                asked = retry_after_seconds(retry_after)
+                if asked is None or asked <= RETRY_AFTER_CAP:
+                    self._log_retry(kind, attempt, f"HTTP {status}")
+                    await asyncio.sleep(max(wait, asked or 0.0))
+                    attempt += 1
+                    continue
             return self._reply(status, raw, retry_after, submit=submit)
 
     def _breaker_changed(self, state: BreakerState) -> None:

@@ -10,15 +10,20 @@ survives the death of the replica that queued it; any replica's worker claims du
 with a lease, POSTs them, and retries failures with exponential backoff. Delivery is
 at-least-once: ``X-Gateway-Delivery`` (gateway request id and status) marks duplicates.
 
-Targets are checked against a policy before they are stored and again, after DNS resolution,
-before each delivery: loopback, link-local (cloud metadata), private, multicast and reserved
-addresses are refused unless the operator allows private targets or names the host.
+Targets are checked against a policy before they are stored and again at each delivery, inside
+the resolver the delivery connects with (:class:`PolicyResolver`), so the addresses checked are
+the addresses connected to: a rebinding DNS answer cannot pass the check with a public address
+and then connect to a private one. Loopback, link-local (cloud metadata), private, multicast,
+reserved and IPv4-compatible IPv6 (``::/96``) addresses are refused unless the operator allows
+private targets or names the host. Failed deliveries are retried with jittered exponential
+backoff, so deliveries that failed together do not retry in lock-step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 import time
 import uuid
@@ -29,6 +34,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from gateway.background import sleep_unless
 from gateway.errors import BadRequest
@@ -76,22 +83,54 @@ class WebhookPolicy:
     ) -> None:
         if self.allow_private or host.lower() in self.allowed_hosts:
             return
-        if any(not a.is_global or a.is_multicast for a in _with_embedded(address)):
+        if _ipv4_compatible(address) or any(
+            not a.is_global or a.is_multicast for a in _with_embedded(address)
+        ):
             raise BadRequest(
                 f"Webhook target {host} is a loopback, link-local, private or reserved address; "
                 "the gateway's policy refuses it.",
                 detail="webhook_forbidden_target",
             )
 
-    async def check_resolved(self, url: str) -> None:
-        """Resolve the target and refuse it if any address is not allowed (DNS rebinding)."""
-        host = urlsplit(url).hostname or ""
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        for info in infos:
-            self.check_address(host, ipaddress.ip_address(info[4][0]))
+
+class WebhookTargetForbidden(OSError):
+    """A webhook's name resolved to an address the policy refuses (raised inside aiohttp's
+    connector, which wraps it in ``ClientConnectorDNSError``)."""
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves webhook targets and refuses a name if any of its addresses is not allowed.
+
+    The check runs inside the lookup whose answer the connection uses, so a rebinding DNS
+    server gets no second question to answer differently. Literal addresses never reach a
+    resolver: :meth:`WebhookPolicy.check_url` checks those.
+    """
+
+    def __init__(self, policy: WebhookPolicy) -> None:
+        self._policy = policy
+        self._inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            try:
+                self._policy.check_address(host, ipaddress.ip_address(result["host"]))
+            except (BadRequest, ValueError):
+                raise WebhookTargetForbidden(f"{host} resolves to a refused address") from None
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated; ::127.0.0.1 reaches loopback
+
+
+def _ipv4_compatible(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return isinstance(address, ipaddress.IPv6Address) and address in _IPV4_COMPATIBLE
 
 
 def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -188,7 +227,9 @@ class Webhooks:
     async def run(self, stopping: asyncio.Event) -> None:
         """Deliver due callbacks until ``stopping`` is set."""
         timeout = aiohttp.ClientTimeout(total=self._config.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # No DNS cache: every delivery asks (and checks) again, as the policy may have changed.
+        connector = aiohttp.TCPConnector(resolver=PolicyResolver(self.policy), use_dns_cache=False)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             self._session = session
             while not stopping.is_set():
                 try:
@@ -222,7 +263,7 @@ class Webhooks:
         attempts = int(fields["attempts"]) + 1
         url = fields["url"]
         try:
-            await self.policy.check_resolved(url)
+            self.policy.check_url(url)  # literal addresses: the policy may have changed since
             assert self._session is not None
             async with self._session.post(
                 url,
@@ -238,6 +279,10 @@ class Webhooks:
                 reason = f"HTTP {resp.status}"
         except BadRequest:
             ok, reason, attempts = False, "forbidden target", self._config.max_attempts
+        except aiohttp.ClientConnectorError as exc:
+            ok, reason = False, type(exc).__name__
+            if isinstance(exc.os_error, WebhookTargetForbidden):
+                reason, attempts = "forbidden target", self._config.max_attempts
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             ok, reason = False, type(exc).__name__
         if ok:
@@ -248,7 +293,8 @@ class Webhooks:
             await self._forget(delivery_id)
             log.warning("webhook_abandoned", mark=fields["mark"], attempts=attempts, reason=reason)
             return
-        delay = self._config.backoff_base * 2 ** (attempts - 1)
+        # Jittered: deliveries that failed together (a receiver down) spread out again.
+        delay = self._config.backoff_base * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
         # Not atomic, and needs not be: without the new due time the claim's lease runs out
         # and the delivery is simply retried sooner.
         async with self._redis.pipeline(transaction=False) as pipe:

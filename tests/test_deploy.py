@@ -626,6 +626,13 @@ VALUES_FULL: dict[str, Any] = {
         ],
     },
     "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "host": "gateway.example.com",
+        "tls": [{"secretName": "gateway-tls", "hosts": ["gateway.example.com"]}],
+    },
+    "config": {"GATEWAY_PUBLIC_URL": "https://gateway.example.com"},
 }
 VALUES_EMBEDDED: dict[str, Any] = {"redis": {"mode": "embedded"}, "replicaCount": 1}
 VALUES_STATEFULSET_NP: dict[str, Any] = {
@@ -817,7 +824,7 @@ def test_helm_full_values_use_existing_secrets_and_optional_features(chart: helm
     kinds = sorted(d["kind"] for d in documents)
     assert kinds == sorted(
         [
-            "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
+            "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
             "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor",
         ]
     )  # fmt: skip
@@ -847,6 +854,15 @@ def test_helm_full_values_use_existing_secrets_and_optional_features(chart: helm
     assert {53, 443, 6379} <= egress_ports
     monitor = only(documents, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    ingress = only(documents, "Ingress")["spec"]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {
+        "name": only(documents, "Service")["metadata"]["name"],
+        "port": {"name": "http"},
+    }
+    assert ingress["rules"][0]["host"] == "gateway.example.com"
+    config = only(documents, "ConfigMap")["data"]
+    assert config["GATEWAY_PUBLIC_URL"] == "https://gateway.example.com"
 
 
 def test_helm_default_values_run_the_charts_redis(chart: helm.Chart) -> None:
@@ -888,8 +904,21 @@ def test_helm_embedded_redis_is_a_single_recreated_pod(chart: helm.Chart) -> Non
         ({"redis": {"mode": "external"}}, "redis.external"),
         ({"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds"),
         ({"secrets": {"existingSecret": "s", "upstreamToken": "t"}}, "not both"),
+        ({"ingress": {"enabled": True, "host": "gw.example.com"}}, "GATEWAY_PUBLIC_URL"),
+        (
+            {"ingress": {"enabled": True}, "config": {"GATEWAY_PUBLIC_URL": "https://gw.example"}},
+            "ingress.host",
+        ),
     ],
-    ids=["embedded-replicas", "embedded-hpa", "external-without-url", "short-grace", "two-secrets"],
+    ids=[
+        "embedded-replicas",
+        "embedded-hpa",
+        "external-without-url",
+        "short-grace",
+        "two-secrets",
+        "ingress-without-public-url",
+        "ingress-without-host",
+    ],
 )
 def test_helm_refuses_unsafe_values_with_a_clear_message(
     chart: helm.Chart, values: dict[str, Any], message: str

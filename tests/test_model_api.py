@@ -6,6 +6,8 @@ import asyncio
 import re
 from typing import Any
 
+import pytest
+
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 
 UUID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -181,6 +183,30 @@ async def test_urls_follow_forwarded_headers_and_the_configured_public_url(
         headers={"X-Forwarded-Host": "evil.example"},
     )  # fmt: skip
     assert body["result_url"] == f"https://rc.internal/v1/requests/{body['request_id']}/result"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Host": "evil.example/phish?"},
+        {"X-Forwarded-Host": "user@evil.example"},
+        {"X-Forwarded-Host": "evil.example#"},
+        {"X-Forwarded-Host": "a b"},
+        {"X-Forwarded-Proto": "javascript"},
+        {"Host": "gw.example.com/x"},
+    ],
+)
+async def test_forwarded_headers_that_are_no_plain_host_or_scheme_are_refused(
+    gateway: Gateway, simulator: Simulator, headers: dict[str, str]
+) -> None:
+    """They shape the URLs in answers: only a scheme and a host name (with a port) may."""
+    key = await gateway.new_team("design")
+    status, body, _ = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}, headers=headers
+    )
+    assert status == 400, body
+    assert_error_shape(body, 400001)
+    assert await simulator.count("model.submit") == 0
 
 
 async def test_the_catalog_is_served_to_team_keys(gateway: Gateway) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -387,3 +388,31 @@ async def test_a_failing_runcomfy_opens_the_circuit_breaker_which_fails_fast_the
     assert value(series, "gateway_upstream_circuit_state", upstream="model_api") == 0
     assert value(series, "gateway_upstream_circuit_opened_total", upstream="model_api") == 2
     assert value(series, "gateway_upstream_circuit_state", upstream="serverless") == 0
+
+
+async def test_runcomfys_retry_after_is_waited_out_between_retries_and_a_long_one_passed_on(
+    gateway_factory: Any, simulator: Simulator, http: aiohttp.ClientSession
+) -> None:
+    gw: Gateway = await gateway_factory(upstream_retries=2, upstream_backoff_base=0.01)
+    key = await gw.new_team("design")
+
+    async def catalog_calls() -> list[datetime]:
+        async with http.get(f"{simulator.url}/_sim/calls") as resp:
+            calls = (await resp.json())["calls"]
+        return [datetime.fromisoformat(c["at"]) for c in calls if c["route"] == "catalog.get"]
+
+    await simulator.fault(
+        route="catalog.get", action="status", status=503, headers={"Retry-After": "1"}
+    )
+    status, body, _ = await gw.request("GET", f"/v1/models/{NANO}", key=key)
+    assert status == 200, body
+    first, second = await catalog_calls()
+    assert (second - first).total_seconds() >= 0.9  # a floor the backoff (0.01 s) is not
+
+    await simulator.fault(
+        route="catalog.get", action="status", status=503, headers={"Retry-After": "120"}
+    )
+    status, body, _ = await gw.request("GET", f"/v1/models/{NANO}", key=key)
+    assert status == 502  # RunComfy's own 503, as a gateway answers an upstream failure
+    assert_error_shape(body)
+    assert len(await catalog_calls()) == 3  # answered at once, not retried into a 2-minute wait

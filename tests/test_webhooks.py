@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.errors import BadRequest
-from gateway.webhooks import WebhookPolicy
+from gateway.webhooks import PolicyResolver, WebhookPolicy, WebhookTargetForbidden
 from tests.conftest import (
     ADMIN_TOKEN,
     Gateway,
@@ -214,8 +214,12 @@ def resolving_to(*addresses: str) -> Any:
     """A stand-in for the event loop's getaddrinfo answering with ``addresses``."""
 
     async def getaddrinfo(host: str, port: Any, **_: Any) -> list[Any]:
-        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, 6, "", (a, 0)) for a in addresses]
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, 0, 0, 0))
+            if ":" in a
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0))
+            for a in addresses
+        ]
 
     return getaddrinfo
 
@@ -228,23 +232,73 @@ def resolving_to(*addresses: str) -> Any:
         ("127.0.0.1",),
         ("64:ff9b::a9fe:a9fe",),
         ("::ffff:10.1.2.3",),
+        ("::7f00:1",),  # IPv4-compatible ::127.0.0.1
+        ("::808:808",),  # ::/96 is refused whatever it embeds
     ],
 )
 async def test_a_name_resolving_into_the_gateways_network_is_refused_before_delivery(
     monkeypatch: pytest.MonkeyPatch, answer: tuple[str, ...]
 ) -> None:
-    """Names are checked after resolution, before each delivery (metadata.google.internal
+    """Names are checked by the resolver the delivery connects with (metadata.google.internal
     resolves to 169.254.169.254 on GCP)."""
     policy = WebhookPolicy(allow_private=False, allowed_hosts=frozenset({"hooks.internal"}))
+    resolver = PolicyResolver(policy)
     loop = asyncio.get_running_loop()
     monkeypatch.setattr(loop, "getaddrinfo", resolving_to(*answer))
     url = "http://metadata.google.internal/computeMetadata/v1/"
     assert policy.check_url(url) == url  # a name passes the first check...
-    with pytest.raises(BadRequest):
-        await policy.check_resolved(url)  # ...not the one before delivery
-    await policy.check_resolved("http://hooks.internal/x")  # unless an operator allowed it
+    with pytest.raises(WebhookTargetForbidden):
+        await resolver.resolve("metadata.google.internal", 80)  # ...not the lookup it uses
+    await resolver.resolve("hooks.internal", 80)  # unless an operator allowed it
     monkeypatch.setattr(loop, "getaddrinfo", resolving_to("93.184.216.34"))
-    await policy.check_resolved(url)
+    assert [r["host"] for r in await resolver.resolve("metadata.google.internal", 80)] == [
+        "93.184.216.34"
+    ]
+    await resolver.close()
+
+
+@pytest.mark.parametrize("target", ["http://[::7f00:1]/x", "http://[::127.0.0.1]/x"])
+async def test_ipv4_compatible_ipv6_literals_are_refused(target: str) -> None:
+    policy = WebhookPolicy(allow_private=False, allowed_hosts=frozenset())
+    with pytest.raises(BadRequest):
+        policy.check_url(target)
+
+
+async def test_a_rebinding_dns_answer_never_reaches_the_gateways_network(
+    gateway_factory: Any,
+    simulator: Simulator,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The receiver's name answers with a public address, then with loopback: a check made
+    on one lookup and a connection made on another would deliver into the gateway's network."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    answers = ["93.184.216.34", "127.0.0.1"]
+    asked: list[str] = []
+
+    async def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.example.com":
+            return await real(host, port, *args, **kwargs)
+        address = answers[min(len(asked), len(answers) - 1)]
+        asked.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    gw: Gateway = await gateway_factory(
+        webhook_timeout_seconds=0.3, webhook_max_attempts=3, webhook_backoff_seconds=0.05
+    )
+    key = await gw.new_team("design", deployments=["*"])
+    dep = await deployment(gw)
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    hook = quote(f"http://rebind.example.com:{port}/hook", safe="")
+    status, sub, _ = await gw.request(
+        "POST", f"/prod/v1/deployments/{dep}/inference?webhook={hook}", key=key, json={}
+    )
+    assert status == 200, sub
+    await wait_until(lambda: "127.0.0.1" in asked)
+    await asyncio.sleep(0.3)
+    assert receiver.calls == [] and receiver.marks == []
 
 
 async def test_a_receiver_redirect_is_never_followed(

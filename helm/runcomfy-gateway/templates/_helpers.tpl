@@ -98,6 +98,14 @@ true
 {{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.shutdownGraceSeconds) (int .Values.preStopSleepSeconds)) }}
 {{- fail (printf "runcomfy-gateway: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownGraceSeconds (%d + %d), or Kubernetes kills pods mid-drain." (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) (int .Values.shutdownGraceSeconds)) }}
 {{- end }}
+{{- if .Values.ingress.enabled }}
+{{- if not .Values.ingress.host }}
+{{- fail "runcomfy-gateway: ingress.enabled needs ingress.host (the host name clients use)." }}
+{{- end }}
+{{- if not (index .Values.config "GATEWAY_PUBLIC_URL") }}
+{{- fail "runcomfy-gateway: ingress.enabled needs config.GATEWAY_PUBLIC_URL (e.g. https://<ingress.host>): behind an Ingress the URLs in answers must not come from request headers anyone can set." }}
+{{- end }}
+{{- end }}
 {{- range $key, $value := .Values.config }}
 {{- if has $key (list "GATEWAY_UPSTREAM_TOKEN" "GATEWAY_ADMIN_TOKEN" "GATEWAY_REDIS_URL") }}
 {{- fail (printf "runcomfy-gateway: config.%s is a secret: set it through secrets.* or redis.* (the chart passes it by secretKeyRef)." $key) }}
