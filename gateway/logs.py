@@ -2,7 +2,10 @@
 
 Redaction happens in the processor chain, not at call sites, so a secret that slips into an
 exception message or a field is still never written. Standard-library log records (aiohttp's,
-redis-py's) go through the same scrubber in their formatter.
+redis-py's) are rendered by the same chain (structlog's ``ProcessorFormatter``): one JSON line
+each, the traceback as data, scrubbed alike. A client can make aiohttp log one for every
+malformed request it sends, so they are budgeted (:class:`RecordBudget`): past the budget they
+are counted (``gateway_log_records_dropped_total``), not written.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -65,16 +70,31 @@ def info_enabled() -> bool:
     return _info_enabled
 
 
-class ScrubbingFormatter(logging.Formatter):
-    """Standard-library records scrubbed like structlog events, tracebacks included: aiohttp's
-    own error lines (e.g. for an oversized header) quote what the client sent."""
+class RecordBudget(logging.Filter):
+    """At most ``rate`` standard-library records a second, in bursts of ``burst``: a flood of
+    malformed requests cannot turn the log into a disk problem. The rest are counted."""
 
-    def __init__(self, scrubber: SecretScrubber) -> None:
-        super().__init__("%(message)s")
-        self._scrubber = scrubber
+    def __init__(self, rate: float = 20.0, burst: int = 100) -> None:
+        super().__init__()
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._last = float(burst), time.monotonic()
+        self._lock = threading.Lock()
+        self.dropped = 0
 
-    def format(self, record: logging.LogRecord) -> str:
-        return self._scrubber.scrub(super().format(record))
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            self.dropped += 1
+            return False
+
+
+RECORD_BUDGET = RecordBudget()
+"""The process's budget of standard-library records (its drops are a metric of every app)."""
 
 
 def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
@@ -91,18 +111,54 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    scrubber = SecretScrubber(secrets)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            SecretScrubber(secrets),
+            scrubber,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(ScrubbingFormatter(SecretScrubber(secrets)))
-    logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[stderr])
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING),
+        handlers=[stdlib_handler(sys.stdout, renderer, scrubber, dict_tracebacks=fmt == "json")],
+        force=True,
+    )
+
+
+def stdlib_handler(
+    stream: IO[str], renderer: Any, scrubber: SecretScrubber, *, dict_tracebacks: bool = True
+) -> logging.Handler:
+    """Standard-library records (aiohttp's, redis-py's) as events of the same log: one line
+    each, a traceback as data (no locals: they may hold what a client sent), scrubbed, within
+    :data:`RECORD_BUDGET`."""
+    tracebacks: Any = (
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        if dict_tracebacks
+        else structlog.processors.format_exc_info
+    )
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RECORD_BUDGET)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                tracebacks,
+                scrubber,
+                renderer,
+            ],
+        )
+    )
+    return handler

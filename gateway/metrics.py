@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.logs import RECORD_BUDGET
 
 REDIS_COMMANDS = frozenset(
     {"EVALSHA", "EVAL", "SCRIPT", "GET", "HGET", "HGETALL", "HKEYS", "HSETNX", "HSET", "HDEL",
@@ -61,9 +65,23 @@ class LabelGuard:
         return target if target in self._deployments else OTHER
 
 
+class DroppedLogRecords(Collector):
+    """Standard-library log records the process did not write (over its budget)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "gateway_log_records_dropped",
+            "Standard-library log records (e.g. aiohttp's, one per malformed request) not "
+            "written because they came faster than the log's budget.",
+        )
+        family.add_metric([], RECORD_BUDGET.dropped)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(DroppedLogRecords())
         self.labels = LabelGuard()
         self._seeded: frozenset[str] = frozenset()
         self._gauge_teams: frozenset[str] = frozenset()

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
@@ -204,3 +208,33 @@ async def test_json_nested_up_to_the_limit_is_accepted(gateway: Gateway) -> None
     key = await gateway.new_team("design")
     status, body, _ = await gateway.request("POST", f"/v1/models/{NANO}", key=key, data=nested(127))
     assert status in (200, 422), body  # the simulator may refuse the extra input; never a 500
+
+
+async def test_a_flood_of_malformed_requests_writes_a_bounded_json_log(
+    replicas: Any, http: aiohttp.ClientSession
+) -> None:
+    """aiohttp logs every malformed request with a traceback: each is one JSON line, and past
+    the log's budget they are counted in /metrics instead of written."""
+    gw = await replicas.start("gw", GATEWAY_LOG_FORMAT="json")
+    host, port = urlsplit(gw.url).hostname, urlsplit(gw.url).port
+    floods = 300
+    started = time.monotonic()
+    for _ in range(floods):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n")
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+    elapsed = time.monotonic() - started
+    async with http.get(f"{gw.url}/metrics") as resp:
+        dropped = next(
+            sample.value
+            for family in text_string_to_metric_families(await resp.text())
+            for sample in family.samples
+            if sample.name == "gateway_log_records_dropped_total"
+        )
+    events = [json.loads(line) for line in gw.log_text().splitlines() if line.strip()]
+    written = [e for e in events if e.get("logger", "").startswith("aiohttp")]
+    assert all(e["event"].startswith("Error handling request") for e in written), written[:3]
+    assert len(written) + dropped == floods
+    assert len(written) <= 100 + 20 * elapsed + 1  # the budget: a burst, then 20 a second

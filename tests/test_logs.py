@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import sys
 
-from gateway.logs import REDACTED, ScrubbingFormatter, SecretScrubber
+import structlog
+
+from gateway.logs import REDACTED, RecordBudget, SecretScrubber, stdlib_handler
 
 KEY = "rcg_abcdefgh12345678_" + "Z" * 40
 
@@ -36,9 +40,11 @@ def test_admin_tokens_are_scrubbed_like_keys() -> None:
     assert token not in str(event) and event["detail"] == [REDACTED]
 
 
-def test_standard_library_records_and_their_tracebacks_are_scrubbed() -> None:
+def test_a_standard_library_record_is_one_json_line_with_its_traceback_as_data() -> None:
     """aiohttp logs a malformed request with the start of the offending header line."""
-    formatter = ScrubbingFormatter(SecretScrubber(["upstream-secret-token"]))
+    stream = io.StringIO()
+    scrubber = SecretScrubber(["upstream-secret-token"])
+    handler = stdlib_handler(stream, structlog.processors.JSONRenderer(), scrubber)
     try:
         raise ValueError(f"Got more than 8190 bytes when reading: b'Authorization: Bearer {KEY}'")
     except ValueError:
@@ -46,6 +52,19 @@ def test_standard_library_records_and_their_tracebacks_are_scrubbed() -> None:
             "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request %s",
             ("upstream-secret-token",), sys.exc_info(),
         )  # fmt: skip
-    text = formatter.format(record)
-    assert "Traceback" in text and "Error handling request" in text
+    handler.handle(record)
+    text = stream.getvalue()
+    assert text.count("\n") == 1  # one line, not a multi-line traceback
+    event = json.loads(text)
+    assert event["event"].startswith("Error handling request")
+    assert (event["level"], event["logger"]) == ("error", "aiohttp.server")
+    assert event["exception"][0]["exc_type"] == "ValueError"  # the traceback, as data
     assert KEY not in text and "upstream-secret-token" not in text
+
+
+def test_a_flood_of_standard_library_records_is_cut_to_the_budget_and_counted() -> None:
+    budget = RecordBudget(rate=0.001, burst=5)
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "bad", (), None)
+    written = [budget.filter(record) for _ in range(50)]
+    assert written == [True] * 5 + [False] * 45
+    assert budget.dropped == 45
