@@ -21,6 +21,7 @@ from gateway.appkeys import (
     CATALOG,
     DEDUP,
     EMBEDDED_REDIS,
+    LARGE_BODIES,
     LIFECYCLE,
     METRICS,
     MODEL_API,
@@ -45,9 +46,9 @@ from gateway.dedup import DedupService, SchemaCache
 from gateway.dispatcher import Dispatcher
 from gateway.logs import SecretScrubber
 from gateway.metrics import Metrics
+from gateway.middlewares.bodies import setup_bodies
 from gateway.middlewares.errors import setup_errors
 from gateway.middlewares.request_context import setup_request_context
-from gateway.middlewares.slow_clients import setup_slow_clients
 from gateway.poller import Poller, PollerConfig
 from gateway.pricing import Pricing
 from gateway.proxy import PollSettings, ProxyService
@@ -386,17 +387,25 @@ def create_app(settings: Settings) -> web.Application:
             "max_line_size": settings.max_header_bytes,
             "max_field_size": settings.max_header_bytes,
             "max_headers": settings.max_headers,
+            # A body a route did not read (an unknown route, a refused caller) is not drained:
+            # the connection is closed after the answer.
+            "lingering_time": 0,
+            # Compressed bodies are inflated by the route that reads them, against their own
+            # bound (middlewares/bodies.py), never by the server ahead of the route.
+            "auto_decompress": False,
         },
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = Metrics()
-    # Outermost first: the access log must see what the error middleware rendered, and errors
-    # must be rendered for failures of body reading, auth parsing and every handler. Bodies
-    # are read (within their deadline) before anything else touches the request.
+    app[LARGE_BODIES] = asyncio.Semaphore(settings.max_large_bodies)
+    # Outermost first: the access log must see every answer; the body middleware must see the
+    # rendered answer (to close a connection whose body was left unread) and renders its own
+    # refusals; every handler's errors are rendered by the error middleware. Bodies are read
+    # only by the routes that need them, once they know who asks (middlewares/bodies.py).
     setup_request_context(app)
+    setup_bodies(app)
     setup_errors(app)
-    setup_slow_clients(app)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_shutdown.append(_on_shutdown)
     setup_ops_routes(app)

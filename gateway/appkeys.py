@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -65,3 +66,5 @@ GATEWAY_REQUEST_ID = web.RequestKey("gateway_request_id", str)
 TARGET = web.RequestKey("target", str)
 CORRELATION_ID = web.RequestKey("correlation_id", str)
 ADMIN_ACTOR = web.RequestKey("admin_actor", AdminActor)
+RAW_BODY = web.RequestKey("raw_body", bytes)
+LARGE_BODIES = web.AppKey("large_bodies", asyncio.Semaphore)

@@ -20,6 +20,7 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
     │   ├── RequestTimeout            408 408001  the request body did not arrive in time
     │   ├── Conflict                  409 409001  e.g. a team id that already exists
     │   ├── PayloadTooLarge           413 413001
+    │   ├── UnsupportedMediaType      415 415001  a Content-Encoding other than gzip or deflate
     │   ├── ValidationFailed          422 422001  admin API bodies that fail validation
     │   └── UpstreamClientError       (any)       RunComfy's own 4xx for the team's input, passed on
     └── ServiceError                  (the gateway's or RunComfy's fault: 5xx)
@@ -30,6 +31,7 @@ shape RunComfy itself answers with, so existing clients parse gateway errors unc
         │   └── CircuitOpen           503 503001  RunComfy kept failing: not called for a while
         ├── UpstreamAccountError      503 503002  the *gateway's* RunComfy balance or account
         ├── StoreUnavailable          503 503003  Redis unreachable
+        ├── GatewayBusy               503 503004  too many large bodies at once; retry shortly
         ├── UpstreamTimeout           504 504001  RunComfy did not answer in time
         └── SubmitOutcomeUnknown      504 504002  a submit may or may not have started a job
 
@@ -128,6 +130,12 @@ class PayloadTooLarge(ClientError):
     status = 413
     error_code = 413001
     default_message = "The request body is too large."
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    error_code = 415001
+    default_message = "The request body's Content-Encoding is not supported."
 
 
 class ValidationFailed(ClientError):
@@ -273,6 +281,15 @@ class StoreUnavailable(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "2"}
+
+
+class GatewayBusy(ServiceError):
+    status = 503
+    error_code = 503004
+    default_message = "The gateway is busy; retry shortly."
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class UpstreamTimeout(ServiceError):

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.errors import BadRequest
 
 JSON_CONTENT_TYPE = "application/json"
 # Deepest nesting of arrays and objects a request body may have. RunComfy inputs are a few levels
@@ -72,19 +72,6 @@ def json_response(
     return web.Response(
         body=orjson.dumps(body), status=status, content_type=JSON_CONTENT_TYPE, headers=headers
     )
-
-
-async def read_json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, or a RunComfy-shaped 400 explaining what is wrong."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(detail=exc.text or "") from None
-    if not raw.strip():
-        if required:
-            raise BadRequest("The request body must be a JSON object.", detail="empty body")
-        return {}
-    return parse_json_object(raw)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

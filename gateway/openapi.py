@@ -395,7 +395,9 @@ ERROR_MEANINGS: dict[int, str] = {
     404: "Unknown route, model, deployment, team, key or request id (another team's ids too, "
     "answered exactly like unknown ones)",
     409: "Conflict: the resource exists already, or the change would leave no administrator",
-    413: "The request body is larger than `GATEWAY_MAX_BODY_BYTES` (413001)",
+    413: "The request body is larger than `GATEWAY_MAX_BODY_BYTES`, or a compressed one "
+    "inflates past `GATEWAY_MAX_INFLATED_BODY_BYTES` (413001)",
+    415: "A `Content-Encoding` other than gzip or deflate (415001)",
     422: "The body failed validation: RunComfy's own `detail` for model input, the field "
     "errors for admin bodies (422001)",
     429: "A submit rate or daily limit (429002), a full team queue (429003), polling too fast "
@@ -403,8 +405,8 @@ ERROR_MEANINGS: dict[int, str] = {
     500: "Unexpected failure inside the gateway (500001)",
     502: "RunComfy answered with an error or garbage (502001), rejected the gateway's own token "
     "(502002), or lost the job",
-    503: "Redis (503003) or RunComfy (503001) unreachable, or the gateway's RunComfy account "
-    "cannot run jobs (503002)",
+    503: "Redis (503003) or RunComfy (503001) unreachable, the gateway's RunComfy account "
+    "cannot run jobs (503002), or too many large bodies at once (503004)",
     504: "RunComfy did not answer in time (504001), or a submit's outcome is unknown (504002, "
     "with the gateway `request_id`)",
 }
@@ -492,7 +494,7 @@ class Operation:
     def all_errors(self) -> list[int]:
         errors = set(self.errors) | self.auth.errors() | {500}
         if self.body is not None:
-            errors |= {400, 413}
+            errors |= {400, 413, 415, 503}
         if any(p.where == "path" for p in self.params):
             errors.add(404)  # a value the route's pattern refuses (a "/", a line break) is no route
         return sorted(errors)

@@ -84,6 +84,20 @@ class Settings(BaseSettings):
         description="Largest request body accepted (default fits 64 MiB of base64 inputs); "
         "larger ones, compressed or chunked ones included, get 413.",
     )
+    max_inflated_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest size a compressed (gzip, deflate) request body may inflate to; it "
+        "is inflated as it arrives and refused with 413 as soon as it grows past this. Other "
+        "encodings get 415.",
+    )
+    max_large_bodies: int = Field(
+        default=4,
+        ge=1,
+        description="Request bodies over 64 KiB read and parsed at once per process (after "
+        "their key was checked); more wait for a turn within "
+        "`GATEWAY_CLIENT_BODY_TIMEOUT_SECONDS`, then get 503.",
+    )
     max_header_bytes: int = Field(
         default=8190,
         ge=1024,

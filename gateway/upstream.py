@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import io
 import random
 import time
 from collections.abc import Mapping
@@ -51,6 +52,7 @@ from gateway.metrics import Metrics
 log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+STREAM_BODIES_OVER = 256 * 1024
 RETRY_AFTER_CAP = 10.0  # longest Retry-After waited out inside one call; longer ones are answered
 ACCOUNT_ERROR_CODES = frozenset({400002})  # InsufficientResources: the gateway account's balance
 AUTH_ERROR_CODES = frozenset({400004})  # UserAccountError: the gateway's token is bad or expired
@@ -243,11 +245,13 @@ class UpstreamClient:
         client_timeout: aiohttp.ClientTimeout,
     ) -> tuple[int, bytes, str | None]:
         headers = {"Content-Type": "application/json"} if data is not None else None
+        # Large bodies (inline base64 inputs) are streamed from a buffer, not written at once.
+        payload = io.BytesIO(data) if data is not None and len(data) > STREAM_BODIES_OVER else data
         async with self.session.request(
             method,
             self.url(path),
             params=params,
-            data=data,
+            data=payload,
             headers=headers,
             timeout=client_timeout,
             allow_redirects=False,

@@ -47,6 +47,7 @@ from gateway.store.scripts import Scripts
 log = structlog.get_logger(__name__)
 
 MAX_URL_LENGTH = 2048
+_JITTER = random.Random()  # its own generator: the global one belongs to the application
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +295,7 @@ class Webhooks:
             log.warning("webhook_abandoned", mark=fields["mark"], attempts=attempts, reason=reason)
             return
         # Jittered: deliveries that failed together (a receiver down) spread out again.
-        delay = self._config.backoff_base * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
+        delay = self._config.backoff_base * 2 ** (attempts - 1) * _JITTER.uniform(0.5, 1.0)
         # Not atomic, and needs not be: without the new due time the claim's lease runs out
         # and the delivery is simply retried sooner.
         async with self._redis.pipeline(transaction=False) as pipe:

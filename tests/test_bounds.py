@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.appkeys import LARGE_BODIES
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
 LIMIT = 4096
@@ -238,3 +240,133 @@ async def test_a_flood_of_malformed_requests_writes_a_bounded_json_log(
     assert all(e["event"].startswith("Error handling request") for e in written), written[:3]
     assert len(written) + dropped == floods
     assert len(written) <= 100 + 20 * elapsed + 1  # the budget: a burst, then 20 a second
+
+
+# --- bodies are read only for a caller who may send them ----------------------------------------
+
+
+async def partial_exchange(url: str, head: bytes, body_part: bytes) -> bytes:
+    """Send request headers declaring a large body and only the start of that body; the answer
+    must come without the rest (the gateway closes the connection after it)."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(head + body_part)
+        await writer.drain()
+        async with asyncio.timeout(5.0):  # the body timeout is 60 s: an answer now read nothing
+            return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def declared(method: str, path: str, size: int, auth: str = "", extra: str = "") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Content-Length: {size}"]
+    lines += ["Content-Type: application/json"] + ([f"Authorization: {auth}"] if auth else [])
+    lines += [extra] if extra else []
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "auth", "status"),
+    [
+        ("/no/such/route", "", 404),
+        (f"/v1/models/{NANO}", "", 401),
+        (f"/v1/models/{NANO}", "Bearer not-a-key", 401),
+        (f"/v1/models/{NANO}", "Basic dXNlcjpwYXNz", 401),
+        ("/admin/v1/teams", "Bearer rca_short", 401),
+    ],
+)
+async def test_unknown_routes_and_malformed_credentials_are_answered_without_reading_the_body(
+    gateway: Gateway, simulator: Simulator, path: str, auth: str, status: int
+) -> None:
+    answer = await partial_exchange(
+        gateway.url, declared("POST", path, 50_000_000, auth), b'{"prompt": "' + b"x" * 1000
+    )
+    assert status_of(answer) == status
+    assert b"Connection: close" in answer  # not drained: the rest is never read
+    assert await simulator.count("model.submit") == 0
+
+
+async def test_a_forged_key_is_checked_in_redis_before_a_large_body_is_read(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    forged = "rcg_aaaaaaaabbbbbbbb_" + "x" * 40
+    head = declared("POST", f"/v1/models/{NANO}", 50_000_000, f"Bearer {forged}")
+    answer = await partial_exchange(gateway.url, head, b'{"prompt": "' + b"x" * 200_000)
+    assert status_of(answer) == 401
+    assert await simulator.count("model.submit") == 0
+
+
+async def test_a_large_body_of_a_real_key_is_read_after_its_key_is_checked(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    status, body, headers = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, data=chunks(padded(3_000_000), 65536),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert status == 200, body
+    assert headers["X-Gateway-Cache"] == "miss"
+    assert await simulator.count("model.submit") == 1
+
+
+async def test_compressed_bodies_inflate_against_their_own_smaller_bound(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(max_inflated_body_bytes=1_000_000)
+    key = await gw.new_team("design")
+    path = f"/v1/models/{NANO}"
+    for encoding, compress in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+        status, body, _ = await gw.request(
+            "POST", path, key=key, data=compress(padded(2_000_000)), headers=headers
+        )
+        assert status == 413, body
+        assert_error_shape(body, 413001)
+        status, body, _ = await gw.request(
+            "POST", path, key=key, data=compress(padded(500_000 + len(encoding))),
+            headers=headers,
+        )  # fmt: skip
+        assert status == 200, body
+    assert await simulator.count("model.submit") == 2
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, gzip", "x-custom"])
+async def test_an_unsupported_content_encoding_is_a_clear_415(
+    gateway: Gateway, simulator: Simulator, encoding: str
+) -> None:
+    answer = await partial_exchange(
+        gateway.url,
+        declared("POST", f"/v1/models/{NANO}", 10_000_000, extra=f"Content-Encoding: {encoding}"),
+        b"\x00" * 1000,
+    )
+    assert status_of(answer) == 415
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert_error_shape(body, 415001)
+    assert "Brotli" not in body["error_message"]
+    assert await simulator.count("model.submit") == 0
+
+
+async def test_large_bodies_wait_for_a_turn_and_get_503_when_none_comes_in_time(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw: Gateway = await gateway_factory(max_large_bodies=1, client_body_timeout_seconds=1.0)
+    key = await gw.new_team("design")
+    path = f"/v1/models/{NANO}"
+    headers = {"Content-Type": "application/json"}
+    turns = gw.app[LARGE_BODIES]
+    await turns.acquire()  # another large body is being read and parsed
+    try:
+        status, body, answer_headers = await gw.request(
+            "POST", path, key=key, data=padded(200_000), headers=headers
+        )
+        assert status == 503, body
+        assert_error_shape(body, 503004)
+        assert answer_headers["Retry-After"] == "1"
+        small = await gw.request("POST", path, key=key, json={"prompt": "small"}, headers=headers)
+        assert small[0] == 200  # small bodies need no turn
+    finally:
+        turns.release()
+    status, body, _ = await gw.request("POST", path, key=key, data=padded(200_000), headers=headers)
+    assert status == 200, body

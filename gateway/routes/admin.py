@@ -18,7 +18,8 @@ from gateway.appkeys import ADMINS, AUDIT, DEDUP, RECORDS, SETTINGS, TEAMS
 from gateway.audit import MAX_PAGE, AuditQuery, parse_entry_id
 from gateway.callers import require_admin, require_viewer
 from gateway.errors import BadRequest, NotFound, ValidationFailed
-from gateway.jsonutil import json_response, read_json_object
+from gateway.jsonutil import json_response
+from gateway.middlewares.bodies import read_json_object
 from gateway.teams import TEAM_ID_RE, Expiry
 
 M = TypeVar("M", bound=BaseModel)

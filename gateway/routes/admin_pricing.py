@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.appkeys import AUDIT, PRICING
 from gateway.callers import require_admin, require_viewer
 from gateway.errors import BadRequest, GatewayError, NotFound
-from gateway.jsonutil import json_response, read_json_object
+from gateway.jsonutil import json_response
+from gateway.middlewares.bodies import read_json_object
 from gateway.pricing import DeploymentPrice, ModelPrice
 from gateway.request_records import Api
 from gateway.routes.admin import _validated

@@ -17,7 +17,8 @@ from gateway.appkeys import AUDIT, QUOTAS, SETTINGS, TEAMS, WEBHOOKS
 from gateway.audit import fingerprint_url
 from gateway.callers import require_admin, require_viewer
 from gateway.errors import BadRequest, ValidationFailed
-from gateway.jsonutil import json_response, read_json_object
+from gateway.jsonutil import json_response
+from gateway.middlewares.bodies import read_json_object
 from gateway.quotas import Limits
 from gateway.routes.admin import _validated as validated
 

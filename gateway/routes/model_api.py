@@ -11,6 +11,7 @@ from gateway.appkeys import (
     CATALOG,
     GATEWAY_REQUEST_ID,
     PROXY,
+    RAW_BODY,
     SETTINGS,
     TARGET,
     TEAM_ID,
@@ -18,8 +19,9 @@ from gateway.appkeys import (
 )
 from gateway.callers import presents_admin_token, require_viewer, team_credential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
-from gateway.errors import GatewayError, NotFound
-from gateway.jsonutil import json_response, read_json_object
+from gateway.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, RequestTimeout
+from gateway.jsonutil import json_response
+from gateway.middlewares.bodies import read_json_object
 from gateway.proxy import SubmitAnswer
 from gateway.request_records import Api
 from gateway.urls import public_base
@@ -35,13 +37,16 @@ def checked_model_id(model_id: str) -> str:
 
 
 async def read_body_or_reject(request: web.Request) -> tuple[bytes, dict[str, Any]]:
-    """The raw body and its JSON object; a bad body of an unverified caller is answered 401."""
+    """The raw body and its JSON object. The key is verified in Redis before a body over 64 KiB
+    is read further (a smaller one is verified by the admission that follows), and before a bad
+    body is answered: an unverified caller gets 401, not a description of its body."""
+    teams, cred = request.app[TEAMS], team_credential(request)
     try:
-        body = await read_json_object(request)
-    except GatewayError:
-        await request.app[TEAMS].authenticate(team_credential(request))
+        body = await read_json_object(request, verify=lambda: teams.authenticate(cred))
+    except (BadRequest, PayloadTooLarge, RequestTimeout):
+        await teams.authenticate(cred)
         raise
-    return await request.read(), body
+    return request[RAW_BODY], body
 
 
 def submit_response(request: web.Request, answer: SubmitAnswer) -> web.Response:

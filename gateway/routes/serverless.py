@@ -19,6 +19,7 @@ from gateway.callers import require_admin, require_viewer, team_credential
 from gateway.dedup import CACHE_CONTROL_HEADER, parse_cache_control
 from gateway.errors import BadRequest, NotFound
 from gateway.jsonutil import dumps_exact, json_response
+from gateway.middlewares.bodies import read_body
 from gateway.request_records import Api
 from gateway.routes.model_api import answer_request_call, read_body_or_reject, submit_response
 from gateway.upstream import UpstreamReply
@@ -87,8 +88,7 @@ async def management(request: web.Request) -> web.Response:
         return json_response(reply.body, status=reply.status)
     actor = await require_admin(request)
     # Read first: a body over the limit is refused before anything is asked of RunComfy.
-    # body_exists, not can_read_body: the body was read already (middlewares/slow_clients.py)
-    data = await request.read() if request.body_exists else None
+    data: bytes = await read_body(request)
     deployment_id = _deployment_id(request) if "deployment_id" in request.match_info else None
     before: Any = None
     if deployment_id is not None:
