@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import orjson
 import structlog
 
+from gateway.errors import StoreUnavailable
 from gateway.proxy import ProxyService
 from gateway.request_records import JobState, RequestRecords
 from gateway.store.client import STORE_FAILURES
@@ -68,9 +70,12 @@ class Dispatcher:
         """One pass over the teams with queued jobs; returns how many jobs were started."""
         started_total = 0
         for slot, marked in await self._records.waiting_slots():
-            started, expired, left = await self._records.dispatch(slot, BATCH)
-            for jid in expired:
+            passed = await self._records.dispatch(slot, BATCH)
+            for jid in passed.expired:
                 await self._abandoned(slot, jid)
+            for jid in passed.orphaned:
+                await self._orphaned(slot, jid)
+            started, left = passed.started, passed.left
             for jid in started:
                 task = asyncio.create_task(self._proxy.send_queued(slot, jid))
                 self._sending.add(task)
@@ -92,6 +97,25 @@ class Dispatcher:
         if previous == JobState.SUBMITTING:
             await self._records.mark_unknown(slot, job.get("owner"))
             log.error("submit_abandoned", job=jid, team=job.get("team"))
+
+    async def _orphaned(self, slot: str, jid: str) -> None:
+        """A queued job whose body never reached Redis (the replica that admitted it died
+        before storing it): nothing was sent, so it is refused and its reservation refunded."""
+        job = await self._records.job(slot, jid)
+        if job is None or job.state is not JobState.QUEUED:
+            return
+        error = StoreUnavailable(detail="the request body was never stored; resend it")
+        previous = await self._records.update_job(
+            job,
+            JobState.REJECTED,
+            settle_micro=0,
+            expect=JobState.QUEUED,
+            error_status=error.status,
+            error_body=orjson.dumps(error.body()).decode(),
+            reason="body never stored",
+        )
+        if previous == JobState.QUEUED:
+            log.error("queued_body_missing", job=jid, team=job.get("team"))
 
     async def _rescan(self) -> None:
         """Repair the hint: mark every team that has queued jobs, or slots that expired (a

@@ -246,6 +246,9 @@ class ProxyService:
             self._count(admission, api, target)
             raise
         self._count(admission, api, target)
+        if admission.outcome is Outcome.QUEUED and not Charge(raw=raw).inline:
+            # A large body goes to Redis only now that its job waits in the queue.
+            await self._records.store_queued_body(slot, record.job_id, raw)
         if outcome is Outcome.QUEUED:
             await self._records.mark_waiting(slot)
         urls = self.urls(base, record)

@@ -58,6 +58,8 @@ TERMINAL = frozenset(
 )
 
 
+# Bodies up to this go with every admission; larger ones only when their job is queued.
+INLINE_BODY_BYTES = 64 * 1024
 LIVE = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.ACTIVE})
 # Plain dict lookups for the hot path: calling an enum class on a value costs ~20x more.
 _STATES = {state.value: state for state in JobState}
@@ -136,12 +138,29 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class Dispatched:
+    """One dispatch pass over a team: jobs to send now, slots that expired mid-submit, jobs
+    still queued, and queued jobs whose body never arrived (their admitting replica died)."""
+
+    started: list[str]
+    expired: list[str]
+    left: int
+    orphaned: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Charge:
     """What a new job would cost, for the budget checks at admission."""
 
     estimate_micro: int = 0
     rate_micro: int = 0  # serverless: micro-dollars per second, to settle to the measured run
     raw: bytes = b""  # the body, kept with the job while it waits in the queue
+
+    @property
+    def inline(self) -> bool:
+        """Whether the body goes with the admission (small), or only if its job is queued
+        (:meth:`RequestRecords.store_queued_body`): no large body travels to Redis for nothing."""
+        return len(self.raw) <= INLINE_BODY_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,10 +326,11 @@ class RequestRecords:
                 self.calendar.spec(),
                 charge.estimate_micro,
                 charge.rate_micro,
-                charge.raw,
+                charge.raw if charge.inline else "",
                 self.quota.default_queue_depth,
                 self.quota.usage_retention,
                 cred.kid,
+                0 if charge.inline else 1,
             ],
         )
         if int(reply[0]) == 0:
@@ -486,13 +506,23 @@ class RequestRecords:
 
     # --- the team queue and the account-wide cap ------------------------------------------
 
-    async def dispatch(self, slot: str, most: int) -> tuple[list[str], list[str], int]:
-        """Start queued jobs of a team whose slots are free: (started, expired, still queued)."""
-        started, expired, left = await self._scripts.dispatch(
+    async def dispatch(self, slot: str, most: int) -> Dispatched:
+        """Start queued jobs of a team whose slots are free."""
+        started, expired, left, orphaned = await self._scripts.dispatch(
             keys=[self._layout.limits(slot), self._layout.running(slot), self._layout.queue(slot)],
             args=[self._layout.job_prefix(slot), self.lifetimes.submit_deadline, most],
         )
-        return [str(j) for j in started], [str(j) for j in expired], int(left)
+        return Dispatched(
+            [str(j) for j in started],
+            [str(j) for j in expired],
+            int(left),
+            [str(j) for j in orphaned],
+        )
+
+    async def store_queued_body(self, slot: str, jid: str, raw: bytes) -> bool:
+        """Store the body of a queued job admitted without it; False if it no longer waits."""
+        stored = await self._scripts.queue_body(keys=[self._layout.job(slot, jid)], args=[raw])
+        return int(stored) == 1
 
     async def requeue(self, slot: str, jid: str, raw: bytes) -> bool:
         reply = await self._scripts.requeue(

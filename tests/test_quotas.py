@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from typing import Any
 
 import pytest
 
+from gateway.store.client import connect
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 from tests.test_metrics import scrape
 from tests.test_metrics import value as metric
@@ -741,3 +744,63 @@ async def test_a_weekly_budget_resets_on_monday(gateway_factory: Any) -> None:
     assert (await submit(now, key, "b"))[0] == 402
     next_week = await gateway_factory(clock_offset_seconds=7 * DAY)
     assert (await submit(next_week, key, "c"))[0] == 200
+
+
+async def redis_input_bytes(redis_url: str) -> int:
+    client = connect(redis_url)
+    try:
+        return int((await client.info("stats"))["total_net_input_bytes"])
+    finally:
+        await client.aclose()
+
+
+async def test_a_large_body_goes_to_redis_only_when_its_job_is_queued(
+    gateway: Gateway, simulator: Simulator, redis_url: str
+) -> None:
+    await simulator.configure(queue_seconds=0.3, run_seconds=0.3)
+    key = await gateway.new_team("design", max_concurrent=1)
+    bodies = [{"prompt": f"{name} " + "x" * 300_000} for name in ("runs", "waits")]
+    before = await redis_input_bytes(redis_url)
+    _, sent, headers = await submit(gateway, key, bodies[0]["prompt"])
+    assert headers["X-Gateway-Cache"] == "miss"
+    after_miss = await redis_input_bytes(redis_url)
+    assert after_miss - before < 100_000  # admitted and sent upstream: the body never went to Redis
+    _, waiting, headers = await submit(gateway, key, bodies[1]["prompt"])
+    assert headers["X-Gateway-Cache"] == "queued"
+    assert await redis_input_bytes(redis_url) - after_miss > 300_000  # kept while it waits
+    done = await wait_status(gateway, key, waiting["request_id"], "completed")
+    assert done["status"] == "completed"
+    ledger = await simulator.ledger()
+    digests = {job["inputs_sha256"] for job in ledger["jobs"]}
+    for body in bodies:  # RunComfy got both bodies exactly, the queued one from Redis
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        assert hashlib.sha256(canonical).hexdigest() in digests
+    assert sent["request_id"] != waiting["request_id"]
+
+
+async def test_a_queued_job_whose_body_never_arrived_is_refunded_not_sent(
+    gateway_factory: Any, simulator: Simulator, redis_url: str, namespace: str
+) -> None:
+    """The replica that admitted a large queued body died before storing it: once the submit
+    deadline has passed, the job is refused and its reservation refunded; nothing is sent."""
+    await simulator.configure(queue_seconds=0.3, run_seconds=0.3)
+    gw: Gateway = await gateway_factory()
+    key = await gw.new_team("design", max_concurrent=1, budget_usd=10)
+    _, running, _ = await submit(gw, key, "runs")
+    _, waiting, headers = await submit(gw, key, "waits " + "x" * 300_000)
+    assert headers["X-Gateway-Cache"] == "queued"
+    client = connect(redis_url)
+    try:  # as if its replica had died between admission and storing the body
+        async for name in client.scan_iter(match=f"{namespace}:*:job:*"):
+            if await client.hget(name, "owner") == waiting["request_id"]:
+                await client.hdel(name, "body")
+                await client.hset(name, "body_pending", "1")
+    finally:
+        await client.aclose()
+    later: Gateway = await gateway_factory(clock_offset_seconds=600)
+    await wait_status(later, key, running["request_id"], "completed")
+    failed = await wait_status(later, key, waiting["request_id"], "failed")
+    assert failed["status"] == "failed"
+    assert await simulator.count("model.submit") == 1
+    budget = await settled(later, "design")
+    assert budget["reserved_usd"] == 0

@@ -14,7 +14,8 @@
 -- 19 webhook intermediate status (1/0), 20 scope: 'team' or 'shared', 21 team (shared),
 -- 22 team key prefix ('<ns>:v1:{t:<slot>}:'), 23 period candidates, 24 estimated cost (micro),
 -- 25 serverless rate (micro per second, 0 if none), 26 raw body, 27 default queue depth,
--- 28 usage retention seconds, 29 key id without slot.
+-- 28 usage retention seconds, 29 key id without slot, 30 body pending (1: the body is over
+-- the inline size and was not sent; the caller stores it if the job is queued).
 -- In the shared scope every key lives in the shared slot: the caller verified the key and
 -- resolved the policy (ARGV[14]) and charged the outcome-free limits (access, rate, daily) in
 -- the team's slot first (team_policy.lua); KEYS[1], KEYS[3] and the quota keys are unused there,
@@ -188,7 +189,11 @@ if quotas then
     end
   end
   if queued then
-    redis.call('HSET', KEYS[5], 'body', ARGV[26], 'queued', '1')
+    if ARGV[30] == '1' then  -- the dispatcher waits at this job until queue_body.lua stored it
+      redis.call('HSET', KEYS[5], 'queued', '1', 'body_pending', '1')
+    else
+      redis.call('HSET', KEYS[5], 'body', ARGV[26], 'queued', '1')
+    end
     redis.call('ZADD', KEYS[9], redis.call('INCR', KEYS[10]), ARGV[12])
     local pos = redis.call('ZRANK', KEYS[9], ARGV[12]) + 1
     return admitted('queued', ARGV[12], 0, pos, alert)

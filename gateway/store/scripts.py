@@ -42,6 +42,7 @@ class Scripts:
     revoke_key: ScriptCall
     dispatch: ScriptCall
     requeue: ScriptCall
+    queue_body: ScriptCall
     resolve_unreconciled: ScriptCall
     global_slot: ScriptCall
     zrem_if_older: ScriptCall
