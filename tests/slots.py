@@ -1,10 +1,11 @@
 """Proof that the gateway keeps every multi-key operation in one Redis Cluster hash slot.
 
-A cluster refuses a command or a script's declared keys that span slots, but Redis 6.2 refuses
-a key a script *names itself* only when another node serves it: a key of another slot on the
-same node passes, and breaks once slots move. So tests on the cluster read ``MONITOR`` on every
-primary while they run and check each command of the test's namespace: its keys (and key
-prefixes) in one slot, and each command a script runs in the slot of the script's own keys.
+A cluster refuses a command or a script's declared keys that span slots, but Redis (7.0 as 6.2)
+and Valkey refuse a key a script *names itself* only when another node serves it: a key of
+another slot on the same node passes, and breaks once slots move. So tests on the cluster read
+``MONITOR`` on every primary while they run and check each command of the test's namespace: its
+keys (and key prefixes) in one slot, and each command a script runs in the slot of the script's
+own keys.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ async def test_the_slot_check_catches_a_script_naming_a_key_of_another_slot_on_i
     node = client.get_primaries()[0]
     here, there = [
         tag for tag in range(100) if client.get_node_from_key(f"{namespace}:{{{tag}}}") is node
-    ][:2]  # two slots of the same node: Redis 6.2 itself lets a script reach from one to the other
+    ][:2]  # two slots of the same node: the server lets a script reach from one to the other
     assert key_slot(f"{{{here}}}".encode()) != key_slot(f"{{{there}}}".encode())
     sneaky = client.register_script(
         "local other = string.gsub(KEYS[1], '{[^}]*}', '{' .. ARGV[1] .. '}')\n"

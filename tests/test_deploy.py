@@ -8,7 +8,7 @@ without one:
   runs with the Dockerfile's ENV, /healthz must answer, the HEALTHCHECK command must pass against
   it (and fail once the gateway is stopped), and STOPSIGNAL must end it cleanly.
 - requirements.lock: covers pyproject's runtime dependencies, fully pinned and hashed, and
-  resolves to wheels for CPython 3.11 and 3.12 on Linux x86_64.
+  resolves to wheels for CPython 3.11, 3.12 and 3.13 on Linux x86_64.
 - deploy/compose.yaml: validated against the Compose Specification's JSON schema (vendored in
   tests/deploy_fixtures/), plus the stack's invariants (replicas, Redis persistence, no inline
   secrets, Prometheus and Grafana provisioning).
@@ -160,16 +160,35 @@ def to_local(argument: str, venv: Path) -> str:
     return argument
 
 
-def lock_requirements() -> dict[str, tuple[str, list[str]]]:
-    """name -> (pinned version, hashes) of requirements.lock."""
+LOCKED_PYTHONS = ("3.11", "3.12", "3.13")
+
+
+def linux_x86_64(python: str) -> dict[str, str]:
+    """The marker environment of CPython ``python`` on Linux x86_64."""
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0" if python != "3.11" else "3.11.7",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+    }
+
+
+def lock_requirements(
+    lock: Path = LOCK, environment: dict[str, str] | None = None
+) -> dict[str, tuple[str, list[str]]]:
+    """name -> (pinned version, hashes) of a lock file (universal: pins carry markers), only
+    the pins whose markers hold in ``environment`` when one is given."""
     entries: dict[str, tuple[str, list[str]]] = {}
-    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    text = re.sub(r"\\\n", " ", lock.read_text())
     for line in text.splitlines():
         line = line.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         spec, *options = line.split(" --hash=")
         requirement = Requirement(spec.strip())
+        if environment and requirement.marker and not requirement.marker.evaluate(environment):
+            continue
         pins = [s for s in requirement.specifier if s.operator == "=="]
         assert len(pins) == 1 and len(requirement.specifier) == 1, f"unpinned: {line[:80]}"
         hashes = [option.strip() for option in options]
@@ -309,12 +328,8 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     assert canonicalize_name(project["name"]) not in locked, "the lock must not pin the project"
     for name, (_, hashes) in locked.items():
         assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), name
-    for python in ("3.11", "3.12"):
-        environment = {
-            "python_version": python,
-            "sys_platform": "linux",
-            "platform_system": "Linux",
-        }
+    for python in LOCKED_PYTHONS:
+        environment = linux_x86_64(python)
         for dependency in project["dependencies"]:
             requirement = Requirement(dependency)
             if requirement.marker and not requirement.marker.evaluate(environment):
@@ -328,7 +343,7 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("python", ["3.11", "3.12"])
+@pytest.mark.parametrize("python", LOCKED_PYTHONS)
 def test_lock_resolves_to_linux_x86_64_wheels(python: str, tmp_path: Path) -> None:
     """pip, asked for CPython ``python`` on manylinux x86_64, finds a hashed wheel for each pin."""
     tag = "cp" + python.replace(".", "")
@@ -345,7 +360,8 @@ def test_lock_resolves_to_linux_x86_64_wheels(python: str, tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     installs = json.loads(report.read_text())["install"]
     resolved = {canonicalize_name(item["metadata"]["name"]): item for item in installs}
-    assert set(resolved) == set(lock_requirements()), "resolution differs from the lock"
+    expected = lock_requirements(environment=linux_x86_64(python))
+    assert set(resolved) == set(expected), "resolution differs from the lock"
     for name, item in resolved.items():
         filename = item["download_info"]["url"].rsplit("/", 1)[-1]
         assert filename.endswith(".whl"), f"{name}: no wheel for {python}"
