@@ -412,7 +412,10 @@ async def test_a_redis_stall_that_loses_the_answers_of_admissions_leaves_no_phan
     import redis
 
     clients, stall = 6, 2.6
-    own = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
+    # DEBUG SLEEP stalls it; Redis 7 and Valkey allow DEBUG only when told to
+    own = EmbeddedRedis(
+        tmp_path / "redis", persistent=True, extra_args=["--enable-debug-command", "local"]
+    ).start()
     try:
         gw: Gateway = await gateway_factory(
             redis_url=own.url, poll_rate_per_second=0, redis_timeout_seconds=2.0
