@@ -384,6 +384,7 @@ def test_the_build_lock_pins_the_build_system_and_pip_with_hashes() -> None:
         assert requirement.specifier.contains(version) and hashes, (name, version)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("python", LOCKED_PYTHONS)
 def test_lock_resolves_to_linux_x86_64_wheels(python: str, tmp_path: Path) -> None:
@@ -459,6 +460,7 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> ImageVenv:
     return ImageVenv(opt=opt, context=context)
 
 
+@pytest.mark.slow
 def test_the_shipped_virtualenv_holds_the_gateway_and_no_build_tools(
     image_venv: ImageVenv,
 ) -> None:
@@ -523,6 +525,7 @@ def _stop_embedded_redis(data: Path) -> None:
         return
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_image_entrypoint_serves_healthz_and_drains(
     image_process: tuple[subprocess.Popen[bytes], dict[str, str], Path],

@@ -74,6 +74,7 @@ async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
         await client.close()
 
 
+@pytest.mark.slow
 async def test_a_call_that_outlives_its_timeout_fails_and_the_connection_recovers(
     redis_url: str,
 ) -> None:

@@ -125,6 +125,7 @@ def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
         primary.stop()
 
 
+@pytest.mark.slow
 async def test_the_gateway_finds_the_primary_through_sentinel_and_follows_a_failover(
     sentinel_setup: SentinelSetup, simulator: Simulator, gateway_factory: Any
 ) -> None:
