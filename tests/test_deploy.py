@@ -55,6 +55,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 LOCK = ROOT / "requirements.lock"
 BUILD_LOCK = ROOT / "requirements-build.lock"
+TEST_LOCK = ROOT / "requirements-test.lock"
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 CHART = ROOT / "helm" / "runcomfy-gateway"
@@ -370,6 +371,21 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
             assert requirement.specifier.contains(version, prereleases=True), (
                 f"lock pins {name}=={version}, outside pyproject's {requirement.specifier}"
             )
+
+
+def test_the_test_lock_pins_what_the_image_ships_and_the_test_extra() -> None:
+    """CI installs from requirements-test.lock: what it tests must be what the image ships."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    shipped, tested = lock_requirements(LOCK), lock_requirements(TEST_LOCK)
+    for name, (version, hashes) in shipped.items():
+        assert name in tested, f"{name} is in {LOCK.name} but not in {TEST_LOCK.name}"
+        assert tested[name] == (version, hashes), f"{name}: {version} ships, not what is tested"
+    for dependency in project["optional-dependencies"]["test"]:
+        requirement = Requirement(dependency)
+        name = canonicalize_name(requirement.name)
+        assert name in tested, f"{name} of the test extra is missing from {TEST_LOCK.name}"
+        assert requirement.specifier.contains(tested[name][0], prereleases=True), name
+        assert tested[name][1], f"{name} has no hash"
 
 
 def test_the_build_lock_pins_the_build_system_and_pip_with_hashes() -> None:

@@ -212,12 +212,26 @@ async def test_the_redis_client_never_resends_a_command_after_a_connection_error
 ) -> None:
     """A script such as admit may have run before the connection broke: re-sending would
     admit and charge twice, so the client is pinned to zero retries whatever redis-py's default."""
+    from redis.exceptions import ConnectionError as LostConnection
+
     from gateway.store.client import connect
 
     client = connect(redis_url)
     assert isinstance(client, aioredis.Redis)
+    attempts = 0
+
+    async def send() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise LostConnection("connection lost after the command was written")
+
+    async def failed(error: Exception) -> None:
+        pass
+
     try:
         connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        assert connection.retry.get_retries() == 0
+        with pytest.raises(LostConnection):
+            await connection.retry.call_with_retry(send, failed)
+        assert attempts == 1
     finally:
         await client.aclose()
