@@ -51,7 +51,11 @@ class SlotWatch:
             await cluster.aclose()
         started = []
         for host, port in nodes:
-            client = aioredis.Redis(host=host, port=port, decode_responses=True, **auth)
+            # no read timeout (redis-py 8 defaults to 5 s): on busy cores the test's own load can
+            # keep this reader waiting longer for its turn; __aexit__ bounds the wait instead
+            client = aioredis.Redis(
+                host=host, port=port, decode_responses=True, socket_timeout=None, **auth
+            )
             self._clients.append(client)
             name = f"{host}:{port}"
             self.lines[name] = []
