@@ -486,7 +486,9 @@ async def test_the_embedded_redis_restarts_with_every_job_mapping_usage_and_budg
     logs.append(await run_client(gw, key, "kept 0"))  # a hit
     await simulator.fault(route="model.submit", action="delay", delay=0.6, after=True)
     logs.append(await run_client(gw, key, "unknown outcome"))
-    await simulator.configure(queue_seconds=3.0)
+    # the job stays queued at RunComfy through both restarts (each waits for the gateway's 2 s
+    # probe), so the figures compared below cannot move because it finished meanwhile
+    await simulator.configure(queue_seconds=10.0)
     status, flying, _ = await gw.request(
         "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "in flight"}
     )
