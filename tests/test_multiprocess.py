@@ -22,6 +22,8 @@ import pytest
 from tests.conftest import ADMIN_TOKEN, NANO, Simulator, assert_error_shape, on_single_and_cluster
 from tests.replicas import POLL_ROUTES, Answer, Replica, Replicas, call, client_pool, problems
 
+pytestmark = pytest.mark.slow  # real serve processes
+
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:

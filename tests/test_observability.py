@@ -460,6 +460,7 @@ async def drive_every_metric(gw: Gateway, simulator: Simulator, team: str, key: 
     assert status == 200 and body["purged"] >= 1, body
 
 
+@pytest.mark.slow
 async def test_every_dashboard_and_alert_query_answers_from_a_real_prometheus(
     gateway_factory: Any, simulator: Simulator, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

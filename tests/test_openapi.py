@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import requests
 import schemathesis
 from aiohttp import web
@@ -281,6 +282,7 @@ def fuzz(fx: Fixtures) -> list[str]:
     return failures
 
 
+@pytest.mark.slow
 async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
     gateway_factory: Any, simulator: Simulator
 ) -> None:

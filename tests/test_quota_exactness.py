@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import ADMIN_TOKEN, Simulator, assert_error_shape, on_single_and_cluster
 from tests.replicas import Replica, Replicas, call, client_pool, problems
 
+pytestmark = pytest.mark.slow  # three real replicas under a stampede
+
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:

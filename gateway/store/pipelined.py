@@ -24,7 +24,8 @@ from typing import Any, cast
 
 import hiredis
 from redis import exceptions as rexc
-from redis.connection import parse_url
+
+from gateway.store.redis_urls import url_options
 
 CommandObserver = Callable[[str, float, bool], None]
 Arg = str | bytes | int | float
@@ -162,7 +163,7 @@ class PipelinedRedis:
         connect_timeout: float = 5.0,
         observer: CommandObserver | None = None,
     ) -> None:
-        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._options = url_options(url)
         self._call_timeout = call_timeout
         self._connect_timeout = connect_timeout
         self.observer = observer
