@@ -212,6 +212,7 @@ async def test_json_nested_up_to_the_limit_is_accepted(gateway: Gateway) -> None
     assert status in (200, 422), body  # the simulator may refuse the extra input; never a 500
 
 
+@pytest.mark.slow
 async def test_a_flood_of_malformed_requests_writes_a_bounded_json_log(
     replicas: Any, http: aiohttp.ClientSession
 ) -> None:
