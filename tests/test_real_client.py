@@ -16,14 +16,13 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator
 
-CLIENT_PATH = Path(
-    os.environ.get("RUNCOMFY_MCP_CLIENT", "/work/ext/runcomfy-mcp/runcomfy_client.py")
-)
+# A checkout of runcomfy-com/runcomfy-mcp is not part of this project: name its client file.
+CLIENT_PATH = Path(os.environ.get("RUNCOMFY_MCP_CLIENT", "runcomfy-mcp/runcomfy_client.py"))
 
 
 def _load_client() -> ModuleType:
     if not CLIENT_PATH.is_file():
-        pytest.skip(f"runcomfy-mcp's runcomfy_client.py not found at {CLIENT_PATH}")
+        pytest.skip(f"runcomfy_client.py not at {CLIENT_PATH}: set RUNCOMFY_MCP_CLIENT")
     spec = importlib.util.spec_from_file_location("runcomfy_client", CLIENT_PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,7 +1,7 @@
 """A faithful stand-in for RunComfy's Model API and Serverless API, for tests and local runs.
 
 One aiohttp app serves both APIs with RunComfy's exact paths, bodies, status codes and error
-shapes (see ``/work/notes/runcomfy-facts.md``), plus a test-only control API under ``/_sim/``
+shapes (see docs/architecture.md, "The simulator"), plus a test-only control API under ``/_sim/``
 for call counters, fault injection, scripted outcomes and simulated time.
 """
 
