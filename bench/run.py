@@ -984,7 +984,11 @@ http {{
             summary = summarise_profile(raw.read_text() if raw.exists() else "")
             text = RESULTS / f"profile-{path}.txt"
             text.write_text(
-                render_profile_text(path, summary) + "\n\n# py-spy dump (one snapshot)\n" + dump
+                render_profile_text(path, summary)
+                + "\n\n# py-spy dump (one snapshot)\n"
+                + re.sub(
+                    r"(?<![\w.])/\S*/(?=[^/\s]+)", "", dump
+                )  # program names, not this machine's paths
             )
             out[path] = {
                 "svg": rel(svg) if svg.exists() and path == "status" else None,
@@ -1407,7 +1411,7 @@ def main() -> int:
             "redis": bench.redis_url.split("?")[0].replace(str(work), "<work>"),
             "nginx": bench.nginx_note,
             "wrk": ("wrk " + bench.wrk_version()) if bench.wrk else "not installed",
-            "py_spy": bench.pyspy or "not installed",
+            "py_spy": Path(bench.pyspy).name if bench.pyspy else "not installed",
             "bench_processes": [
                 "redis-server",
                 "simulator",
