@@ -137,6 +137,14 @@ class Admission:
     alert: BudgetAlert | None = None
 
 
+def _raise_unless_admitted(reply: list[Any], target: str, estimate_micro: int) -> None:
+    """The gate scripts' shared reply: {0, reason} is a refused key, {2, ...} a refused limit."""
+    if int(reply[0]) == 0:
+        raise unauthorized_reason(str(reply[1]))
+    if int(reply[0]) == 2:
+        raise refusal(list(reply), target, estimate_micro)
+
+
 @dataclass(frozen=True, slots=True)
 class Dispatched:
     """One dispatch pass over a team: jobs to send now, slots that expired mid-submit, jobs
@@ -232,10 +240,7 @@ class RequestRecords:
                 self.quota.usage_retention,
             ],
         )
-        if int(reply[0]) == 0:
-            raise unauthorized_reason(str(reply[1]))
-        if int(reply[0]) == 2:
-            raise refusal(list(reply), target, 0)
+        _raise_unless_admitted(reply, target, 0)
         return str(reply[1])
 
     async def admit(
@@ -276,10 +281,7 @@ class RequestRecords:
                     self.quota.usage_retention,
                 ],
             )
-            if int(verdict[0]) == 0:
-                raise unauthorized_reason(str(verdict[1]))
-            if int(verdict[0]) == 2:
-                raise refusal(list(verdict), target, charge.estimate_micro)
+            _raise_unless_admitted(verdict, target, charge.estimate_micro)
             team, policy = str(verdict[1]), str(verdict[2])
             shared_limit = RateLimitState.from_reply(list(verdict[3:8]))
             slot, scope = SHARED_SLOT, "shared"
@@ -333,10 +335,7 @@ class RequestRecords:
                 0 if charge.inline else 1,
             ],
         )
-        if int(reply[0]) == 0:
-            raise unauthorized_reason(str(reply[1]))
-        if int(reply[0]) == 2:
-            raise refusal(list(reply), target, charge.estimate_micro)
+        _raise_unless_admitted(reply, target, charge.estimate_micro)
         team, outcome, job_id, policy = (str(v) for v in reply[1:5])
         # principal.slot is where this request and its job live: the team's, or the shared one
         principal = TeamPrincipal(team_id=team, slot=slot, key_id=cred.key_id)
