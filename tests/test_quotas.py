@@ -804,3 +804,141 @@ async def test_a_queued_job_whose_body_never_arrived_is_refunded_not_sent(
     assert await simulator.count("model.submit") == 1
     budget = await settled(later, "design")
     assert budget["reserved_usd"] == 0
+
+
+# --- budgets set or changed mid-period ---------------------------------------------------------
+
+
+async def spend_records(redis_url: str, namespace: str) -> dict[str, dict[str, int]]:
+    """Every spend record of the test's namespace, by what follows ``spend:`` in its name
+    (``<period>`` for the team's, ``<period>:<kid>`` for a key's)."""
+    client = connect(redis_url)
+    records: dict[str, dict[str, int]] = {}
+    try:
+        async for name in client.scan_iter(match=f"{namespace}:*:spend:*"):
+            raw = await client.hgetall(name)
+            records[str(name).rpartition(":spend:")[2]] = {
+                field: int(raw.get(field, 0)) for field in ("reserved", "settled")
+            }
+    finally:
+        await client.aclose()
+    return records
+
+
+@pytest.mark.parametrize("scope", ["team", "key"])
+@pytest.mark.parametrize("period", ["day", "week", "month"])
+async def test_a_budget_set_after_spend_in_the_same_period_counts_that_spend(
+    gateway: Gateway, simulator: Simulator, period: str, scope: str
+) -> None:
+    """The README walkthrough: $0.15 spent with no limits, then a $0.20 budget for the period:
+    the next $0.15 submit no longer fits."""
+    key = await gateway.new_team("design")
+    assert (await submit(gateway, key, "before the budget"))[0] == 200
+    await settled(gateway, "design")
+    kid = key.split("_")[1]
+    budget = {"budget_usd": 0.20}
+    await gateway.set_limits(
+        "design",
+        budget_period=period,
+        **(budget if scope == "team" else {"keys": {kid: budget}}),
+    )
+    shown = (await usage(gateway, "design"))["budget"]
+    assert (shown["period_kind"], shown["settled_usd"], shown["reserved_usd"]) == (period, 0.15, 0)
+    if scope == "team":
+        assert shown["remaining_usd"] == 0.05
+    status, body, _ = await submit(gateway, key, "after the budget")
+    assert status == 402, body
+    assert body["detail"]["scope"] == scope
+    assert await simulator.count("model.submit") == 1
+
+
+async def test_switching_the_budget_period_keeps_that_periods_spend(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    today = await gateway_factory()
+    key = await today.new_team("design", budget_usd=10)  # monthly
+    assert (await submit(today, key, "a"))[0] == 200
+    await settled(today, "design")
+    for period in ("day", "week", "month"):
+        await today.set_limits("design", budget_usd=0.2, budget_period=period)
+        shown = (await usage(today, "design"))["budget"]
+        assert (shown["period_kind"], shown["settled_usd"]) == (period, 0.15)
+        status, body, _ = await submit(today, key, f"b {period}")
+        assert status == 402 and "$0.2" in body["error_message"], body
+    await today.set_limits("design", budget_usd=0.2, budget_period="day")
+    tomorrow = await gateway_factory(clock_offset_seconds=DAY)
+    assert (await submit(tomorrow, key, "c"))[0] == 200  # a new day, a new daily budget
+    assert await simulator.count("model.submit") == 2
+
+
+async def test_every_periods_spend_records_settle_to_runcomfys_cost_and_refund_the_rest(
+    gateway_factory: Any, simulator: Simulator, redis_url: str, namespace: str
+) -> None:
+    """A success, a failure, a cancel, a body RunComfy refuses and a submit of unknown outcome
+    resolved as charged: the team's and the key's day, week and month records agree."""
+    gw = await gateway_factory(upstream_submit_timeout=0.3)
+    key = await gw.new_team("design")  # no limits at all: the records are kept all the same
+    _, ok, _ = await submit(gw, key, "works", model=GPT_IMAGE, num_images=3)
+    await simulator.configure(next_outcomes=["failed"])
+    _, failed, _ = await submit(gw, key, "fails")
+    assert (await submit(gw, key, "refused", resolution="16K"))[0] == 422
+    await simulator.configure(queue_seconds=30)
+    _, cancelled, _ = await submit(gw, key, "cancelled")
+    status, body, _ = await gw.request(
+        "POST", f"/v1/requests/{cancelled['request_id']}/cancel", key=key
+    )
+    assert status == 202 and body["outcome"] == "cancelled", body
+    await simulator.configure(queue_seconds=0.2)
+    await simulator.fault(route="model.submit", action="delay", delay=0.8, after=True)
+    assert (await submit(gw, key, "lost"))[0] == 504
+    for rid in (ok["request_id"], failed["request_id"]):
+        await wait_status(gw, key, rid, "completed")
+    await settled(gw, "design", reserved=0.15)  # the lost submit, until an admin resolves it
+    _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    [lost] = ledger["jobs"]
+    status, _ = await gw.admin(
+        "POST", f"/admin/v1/teams/design/unreconciled/{lost['job_id']}", {"outcome": "charged"}
+    )
+    assert status == 200
+    records = await spend_records(redis_url, namespace)
+    assert len(records) == 6, records  # day, week and month; the team's and the key's
+    assert all(r == {"reserved": 0, "settled": 126_000 + 150_000} for r in records.values())
+
+
+async def test_a_job_admitted_by_the_previous_version_still_settles(
+    gateway_factory: Any, simulator: Simulator, redis_url: str, namespace: str
+) -> None:
+    """A rolling upgrade: jobs and unreconciled entries written by the version that reserved
+    on the budget period's records only (``spend_key``, ``key_spend_key``) settle there."""
+    gw = await gateway_factory(upstream_submit_timeout=0.3)
+    key = await gw.new_team("design", budget_usd=10)  # monthly
+    await simulator.configure(queue_seconds=1.0)
+    _, running, _ = await submit(gw, key, "running")
+    await simulator.fault(route="model.submit", action="delay", delay=0.8, after=True)
+    assert (await submit(gw, key, "lost"))[0] == 504
+    month = (await usage(gw, "design"))["budget"]["period"]
+    client = connect(redis_url)
+    try:  # what the previous version would have written: no day or week records, no periods
+        async for name in client.scan_iter(match=f"{namespace}:*:job:*"):
+            if await client.hget(name, "spend_periods"):
+                await client.hdel(name, "spend_periods")
+        async for name in client.scan_iter(match=f"{namespace}:*:unreconciled"):
+            for jid, raw in (await client.hgetall(name)).items():
+                entry = json.loads(raw)
+                del entry["spend_periods"], entry["key_id"]
+                await client.hset(name, jid, json.dumps(entry))
+        async for name in client.scan_iter(match=f"{namespace}:*:spend:*"):
+            if str(name).rpartition(":spend:")[2].split(":")[0] != month:
+                await client.delete(name)
+    finally:
+        await client.aclose()
+    await wait_status(gw, key, running["request_id"], "completed")
+    _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+    [lost] = ledger["jobs"]
+    status, _ = await gw.admin(
+        "POST", f"/admin/v1/teams/design/unreconciled/{lost['job_id']}", {"outcome": "refunded"}
+    )
+    assert status == 200
+    records = await spend_records(redis_url, namespace)
+    assert len(records) == 2 and all(r.split(":")[0] == month for r in records), records
+    assert all(r == {"reserved": 0, "settled": 150_000} for r in records.values())

@@ -123,15 +123,15 @@ end
 -- A new job: its estimated cost must fit the per-request cap and the budgets, and it needs a
 -- concurrency slot or a place in the team's queue.
 local estimate = tonumber(ARGV[24]) or 0
-local budget_keys = {}
+local bp = periods[L.budget_period or 'm'] or periods['m']
+local budget_key = tag .. 'spend:' .. bp.id
 local queued = false
 if quotas then
   for _, m in ipairs({{'team', limit('max_request_micro')}, {'key', key_limit('max_request_micro')}}) do
     if m[2] and estimate > m[2] then return refuse('max_request', m[1], m[2], 0) end
   end
-  local bp = periods[L.budget_period or 'm'] or periods['m']
-  for _, b in ipairs({{'team', limit('budget_micro'), tag .. 'spend:' .. bp.id},
-                      {'key', key_limit('budget_micro'), tag .. 'spend:' .. bp.id .. ':' .. kid}}) do
+  for _, b in ipairs({{'team', limit('budget_micro'), budget_key},
+                      {'key', key_limit('budget_micro'), budget_key .. ':' .. kid}}) do
     if b[2] then
       local v = redis.call('HMGET', b[3], 'reserved', 'settled')
       local committed = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
@@ -139,7 +139,6 @@ if quotas then
         return refuse('budget', b[1], b[2], bp['end'] - now)
       end
     end
-    budget_keys[#budget_keys + 1] = {b[3], b[2], bp}
   end
   local max_concurrent = limit('max_concurrent')
   if max_concurrent then
@@ -170,23 +169,24 @@ record(ARGV[12], 'owner')
 
 local alert = {0, '', 0, 0}
 if quotas then
-  -- Reserve the estimate; the job settles it to the actual cost when it ends.
-  local spend_fields = {}
-  for i, b in ipairs(budget_keys) do
-    redis.call('HINCRBY', b[1], 'reserved', estimate)
-    redis.call('EXPIREAT', b[1], math.ceil(b[3]['end']) + usage_ttl)
-    spend_fields[#spend_fields + 1] = (i == 1) and 'spend_key' or 'key_spend_key'
-    spend_fields[#spend_fields + 1] = b[1]
+  -- Reserve the estimate on the day's, week's and month's records of the team and the key,
+  -- budget or not; the job settles it to the actual cost when it ends. A record expires after
+  -- its period plus the usage retention, set when the reservation creates it (or finds it at 0).
+  local ids = {d = periods.d.id, w = periods.w.id, m = periods.m.id}
+  for i, k in ipairs(spend_records(tag, ids, kid)) do
+    if redis.call('HINCRBY', k, 'reserved', estimate) == estimate then
+      local period = periods[SPEND_KINDS[math.ceil(i / 2)]]
+      redis.call('EXPIREAT', k, math.ceil(period['end']) + usage_ttl)
+    end
   end
   redis.call('HSET', KEYS[5], 'reserved', estimate, 'counted', queued and 'queued' or 'miss',
-    unpack(spend_fields))
-  if budget_keys[1] and budget_keys[1][2] then
-    local level = budget_alert(budget_keys[1][1], budget_keys[1][2])
-    if level > 0 then
-      local v = redis.call('HMGET', budget_keys[1][1], 'reserved', 'settled')
-      alert = {level, budget_keys[1][3].id, (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0),
-               budget_keys[1][2]}
-    end
+    'spend_key', budget_key, 'key_spend_key', budget_key .. ':' .. kid,
+    'spend_periods', ids.d .. ' ' .. ids.w .. ' ' .. ids.m)
+  local budget = limit('budget_micro')
+  local level = budget_alert(budget_key, budget)
+  if level > 0 then
+    local v = redis.call('HMGET', budget_key, 'reserved', 'settled')
+    alert = {level, bp.id, (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0), budget}
   end
   if queued then
     if ARGV[30] == '1' then  -- the dispatcher waits at this job until queue_body.lua stored it

@@ -12,12 +12,12 @@
 -- ARGV[5] target, ARGV[6] identity hash, ARGV[7] settled cost in micro-dollars ('' none),
 -- ARGV[8] required current state ('' any), ARGV[9] usage retention seconds,
 -- ARGV[10] required number of requests attached ('' any), ARGV[11..] field, value pairs.
--- Returns {previous state ('gone' if the job expired), alert level, budget period key,
--- committed micro, budget micro}; nothing changes unless the previous state was ARGV[8]
+-- Returns {previous state ('gone' if the job expired), alert level, the team's spend record of
+-- the budget period the job was admitted in, committed micro, budget micro}; nothing changes unless the previous state was ARGV[8]
 -- ({'followed'} when the job has more requests attached than ARGV[10]).
 local cur = redis.call('HMGET', KEYS[1], 'state', 'store', 'reserved', 'spend_key',
   'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api', 'attached',
-  'counted', 'key_id', 'estimate')
+  'counted', 'key_id', 'estimate', 'spend_periods')
 if not cur[1] then return {'gone'} end
 if TERMINAL[cur[1]] then return {cur[1]} end
 if ARGV[8] ~= '' and cur[1] ~= ARGV[8] then return {cur[1]} end
@@ -56,8 +56,9 @@ if new == 'unknown' then
   if cur[4] then
     redis.call('HSET', KEYS[8], ARGV[1], cjson.encode({
       reserved = reserved, spend_key = cur[4], key_spend_key = cur[5] or '',
-      usage_key = cur[6] or '', target = ARGV[5], request_id = cur[8] or '',
-      created_at = cur[9] or '', api = cur[10] or '', since = now}))
+      spend_periods = cur[15] or '', key_id = cur[13] or '', usage_key = cur[6] or '',
+      target = ARGV[5], request_id = cur[8] or '', created_at = cur[9] or '',
+      api = cur[10] or '', since = now}))
     redis.call('HSET', KEYS[1], 'unreconciled', '1')
   end
   return {cur[1]}
@@ -78,11 +79,13 @@ end
 local amount = tonumber(ARGV[7]) or 0
 redis.call('HSET', KEYS[1], 'settled', amount)
 if not cur[4] then return {cur[1]} end
-settle_spend({cur[4], cur[5]}, cur[6], tonumber(ARGV[9]), ARGV[5], reserved, amount)
-local budget = tonumber(redis.call('HGET', KEYS[9], 'budget_micro'))
-local level = budget_alert(cur[4], budget)
+local limits = redis.call('HMGET', KEYS[9], 'budget_micro', 'budget_period')
+local records, budget_key = job_spend_records(cur[4], cur[5], cur[15], cur[13], limits[2] or 'm')
+settle_spend(records, cur[6], tonumber(ARGV[9]), ARGV[5], reserved, amount)
+local budget = tonumber(limits[1])
+local level = budget_alert(budget_key, budget)
 if level > 0 then
-  local v = redis.call('HMGET', cur[4], 'reserved', 'settled')
-  return {cur[1], level, cur[4], (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0), budget}
+  local v = redis.call('HMGET', budget_key, 'reserved', 'settled')
+  return {cur[1], level, budget_key, (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0), budget}
 end
 return {cur[1]}

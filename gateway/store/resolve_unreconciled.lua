@@ -9,7 +9,7 @@ local e = cjson.decode(raw)
 local reserved = tonumber(e.reserved) or 0
 local amount = 0
 if ARGV[2] == 'charged' then amount = tonumber(ARGV[3]) or reserved end
-settle_spend({e.spend_key, e.key_spend_key}, e.usage_key, tonumber(ARGV[4]), e.target, reserved,
-  amount)
+local records = job_spend_records(e.spend_key, e.key_spend_key, e.spend_periods, e.key_id, 'm')
+settle_spend(records, e.usage_key, tonumber(ARGV[4]), e.target, reserved, amount)
 redis.call('HDEL', KEYS[1], ARGV[1])
 return {1, reserved, amount}
