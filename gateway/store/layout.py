@@ -28,8 +28,8 @@ another team's records are simply not addressable with your key.
     <ns>:v1:{t:<slot>}:qseq              str   queue order counter      -
     <ns>:v1:{t:<slot>}:gcra[:<kid>]      str   submit rate state        TTL: until refilled
     <ns>:v1:{t:<slot>}:pgcra:<kid>       str   poll rate state          TTL: until refilled
-    <ns>:v1:{t:<slot>}:spend:<period>[:<kid>] hash reserved, settled, alerted (micro-dollars)
-                                                                         TTL: period end + retention
+    <ns>:v1:{t:<slot>}:spend:<period>[:<kid>] hash reserved, settled, alerted (micro-dollars);
+                                               per day, week and month  TTL: period end + retention
     <ns>:v1:{t:<slot>}:usage:<day>       hash  usage counters by model  TTL: usage retention
                                                and key (daily limits count these)
     <ns>:v1:{t:<slot>}:unreconciled      hash  job -> unknown-outcome reservation  admin resolves
