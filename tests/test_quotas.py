@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from gateway.appkeys import METRICS, QUOTAS, TEAMS
 from gateway.store.client import connect
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
-from tests.test_metrics import scrape
+from tests.test_metrics import scrape, team_gauges
 from tests.test_metrics import value as metric
 
 FLUX = "blackforestlabs/flux-2/flash/text-to-image"  # $0.012 per image
@@ -842,10 +843,16 @@ async def test_a_budget_set_after_spend_in_the_same_period_counts_that_spend(
         budget_period=period,
         **(budget if scope == "team" else {"keys": {kid: budget}}),
     )
-    shown = (await usage(gateway, "design"))["budget"]
+    shown = (await usage(gateway, "design"))["budget"]  # what `limits show` prints too
     assert (shown["period_kind"], shown["settled_usd"], shown["reserved_usd"]) == (period, 0.15, 0)
+    app = gateway.app  # a round of the team gauges' export, now rather than within 5 s
+    app[METRICS].set_teams(await app[TEAMS].team_ids())
+    await app[QUOTAS].export(app[TEAMS], app[METRICS])
+    gauges = await team_gauges(gateway)
+    assert gauges[("gateway_team_spend_usd", "design")] == 0.15
     if scope == "team":
         assert shown["remaining_usd"] == 0.05
+        assert gauges[("gateway_team_budget_remaining_usd", "design")] == 0.05
     status, body, _ = await submit(gateway, key, "after the budget")
     assert status == 402, body
     assert body["detail"]["scope"] == scope

@@ -13,8 +13,9 @@
 -- ARGV[8] required current state ('' any), ARGV[9] usage retention seconds,
 -- ARGV[10] required number of requests attached ('' any), ARGV[11..] field, value pairs.
 -- Returns {previous state ('gone' if the job expired), alert level, the team's spend record of
--- the budget period the job was admitted in, committed micro, budget micro}; nothing changes unless the previous state was ARGV[8]
--- ({'followed'} when the job has more requests attached than ARGV[10]).
+-- the budget period the job was admitted in, committed micro, budget micro}; nothing changes
+-- unless the previous state was ARGV[8] ({'followed'} when the job has more requests attached
+-- than ARGV[10]).
 local cur = redis.call('HMGET', KEYS[1], 'state', 'store', 'reserved', 'spend_key',
   'key_spend_key', 'usage_key', 'expires_ts', 'owner', 'created_at', 'api', 'attached',
   'counted', 'key_id', 'estimate', 'spend_periods')
