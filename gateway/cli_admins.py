@@ -6,7 +6,7 @@ from urllib.parse import quote, urlencode
 
 import click
 
-from gateway.cli import AdminClient, _output, _show_secret, _table, admin, console
+from gateway.cli import AdminClient, _output, _say, _show_secret, _table, admin
 
 ADMIN_COLUMNS = ["token_id", "name", "role", "prefix", "created_at", "created_by", "active"]
 AUDIT_COLUMNS = ["at", "actor", "action", "target", "id"]
@@ -14,11 +14,10 @@ AUDIT_COLUMNS = ["at", "actor", "action", "target", "id"]
 
 @admin.command("whoami")
 @click.pass_obj
-def whoami(obj: tuple[AdminClient, bool]) -> None:
+def whoami(client: AdminClient) -> None:
     """The admin identity of the token in use."""
-    client, as_json = obj
     data = client.request("GET", "/admin/v1/whoami")
-    _output(as_json, data, lambda: _table("Admin", [data], ["name", "role", "token_id"]))
+    _output(data, lambda: _table("Admin", [data], ["name", "role", "token_id"]))
 
 
 @admin.group()
@@ -36,37 +35,34 @@ def admins() -> None:
     help="viewer: read only; admin: may change anything.",
 )
 @click.pass_obj
-def admins_create(obj: tuple[AdminClient, bool], name: str, role: str) -> None:
+def admins_create(client: AdminClient, name: str, role: str) -> None:
     """A new admin token named NAME (its author is the token in use)."""
-    client, as_json = obj
     data = client.request("POST", "/admin/v1/admins", {"name": name, "role": role})
 
     def render() -> None:
         _table("Admin token created", [data], ADMIN_COLUMNS)
         _show_secret("Admin token", data["token"])
 
-    _output(as_json, data, render)
+    _output(data, render)
 
 
 @admins.command("list")
 @click.pass_obj
-def admins_list(obj: tuple[AdminClient, bool]) -> None:
+def admins_list(client: AdminClient) -> None:
     """Every named admin token, revoked ones included."""
-    client, as_json = obj
     data = client.request("GET", "/admin/v1/admins")
     columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
-    _output(as_json, data, lambda: _table("Admin tokens", data["admins"], columns))
+    _output(data, lambda: _table("Admin tokens", data["admins"], columns))
 
 
 @admins.command("revoke")
 @click.argument("token_id")
 @click.pass_obj
-def admins_revoke(obj: tuple[AdminClient, bool], token_id: str) -> None:
+def admins_revoke(client: AdminClient, token_id: str) -> None:
     """Revoke an admin token; refused on every replica from the next request."""
-    client, as_json = obj
     data = client.request("DELETE", f"/admin/v1/admins/{quote(token_id, safe='')}")
     columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
-    _output(as_json, data, lambda: _table("Admin token revoked", [data], columns))
+    _output(data, lambda: _table("Admin token revoked", [data], columns))
 
 
 @admin.command("audit")
@@ -79,7 +75,7 @@ def admins_revoke(obj: tuple[AdminClient, bool], token_id: str) -> None:
 @click.option("--cursor", default=None, help="next_cursor of an earlier page.")
 @click.pass_obj
 def audit(
-    obj: tuple[AdminClient, bool],
+    client: AdminClient,
     actor: str | None,
     action: str | None,
     target: str | None,
@@ -89,7 +85,6 @@ def audit(
     cursor: str | None,
 ) -> None:
     """Who changed what and when, newest first (--json for the before and after)."""
-    client, as_json = obj
     filters = {"actor": actor, "action": action, "target": target, "team": team}
     query = {**filters, "since": since, "cursor": cursor, "limit": limit}
     params = urlencode({k: v for k, v in query.items() if v is not None})
@@ -98,6 +93,6 @@ def audit(
     def render() -> None:
         _table("Audit log", data["entries"], AUDIT_COLUMNS)
         if data["next_cursor"]:
-            console.print(f"More: --cursor {data['next_cursor']}")
+            _say(f"More: --cursor {data['next_cursor']}")
 
-    _output(as_json, data, render)
+    _output(data, render)
