@@ -331,7 +331,7 @@ def _json_option() -> click.Option:
         is_flag=True,
         expose_value=False,
         callback=_json_flag,
-        help="Print JSON instead of tables (allowed anywhere on the command line).",
+        help="Print JSON instead of tables (anywhere on the command line).",
     )
 
 
@@ -428,15 +428,17 @@ def teams() -> None:
 @teams.command("list")
 @click.pass_obj
 def teams_list(client: AdminClient) -> None:
+    """Every team."""
     data = client.request("GET", "/admin/v1/teams")
     _output(data, lambda: _table("Teams", data["teams"], TEAM_COLUMNS))
 
 
 @teams.command("create")
 @click.argument("team_id")
-@click.option("--name", default=None)
+@click.option("--name", default=None, help="A display name (free text).")
 @click.pass_obj
 def teams_create(client: AdminClient, team_id: str, name: str | None) -> None:
+    """A new team TEAM_ID (lower case letters, digits, - and _)."""
     data = client.request("POST", "/admin/v1/teams", {"team_id": team_id, "name": name})
     _output(data, lambda: _table("Team created", [data], TEAM_COLUMNS))
 
@@ -445,6 +447,7 @@ def teams_create(client: AdminClient, team_id: str, name: str | None) -> None:
 @click.argument("team_id")
 @click.pass_obj
 def teams_show(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID and how many keys it has."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}")
     _output(data, lambda: _table("Team", [data], [*TEAM_COLUMNS, "keys", "active_keys"]))
 
@@ -454,6 +457,7 @@ def teams_show(client: AdminClient, team_id: str) -> None:
 @click.confirmation_option(prompt="Delete the team and revoke all its keys?")
 @click.pass_obj
 def teams_delete(client: AdminClient, team_id: str) -> None:
+    """Delete TEAM_ID and revoke every key of it."""
     data = client.request("DELETE", f"/admin/v1/teams/{team_id}")
     _output(data, lambda: _say(f"Deleted team [bold]{escape(team_id)}[/bold]."))
 
@@ -465,7 +469,7 @@ def keys() -> None:
 
 @keys.command("create")
 @click.argument("team_id")
-@click.option("--name", default=None)
+@click.option("--name", default=None, help="What the key is for, e.g. laptop or ci.")
 @click.option(
     "--expires-in",
     callback=_duration,
@@ -534,6 +538,7 @@ def keys_rotate(
 @click.argument("team_id")
 @click.pass_obj
 def keys_list(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID's keys, revoked and replaced ones included (never the keys themselves)."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/keys")
     _output(data, lambda: _table(f"Keys of {team_id}", data["keys"], KEY_COLUMNS))
 
@@ -542,6 +547,7 @@ def keys_list(client: AdminClient, team_id: str) -> None:
 @click.argument("key_id")
 @click.pass_obj
 def keys_show(client: AdminClient, key_id: str) -> None:
+    """One key by its id (the part after rcg_ in its prefix)."""
     data = client.request("GET", f"/admin/v1/keys/{key_id}")
     _output(data, lambda: _table("Key", [data], KEY_COLUMNS))
 
@@ -550,6 +556,7 @@ def keys_show(client: AdminClient, key_id: str) -> None:
 @click.argument("key_id")
 @click.pass_obj
 def keys_revoke(client: AdminClient, key_id: str) -> None:
+    """Revoke KEY_ID at once, on every replica (a rotation's grace included)."""
     data = client.request("DELETE", f"/admin/v1/keys/{key_id}")
     _output(data, lambda: _table("Key revoked", [data], KEY_COLUMNS))
 
@@ -635,7 +642,9 @@ def pricing_show(client: AdminClient) -> None:
     "--rule",
     "rules",
     multiple=True,
-    help="PARAM=VALUE:USD sets the unit price, PARAM=VALUE:xN multiplies it; applied in order.",
+    metavar="PARAM=VALUE:USD|xN",
+    help="PARAM=VALUE:USD sets the unit price, PARAM=VALUE:xN multiplies it; applied in order, "
+    "repeatable. PARAM must be an input of the model and VALUE one it can take.",
 )
 @click.pass_obj
 def pricing_set_model(
@@ -647,7 +656,8 @@ def pricing_set_model(
     default_units: float | None,
     rules: tuple[str, ...],
 ) -> None:
-    """Replace MODEL_ID's price override (options not given are not kept)."""
+    """Replace MODEL_ID's price override (options not given are not kept). The gateway checks
+    it against the model's input schema in RunComfy's catalog."""
     body = {
         "unit_price_usd": unit_price,
         "price_unit": unit,

@@ -71,7 +71,9 @@ def admins_revoke(client: AdminClient, token_id: str) -> None:
 @click.option("--target", default=None, help="A target prefix, e.g. team/design/key/.")
 @click.option("--team", default=None, help="Changes to one team (its keys, policy, cache).")
 @click.option("--since", default=None, help="ISO 8601 time; older records are left out.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="Entries per page."
+)
 @click.option("--cursor", default=None, help="next_cursor of an earlier page.")
 @click.pass_obj
 def audit(

@@ -38,6 +38,7 @@ def dedup() -> None:
 @click.argument("team_id")
 @click.pass_obj
 def dedup_show(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID's dedup policy: its default and the entries per key and model."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/dedup-policy")
     _output(data, lambda: _policy_table(team_id, data))
 
@@ -45,8 +46,16 @@ def dedup_show(client: AdminClient, team_id: str) -> None:
 @dedup.command("set")
 @click.argument("team_id")
 @click.option("--default", "default", type=click.Choice(POLICIES), help="The team's policy.")
-@click.option("--key", "keys", multiple=True, help="KEY_ID=POLICY for one key.")
-@click.option("--model", "models", multiple=True, help="MODEL_ID=POLICY for one model.")
+@click.option(
+    "--key", "keys", multiple=True, metavar="KEY_ID=POLICY", help="One key's policy; repeatable."
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="MODEL_ID=POLICY",
+    help="One model's policy; repeatable.",
+)
 @click.pass_obj
 def dedup_set(
     client: AdminClient,

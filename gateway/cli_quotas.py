@@ -185,8 +185,10 @@ def usage(client: AdminClient, team_id: str, first: str | None, last: str | None
     columns += ["saved_usd", "hit_rate"]
 
     def render() -> None:
-        _table(f"Usage of {team_id} by day", data["by_day"], ["day", *columns])
-        models = [{"model": m, **c} for m, c in data["by_model"].items()]
+        zeros = dict.fromkeys(columns, 0)  # a day without requests has no counts at all
+        days = [{**zeros, **day} for day in data["by_day"]]
+        _table(f"Usage of {team_id} by day", days, ["day", *columns])
+        models = [{"model": m, **zeros, **c} for m, c in data["by_model"].items()]
         _table("By model", models, ["model", *columns])
         totals = data["totals"]
         _say(
@@ -209,6 +211,7 @@ def unreconciled() -> None:
 @click.argument("team_id")
 @click.pass_obj
 def unreconciled_list(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID's submits of unknown outcome and what each still reserves."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unreconciled")
     columns = ["job_id", "request_id", "api", "target", "created_at", "reserved_usd"]
     _output(data, lambda: _table("Unreconciled", data["jobs"], columns))
