@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import click
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 
 from gateway.commands import main
 from gateway.settings import settings_table
@@ -328,6 +330,50 @@ async def test_admin_cli_clears_the_budget_period_back_to_month(cli: Cli) -> Non
     assert code == 2 and "set or cleared, not both: budget_period" in err
     code, _, err = await cli("limits", "set", "ml", "--key", "k", "--clear", "budget_period")
     assert code == 2 and "team-wide only, not per key: budget_period" in err
+
+
+def _installed_as(name: str) -> str:
+    """The console script ``name``'s entry point, as pyproject.toml declares it."""
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    return str(project["project"]["scripts"][name])
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o"), ("zsh", "#compdef"), ("fish", "complete --no-files")],
+)
+def test_shell_completion_scripts_come_from_the_installed_command(shell: str, marker: str) -> None:
+    assert (
+        _installed_as("runcomfy-gateway") == "gateway.commands:main"
+    )  # the name docs/admin.md uses
+    env = {"_RUNCOMFY_GATEWAY_COMPLETE": f"{shell}_source"}
+    result = CliRunner().invoke(main, [], prog_name="runcomfy-gateway", env=env)
+    assert result.exit_code == 0 and marker in result.output
+    assert "_RUNCOMFY_GATEWAY_COMPLETE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("runcomfy-gateway admin ke", "plain,keys"),
+        ("runcomfy-gateway admin keys list ml --j", "plain,--json"),
+        ("runcomfy-gateway admin limits set ml --per", "plain,--period"),
+    ],
+)
+def test_completion_offers_commands_and_options_without_a_token_or_gateway(
+    line: str, offered: str
+) -> None:
+    words = line.split()
+    env = {
+        "_RUNCOMFY_GATEWAY_COMPLETE": "bash_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+        "GATEWAY_ADMIN_TOKEN": "",
+        "GATEWAY_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    result = CliRunner().invoke(main, [], prog_name="runcomfy-gateway", env=env)
+    assert result.exit_code == 0
+    assert offered in result.output.splitlines()
 
 
 async def test_serve_runs_as_a_process_drains_on_sigterm_and_logs_json_lines(
