@@ -335,14 +335,37 @@ def _json_option() -> click.Option:
     )
 
 
+def _url_later(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    client = ctx.find_object(AdminClient)
+    if value is not None and client is not None:
+        client.url = _gateway_url(ctx, param, value).rstrip("/")
+
+
+def _token_later(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    client = ctx.find_object(AdminClient)
+    if value is not None and client is not None:
+        client.token = value
+
+
+def _anywhere_options() -> list[click.Option]:
+    """``--json``, and ``--url``/``--token`` (described once, in ``admin --help``), for a
+    command after which people write them."""
+    return [
+        _json_option(),
+        click.Option(["--url"], expose_value=False, callback=_url_later, hidden=True),
+        click.Option(["--token"], expose_value=False, callback=_token_later, hidden=True),
+    ]
+
+
 class AdminGroup(click.Group):
-    """A group whose commands and subgroups all take ``--json``, wherever people put it."""
+    """A group whose commands and subgroups all take ``--json``, ``--url`` and ``--token``,
+    wherever people put them."""
 
     group_class = type  # its subgroups are AdminGroups too
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        if not any(p.name == "json" for p in cmd.params):
-            cmd.params.append(_json_option())
+        taken = {p.name for p in cmd.params}
+        cmd.params += [o for o in _anywhere_options() if o.name not in taken]
         super().add_command(cmd, name)
 
 
@@ -360,6 +383,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 def _gateway_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An http(s) URL, so ``localhost:8080`` is refused here rather than failing later."""
     if not re.match(r"https?://[^/]", value):
         raise click.BadParameter(f"{value!r}: give the gateway's URL, e.g. http://127.0.0.1:8080")
     return value
@@ -384,7 +408,9 @@ def _gateway_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.pass_context
 def admin(ctx: click.Context, url: str, token: str | None) -> None:
     """Manage teams, API keys, limits, prices, dedup and admin tokens, and read usage and the
-    audit log, through a running gateway's admin API."""
+    audit log, through a running gateway's admin API.
+
+    --url, --token and --json may also be written after the command and its arguments."""
     ctx.meta[_CONSOLE] = Console()
     ctx.obj = AdminClient(url, token)
 

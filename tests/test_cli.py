@@ -194,7 +194,7 @@ def _admin_commands() -> list[list[str]]:
     return found
 
 
-async def test_admin_cli_takes_json_anywhere_on_the_command_line(cli: Cli) -> None:
+async def test_admin_cli_takes_json_url_and_token_anywhere_on_the_command_line(cli: Cli) -> None:
     await cli("teams", "create", "ml")
     await cli("keys", "create", "ml", "--name", "ci")
     for words in (
@@ -211,6 +211,15 @@ async def test_admin_cli_takes_json_anywhere_on_the_command_line(cli: Cli) -> No
     assert json.loads(out)["daily_requests"] == 5
     code, out, _ = await cli("keys", "list", "ml")
     assert code == 0 and "Keys of ml" in out and not out.lstrip().startswith("{")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, out, err = await run_cli(
+        "admin", "--url", nowhere, "--token", "wrong",
+        "keys", "list", "ml", "--url", cli.url, "--token", ADMIN_TOKEN, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert [k["name"] for k in json.loads(out)["keys"]] == ["ci"]
+    code, _, err = await run_cli("admin", "whoami", "--url", nowhere, "--token", ADMIN_TOKEN)
+    assert code == 1 and f"cannot reach the gateway at {nowhere}" in err
 
 
 async def test_every_admin_help_works_without_a_token_or_a_gateway_and_reads_cleanly() -> None:
