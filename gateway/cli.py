@@ -27,6 +27,7 @@ from rich.text import Text
 
 from gateway import __version__
 from gateway.appkeys import EMBEDDED_REDIS, TEAMS
+from gateway.credentials import KEY_PREFIX
 from gateway.errors import Conflict
 from gateway.logs import configure_logging
 from gateway.settings import Settings, settings_table
@@ -441,6 +442,18 @@ def _expiry(expires_in: int | None, expires_at: str | None) -> dict[str, Any]:
     return {"expires_at": expires_at} if expires_at is not None else {}
 
 
+def _id_of(prefix: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """An id argument that also takes what people have at hand: the public prefix a table shows
+    (``rcg_<id>``) or the whole key or token (``rcg_<id>_<secret>``), e.g. to revoke a leak."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None or not value.startswith(prefix):
+            return value
+        return value.removeprefix(prefix).split("_", 1)[0]
+
+    return callback
+
+
 def _show_secret(what: str, secret: str) -> None:
     _console().print(f"{what} (shown once, store it now):", style="bold")
     click.echo(secret)
@@ -524,7 +537,7 @@ def keys_create(
 
 
 @keys.command("rotate")
-@click.argument("key_id")
+@click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.option(
     "--grace",
     callback=_duration,
@@ -570,16 +583,16 @@ def keys_list(client: AdminClient, team_id: str) -> None:
 
 
 @keys.command("show")
-@click.argument("key_id")
+@click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.pass_obj
 def keys_show(client: AdminClient, key_id: str) -> None:
-    """One key by its id (the part after rcg_ in its prefix)."""
+    """One key by its id (its prefix or the key itself will do)."""
     data = client.request("GET", f"/admin/v1/keys/{key_id}")
     _output(data, lambda: _table("Key", [data], KEY_COLUMNS))
 
 
 @keys.command("revoke")
-@click.argument("key_id")
+@click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.pass_obj
 def keys_revoke(client: AdminClient, key_id: str) -> None:
     """Revoke KEY_ID at once, on every replica (a rotation's grace included)."""

@@ -6,7 +6,8 @@ from urllib.parse import quote, urlencode
 
 import click
 
-from gateway.cli import AdminClient, _output, _say, _show_secret, _table, admin
+from gateway.cli import AdminClient, _id_of, _output, _say, _show_secret, _table, admin
+from gateway.credentials import ADMIN_TOKEN_PREFIX
 
 ADMIN_COLUMNS = ["token_id", "name", "role", "prefix", "created_at", "created_by", "active"]
 AUDIT_COLUMNS = ["at", "actor", "action", "target", "id"]
@@ -56,7 +57,7 @@ def admins_list(client: AdminClient) -> None:
 
 
 @admins.command("revoke")
-@click.argument("token_id")
+@click.argument("token_id", callback=_id_of(ADMIN_TOKEN_PREFIX))
 @click.pass_obj
 def admins_revoke(client: AdminClient, token_id: str) -> None:
     """Revoke an admin token; refused on every replica from the next request."""

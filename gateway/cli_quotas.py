@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from gateway.cli import AdminClient, _output, _say, _table, admin
+from gateway.cli import AdminClient, _id_of, _output, _say, _table, admin
+from gateway.credentials import KEY_PREFIX
 
 LIMIT_OPTIONS = {
     "rate_per_minute": "Submits per minute (smooth, GCRA).",
@@ -100,7 +101,12 @@ def limits_show(client: AdminClient, team_id: str) -> None:
 
 @limits.command("set")
 @click.argument("team_id")
-@click.option("--key", "key_id", help="Narrow one key of the team instead of the team.")
+@click.option(
+    "--key",
+    "key_id",
+    callback=_id_of(KEY_PREFIX),
+    help="Narrow one key of the team instead of the team (its id or prefix).",
+)
 @click.option("--rate-per-minute", type=float, help=LIMIT_OPTIONS["rate_per_minute"])
 @click.option("--burst", "rate_burst", type=int, help=LIMIT_OPTIONS["rate_burst"])
 @click.option("--daily", "daily_requests", type=int, help=LIMIT_OPTIONS["daily_requests"])

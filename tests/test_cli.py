@@ -269,6 +269,30 @@ async def test_admin_tables_never_cut_an_id_at_any_terminal_width(cli: Cli, colu
             assert "key.rotate" in out and "team.create" in out
 
 
+async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the_id(
+    cli: Cli,
+) -> None:
+    await cli("teams", "create", "ml")
+    _, out, _ = await cli("--json", "keys", "create", "ml")
+    key = json.loads(out)
+    code, out, err = await cli("--json", "keys", "show", key["prefix"])
+    assert code == 0, err
+    assert json.loads(out)["key_id"] == key["key_id"]
+    code, out, err = await cli(
+        "--json", "limits", "set", "ml", "--key", key["prefix"], "--daily", "3"
+    )
+    assert code == 0, err
+    assert json.loads(out)["keys"][key["key_id"]]["daily_requests"] == 3
+    code, out, err = await cli("--json", "keys", "revoke", key["key"])  # a leaked key, pasted
+    assert code == 0, err
+    assert json.loads(out)["key_id"] == key["key_id"] and key["key"] not in out
+    _, out, _ = await cli("--json", "admins", "create", "vic")
+    token = json.loads(out)["token"]
+    code, out, err = await cli("--json", "admins", "revoke", token)
+    assert code == 0, err
+    assert json.loads(out)["revoked_at"] and token not in out
+
+
 async def test_admin_cli_prints_why_the_api_refused_a_change(cli: Cli) -> None:
     await cli("teams", "create", "ml")
     code, _, err = await cli("limits", "set", "ml", "--rate-per-minute", "0", "--burst", "0")
