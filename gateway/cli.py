@@ -748,7 +748,12 @@ def pricing_clear_deployment(client: AdminClient, deployment_id: str) -> None:
 @pricing.command("estimate")
 @click.option("--model", "model_id", help="A Model API model id.")
 @click.option("--deployment", "deployment_id", help="A Serverless deployment id.")
-@click.option("--body", default="{}", show_default=True, help="The request body, as JSON.")
+@click.option(
+    "--body",
+    default="{}",
+    show_default=True,
+    help="The request body as JSON, or @FILE to read it from a file (@- from stdin), as curl's -d.",
+)
 @click.pass_obj
 def pricing_estimate(
     client: AdminClient, model_id: str | None, deployment_id: str | None, body: str
@@ -756,10 +761,17 @@ def pricing_estimate(
     """What the gateway would reserve for one request, and how it got there."""
     if (model_id is None) == (deployment_id is None):
         raise click.UsageError("give exactly one of --model and --deployment")
+    if body.startswith("@"):
+        try:
+            with click.open_file(body[1:], encoding="utf-8") as source:
+                body = source.read()
+        except OSError as exc:
+            why = f"cannot read {body[1:]}: {exc.strerror}"
+            raise click.BadParameter(why, param_hint="--body") from None
     try:
         inputs = json.loads(body)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--body") from None
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--body") from None
     query = {"model_id": model_id, "deployment_id": deployment_id, "body": inputs}
     data = client.request(
         "POST", "/admin/v1/pricing/estimate", {k: v for k, v in query.items() if v is not None}

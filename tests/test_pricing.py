@@ -512,7 +512,7 @@ async def cli(gw: Gateway, *args: str) -> tuple[int, str, str]:
     return await run_cli("admin", *args, env=env)
 
 
-async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
+async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway, tmp_path: Path) -> None:
     code, out, err = await cli(
         gw, "--json", "pricing", "set-model", NANO,
         "--rule", "resolution=4K:0.3", "--rule", "output_format=webp:x2",
@@ -536,6 +536,14 @@ async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
     code, out, err = await cli(gw, "--json", "pricing", "estimate", "--model", NANO, "--body", body)
     assert code == 0, err
     assert json.loads(out)["micro"] == 600_000
+    (tmp_path / "body.json").write_text(body)
+    code, out, err = await cli(
+        gw, "pricing", "estimate", "--model", NANO, "--body", f"@{tmp_path / 'body.json'}", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["micro"] == 600_000
+    code, _, err = await cli(gw, "pricing", "estimate", "--model", NANO, "--body", "@nowhere.json")
+    assert code == 2 and "cannot read nowhere.json" in err
     code, out, err = await cli(gw, "pricing", "estimate", "--deployment", DEP)
     assert code == 0, err
     assert "$0.030000" in out and "deployment" in out
