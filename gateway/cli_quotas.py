@@ -61,7 +61,7 @@ def _limits_table(data: dict[str, Any]) -> None:
         if name not in TEAM_ONLY:
             row |= {col: _shown(data["keys"][kid].get(name)) for kid, col in key_columns.items()}
         rows.append(row)
-    models = "all" if data["models"] is None else ", ".join(data["models"]) or "-"
+    models = "all" if data["models"] is None else ", ".join(data["models"]) or "none"
     rows.append({"limit": "models", "team": models})
     rows.append({"limit": "deployments", "team": ", ".join(data["deployments"]) or "none"})
     rows.append({"limit": "alert_webhook", "team": _shown(data.get("alert_webhook"))})

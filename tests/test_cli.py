@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import tomllib
@@ -91,6 +92,9 @@ async def test_admin_cli_sets_limits_piece_by_piece_and_reads_usage(cli: Cli) ->
     limits = json.loads(out)
     assert limits["daily_requests"] is None and limits["models"] is None
     assert limits["budget_usd"] == 25
+    code, out, err = await cli("limits", "set", "design", "--models", "")
+    assert code == 0, err
+    assert re.search(r"models\s*│\s*none", out), out  # every model refused, not "-" (no limit)
     code, out, err = await cli("limits", "set", "design", "--key", key_id, "--max-concurrent", "2")
     assert code != 0 and "team-wide only" in err
     code, out, err = await cli("usage", "design")
