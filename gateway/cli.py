@@ -562,7 +562,7 @@ def keys_rotate(
     expires_in: int | None,
     expires_at: str | None,
 ) -> None:
-    """A new key in place of KEY_ID (same team and name); the old one works for the grace."""
+    """A new key in place of KEY_ID. Same team and name; the old one works for the grace."""
     body = {"grace_seconds": grace, **_expiry(expires_in, expires_at)}
     data = client.request("POST", f"/admin/v1/keys/{key_id}/rotate", body)
 
@@ -577,7 +577,7 @@ def keys_rotate(
 @click.argument("team_id")
 @click.pass_obj
 def keys_list(client: AdminClient, team_id: str) -> None:
-    """TEAM_ID's keys, revoked and replaced ones included (never the keys themselves)."""
+    """TEAM_ID's keys, revoked and replaced ones included. Never the keys themselves."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/keys")
     _output(data, lambda: _table(f"Keys of {team_id}", data["keys"], KEY_COLUMNS))
 
@@ -595,7 +595,7 @@ def keys_show(client: AdminClient, key_id: str) -> None:
 @click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.pass_obj
 def keys_revoke(client: AdminClient, key_id: str) -> None:
-    """Revoke KEY_ID at once, on every replica (a rotation's grace included)."""
+    """Revoke KEY_ID at once, on every replica. A rotation's grace ends too."""
     data = client.request("DELETE", f"/admin/v1/keys/{key_id}")
     _output(data, lambda: _table("Key revoked", [data], KEY_COLUMNS))
 
@@ -604,7 +604,7 @@ def keys_revoke(client: AdminClient, key_id: str) -> None:
 @click.argument("team_id")
 @click.pass_obj
 def unknown_submits(client: AdminClient, team_id: str) -> None:
-    """Submits of TEAM_ID whose outcome is unknown (for reconciliation with RunComfy)."""
+    """Submits of TEAM_ID whose outcome is unknown. For reconciliation with RunComfy."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unknown-submits")
     columns = ["request_id", "api", "target", "key_id", "created_at"]
     _output(data, lambda: _table("Unknown submits", data["requests"], columns))
@@ -650,7 +650,7 @@ def _rules_text(rules: list[dict[str, Any]]) -> str:
 
 @admin.group()
 def pricing() -> None:
-    """Price overrides and trial estimates (what a request's budget reservation is)."""
+    """Price overrides and trial estimates. An estimate is what a budget reserves."""
 
 
 @pricing.command("show")
@@ -695,7 +695,7 @@ def pricing_set_model(
     default_units: float | None,
     rules: tuple[str, ...],
 ) -> None:
-    """Replace MODEL_ID's price override (options not given are not kept). The gateway checks
+    """Replace MODEL_ID's price override. Options not given are not kept; the gateway checks
     it against the model's input schema in RunComfy's catalog."""
     body = {
         "unit_price_usd": unit_price,
@@ -717,7 +717,7 @@ def pricing_set_model(
 @click.argument("model_id")
 @click.pass_obj
 def pricing_clear_model(client: AdminClient, model_id: str) -> None:
-    """Drop MODEL_ID's override: the catalog price applies again."""
+    """Drop MODEL_ID's override. The catalog price applies again."""
     data = client.request("DELETE", f"/admin/v1/pricing/models/{quote(model_id, safe='/')}")
     _output(data, lambda: _say(f"Cleared the override of [bold]{escape(model_id)}[/bold]."))
 
@@ -740,7 +740,7 @@ def pricing_set_deployment(
 @click.argument("deployment_id")
 @click.pass_obj
 def pricing_clear_deployment(client: AdminClient, deployment_id: str) -> None:
-    """Forget DEPLOYMENT_ID's rate: its requests are estimated as unknown again."""
+    """Forget DEPLOYMENT_ID's rate. Its requests are estimated as unknown again."""
     data = client.request("DELETE", f"/admin/v1/pricing/deployments/{deployment_id}")
     _output(data, lambda: _say(f"Cleared the rate of [bold]{escape(deployment_id)}[/bold]."))
 
@@ -758,7 +758,7 @@ def pricing_clear_deployment(client: AdminClient, deployment_id: str) -> None:
 def pricing_estimate(
     client: AdminClient, model_id: str | None, deployment_id: str | None, body: str
 ) -> None:
-    """What the gateway would reserve for one request, and how it got there."""
+    """What the gateway would reserve for one request. It says how it got there."""
     if (model_id is None) == (deployment_id is None):
         raise click.UsageError("give exactly one of --model and --deployment")
     if body.startswith("@"):

@@ -23,7 +23,7 @@ def whoami(client: AdminClient) -> None:
 
 @admin.group()
 def admins() -> None:
-    """Create, list and revoke named admin tokens (roles: admin, viewer)."""
+    """Named admin tokens: create, list, revoke. Roles: admin, viewer."""
 
 
 @admins.command("create")
@@ -60,7 +60,7 @@ def admins_list(client: AdminClient) -> None:
 @click.argument("token_id", callback=_id_of(ADMIN_TOKEN_PREFIX))
 @click.pass_obj
 def admins_revoke(client: AdminClient, token_id: str) -> None:
-    """Revoke an admin token; refused on every replica from the next request."""
+    """Revoke an admin token. Every replica refuses it from its next request."""
     data = client.request("DELETE", f"/admin/v1/admins/{quote(token_id, safe='')}")
     columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
     _output(data, lambda: _table("Admin token revoked", [data], columns))
@@ -87,7 +87,7 @@ def audit(
     limit: int,
     cursor: str | None,
 ) -> None:
-    """Who changed what and when, newest first (--json for the before and after)."""
+    """Who changed what and when, newest first. --json shows the before and after."""
     filters = {"actor": actor, "action": action, "target": target, "team": team}
     query = {**filters, "since": since, "cursor": cursor, "limit": limit}
     params = urlencode({k: v for k, v in query.items() if v is not None})

@@ -31,14 +31,14 @@ def _policy_table(team_id: str, data: dict[str, Any]) -> None:
 
 @admin.group()
 def dedup() -> None:
-    """A team's dedup policy: cache, inflight or off, per team, key and model."""
+    """A team's dedup policy: cache, inflight or off. Per team, key and model."""
 
 
 @dedup.command("show")
 @click.argument("team_id")
 @click.pass_obj
 def dedup_show(client: AdminClient, team_id: str) -> None:
-    """TEAM_ID's dedup policy: its default and the entries per key and model."""
+    """TEAM_ID's dedup policy. Its default and the entries per key and model."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/dedup-policy")
     _output(data, lambda: _policy_table(team_id, data))
 
@@ -64,7 +64,7 @@ def dedup_set(
     keys: tuple[str, ...],
     models: tuple[str, ...],
 ) -> None:
-    """Replace TEAM_ID's whole dedup policy (the most restrictive applicable entry wins)."""
+    """Replace TEAM_ID's whole dedup policy. The most restrictive applicable entry wins."""
     body = {"default": default, "keys": _pairs(keys, "--key"), "models": _pairs(models, "--model")}
     data = client.request("PUT", f"/admin/v1/teams/{team_id}/dedup-policy", body)
     _output(data, lambda: _policy_table(team_id, data))
@@ -78,8 +78,8 @@ def dedup_set(
 def purge(
     client: AdminClient, team_id: str | None, model: str | None, cache_key: str | None
 ) -> None:
-    """Forget cached results: of TEAM_ID (all, --model or --cache-key), or of --model for every
-    team when no team is given."""
+    """Forget cached results. Those of TEAM_ID (all, --model or --cache-key), or of --model for
+    every team when no TEAM_ID is given."""
     if team_id is None:
         if not model:
             raise click.UsageError("give a TEAM_ID, or --model to purge it for every team")

@@ -182,7 +182,7 @@ def limits_set(
 @click.option("--to", "last", help="Last day (YYYY-MM-DD); default today.")
 @click.pass_obj
 def usage(client: AdminClient, team_id: str, first: str | None, last: str | None) -> None:
-    """TEAM_ID's requests, cache outcomes, spend and savings by day and by model."""
+    """TEAM_ID's requests, cache outcomes, spend and savings. By day and by model."""
     query = "&".join(f"{k}={v}" for k, v in (("from", first), ("to", last)) if v)
     data = client.request(
         "GET", f"/admin/v1/teams/{team_id}/usage" + (f"?{query}" if query else "")
@@ -210,14 +210,14 @@ def usage(client: AdminClient, team_id: str, first: str | None, last: str | None
 
 @admin.group()
 def unreconciled() -> None:
-    """Submits of unknown outcome still reserved against a team's budget."""
+    """Submits of unknown outcome, still reserved. They count against the budget."""
 
 
 @unreconciled.command("list")
 @click.argument("team_id")
 @click.pass_obj
 def unreconciled_list(client: AdminClient, team_id: str) -> None:
-    """TEAM_ID's submits of unknown outcome and what each still reserves."""
+    """TEAM_ID's submits of unknown outcome. What each still reserves."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unreconciled")
     columns = ["job_id", "request_id", "api", "target", "created_at", "reserved_usd"]
     _output(data, lambda: _table("Unreconciled", data["jobs"], columns))
