@@ -10,7 +10,7 @@ import re
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,15 +20,17 @@ import click
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from gateway import __version__
 from gateway.appkeys import EMBEDDED_REDIS, TEAMS
+from gateway.credentials import KEY_PREFIX
 from gateway.errors import Conflict
 from gateway.logs import configure_logging
 from gateway.settings import Settings, settings_table
-
-console = Console()
 
 
 def _load_settings(**overrides: Any) -> Settings:
@@ -185,44 +187,187 @@ def config(markdown: bool) -> None:
 class AdminClient:
     """A small client of the admin API, so the CLI works against any replica, local or remote."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str | None) -> None:
         self.url = url.rstrip("/")
         self.token = token
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The answer's JSON; any failure is a :class:`click.ClickException` that says what
+        came back (or why nothing did), never a traceback."""
+        if not self.token:
+            raise click.UsageError(
+                "an admin token is needed: give --token or set GATEWAY_ADMIN_TOKEN"
+            )
+        url = self.url + path
+
         async def go() -> Any:
             headers = {"Authorization": f"Bearer {self.token}"}
             timeout = aiohttp.ClientTimeout(total=30)
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.request(method, self.url + path, json=body, headers=headers) as resp,
+                session.request(method, url, json=body, headers=headers) as resp,
             ):
-                data = await resp.json(content_type=None)
+                text = await resp.text(errors="replace")
+                try:
+                    data = json.loads(text)
+                except ValueError:
+                    raise click.ClickException(_not_json(resp, text)) from None
                 if resp.status >= 400:
-                    message = data.get("error_message") if isinstance(data, dict) else data
-                    raise click.ClickException(f"{resp.status}: {message}")
+                    raise click.ClickException(_error_text(resp.status, data))
                 return data
 
         try:
             return asyncio.run(go())
-        except aiohttp.ClientError as exc:
-            raise click.ClickException(f"cannot reach the gateway at {self.url}: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = "no answer within 30 s"
+            raise click.ClickException(
+                f"cannot reach the gateway at {self.url} ({reason}); "
+                "check --url or GATEWAY_ADMIN_URL"
+            ) from None
 
 
-def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+def _not_json(resp: aiohttp.ClientResponse, text: str) -> str:
+    """What came back when it was not the gateway's JSON: a proxy's HTML page, a bare 502."""
+    excerpt = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    if len(excerpt) > 200:
+        excerpt = excerpt[:200] + "…"
+    kind = resp.headers.get("Content-Type", "no content type")
+    return (
+        f"{resp.status} {resp.reason or ''}".rstrip()
+        + f" from {resp.url}: not a JSON answer from the gateway ({kind})"
+        + (f": {excerpt}" if excerpt else ", empty body")
+    )
+
+
+def _error_text(status: int, data: Any) -> str:
+    """A RunComfy-shaped error as lines: the message, then each reason the detail gives."""
+    if not isinstance(data, dict):
+        return f"{status}: {json.dumps(data)}"
+    lines = [f"{status}: {data.get('error_message') or json.dumps(data)}"]
+    detail = data.get("detail")
+    if isinstance(detail, list):
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                where = ".".join(str(part) for part in item.get("loc") or ())
+                why = str(item["msg"]).removeprefix("Value error, ")  # pydantic's model checks
+                lines.append(f"  {where}: {why}" if where else f"  {why}")
+            else:
+                lines.append(f"  {item if isinstance(item, str) else json.dumps(item)}")
+    elif isinstance(detail, dict):
+        lines += [f"  {k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in detail.items()]
+    elif detail not in (None, ""):
+        lines.append(f"  detail: {detail}")
+    return "\n".join(lines)
+
+
+_JSON = "runcomfy_gateway.admin.json"
+_CONSOLE = "runcomfy_gateway.admin.console"
+FREE_TEXT = frozenset({"name", "notes", "rules"})
+"""Columns whose values may wrap at spaces; every other value (ids, prefixes, actions, times)
+is shown whole or the table turns into one record per row: a cut id is one nobody can paste."""
+
+
+def _console() -> Console:
+    """This invocation's console; made at its start, so it measures the terminal (or
+    ``COLUMNS``) of this command."""
+    ctx = click.get_current_context()
+    console: Console | None = ctx.meta.get(_CONSOLE)
+    if console is None:
+        console = ctx.meta[_CONSOLE] = Console()
+    return console
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _table(
+    title: str, rows: list[dict[str, Any]], columns: list[str], wrap: Collection[str] = ()
+) -> None:
+    """Rows as a table when it fits the terminal without cutting a value, else as records;
+    ``wrap`` names more columns that may wrap (lists, URLs)."""
+    console = _console()
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        if column in FREE_TEXT or column in wrap:
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True, min_width=len(column))
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(table)
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
+    unbounded = console.options.update(max_width=1_000_000)
+    if Measurement.get(console, unbounded, table).minimum <= console.width:
+        console.print(table)
+        return
+    console.print(Text(title, style="italic"))
+    width = max(len(c) for c in columns)
+    for row in rows:
+        click.echo("")
+        for column in columns:
+            click.echo(f"  {column:<{width}}  {_cell(row.get(column))}")
 
 
-def _output(as_json: bool, data: Any, render: Callable[[], None]) -> None:
-    if as_json:
+def _say(text: str) -> None:
+    """A line for people, with rich markup; what came from the gateway goes in escaped."""
+    _console().print(text)
+
+
+def _output(data: Any, render: Callable[[], None]) -> None:
+    if click.get_current_context().meta.get(_JSON):
         click.echo(json.dumps(data, indent=2))
     else:
         render()
+
+
+def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_JSON] = True  # meta is shared by the whole command line's contexts
+
+
+def _json_option() -> click.Option:
+    return click.Option(
+        ["--json"],
+        is_flag=True,
+        expose_value=False,
+        callback=_json_flag,
+        help="Print JSON instead of tables (anywhere on the command line).",
+    )
+
+
+def _url_later(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    client = ctx.find_object(AdminClient)
+    if value is not None and client is not None:
+        client.url = _gateway_url(ctx, param, value).rstrip("/")
+
+
+def _token_later(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    client = ctx.find_object(AdminClient)
+    if value is not None and client is not None:
+        client.token = value
+
+
+def _anywhere_options() -> list[click.Option]:
+    """``--json``, and ``--url``/``--token`` (described once, in ``admin --help``), for a
+    command after which people write them."""
+    return [
+        _json_option(),
+        click.Option(["--url"], expose_value=False, callback=_url_later, hidden=True),
+        click.Option(["--token"], expose_value=False, callback=_token_later, hidden=True),
+    ]
+
+
+class AdminGroup(click.Group):
+    """A group whose commands and subgroups all take ``--json``, ``--url`` and ``--token``,
+    wherever people put them."""
+
+    group_class = type  # its subgroups are AdminGroups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        taken = {p.name for p in cmd.params}
+        cmd.params += [o for o in _anywhere_options() if o.name not in taken]
+        super().add_command(cmd, name)
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -238,22 +383,40 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return int(match[1]) * _DURATION_UNITS[match[2]]
 
 
-@main.group()
+def _gateway_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An http(s) URL, so ``localhost:8080`` is refused here rather than failing later."""
+    if not re.match(r"https?://[^/]", value):
+        raise click.BadParameter(f"{value!r}: give the gateway's URL, e.g. http://127.0.0.1:8080")
+    return value
+
+
+@main.group(cls=AdminGroup)
 @click.option(
-    "--url", envvar="GATEWAY_ADMIN_URL", default="http://127.0.0.1:8080", show_default=True
+    "--url",
+    envvar="GATEWAY_ADMIN_URL",
+    callback=_gateway_url,
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    show_envvar=True,
+    help="The gateway (any replica).",
 )
 @click.option(
     "--token",
     envvar="GATEWAY_ADMIN_TOKEN",
-    required=True,
-    help="An admin token: GATEWAY_ADMIN_TOKEN (bootstrap) or a named rca_ token.",
+    show_envvar=True,
+    help="An admin token: the gateway's bootstrap GATEWAY_ADMIN_TOKEN or a named rca_ token.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
-def admin(ctx: click.Context, url: str, token: str, as_json: bool) -> None:
-    """Manage teams, API keys and admin tokens, and read the audit log, through a running
-    gateway's admin API."""
-    ctx.obj = (AdminClient(url, token), as_json)
+def admin(ctx: click.Context, url: str, token: str | None) -> None:
+    """Manage teams, API keys, limits, prices, dedup and admin tokens, and read usage and the
+    audit log, through a running gateway's admin API.
+
+    --url, --token and --json may also be written after the command and its arguments."""
+    ctx.meta[_CONSOLE] = Console()
+    ctx.obj = AdminClient(url, token)
+
+
+admin.params.append(_json_option())
 
 
 TEAM_COLUMNS = ["team_id", "name", "created_at"]
@@ -279,8 +442,20 @@ def _expiry(expires_in: int | None, expires_at: str | None) -> dict[str, Any]:
     return {"expires_at": expires_at} if expires_at is not None else {}
 
 
+def _id_of(prefix: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """An id argument that also takes what people have at hand: the public prefix a table shows
+    (``rcg_<id>``) or the whole key or token (``rcg_<id>_<secret>``), e.g. to revoke a leak."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None or not value.startswith(prefix):
+            return value
+        return value.removeprefix(prefix).split("_", 1)[0]
+
+    return callback
+
+
 def _show_secret(what: str, secret: str) -> None:
-    console.print(f"{what} (shown once, store it now):", style="bold")
+    _console().print(f"{what} (shown once, store it now):", style="bold")
     click.echo(secret)
 
 
@@ -291,39 +466,39 @@ def teams() -> None:
 
 @teams.command("list")
 @click.pass_obj
-def teams_list(obj: tuple[AdminClient, bool]) -> None:
-    client, as_json = obj
+def teams_list(client: AdminClient) -> None:
+    """Every team."""
     data = client.request("GET", "/admin/v1/teams")
-    _output(as_json, data, lambda: _table("Teams", data["teams"], TEAM_COLUMNS))
+    _output(data, lambda: _table("Teams", data["teams"], TEAM_COLUMNS))
 
 
 @teams.command("create")
 @click.argument("team_id")
-@click.option("--name", default=None)
+@click.option("--name", default=None, help="A display name (free text).")
 @click.pass_obj
-def teams_create(obj: tuple[AdminClient, bool], team_id: str, name: str | None) -> None:
-    client, as_json = obj
+def teams_create(client: AdminClient, team_id: str, name: str | None) -> None:
+    """A new team TEAM_ID (lower case letters, digits, - and _)."""
     data = client.request("POST", "/admin/v1/teams", {"team_id": team_id, "name": name})
-    _output(as_json, data, lambda: _table("Team created", [data], TEAM_COLUMNS))
+    _output(data, lambda: _table("Team created", [data], TEAM_COLUMNS))
 
 
 @teams.command("show")
 @click.argument("team_id")
 @click.pass_obj
-def teams_show(obj: tuple[AdminClient, bool], team_id: str) -> None:
-    client, as_json = obj
+def teams_show(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID and how many keys it has."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}")
-    _output(as_json, data, lambda: _table("Team", [data], [*TEAM_COLUMNS, "keys", "active_keys"]))
+    _output(data, lambda: _table("Team", [data], [*TEAM_COLUMNS, "keys", "active_keys"]))
 
 
 @teams.command("delete")
 @click.argument("team_id")
 @click.confirmation_option(prompt="Delete the team and revoke all its keys?")
 @click.pass_obj
-def teams_delete(obj: tuple[AdminClient, bool], team_id: str) -> None:
-    client, as_json = obj
+def teams_delete(client: AdminClient, team_id: str) -> None:
+    """Delete TEAM_ID and revoke every key of it."""
     data = client.request("DELETE", f"/admin/v1/teams/{team_id}")
-    _output(as_json, data, lambda: console.print(f"Deleted team [bold]{team_id}[/bold]."))
+    _output(data, lambda: _say(f"Deleted team [bold]{escape(team_id)}[/bold]."))
 
 
 @admin.group()
@@ -333,7 +508,7 @@ def keys() -> None:
 
 @keys.command("create")
 @click.argument("team_id")
-@click.option("--name", default=None)
+@click.option("--name", default=None, help="What the key is for, e.g. laptop or ci.")
 @click.option(
     "--expires-in",
     callback=_duration,
@@ -344,14 +519,13 @@ def keys() -> None:
 @click.option("--expires-at", default=None, help="ISO 8601 time with a zone.")
 @click.pass_obj
 def keys_create(
-    obj: tuple[AdminClient, bool],
+    client: AdminClient,
     team_id: str,
     name: str | None,
     expires_in: int | None,
     expires_at: str | None,
 ) -> None:
     """A new key for TEAM_ID, optionally expiring."""
-    client, as_json = obj
     body = {"name": name, **_expiry(expires_in, expires_at)}
     data = client.request("POST", f"/admin/v1/teams/{team_id}/keys", body)
 
@@ -359,11 +533,11 @@ def keys_create(
         _table("Key created", [data], KEY_COLUMNS)
         _show_secret("API key", data["key"])
 
-    _output(as_json, data, render)
+    _output(data, render)
 
 
 @keys.command("rotate")
-@click.argument("key_id")
+@click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.option(
     "--grace",
     callback=_duration,
@@ -382,14 +556,13 @@ def keys_create(
 @click.option("--expires-at", default=None, help="The new key's expiry (ISO 8601).")
 @click.pass_obj
 def keys_rotate(
-    obj: tuple[AdminClient, bool],
+    client: AdminClient,
     key_id: str,
     grace: int,
     expires_in: int | None,
     expires_at: str | None,
 ) -> None:
-    """A new key in place of KEY_ID (same team and name); the old one works for the grace."""
-    client, as_json = obj
+    """A new key in place of KEY_ID. Same team and name; the old one works for the grace."""
     body = {"grace_seconds": grace, **_expiry(expires_in, expires_at)}
     data = client.request("POST", f"/admin/v1/keys/{key_id}/rotate", body)
 
@@ -397,45 +570,44 @@ def keys_rotate(
         _table("Key rotated", [data["replaces"], data], KEY_COLUMNS)
         _show_secret("New API key", data["key"])
 
-    _output(as_json, data, render)
+    _output(data, render)
 
 
 @keys.command("list")
 @click.argument("team_id")
 @click.pass_obj
-def keys_list(obj: tuple[AdminClient, bool], team_id: str) -> None:
-    client, as_json = obj
+def keys_list(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID's keys, revoked and replaced ones included. Never the keys themselves."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/keys")
-    _output(as_json, data, lambda: _table(f"Keys of {team_id}", data["keys"], KEY_COLUMNS))
+    _output(data, lambda: _table(f"Keys of {team_id}", data["keys"], KEY_COLUMNS))
 
 
 @keys.command("show")
-@click.argument("key_id")
+@click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.pass_obj
-def keys_show(obj: tuple[AdminClient, bool], key_id: str) -> None:
-    client, as_json = obj
+def keys_show(client: AdminClient, key_id: str) -> None:
+    """One key by its id (its prefix or the key itself will do)."""
     data = client.request("GET", f"/admin/v1/keys/{key_id}")
-    _output(as_json, data, lambda: _table("Key", [data], KEY_COLUMNS))
+    _output(data, lambda: _table("Key", [data], KEY_COLUMNS))
 
 
 @keys.command("revoke")
-@click.argument("key_id")
+@click.argument("key_id", callback=_id_of(KEY_PREFIX))
 @click.pass_obj
-def keys_revoke(obj: tuple[AdminClient, bool], key_id: str) -> None:
-    client, as_json = obj
+def keys_revoke(client: AdminClient, key_id: str) -> None:
+    """Revoke KEY_ID at once, on every replica. A rotation's grace ends too."""
     data = client.request("DELETE", f"/admin/v1/keys/{key_id}")
-    _output(as_json, data, lambda: _table("Key revoked", [data], KEY_COLUMNS))
+    _output(data, lambda: _table("Key revoked", [data], KEY_COLUMNS))
 
 
 @admin.command("unknown-submits")
 @click.argument("team_id")
 @click.pass_obj
-def unknown_submits(obj: tuple[AdminClient, bool], team_id: str) -> None:
-    """Submits of TEAM_ID whose outcome is unknown (for reconciliation with RunComfy)."""
-    client, as_json = obj
+def unknown_submits(client: AdminClient, team_id: str) -> None:
+    """Submits of TEAM_ID whose outcome is unknown. For reconciliation with RunComfy."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unknown-submits")
     columns = ["request_id", "api", "target", "key_id", "created_at"]
-    _output(as_json, data, lambda: _table("Unknown submits", data["requests"], columns))
+    _output(data, lambda: _table("Unknown submits", data["requests"], columns))
 
 
 # --- admin pricing -------------------------------------------------------------------------------
@@ -478,14 +650,13 @@ def _rules_text(rules: list[dict[str, Any]]) -> str:
 
 @admin.group()
 def pricing() -> None:
-    """Price overrides and trial estimates (what a request's budget reservation is)."""
+    """Price overrides and trial estimates. An estimate is what a budget reserves."""
 
 
 @pricing.command("show")
 @click.pass_obj
-def pricing_show(obj: tuple[AdminClient, bool]) -> None:
+def pricing_show(client: AdminClient) -> None:
     """Every model override and deployment rate."""
-    client, as_json = obj
     data = client.request("GET", "/admin/v1/pricing")
 
     def render() -> None:
@@ -497,7 +668,7 @@ def pricing_show(obj: tuple[AdminClient, bool]) -> None:
         deployments = [{"deployment_id": k, **v} for k, v in data["deployments"].items()]
         _table("Deployment rates", deployments, DEPLOYMENT_PRICE_COLUMNS)
 
-    _output(as_json, data, render)
+    _output(data, render)
 
 
 @pricing.command("set-model")
@@ -510,11 +681,13 @@ def pricing_show(obj: tuple[AdminClient, bool]) -> None:
     "--rule",
     "rules",
     multiple=True,
-    help="PARAM=VALUE:USD sets the unit price, PARAM=VALUE:xN multiplies it; applied in order.",
+    metavar="PARAM=VALUE:USD|xN",
+    help="PARAM=VALUE:USD sets the unit price, PARAM=VALUE:xN multiplies it; applied in order, "
+    "repeatable. PARAM must be an input of the model and VALUE one it can take.",
 )
 @click.pass_obj
 def pricing_set_model(
-    obj: tuple[AdminClient, bool],
+    client: AdminClient,
     model_id: str,
     unit_price: float | None,
     unit: str | None,
@@ -522,8 +695,8 @@ def pricing_set_model(
     default_units: float | None,
     rules: tuple[str, ...],
 ) -> None:
-    """Replace MODEL_ID's price override (options not given are not kept)."""
-    client, as_json = obj
+    """Replace MODEL_ID's price override. Options not given are not kept; the gateway checks
+    it against the model's input schema in RunComfy's catalog."""
     body = {
         "unit_price_usd": unit_price,
         "price_unit": unit,
@@ -535,7 +708,6 @@ def pricing_set_model(
     data = client.request("PUT", path, {k: v for k, v in body.items() if v is not None})
     row = {**data, "rules": _rules_text(data.get("rules", []))}
     _output(
-        as_json,
         data,
         lambda: _table("Model price override", [row], [*MODEL_PRICE_COLUMNS, "rules"]),
     )
@@ -544,13 +716,10 @@ def pricing_set_model(
 @pricing.command("clear-model")
 @click.argument("model_id")
 @click.pass_obj
-def pricing_clear_model(obj: tuple[AdminClient, bool], model_id: str) -> None:
-    """Drop MODEL_ID's override: the catalog price applies again."""
-    client, as_json = obj
+def pricing_clear_model(client: AdminClient, model_id: str) -> None:
+    """Drop MODEL_ID's override. The catalog price applies again."""
     data = client.request("DELETE", f"/admin/v1/pricing/models/{quote(model_id, safe='/')}")
-    _output(
-        as_json, data, lambda: console.print(f"Cleared the override of [bold]{model_id}[/bold].")
-    )
+    _output(data, lambda: _say(f"Cleared the override of [bold]{escape(model_id)}[/bold]."))
 
 
 @pricing.command("set-deployment")
@@ -559,46 +728,53 @@ def pricing_clear_model(obj: tuple[AdminClient, bool], model_id: str) -> None:
 @click.option("--seconds", type=float, required=True, help="Expected run time of one job.")
 @click.pass_obj
 def pricing_set_deployment(
-    obj: tuple[AdminClient, bool], deployment_id: str, usd_per_second: float, seconds: float
+    client: AdminClient, deployment_id: str, usd_per_second: float, seconds: float
 ) -> None:
     """Set DEPLOYMENT_ID's GPU rate and expected run time."""
-    client, as_json = obj
     body = {"usd_per_second": usd_per_second, "estimated_seconds": seconds}
     data = client.request("PUT", f"/admin/v1/pricing/deployments/{deployment_id}", body)
-    _output(as_json, data, lambda: _table("Deployment rate", [data], DEPLOYMENT_PRICE_COLUMNS))
+    _output(data, lambda: _table("Deployment rate", [data], DEPLOYMENT_PRICE_COLUMNS))
 
 
 @pricing.command("clear-deployment")
 @click.argument("deployment_id")
 @click.pass_obj
-def pricing_clear_deployment(obj: tuple[AdminClient, bool], deployment_id: str) -> None:
-    """Forget DEPLOYMENT_ID's rate: its requests are estimated as unknown again."""
-    client, as_json = obj
+def pricing_clear_deployment(client: AdminClient, deployment_id: str) -> None:
+    """Forget DEPLOYMENT_ID's rate. Its requests are estimated as unknown again."""
     data = client.request("DELETE", f"/admin/v1/pricing/deployments/{deployment_id}")
-    _output(
-        as_json, data, lambda: console.print(f"Cleared the rate of [bold]{deployment_id}[/bold].")
-    )
+    _output(data, lambda: _say(f"Cleared the rate of [bold]{escape(deployment_id)}[/bold]."))
 
 
 @pricing.command("estimate")
 @click.option("--model", "model_id", help="A Model API model id.")
 @click.option("--deployment", "deployment_id", help="A Serverless deployment id.")
-@click.option("--body", default="{}", show_default=True, help="The request body, as JSON.")
+@click.option(
+    "--body",
+    default="{}",
+    show_default=True,
+    help="The request body as JSON, or @FILE to read it from a file (@- from stdin), as curl's -d.",
+)
 @click.pass_obj
 def pricing_estimate(
-    obj: tuple[AdminClient, bool], model_id: str | None, deployment_id: str | None, body: str
+    client: AdminClient, model_id: str | None, deployment_id: str | None, body: str
 ) -> None:
-    """What the gateway would reserve for one request, and how it got there."""
-    client, as_json = obj
+    """What the gateway would reserve for one request. It says how it got there."""
     if (model_id is None) == (deployment_id is None):
         raise click.UsageError("give exactly one of --model and --deployment")
+    if body.startswith("@"):
+        try:
+            with click.open_file(body[1:], encoding="utf-8") as source:
+                body = source.read()
+        except OSError as exc:
+            why = f"cannot read {body[1:]}: {exc.strerror}"
+            raise click.BadParameter(why, param_hint="--body") from None
     try:
         inputs = json.loads(body)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--body") from None
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--body") from None
     query = {"model_id": model_id, "deployment_id": deployment_id, "body": inputs}
     data = client.request(
         "POST", "/admin/v1/pricing/estimate", {k: v for k, v in query.items() if v is not None}
     )
     row = {**data, "cost": _dollars(data["micro"]), "notes": "; ".join(data["notes"])}
-    _output(as_json, data, lambda: _table("Estimate", [row], ESTIMATE_COLUMNS))
+    _output(data, lambda: _table("Estimate", [row], ESTIMATE_COLUMNS))

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import click
 
-from gateway.cli import AdminClient, _output, _table, admin, console
+from gateway.cli import AdminClient, _output, _say, _table, admin
 
 POLICIES = ("cache", "inflight", "off")
 
@@ -31,36 +31,43 @@ def _policy_table(team_id: str, data: dict[str, Any]) -> None:
 
 @admin.group()
 def dedup() -> None:
-    """A team's dedup policy: cache, inflight or off, per team, key and model."""
+    """A team's dedup policy: cache, inflight or off. Per team, key and model."""
 
 
 @dedup.command("show")
 @click.argument("team_id")
 @click.pass_obj
-def dedup_show(obj: tuple[AdminClient, bool], team_id: str) -> None:
-    client, as_json = obj
+def dedup_show(client: AdminClient, team_id: str) -> None:
+    """TEAM_ID's dedup policy. Its default and the entries per key and model."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/dedup-policy")
-    _output(as_json, data, lambda: _policy_table(team_id, data))
+    _output(data, lambda: _policy_table(team_id, data))
 
 
 @dedup.command("set")
 @click.argument("team_id")
 @click.option("--default", "default", type=click.Choice(POLICIES), help="The team's policy.")
-@click.option("--key", "keys", multiple=True, help="KEY_ID=POLICY for one key.")
-@click.option("--model", "models", multiple=True, help="MODEL_ID=POLICY for one model.")
+@click.option(
+    "--key", "keys", multiple=True, metavar="KEY_ID=POLICY", help="One key's policy; repeatable."
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="MODEL_ID=POLICY",
+    help="One model's policy; repeatable.",
+)
 @click.pass_obj
 def dedup_set(
-    obj: tuple[AdminClient, bool],
+    client: AdminClient,
     team_id: str,
     default: str | None,
     keys: tuple[str, ...],
     models: tuple[str, ...],
 ) -> None:
-    """Replace TEAM_ID's whole dedup policy (the most restrictive applicable entry wins)."""
-    client, as_json = obj
+    """Replace TEAM_ID's whole dedup policy. The most restrictive applicable entry wins."""
     body = {"default": default, "keys": _pairs(keys, "--key"), "models": _pairs(models, "--model")}
     data = client.request("PUT", f"/admin/v1/teams/{team_id}/dedup-policy", body)
-    _output(as_json, data, lambda: _policy_table(team_id, data))
+    _output(data, lambda: _policy_table(team_id, data))
 
 
 @admin.command("purge")
@@ -69,11 +76,10 @@ def dedup_set(
 @click.option("--cache-key", help="Only this request (its X-Gateway-Cache-Key).")
 @click.pass_obj
 def purge(
-    obj: tuple[AdminClient, bool], team_id: str | None, model: str | None, cache_key: str | None
+    client: AdminClient, team_id: str | None, model: str | None, cache_key: str | None
 ) -> None:
-    """Forget cached results: of TEAM_ID (all, --model or --cache-key), or of --model for every
-    team when no team is given."""
-    client, as_json = obj
+    """Forget cached results. Those of TEAM_ID (all, --model or --cache-key), or of --model for
+    every team when no TEAM_ID is given."""
     if team_id is None:
         if not model:
             raise click.UsageError("give a TEAM_ID, or --model to purge it for every team")
@@ -83,4 +89,4 @@ def purge(
     else:
         path = f"/admin/v1/teams/{team_id}/cache" + (f"?model={quote(model)}" if model else "")
     data = client.request("DELETE", path)
-    _output(as_json, data, lambda: console.print(f"Purged {data['purged']} cached results."))
+    _output(data, lambda: _say(f"Purged {data['purged']} cached results."))

@@ -1167,9 +1167,12 @@ def _admin_pricing() -> list[Op]:
             tag,
             Auth.ADMIN,
             (Ok(200, ref("ModelPriceSet"), "The override"),),
-            frozenset({422}),
+            frozenset({422, 429, 502, 503, 504}),
             (MODEL_ID,),
             ref("ModelPrice"),
+            description="Checked against the model's entry in RunComfy's catalog (422 when the "
+            "model is not there, or a rule's parameter or value, or `units_param`, does not fit "
+            "its input schema); 429 and 5xx when the catalog cannot be read.",
         ),
         Op(
             "DELETE",

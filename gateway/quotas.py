@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from gateway.errors import (
     AccessDenied,
@@ -40,6 +40,19 @@ MICRO = 1_000_000
 PeriodKind = Literal["day", "week", "month"]
 PERIOD_LETTER: dict[str, str] = {"day": "d", "week": "w", "month": "m"}
 PERIOD_NAME = {v: k for k, v in PERIOD_LETTER.items()}
+DEFAULT_PERIOD: PeriodKind = "month"
+BudgetPeriod = Annotated[
+    PeriodKind,
+    BeforeValidator(lambda value: DEFAULT_PERIOD if value is None else value),
+    WithJsonSchema(
+        {
+            "enum": ["day", "week", "month", None],
+            "default": DEFAULT_PERIOD,
+            "description": "The budget's period; null (or leaving it out) clears it: month.",
+        }
+    ),
+]
+"""A budget period that ``null`` clears back to the default, as the other limits clear."""
 
 
 def to_micro(usd: Decimal | float | int) -> int:
@@ -155,7 +168,7 @@ class Limits(KeyLimits):
     """A team's limits; an absent limit does not apply. Models default to all, serverless
     deployments to none."""
 
-    budget_period: PeriodKind = "month"
+    budget_period: BudgetPeriod = DEFAULT_PERIOD
     max_concurrent: int | None = Field(default=None, ge=0, le=100_000)
     max_queue: int | None = Field(default=None, ge=0, le=1_000_000)
     models: list[str] | None = Field(default=None, max_length=10_000)

@@ -7,15 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import click
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 
+from gateway.commands import main
 from gateway.settings import settings_table
 from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Gateway, Simulator, free_port, run_cli
 
@@ -85,6 +92,9 @@ async def test_admin_cli_sets_limits_piece_by_piece_and_reads_usage(cli: Cli) ->
     limits = json.loads(out)
     assert limits["daily_requests"] is None and limits["models"] is None
     assert limits["budget_usd"] == 25
+    code, out, err = await cli("limits", "set", "design", "--models", "")
+    assert code == 0, err
+    assert re.search(r"models\s*│\s*none", out), out  # every model refused, not "-" (no limit)
     code, out, err = await cli("limits", "set", "design", "--key", key_id, "--max-concurrent", "2")
     assert code != 0 and "team-wide only" in err
     code, out, err = await cli("usage", "design")
@@ -172,6 +182,237 @@ async def test_admin_cli_creates_expiring_keys_and_rotates_them(cli: Cli) -> Non
     listing = {k["key_id"]: k for k in json.loads(out)["keys"]}
     assert listing[old["key_id"]]["active"] is False
     assert listing[old["key_id"]]["replaced_by"] in listing
+
+
+def _admin_commands() -> list[list[str]]:
+    """Every command line under ``admin``, groups included, as the words after the program."""
+    found: list[list[str]] = []
+
+    def walk(command: click.Command, words: list[str]) -> None:
+        found.append(words)
+        if isinstance(command, click.Group):
+            for name, sub in sorted(command.commands.items()):
+                walk(sub, [*words, name])
+
+    walk(main.commands["admin"], ["admin"])
+    return found
+
+
+async def test_admin_cli_takes_json_url_and_token_anywhere_on_the_command_line(cli: Cli) -> None:
+    await cli("teams", "create", "ml")
+    await cli("keys", "create", "ml", "--name", "ci")
+    for words in (
+        ["--json", "keys", "list", "ml"],
+        ["keys", "--json", "list", "ml"],
+        ["keys", "list", "--json", "ml"],
+        ["keys", "list", "ml", "--json"],
+    ):
+        code, out, err = await cli(*words)
+        assert code == 0, (words, err)
+        assert [k["name"] for k in json.loads(out)["keys"]] == ["ci"], words
+    code, out, err = await cli("limits", "set", "ml", "--daily", "5", "--json")
+    assert code == 0, err
+    assert json.loads(out)["daily_requests"] == 5
+    code, out, _ = await cli("keys", "list", "ml")
+    assert code == 0 and "Keys of ml" in out and not out.lstrip().startswith("{")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, out, err = await run_cli(
+        "admin", "--url", nowhere, "--token", "wrong",
+        "keys", "list", "ml", "--url", cli.url, "--token", ADMIN_TOKEN, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert [k["name"] for k in json.loads(out)["keys"]] == ["ci"]
+    code, _, err = await run_cli("admin", "whoami", "--url", nowhere, "--token", ADMIN_TOKEN)
+    assert code == 1 and f"cannot reach the gateway at {nowhere}" in err
+
+
+async def test_every_admin_help_works_without_a_token_or_a_gateway_and_reads_cleanly() -> None:
+    nowhere = {"GATEWAY_ADMIN_URL": f"http://127.0.0.1:{free_port()}", "GATEWAY_ADMIN_TOKEN": ""}
+    commands = _admin_commands()
+    assert len(commands) > 30 and ["admin", "pricing", "set-model"] in commands
+    for words in commands:
+        code, out, err = await run_cli(*words, "--help", env=nowhere)
+        assert code == 0, (words, err)
+        assert "--json" in out, words  # every command takes it, wherever it is written
+        assert not out.split("\n\n")[1].startswith("Options:"), words  # it says what it does
+        if "Commands:" in out:  # and its first sentence is short enough to be listed whole
+            assert "..." not in out.split("Commands:")[1], words
+        assert "%%" not in out and "\\b" not in out, words  # click shows help text verbatim
+    _, out, _ = await run_cli("admin", "--help", env=nowhere)
+    assert "env var: GATEWAY_ADMIN_URL" in out and "env var: GATEWAY_ADMIN_TOKEN" in out
+    _, out, _ = await run_cli("admin", "limits", "set", "--help", env=nowhere)
+    assert "50/80/100 % of the budget" in out
+    code, _, err = await run_cli("admin", "teams", "list", env=nowhere)
+    assert code == 2 and "an admin token is needed" in err
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "120"])
+async def test_admin_tables_never_cut_an_id_at_any_terminal_width(cli: Cli, columns: str) -> None:
+    await cli("teams", "create", "design-and-research-team")
+    _, out, _ = await cli("--json", "keys", "create", "design-and-research-team", "--name", "ci")
+    key = json.loads(out)
+    await cli("keys", "rotate", key["key_id"], "--grace", "1h")
+    shown = [
+        ["keys", "list", "design-and-research-team"],
+        ["keys", "show", key["key_id"]],
+        ["audit", "--team", "design-and-research-team"],
+        ["limits", "show", "design-and-research-team"],
+    ]
+    _, out, _ = await cli("--json", "keys", "list", "design-and-research-team")
+    ids = [k["key_id"] for k in json.loads(out)["keys"]] + [
+        k["prefix"] for k in json.loads(out)["keys"]
+    ]
+    for words in shown:
+        code, out, err = await run_cli(
+            "admin", "--url", cli.url, "--token", ADMIN_TOKEN, *words, env={"COLUMNS": columns}
+        )
+        assert code == 0, err
+        assert "…" not in out, (words, out)
+        if words[0] == "keys":
+            for id_ in ids if words[1] == "list" else ids[:1]:
+                assert id_ in out, (words, id_, out)
+        if words[0] == "audit":
+            assert "key.rotate" in out and "team.create" in out
+
+
+async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the_id(
+    cli: Cli,
+) -> None:
+    await cli("teams", "create", "ml")
+    _, out, _ = await cli("--json", "keys", "create", "ml")
+    key = json.loads(out)
+    code, out, err = await cli("--json", "keys", "show", key["prefix"])
+    assert code == 0, err
+    assert json.loads(out)["key_id"] == key["key_id"]
+    code, out, err = await cli(
+        "--json", "limits", "set", "ml", "--key", key["prefix"], "--daily", "3"
+    )
+    assert code == 0, err
+    assert json.loads(out)["keys"][key["key_id"]]["daily_requests"] == 3
+    code, out, err = await cli("--json", "keys", "revoke", key["key"])  # a leaked key, pasted
+    assert code == 0, err
+    assert json.loads(out)["key_id"] == key["key_id"] and key["key"] not in out
+    _, out, _ = await cli("--json", "admins", "create", "vic")
+    token = json.loads(out)["token"]
+    code, out, err = await cli("--json", "admins", "revoke", token)
+    assert code == 0, err
+    assert json.loads(out)["revoked_at"] and token not in out
+
+
+async def test_admin_cli_prints_why_the_api_refused_a_change(cli: Cli) -> None:
+    await cli("teams", "create", "ml")
+    code, _, err = await cli("limits", "set", "ml", "--rate-per-minute", "0", "--burst", "0")
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0] == "Error: 422: The request body failed validation."
+    assert any(line.strip().startswith("rate_per_minute: Input should be") for line in lines)
+    assert any(line.strip().startswith("rate_burst: Input should be") for line in lines)
+    code, _, err = await cli("keys", "create", "ml", "--expires-at", "tomorrow")
+    assert code == 1 and "expires_at:" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "shown"),
+    [
+        (
+            502,
+            "text/html",
+            "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+            "<hr><center>nginx</center></body></html>",
+            "502 Bad Gateway 502 Bad Gateway nginx",
+        ),
+        (502, "text/plain", "", "empty body"),
+        (200, "text/html", "<p>Please log in to the corporate proxy</p>", "Please log in"),
+    ],
+)
+async def test_admin_cli_says_what_came_back_when_it_is_not_the_gateways_json(
+    status: int, content_type: str, body: str, shown: str
+) -> None:
+    async def proxy_page(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy_page)
+    async with TestServer(app) as proxy:
+        url = str(proxy.make_url("")).rstrip("/")
+        code, out, err = await run_cli("admin", "--url", url, "--token", "t", "teams", "list")
+    assert code == 1 and out == ""
+    assert f"Error: {status}" in err and content_type in err and shown in err
+    assert "not a JSON answer" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+async def test_admin_cli_says_in_one_line_when_the_gateway_cannot_be_reached() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = await run_cli("admin", "--url", url, "--token", "t", "teams", "list")
+    assert code == 1
+    assert err.startswith(f"Error: cannot reach the gateway at {url} (")
+    assert len(err.splitlines()) == 1
+    code, _, err = await run_cli("admin", "--url", "localhost:8080", "--token", "t", "whoami")
+    assert code == 2 and "give the gateway's URL, e.g. http://127.0.0.1:8080" in err
+
+
+async def test_admin_cli_clears_the_budget_period_back_to_month(cli: Cli) -> None:
+    await cli("teams", "create", "ml")
+    code, out, err = await cli("--json", "limits", "set", "ml", "--budget", "10", "--period", "day")
+    assert code == 0, err
+    assert json.loads(out)["budget_period"] == "day"
+    for spelling in ("budget_period", "period", "budget-period"):
+        await cli("limits", "set", "ml", "--period", "week")
+        code, out, err = await cli("--json", "limits", "set", "ml", "--clear", spelling)
+        assert code == 0, (spelling, err)
+        limits = json.loads(out)
+        assert limits["budget_period"] == "month" and limits["budget_usd"] == 10, spelling
+    code, _, err = await cli("limits", "set", "ml", "--clear", "budget_perod")
+    assert code == 2 and "'budget_perod' is not a limit" in err
+    code, _, err = await cli("limits", "set", "ml", "--period", "day", "--clear", "period")
+    assert code == 2 and "set or cleared, not both: budget_period" in err
+    code, _, err = await cli("limits", "set", "ml", "--key", "k", "--clear", "budget_period")
+    assert code == 2 and "team-wide only, not per key: budget_period" in err
+
+
+def _installed_as(name: str) -> str:
+    """The console script ``name``'s entry point, as pyproject.toml declares it."""
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    return str(project["project"]["scripts"][name])
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o"), ("zsh", "#compdef"), ("fish", "complete --no-files")],
+)
+def test_shell_completion_scripts_come_from_the_installed_command(shell: str, marker: str) -> None:
+    assert (
+        _installed_as("runcomfy-gateway") == "gateway.commands:main"
+    )  # the name docs/admin.md uses
+    env = {"_RUNCOMFY_GATEWAY_COMPLETE": f"{shell}_source"}
+    result = CliRunner().invoke(main, [], prog_name="runcomfy-gateway", env=env)
+    assert result.exit_code == 0 and marker in result.output
+    assert "_RUNCOMFY_GATEWAY_COMPLETE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("runcomfy-gateway admin ke", "plain,keys"),
+        ("runcomfy-gateway admin keys list ml --j", "plain,--json"),
+        ("runcomfy-gateway admin limits set ml --per", "plain,--period"),
+    ],
+)
+def test_completion_offers_commands_and_options_without_a_token_or_gateway(
+    line: str, offered: str
+) -> None:
+    words = line.split()
+    env = {
+        "_RUNCOMFY_GATEWAY_COMPLETE": "bash_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+        "GATEWAY_ADMIN_TOKEN": "",
+        "GATEWAY_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    result = CliRunner().invoke(main, [], prog_name="runcomfy-gateway", env=env)
+    assert result.exit_code == 0
+    assert offered in result.output.splitlines()
 
 
 async def test_serve_runs_as_a_process_drains_on_sigterm_and_logs_json_lines(

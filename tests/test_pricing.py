@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -29,6 +27,7 @@ from tests.conftest import (
     Gateway,
     Simulator,
     assert_error_shape,
+    run_cli,
     start_simulator,
 )
 
@@ -61,6 +60,11 @@ CLIP_ENTRY: dict[str, Any] = {
                 "type": "string",
                 "enum": ["5", "10"],
                 "default": "5",
+            },
+            "clip_length": {
+                "title": "Length",
+                "description": "A length the estimate does not know by name, e.g. '7s'.",
+                "type": "string",
             },
         },
     },
@@ -263,9 +267,12 @@ async def test_a_per_second_model_without_a_duration_uses_the_override_else_ten_
     await gw.admin("PUT", path, {"price_unit": "second", "default_units": 4})
     assert (await estimate(gw, model_id=NANO, body={}))["micro"] == 600_000
 
-    await gw.admin("PUT", path, {"price_unit": "second", "units_param": "clip_seconds"})
-    found = await estimate(gw, model_id=NANO, body={"clip_seconds": "7s"})
-    assert (found["micro"], found["units"]) == (1_050_000, 7)
+    status, body = await gw.admin(
+        "PUT", f"/admin/v1/pricing/models/{CLIP}", {"units_param": "clip_length"}
+    )
+    assert status == 200, body
+    found = await estimate(gw, model_id=CLIP, body={"clip_length": "7s"})
+    assert (found["micro"], found["units"]) == (490_000, 7)
 
 
 async def test_a_deployment_is_estimated_at_its_rate_and_settles_to_runcomfys_charge(
@@ -359,6 +366,84 @@ async def test_bad_overrides_and_queries_are_refused_with_422(
     assert book == {"models": {}, "deployments": {}}
 
 
+WAN = "wan-ai/wan-3.0/image-to-video"
+EDIT = "google/nano-banana-2-lite/edit"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "override", "loc", "says"),
+    [
+        ("acme/no-such-model", {"unit_price_usd": 1}, ["model_id"], "not in RunComfy's catalog"),
+        (NANO, {"rules": [{"param": "resolutoin", "equals": "4K", "multiplier": 2}]},
+         ["rules", 0, "param"], "no input 'resolutoin'; its inputs: aspect_ratio, output_format"),
+        (NANO, {"rules": [{"param": "resolution", "equals": "8K", "multiplier": 2}]},
+         ["rules", 0, "equals"], "resolution is one of 1K, 2K, 4K; '8K' is not"),
+        (GPT_IMAGE, {"rules": [{"param": "num_images", "equals": 9, "multiplier": 2}]},
+         ["rules", 0, "equals"], "num_images is at most 4; 9 is more"),
+        (WAN, {"rules": [{"param": "duration", "equals": "1", "multiplier": 2}]},
+         ["rules", 0, "equals"], "duration is at least 2; 1 is less"),
+        (GPT_IMAGE, {"rules": [{"param": "num_images", "equals": "two", "multiplier": 2}]},
+         ["rules", 0, "equals"], "num_images is an integer; 'two' is not"),
+        (GPT_IMAGE, {"rules": [{"param": "num_images", "equals": 2.5, "multiplier": 2}]},
+         ["rules", 0, "equals"], "num_images is an integer; '2.5' is not"),
+        (ACE, {"rules": [{"param": "duration", "equals": "long", "multiplier": 2}]},
+         ["rules", 0, "equals"], "duration is a number; 'long' is not"),
+        (WAN, {"rules": [{"param": "enable_audio", "equals": "maybe", "multiplier": 2}]},
+         ["rules", 0, "equals"], "enable_audio is true or false"),
+        (EDIT, {"rules": [{"param": "image_urls", "equals": "x", "multiplier": 2}]},
+         ["rules", 0, "equals"], "image_urls is array; a rule matches single values only"),
+        (NANO, {"price_unit": "second", "units_param": "clip_seconds"},
+         ["units_param"], "no input 'clip_seconds'"),
+        (WAN, {"units_param": "enable_audio"},
+         ["units_param"], "input 'enable_audio' is boolean, not a count or duration"),
+    ],
+)  # fmt: skip
+async def test_an_override_that_does_not_fit_the_models_catalog_schema_is_a_422_saying_why(
+    gw: Gateway, model_id: str, override: dict[str, Any], loc: list[Any], says: str
+) -> None:
+    status, answer = await gw.admin("PUT", f"/admin/v1/pricing/models/{model_id}", override)
+    assert status == 422, answer
+    assert_error_shape(answer, 422001)
+    assert model_id in answer["error_message"]
+    [problem] = answer["detail"]
+    assert problem["loc"] == loc and says in problem["msg"], problem
+    _, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert book == {"models": {}, "deployments": {}}
+
+
+async def test_rule_values_a_request_can_send_are_accepted_as_text_or_json(gw: Gateway) -> None:
+    """The CLI sends every rule value as text: "3" must fit an integer input as 3 does."""
+    for model_id, rules in [
+        (GPT_IMAGE, [{"param": "num_images", "equals": "3", "multiplier": 3},
+                     {"param": "num_images", "equals": 4, "multiplier": 4},
+                     {"param": "prompt", "equals": 4, "multiplier": 2}]),
+        (WAN, [{"param": "enable_audio", "equals": "true", "multiplier": 1.5},
+               {"param": "enable_audio", "equals": False, "multiplier": 1},
+               {"param": "duration", "equals": "30", "multiplier": 2}]),
+        (ACE, [{"param": "duration", "equals": 61.5, "multiplier": 2}]),
+        (CLIP, [{"param": "duration", "equals": 10, "multiplier": 2}]),
+    ]:  # fmt: skip
+        status, body = await gw.admin(
+            "PUT", f"/admin/v1/pricing/models/{model_id}", {"rules": rules}
+        )
+        assert status == 200, (model_id, body)
+    found = await estimate(gw, model_id=GPT_IMAGE, body={"prompt": "x", "num_images": 3})
+    assert found["unit_price_micro"] == 126_000 and found["source"] == "override"
+
+
+async def test_a_model_price_is_not_stored_unchecked_while_the_catalog_is_down(
+    gw: Gateway, runcomfy: Simulator
+) -> None:
+    await runcomfy.fault(route="catalog.get", action="status", status=503, times=None)
+    status, answer = await gw.admin(
+        "PUT", f"/admin/v1/pricing/models/{NANO}", {"unit_price_usd": 1}
+    )
+    assert status in (502, 503, 504), answer
+    assert_error_shape(answer)
+    _, book = await gw.admin("GET", "/admin/v1/pricing")
+    assert book == {"models": {}, "deployments": {}}
+
+
 async def test_malformed_bodies_and_ids_are_refused_with_400(gw: Gateway) -> None:
     status, answer, _ = await gw.request(
         "PUT", f"/admin/v1/pricing/models/{NANO}", key=ADMIN_TOKEN, data=b"{not json"
@@ -423,17 +508,11 @@ async def test_a_price_change_reaches_another_replica_within_the_cache_bound(
 
 
 async def cli(gw: Gateway, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "GATEWAY_ADMIN_URL": gw.url, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
-    env["COLUMNS"] = "250"  # rich wraps table cells to the terminal width
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "admin", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
+    env = {"GATEWAY_ADMIN_URL": gw.url, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN, "COLUMNS": "250"}
+    return await run_cli("admin", *args, env=env)
 
 
-async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
+async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway, tmp_path: Path) -> None:
     code, out, err = await cli(
         gw, "--json", "pricing", "set-model", NANO,
         "--rule", "resolution=4K:0.3", "--rule", "output_format=webp:x2",
@@ -457,6 +536,14 @@ async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
     code, out, err = await cli(gw, "--json", "pricing", "estimate", "--model", NANO, "--body", body)
     assert code == 0, err
     assert json.loads(out)["micro"] == 600_000
+    (tmp_path / "body.json").write_text(body)
+    code, out, err = await cli(
+        gw, "pricing", "estimate", "--model", NANO, "--body", f"@{tmp_path / 'body.json'}", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["micro"] == 600_000
+    code, _, err = await cli(gw, "pricing", "estimate", "--model", NANO, "--body", "@nowhere.json")
+    assert code == 2 and "cannot read nowhere.json" in err
     code, out, err = await cli(gw, "pricing", "estimate", "--deployment", DEP)
     assert code == 0, err
     assert "$0.030000" in out and "deployment" in out
@@ -464,7 +551,14 @@ async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway) -> None:
     code, _, err = await cli(gw, "pricing", "set-model", NANO, "--rule", "resolution")
     assert code != 0 and "PARAM=VALUE:USD" in err
     code, _, err = await cli(gw, "pricing", "set-model", NANO)
-    assert code != 0 and "422" in err
+    assert code != 0 and "422" in err and "set at least one field" in err
+    code, _, err = await cli(gw, "pricing", "set-model", NANO, "--rule", "resolution=8K:x2")
+    assert code == 1
+    assert err.splitlines()[1:] == [
+        "  rules.0.equals: resolution is one of 1K, 2K, 4K; '8K' is not"
+    ]
+    code, _, err = await cli(gw, "pricing", "set-model", "acme/nope", "--unit-price", "1")
+    assert code == 1 and "model_id: not in RunComfy's catalog" in err
 
     assert (await cli(gw, "pricing", "clear-model", NANO))[0] == 0
     assert (await cli(gw, "pricing", "clear-deployment", DEP))[0] == 0

@@ -590,6 +590,23 @@ async def test_limits_are_validated_and_read_back_as_set(gateway: Gateway) -> No
     assert read["budget"]["period"].count("-W") == 1
 
 
+async def test_a_null_budget_period_clears_it_back_to_month_and_an_unknown_one_is_422(
+    gateway: Gateway,
+) -> None:
+    await gateway.new_team("design")
+    await gateway.set_limits("design", budget_usd=5, budget_period="day")
+    path = "/admin/v1/teams/design/limits"
+    status, body = await gateway.admin("PUT", path, {"budget_usd": 5, "budget_period": None})
+    assert status == 200, body
+    assert body["budget_period"] == "month" and body["budget"]["period"].count("-") == 1
+    status, body = await gateway.admin("PUT", path, {"budget_period": "year"})
+    assert status == 422
+    assert_error_shape(body, 422001)
+    assert body["detail"][0]["loc"] == ["budget_period"]
+    _, read = await gateway.admin("GET", path)
+    assert (read["budget_period"], read["budget_usd"]) == ("month", 5)
+
+
 async def test_the_slowest_submit_rate_still_admits_and_slower_ones_are_refused(
     gateway: Gateway,
 ) -> None:
