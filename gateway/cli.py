@@ -26,6 +26,7 @@ from gateway import __version__
 from gateway.appkeys import EMBEDDED_REDIS, TEAMS
 from gateway.errors import Conflict
 from gateway.logs import configure_logging
+from gateway.serving import OLD_DATA_DIR, ListenError, listen, log_listening, warn_about_old_data
 from gateway.settings import Settings, settings_table
 
 console = Console()
@@ -50,18 +51,25 @@ def _install_uvloop() -> None:
         pass
 
 
-def _run(app: web.Application, settings: Settings, host: str, port: int) -> None:
+def _run(app: web.Application, settings: Settings, sockets: list[socket.socket]) -> None:
     _install_uvloop()
     web.run_app(
         app,
-        host=host,
-        port=port,
+        sock=sockets,
         shutdown_timeout=settings.shutdown_grace_seconds,
         keepalive_timeout=settings.client_idle_timeout_seconds,  # also bounds slow headers
         access_log=None,
         print=None,
         handle_signals=True,
     )
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bound before anything starts: a taken port is one line and exit code 1."""
+    try:
+        return listen(host, port)
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -78,10 +86,14 @@ def serve(host: str | None, port: int | None) -> None:
     from gateway.app import create_app, freeze_startup_objects
 
     settings = _load_settings(host=host, port=port)
+    sockets = _listen(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
+    if not settings.redis_url:
+        warn_about_old_data(settings.data_dir)
     app = create_app(settings)
     app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
-    _run(app, settings, settings.host, settings.port)
+    app.on_startup.append(log_listening(sockets))
+    _run(app, settings, sockets)
 
 
 def _secrets_of(settings: Settings) -> list[str]:
@@ -106,32 +118,42 @@ def simulator(host: str, port: int, token: str, queue_seconds: float, run_second
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, type=int, show_default=True)
-@click.option("--data-dir", default="./data/demo", show_default=True, type=click.Path())
-def demo(host: str, port: int, data_dir: str) -> None:
+@click.option("--host", default=None, help="Listen address (GATEWAY_HOST, default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT, default 8080).")
+@click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Where the demo keeps its Redis (default: the demo subdirectory of GATEWAY_DATA_DIR).",
+)
+def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Gateway + simulator + embedded Redis in one process, with a ready team key."""
     from gateway.app import create_app
     from gateway.simulator import SimulatorConfig, create_simulator_app
 
+    base_settings = _load_settings(host=host, port=port)
+    sockets = _listen(base_settings.host, base_settings.port)
     sim_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sim_sock.bind(("127.0.0.1", 0))
     sim_port = sim_sock.getsockname()[1]
     sim_config = SimulatorConfig(token=secrets.token_urlsafe(16))
     admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    directory = data_dir if data_dir is not None else base_settings.data_dir / "demo"
+    port = sockets[0].getsockname()[1]
     settings = _load_settings(
         upstream_model_api_url=f"http://127.0.0.1:{sim_port}",
         upstream_serverless_url=f"http://127.0.0.1:{sim_port}",
         upstream_token=SecretStr(sim_config.token),
         admin_token=SecretStr(admin_token),
         redis_url="",
-        data_dir=Path(data_dir),
-        host=host,
+        data_dir=directory,
+        host=base_settings.host,
         port=port,
         log_format="console",
         log_level="warning",
     )
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
+    warn_about_old_data(directory, OLD_DATA_DIR / "demo")
     app = create_app(settings)
 
     async def simulator_ctx(_: web.Application) -> AsyncIterator[None]:
@@ -146,7 +168,7 @@ def demo(host: str, port: int, data_dir: str) -> None:
         with contextlib.suppress(Conflict):  # it survives restarts in the embedded Redis
             await teams.create_team("demo", "Demo team")
         info, key = await teams.create_key("demo", "demo key")
-        base = f"http://{host}:{port}"
+        base = f"http://{settings.host}:{port}"
         server = gateway[EMBEDDED_REDIS].info
         redis_text = f"{server.name} {server.version} ({server.binary})" if server else "?"
         click.echo(
@@ -164,7 +186,7 @@ def demo(host: str, port: int, data_dir: str) -> None:
 
     app.cleanup_ctx.insert(0, simulator_ctx)
     app.on_startup.append(announce)
-    _run(app, settings, host, port)
+    _run(app, settings, sockets)
 
 
 @main.command()
