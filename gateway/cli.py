@@ -8,6 +8,8 @@ import json
 import os
 import re
 import secrets
+import shlex
+import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +26,6 @@ from rich.table import Table
 
 from gateway import __version__
 from gateway.appkeys import EMBEDDED_REDIS, TEAMS
-from gateway.errors import Conflict
 from gateway.logs import configure_logging
 from gateway.serving import OLD_DATA_DIR, ListenError, listen, log_listening, warn_about_old_data
 from gateway.settings import Settings, settings_table
@@ -117,6 +118,36 @@ def simulator(host: str, port: int, token: str, queue_seconds: float, run_second
         asyncio.run(run_simulator(host, port, config))
 
 
+def _admin_variables() -> tuple[str, str]:
+    """The variables ``runcomfy-gateway admin`` reads its gateway URL and token from."""
+    found: dict[str, str] = {}
+    for param in main.commands["admin"].params:
+        envvar = param.envvar
+        if param.name in ("url", "token") and envvar:
+            found[param.name] = envvar if isinstance(envvar, str) else envvar[0]
+    return found["url"], found["token"]
+
+
+def _program() -> str:
+    """How the user started this command, to print commands they can paste."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name != "runcomfy-gateway":
+        return "python -m gateway"
+    on_path = shutil.which("runcomfy-gateway")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "runcomfy-gateway"
+    return shlex.quote(argv0)
+
+
+def _shown_host(host: str) -> str:
+    """Where a local client reaches a listener on ``host`` (any-address means loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 @main.command()
 @click.option("--host", default=None, help="Listen address (GATEWAY_HOST, default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT, default 8080).")
@@ -124,10 +155,13 @@ def simulator(host: str, port: int, token: str, queue_seconds: float, run_second
     "--data-dir",
     default=None,
     type=click.Path(path_type=Path),
-    help="Where the demo keeps its Redis (default: the demo subdirectory of GATEWAY_DATA_DIR).",
+    help="Where the demo keeps its Redis and credentials (default: the demo subdirectory of "
+    "GATEWAY_DATA_DIR).",
 )
 def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Gateway + simulator + embedded Redis in one process, with a ready team key."""
+    """Gateway + simulator + embedded Redis in one process, with a ready team key; the same
+    admin token and key on every start."""
+    from gateway import demo as credentials
     from gateway.app import create_app
     from gateway.simulator import SimulatorConfig, create_simulator_app
 
@@ -137,9 +171,12 @@ def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
     sim_sock.bind(("127.0.0.1", 0))
     sim_port = sim_sock.getsockname()[1]
     sim_config = SimulatorConfig(token=secrets.token_urlsafe(16))
-    admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     directory = data_dir if data_dir is not None else base_settings.data_dir / "demo"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    admin_token = credentials.admin_token(directory, os.environ.get("GATEWAY_ADMIN_TOKEN", ""))
     port = sockets[0].getsockname()[1]
+    base = f"http://{_shown_host(base_settings.host)}:{port}"
+    specific = base_settings.host not in ("", "0.0.0.0", "::")
     settings = _load_settings(
         upstream_model_api_url=f"http://127.0.0.1:{sim_port}",
         upstream_serverless_url=f"http://127.0.0.1:{sim_port}",
@@ -147,6 +184,8 @@ def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
         admin_token=SecretStr(admin_token),
         redis_url="",
         data_dir=directory,
+        # the URLs in answers are the ones printed below (on every interface, clients' own)
+        public_url=base if specific else None,
         host=base_settings.host,
         port=port,
         log_format="console",
@@ -164,23 +203,29 @@ def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
         await runner.cleanup()
 
     async def announce(gateway: web.Application) -> None:
-        teams = gateway[TEAMS]
-        with contextlib.suppress(Conflict):  # it survives restarts in the embedded Redis
-            await teams.create_team("demo", "Demo team")
-        info, key = await teams.create_key("demo", "demo key")
-        base = f"http://{settings.host}:{port}"
+        demo_key = await credentials.team_key(gateway[TEAMS], directory)
         server = gateway[EMBEDDED_REDIS].info
-        redis_text = f"{server.name} {server.version} ({server.binary})" if server else "?"
+        redis_text = f"{server.name} {server.version}" if server else "?"
+        url_variable, token_variable = _admin_variables()
+        auth = f'-H "Authorization: Bearer {demo_key.key}"'
+        request = f"{base}/v1/requests/<request_id>"
         click.echo(
             f"\nruncomfy-gateway demo on {base} (RunComfy simulator on 127.0.0.1:{sim_port})\n"
-            f"  embedded Redis : {redis_text}\n"
-            f"  admin token : {admin_token}\n"
-            f"  team 'demo' key ({info.prefix}) : {key}\n\n"
-            f"Try:\n"
+            f"  data directory : {directory.resolve()} (embedded {redis_text})\n"
+            f"  admin token    : {admin_token}\n"
+            f"  team 'demo' key ({demo_key.info.prefix}) : {demo_key.key}\n"
+            "  (the same token and key on every start: "
+            f"{directory.resolve() / credentials.CREDENTIALS_FILE})\n\n"
+            "Try, in another terminal:\n"
             f"  curl -s -X POST {base}/v1/models/google/nano-banana/pro/text-to-image \\\n"
-            f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
+            f'    {auth} -H "Content-Type: application/json" \\\n'
             f'    -d \'{{"prompt": "a lighthouse at dawn"}}\'\n'
-            f'  curl -s {base}/v1/requests/<request_id>/status -H "Authorization: Bearer {key}"\n'
+            "then, with the request_id it answers (done after about 4 seconds):\n"
+            f'  curl -s "{request}/status" {auth}\n'
+            f'  curl -s "{request}/result?include_cost=true" {auth}\n\n'
+            "The admin command line:\n"
+            f"  export {url_variable}={base} {token_variable}={shlex.quote(admin_token)}\n"
+            f"  {_program()} admin teams list\n"
             "\nCtrl-C stops it.\n"
         )
 
