@@ -4,9 +4,15 @@ what does not work without an admin token."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+from asyncio.subprocess import Process
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ from structlog.testing import capture_logs
 
 from gateway.serving import ListenError, listen, urls, warn_about_old_data
 from gateway.settings import Settings
-from tests.conftest import ADMIN_TOKEN, run_cli
+from tests.conftest import ADMIN_TOKEN, SIM_TOKEN, Simulator, free_port, run_cli
 
 
 @pytest.fixture
@@ -124,3 +130,72 @@ async def test_serve_without_an_admin_token_warns_what_does_not_work_and_how_to_
     with capture_logs() as events:
         await gateway_factory()
     assert not [e for e in events if e["event"] == "admin_token_unset"]
+
+
+async def _serve(env: dict[str, str], cwd: Path, port: int, log: Path) -> Process:
+    """``python -m gateway serve`` started from ``cwd``, once it says it listens."""
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--port", str(port),
+            env=env, cwd=cwd, stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    text = ""
+    for _ in range(600):
+        text = await asyncio.to_thread(log.read_text)
+        if "gateway_listening" in text or process.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert "gateway_listening" in text, text
+    return process
+
+
+async def _stop(process: Process) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+@pytest.mark.slow
+async def test_an_upgrade_moves_the_old_data_by_the_printed_command_and_keeps_the_teams(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """As someone who ran an earlier version from a checkout (data in ./data) would: start
+    the new one there with the console log, paste the command it prints, start again."""
+    checkout, port = tmp_path / "checkout", free_port()
+    checkout.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        HOME=str(tmp_path / "home"),
+        XDG_DATA_HOME=str(tmp_path / "xdg"),
+        GATEWAY_UPSTREAM_MODEL_API_URL=simulator.url,
+        GATEWAY_UPSTREAM_SERVERLESS_URL=simulator.url,
+        GATEWAY_UPSTREAM_TOKEN=SIM_TOKEN,
+        GATEWAY_LOG_FORMAT="console",
+    )
+    admin = {"GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN, "GATEWAY_ADMIN_URL": f"http://127.0.0.1:{port}"}
+    # an earlier version: its data directory was ./data
+    earlier = await _serve(
+        {**env, **admin, "GATEWAY_DATA_DIR": "data"}, checkout, port, tmp_path / "a"
+    )
+    try:
+        assert (await run_cli("admin", "teams", "create", "design", env=admin))[0] == 0
+    finally:
+        await _stop(earlier)
+    # this version, with neither GATEWAY_DATA_DIR nor GATEWAY_ADMIN_TOKEN
+    await _stop(await _serve(env, checkout, port, tmp_path / "b"))
+    text = (tmp_path / "b").read_text()
+    assert f"gateway_listening              urls=['http://127.0.0.1:{port}']" in text
+    assert "admin_token_unset" in text and "nobody can create teams or keys" in text
+    assert f"data_dir={tmp_path / 'xdg' / 'runcomfy-gateway'}" in text
+    match = re.search(r"old_data_dir_found .*run: (mv [^']+)'", text)
+    assert match, text
+    moving = await asyncio.create_subprocess_exec("/bin/sh", "-c", match[1])
+    assert await moving.wait() == 0
+    # and again, the teams of ./data are there
+    process = await _serve({**env, **admin}, tmp_path, port, tmp_path / "c")
+    try:
+        code, out, _ = await run_cli("admin", "--json", "teams", "list", env=admin)
+        assert code == 0 and [t["team_id"] for t in json.loads(out)["teams"]] == ["design"]
+    finally:
+        await _stop(process)
+    assert "old_data_dir_found" not in (tmp_path / "c").read_text()
+    assert not (checkout / "data").exists()
