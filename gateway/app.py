@@ -300,7 +300,12 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.global_max_concurrent_jobs,
     )
     if not settings.upstream_configured:
-        log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
+        log.warning(
+            "upstream_token_missing",
+            advice="without GATEWAY_UPSTREAM_TOKEN RunComfy refuses every request the gateway "
+            "passes on: set it to the RunComfy API token of the gateway's account (or try the "
+            "gateway with RunComfy simulated: `runcomfy-gateway demo`)",
+        )
     yield
     await app[PROXY].close()
     await model_api.close()
