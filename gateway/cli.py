@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -27,7 +27,14 @@ from rich.table import Table
 from gateway import __version__
 from gateway.appkeys import EMBEDDED_REDIS, TEAMS
 from gateway.logs import configure_logging
-from gateway.serving import OLD_DATA_DIR, ListenError, listen, log_listening, warn_about_old_data
+from gateway.serving import (
+    OLD_DATA_DIR,
+    CannotStart,
+    claim_data_dir,
+    listen,
+    log_listening,
+    warn_about_old_data,
+)
 from gateway.settings import Settings, settings_table
 
 console = Console()
@@ -69,7 +76,15 @@ def _listen(host: str, port: int) -> list[socket.socket]:
     """Bound before anything starts: a taken port is one line and exit code 1."""
     try:
         return listen(host, port)
-    except ListenError as exc:
+    except CannotStart as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _claim(data_dir: Path) -> IO[str] | None:
+    """The data directory's lock, held until the process ends; in use: one line, exit 1."""
+    try:
+        return claim_data_dir(data_dir)
+    except CannotStart as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -88,6 +103,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     settings = _load_settings(host=host, port=port)
     sockets = _listen(settings.host, settings.port)
+    claimed = None if settings.redis_url else _claim(settings.data_dir)
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
     if not settings.redis_url:
         warn_about_old_data(settings.data_dir)
@@ -95,6 +111,7 @@ def serve(host: str | None, port: int | None) -> None:
     app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
     app.on_startup.append(log_listening(sockets))
     _run(app, settings, sockets)
+    del claimed  # held until here
 
 
 def _secrets_of(settings: Settings) -> list[str]:
@@ -173,6 +190,7 @@ def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
     sim_config = SimulatorConfig(token=secrets.token_urlsafe(16))
     directory = data_dir if data_dir is not None else base_settings.data_dir / "demo"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    claimed = _claim(directory)
     admin_token = credentials.admin_token(directory, os.environ.get("GATEWAY_ADMIN_TOKEN", ""))
     port = sockets[0].getsockname()[1]
     base = f"http://{_shown_host(base_settings.host)}:{port}"
@@ -232,6 +250,7 @@ def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
     app.cleanup_ctx.insert(0, simulator_ctx)
     app.on_startup.append(announce)
     _run(app, settings, sockets)
+    del claimed  # held until here
 
 
 @main.command()

@@ -1,8 +1,10 @@
 """What ``serve`` and ``demo`` do around the application: the listening sockets, the line that
-says where the gateway listens, and the hint about an older version's ``./data``.
+says where the gateway listens, the claim on the data directory, and the hint about an older
+version's ``./data``.
 
-The sockets are bound before anything starts (Redis, the simulator), so a taken port is one
-clear line and a non-zero exit instead of a traceback after the embedded Redis came up.
+The sockets are bound and the data directory claimed before anything starts (Redis, the
+simulator), so a taken port or a data directory in use is one clear line and a non-zero exit
+instead of a traceback after the embedded Redis came up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shlex
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 import structlog
 from aiohttp import web
@@ -23,8 +26,16 @@ OLD_DATA_DIR = Path("data")
 """Where versions before the per-user data directory kept it: relative to where they started."""
 
 
-class ListenError(Exception):
-    """The gateway cannot listen where it was told to; the message says what to do."""
+class CannotStart(Exception):
+    """The gateway cannot start as told; the message says why and what to do."""
+
+
+class ListenError(CannotStart):
+    """It cannot listen where it was told to."""
+
+
+class DataDirInUse(CannotStart):
+    """Another live gateway (or demo) runs the embedded Redis of this data directory."""
 
 
 def _where(host: str, port: int) -> str:
@@ -133,3 +144,39 @@ def warn_about_old_data(data_dir: Path, old: Path = OLD_DATA_DIR) -> None:
         "where it was started; this one keeps them in data_dir (GATEWAY_DATA_DIR). To keep "
         f"them, stop it (Ctrl-C) and run: mv {new} {aside} && mv {previous} {new}",
     )
+
+
+LOCK_FILE = "gateway.lock"
+
+
+def claim_data_dir(data_dir: Path) -> IO[str] | None:
+    """Hold ``data_dir``'s lock for the life of the process, or :class:`DataDirInUse`.
+
+    Without it a second gateway on the same directory (easy now that it is the same wherever
+    they are started) would take the first one's embedded Redis for a crashed gateway's
+    leftover and stop it. The lock goes with the process, whatever way it ends; the embedded
+    Redis does not inherit it, so a leftover of a crashed gateway is still replaced. None where
+    there are no ``flock`` locks (Windows, which has no embedded Redis either).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise DataDirInUse(
+            f"the data directory {data_dir.resolve()} is in use by another gateway or demo "
+            f"(process {holder}). Stop it, or give this one its own with GATEWAY_DATA_DIR "
+            "(demo: --data-dir), or share one Redis with GATEWAY_REDIS_URL."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from gateway.serving import ListenError, listen, urls, warn_about_old_data
+from gateway.serving import ListenError, claim_data_dir, listen, urls, warn_about_old_data
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, SIM_TOKEN, Simulator, free_port, run_cli
 
@@ -47,6 +47,30 @@ async def test_a_taken_port_is_one_line_naming_it_and_the_way_out(
     assert f"127.0.0.1:{taken_port}" in err and "already in use" in err
     assert "--port" in err and "GATEWAY_PORT" in err
     assert not (tmp_path / "data").exists()  # refused before anything was started
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+async def test_a_data_dir_in_use_by_a_running_gateway_is_one_line_and_left_alone(
+    command: str, tmp_path: Path
+) -> None:
+    """Two gateways on one data directory: the second would stop the first one's embedded
+    Redis, taking it for a crashed gateway's leftover. Now the second refuses to start."""
+    data_dir = tmp_path / "data"
+    held = claim_data_dir(data_dir if command == "serve" else data_dir / "demo")
+    assert held is not None
+    try:
+        env = {"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+        code, out, err = await run_cli(command, "--port", str(free_port()), env=env)
+        assert code != 0 and out == ""
+        assert len(err.strip().splitlines()) == 1, err
+        assert "is in use by another gateway" in err and f"(process {os.getpid()})" in err
+        assert "GATEWAY_DATA_DIR" in err
+        assert not (data_dir / "appendonlydir").exists()
+    finally:
+        held.close()
+    again = claim_data_dir(data_dir)  # the lock goes with its holder
+    assert again is not None
+    again.close()
 
 
 def test_an_address_of_another_machine_is_refused_with_the_option_to_change() -> None:
