@@ -33,6 +33,7 @@ from gateway.serving import (
     claim_data_dir,
     listen,
     log_listening,
+    urls,
     warn_about_old_data,
 )
 from gateway.settings import Settings, settings_table
@@ -72,10 +73,10 @@ def _run(app: web.Application, settings: Settings, sockets: list[socket.socket])
     )
 
 
-def _listen(host: str, port: int) -> list[socket.socket]:
+def _listen(host: str, port: int, **options: str) -> list[socket.socket]:
     """Bound before anything starts: a taken port is one line and exit code 1."""
     try:
-        return listen(host, port)
+        return listen(host, port, **options)
     except CannotStart as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -129,10 +130,11 @@ def simulator(host: str, port: int, token: str, queue_seconds: float, run_second
     from gateway.simulator import SimulatorConfig, run_simulator
 
     config = SimulatorConfig(token=token, queue_seconds=queue_seconds, run_seconds=run_seconds)
-    click.echo(f"RunComfy simulator on http://{host}:{port} (token {token!r})")
+    sockets = _listen(host, port, ports="--port", hosts="--host")
+    click.echo(f"RunComfy simulator on {', '.join(urls(sockets))} (token {token!r})")
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_simulator(host, port, config))
+        asyncio.run(run_simulator(host, port, config, sockets))
 
 
 def _admin_variables() -> tuple[str, str]:

@@ -42,29 +42,35 @@ def _where(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _explain(exc: OSError, host: str, port: int) -> str:
+def _explain(exc: OSError, host: str, port: int, ports: str, hosts: str) -> str:
     where = _where(host, port)
     if exc.errno == errno.EADDRINUSE:
         return (
-            f"cannot listen on {where}: the port is already in use (another gateway or demo "
-            "running?). Stop it, or choose another port with --port or GATEWAY_PORT."
+            f"cannot listen on {where}: the port is already in use (by another gateway, demo or "
+            f"simulator?). Stop it, or choose another port with {ports}."
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (
             f"cannot listen on {where}: permission denied (ports below 1024 need privileges). "
-            "Choose another port with --port or GATEWAY_PORT."
+            f"Choose another port with {ports}."
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return (
             f"cannot listen on {where}: {host} is not an address of this machine. Choose "
-            "another with --host or GATEWAY_HOST (127.0.0.1 locally, 0.0.0.0 on every interface)."
+            f"another with {hosts} (127.0.0.1 locally, 0.0.0.0 on every interface)."
         )
     return f"cannot listen on {where}: {exc.strerror or exc}."
 
 
-def listen(host: str, port: int) -> list[socket.socket]:
+def listen(
+    host: str,
+    port: int,
+    ports: str = "--port or GATEWAY_PORT",
+    hosts: str = "--host or GATEWAY_HOST",
+) -> list[socket.socket]:
     """Listening sockets on every address ``host`` resolves to (like asyncio's
-    ``create_server``), or :class:`ListenError` saying what is wrong and what to do."""
+    ``create_server``), or :class:`ListenError` saying what is wrong and, with the ``ports``
+    and ``hosts`` options of the command, what to do."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -72,7 +78,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
     except socket.gaierror as exc:
         raise ListenError(
             f"cannot listen on {_where(host, port)}: unknown host ({exc.strerror}). Choose "
-            "another with --host or GATEWAY_HOST (127.0.0.1 locally, 0.0.0.0 on every interface)."
+            f"another with {hosts} (127.0.0.1 locally, 0.0.0.0 on every interface)."
         ) from None
     sockets: list[socket.socket] = []
     seen: set[tuple[int, str]] = set()
@@ -94,7 +100,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
                 continue  # "localhost" on a machine without IPv6: its IPv4 address is enough
             for bound in sockets:
                 bound.close()
-            raise ListenError(_explain(exc, str(address[0]), port)) from None
+            raise ListenError(_explain(exc, str(address[0]), port, ports, hosts)) from None
         sock.setblocking(False)
         sockets.append(sock)
     if not sockets:
