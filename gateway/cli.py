@@ -243,8 +243,9 @@ def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
             "then, with the request_id it answers (done after about 4 seconds):\n"
             f'  curl -s "{request}/status" {auth}\n'
             f'  curl -s "{request}/result?include_cost=true" {auth}\n\n'
-            "The admin command line:\n"
-            f"  export {url_variable}={base} {token_variable}={shlex.quote(admin_token)}\n"
+            "For the admin command line (and $KEY for your own requests), paste:\n"
+            f"  export {url_variable}={base} {token_variable}={shlex.quote(admin_token)} "
+            f"KEY={demo_key.key}\n"
             f"  {_program()} admin teams list\n"
             "\nCtrl-C stops it.\n"
         )

@@ -133,6 +133,7 @@ async def test_the_demo_restarts_with_the_same_token_and_key_and_its_lines_work(
             assert exports == {
                 "GATEWAY_ADMIN_URL": f"http://127.0.0.1:{port}",
                 "GATEWAY_ADMIN_TOKEN": token,
+                "KEY": key,  # what the README's walkthrough uses
             }
             assert [k["key_id"] for k in demo_keys(out)] == [key.split("_")[1]]
             runs.append((token, key))
