@@ -151,7 +151,7 @@ def _program() -> str:
     """How the user started this command, to print commands they can paste."""
     argv0 = sys.argv[0]
     if Path(argv0).name != "runcomfy-gateway":
-        return "python -m gateway"
+        return f"{shlex.quote(sys.executable)} -m gateway"  # this Python has the gateway
     on_path = shutil.which("runcomfy-gateway")
     if on_path and Path(on_path).resolve() == Path(argv0).resolve():
         return "runcomfy-gateway"

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -128,6 +129,14 @@ async def test_the_demo_restarts_with_the_same_token_and_key_and_its_lines_work(
                     result = await resp.json()
                 assert result["status"] == "succeeded" and result["output"]["image"]
                 costs.append(result["cost"])
+            admin_line = run.value(r"^  export .+\n  (.+ admin teams list)$")
+            listing = await asyncio.create_subprocess_exec(
+                *shlex.split(admin_line),
+                env={**os.environ, **exports},
+                stdout=asyncio.subprocess.PIPE,
+            )
+            teams, _ = await listing.communicate()
+            assert listing.returncode == 0 and "Demo team" in teams.decode()
             code, out, err = await run_cli("admin", "--json", "keys", "list", "demo", env=exports)
             assert code == 0, err
             assert exports == {
