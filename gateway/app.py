@@ -300,7 +300,12 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.global_max_concurrent_jobs,
     )
     if not settings.upstream_configured:
-        log.warning("upstream_token_missing", advice="set GATEWAY_UPSTREAM_TOKEN")
+        log.warning(
+            "upstream_token_missing",
+            advice="without GATEWAY_UPSTREAM_TOKEN RunComfy refuses every request the gateway "
+            "passes on: set it to the RunComfy API token of the gateway's account (or try the "
+            "gateway with RunComfy simulated: `runcomfy-gateway demo`)",
+        )
     yield
     await app[PROXY].close()
     await model_api.close()
@@ -366,6 +371,15 @@ async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
             "public_url_unset",
             advice="set GATEWAY_PUBLIC_URL to the URL clients reach the gateway at; until then "
             "the URLs in answers follow each request's Host and X-Forwarded-Host/Proto headers",
+        )
+    if not app[SETTINGS].admin_token.get_secret_value():
+        log.warning(
+            "admin_token_unset",
+            advice="without GATEWAY_ADMIN_TOKEN the admin API (/admin/v1/, deployment management "
+            "and `runcomfy-gateway admin`) accepts named admin tokens (rca_...) only, and only an "
+            "admin can create those: with none, nobody can create teams or keys. Set "
+            "GATEWAY_ADMIN_TOKEN to a long random secret, e.g. from "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, and restart",
         )
     yield
     log.info("gateway_stopped")

@@ -8,11 +8,13 @@ import json
 import os
 import re
 import secrets
+import shlex
+import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -28,8 +30,16 @@ from rich.text import Text
 from gateway import __version__
 from gateway.appkeys import EMBEDDED_REDIS, TEAMS
 from gateway.credentials import KEY_PREFIX
-from gateway.errors import Conflict
 from gateway.logs import configure_logging
+from gateway.serving import (
+    OLD_DATA_DIR,
+    CannotStart,
+    claim_data_dir,
+    listen,
+    log_listening,
+    urls,
+    warn_about_old_data,
+)
 from gateway.settings import Settings, settings_table
 
 
@@ -52,18 +62,33 @@ def _install_uvloop() -> None:
         pass
 
 
-def _run(app: web.Application, settings: Settings, host: str, port: int) -> None:
+def _run(app: web.Application, settings: Settings, sockets: list[socket.socket]) -> None:
     _install_uvloop()
     web.run_app(
         app,
-        host=host,
-        port=port,
+        sock=sockets,
         shutdown_timeout=settings.shutdown_grace_seconds,
         keepalive_timeout=settings.client_idle_timeout_seconds,  # also bounds slow headers
         access_log=None,
         print=None,
         handle_signals=True,
     )
+
+
+def _listen(host: str, port: int, **options: str) -> list[socket.socket]:
+    """Bound before anything starts: a taken port is one line and exit code 1."""
+    try:
+        return listen(host, port, **options)
+    except CannotStart as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _claim(data_dir: Path) -> IO[str] | None:
+    """The data directory's lock, held until the process ends; in use: one line, exit 1."""
+    try:
+        return claim_data_dir(data_dir)
+    except CannotStart as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -80,10 +105,16 @@ def serve(host: str | None, port: int | None) -> None:
     from gateway.app import create_app, freeze_startup_objects
 
     settings = _load_settings(host=host, port=port)
+    sockets = _listen(settings.host, settings.port)
+    claimed = None if settings.redis_url else _claim(settings.data_dir)
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
+    if not settings.redis_url:
+        warn_about_old_data(settings.data_dir)
     app = create_app(settings)
     app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
-    _run(app, settings, settings.host, settings.port)
+    app.on_startup.append(log_listening(sockets))
+    _run(app, settings, sockets)
+    del claimed  # held until here
 
 
 def _secrets_of(settings: Settings) -> list[str]:
@@ -101,39 +132,89 @@ def simulator(host: str, port: int, token: str, queue_seconds: float, run_second
     from gateway.simulator import SimulatorConfig, run_simulator
 
     config = SimulatorConfig(token=token, queue_seconds=queue_seconds, run_seconds=run_seconds)
-    click.echo(f"RunComfy simulator on http://{host}:{port} (token {token!r})")
+    sockets = _listen(host, port, ports="--port", hosts="--host")
+    click.echo(f"RunComfy simulator on {', '.join(urls(sockets))} (token {token!r})")
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_simulator(host, port, config))
+        asyncio.run(run_simulator(host, port, config, sockets))
+
+
+def _admin_variables() -> tuple[str, str]:
+    """The variables ``runcomfy-gateway admin`` reads its gateway URL and token from."""
+    found: dict[str, str] = {}
+    for param in main.commands["admin"].params:
+        envvar = param.envvar
+        if param.name in ("url", "token") and envvar:
+            found[param.name] = envvar if isinstance(envvar, str) else envvar[0]
+    return found["url"], found["token"]
+
+
+def _program() -> str:
+    """How the user started this command, to print commands they can paste."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name != "runcomfy-gateway":
+        return f"{shlex.quote(sys.executable)} -m gateway"  # this Python has the gateway
+    on_path = shutil.which("runcomfy-gateway")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "runcomfy-gateway"
+    return shlex.quote(argv0)
+
+
+def _shown_host(host: str) -> str:
+    """Where a local client reaches a listener on ``host`` (any-address means loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, type=int, show_default=True)
-@click.option("--data-dir", default="./data/demo", show_default=True, type=click.Path())
-def demo(host: str, port: int, data_dir: str) -> None:
-    """Gateway + simulator + embedded Redis in one process, with a ready team key."""
+@click.option("--host", default=None, help="Listen address (GATEWAY_HOST, default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT, default 8080).")
+@click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Where the demo keeps its Redis and credentials (default: the demo subdirectory of "
+    "GATEWAY_DATA_DIR).",
+)
+def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Gateway + simulator + embedded Redis in one process, with a ready team key; the same
+    admin token and key on every start."""
+    from gateway import demo as credentials
     from gateway.app import create_app
     from gateway.simulator import SimulatorConfig, create_simulator_app
 
+    base_settings = _load_settings(host=host, port=port)
+    sockets = _listen(base_settings.host, base_settings.port)
     sim_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sim_sock.bind(("127.0.0.1", 0))
     sim_port = sim_sock.getsockname()[1]
     sim_config = SimulatorConfig(token=secrets.token_urlsafe(16))
-    admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    directory = data_dir if data_dir is not None else base_settings.data_dir / "demo"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    claimed = _claim(directory)
+    admin_token = credentials.admin_token(directory, os.environ.get("GATEWAY_ADMIN_TOKEN", ""))
+    port = sockets[0].getsockname()[1]
+    base = f"http://{_shown_host(base_settings.host)}:{port}"
+    specific = base_settings.host not in ("", "0.0.0.0", "::")
     settings = _load_settings(
         upstream_model_api_url=f"http://127.0.0.1:{sim_port}",
         upstream_serverless_url=f"http://127.0.0.1:{sim_port}",
         upstream_token=SecretStr(sim_config.token),
         admin_token=SecretStr(admin_token),
         redis_url="",
-        data_dir=Path(data_dir),
-        host=host,
+        data_dir=directory,
+        # the URLs in answers are the ones printed below (on every interface, clients' own)
+        public_url=base if specific else None,
+        host=base_settings.host,
         port=port,
         log_format="console",
         log_level="warning",
     )
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
+    warn_about_old_data(directory, OLD_DATA_DIR / "demo")
     app = create_app(settings)
 
     async def simulator_ctx(_: web.Application) -> AsyncIterator[None]:
@@ -144,29 +225,37 @@ def demo(host: str, port: int, data_dir: str) -> None:
         await runner.cleanup()
 
     async def announce(gateway: web.Application) -> None:
-        teams = gateway[TEAMS]
-        with contextlib.suppress(Conflict):  # it survives restarts in the embedded Redis
-            await teams.create_team("demo", "Demo team")
-        info, key = await teams.create_key("demo", "demo key")
-        base = f"http://{host}:{port}"
+        demo_key = await credentials.team_key(gateway[TEAMS], directory)
         server = gateway[EMBEDDED_REDIS].info
-        redis_text = f"{server.name} {server.version} ({server.binary})" if server else "?"
+        redis_text = f"{server.name} {server.version}" if server else "?"
+        url_variable, token_variable = _admin_variables()
+        auth = f'-H "Authorization: Bearer {demo_key.key}"'
+        request = f"{base}/v1/requests/<request_id>"
         click.echo(
             f"\nruncomfy-gateway demo on {base} (RunComfy simulator on 127.0.0.1:{sim_port})\n"
-            f"  embedded Redis : {redis_text}\n"
-            f"  admin token : {admin_token}\n"
-            f"  team 'demo' key ({info.prefix}) : {key}\n\n"
-            f"Try:\n"
+            f"  data directory : {directory.resolve()} (embedded {redis_text})\n"
+            f"  admin token    : {admin_token}\n"
+            f"  team 'demo' key ({demo_key.info.prefix}) : {demo_key.key}\n"
+            "  (the same token and key on every start: "
+            f"{directory.resolve() / credentials.CREDENTIALS_FILE})\n\n"
+            "Try, in another terminal:\n"
             f"  curl -s -X POST {base}/v1/models/google/nano-banana/pro/text-to-image \\\n"
-            f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
+            f'    {auth} -H "Content-Type: application/json" \\\n'
             f'    -d \'{{"prompt": "a lighthouse at dawn"}}\'\n'
-            f'  curl -s {base}/v1/requests/<request_id>/status -H "Authorization: Bearer {key}"\n'
+            "then, with the request_id it answers (done after about 4 seconds):\n"
+            f'  curl -s "{request}/status" {auth}\n'
+            f'  curl -s "{request}/result?include_cost=true" {auth}\n\n'
+            "For the admin command line (and $KEY for your own requests), paste:\n"
+            f"  export {url_variable}={base} {token_variable}={shlex.quote(admin_token)} "
+            f"KEY={demo_key.key}\n"
+            f"  {_program()} admin teams list\n"
             "\nCtrl-C stops it.\n"
         )
 
     app.cleanup_ctx.insert(0, simulator_ctx)
     app.on_startup.append(announce)
-    _run(app, settings, host, port)
+    _run(app, settings, sockets)
+    del claimed  # held until here
 
 
 @main.command()

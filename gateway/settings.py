@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.store.client import check_url
 
 LogFormat = Literal["json", "console", "auto"]
+APP_NAME = "runcomfy-gateway"
+
+
+def default_data_dir() -> Path:
+    """Where a gateway started without ``GATEWAY_DATA_DIR`` keeps its data: the same directory
+    wherever it is started from (earlier versions used ``./data``, see :mod:`gateway.serving`)."""
+    return Path(user_data_dir(APP_NAME, appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -68,8 +76,12 @@ class Settings(BaseSettings):
         "can share one Redis.",
     )
     data_dir: Path = Field(
-        default=Path("./data"),
-        description="Directory of the embedded Redis (its socket, AOF and RDB files).",
+        default_factory=default_data_dir,
+        description="Directory of the embedded Redis (its socket, AOF and RDB files); the demo "
+        "uses its `demo` subdirectory. Default: the user's data directory, "
+        "`$XDG_DATA_HOME/runcomfy-gateway` (`~/.local/share/runcomfy-gateway`) on Linux, "
+        "`~/Library/Application Support/runcomfy-gateway` on macOS.",
+        json_schema_extra={"default_shown": "(per user)"},
     )
     public_url: str = Field(
         default="",
@@ -311,7 +323,10 @@ def settings_table() -> str:
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.default
-        if isinstance(default, SecretStr):
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and "default_shown" in extra:
+            shown = str(extra["default_shown"])
+        elif isinstance(default, SecretStr):
             shown = "(empty)" if not default.get_secret_value() else "(set)"
         elif default in ("", None):
             shown = "(empty)"

@@ -418,9 +418,10 @@ def test_completion_offers_commands_and_options_without_a_token_or_gateway(
 async def test_serve_runs_as_a_process_drains_on_sigterm_and_logs_json_lines(
     simulator: Simulator, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
-    """The subprocess smoke test: ``python -m gateway serve`` as an operator starts it. A request
-    in flight when SIGTERM arrives still gets its answer, the process exits 0, and stdout holds
-    one JSON object per line (request and admin events) with no key or token in it."""
+    """The subprocess smoke test: ``python -m gateway serve`` as an operator starts it. It says
+    where it listens once it has started; a request in flight when SIGTERM arrives still gets its
+    answer, the process exits 0, and stdout holds one JSON object per line (request and admin
+    events) with no key or token in it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -482,6 +483,9 @@ async def test_serve_runs_as_a_process_drains_on_sigterm_and_logs_json_lines(
     events: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines() if line]
     requests = [e for e in events if e.get("event") == "request"]
     admin = [e for e in events if e.get("event") == "admin_action"]
+    [listening] = [e for e in events if e.get("event") == "gateway_listening"]
+    assert listening["urls"] == [url]
+    assert events.index(listening) > [e.get("event") for e in events].index("gateway_started")
     assert [e["action"] for e in admin] == ["team.create", "key.create"]
     assert all(e["actor"] == "bootstrap" and e["correlation_id"] for e in admin)
     assert admin[0]["target"] == "team/design" and admin[0]["after"]["team_id"] == "design"

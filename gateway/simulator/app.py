@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -36,13 +38,21 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> web.Applicati
     return app
 
 
-async def run_simulator(host: str, port: int, config: SimulatorConfig) -> None:
-    """Serve until cancelled (``runcomfy-gateway simulator --port P``)."""
+async def run_simulator(
+    host: str,
+    port: int,
+    config: SimulatorConfig,
+    sockets: Sequence[socket.socket] = (),
+) -> None:
+    """Serve until cancelled (``runcomfy-gateway simulator --port P``), on ``sockets`` when
+    given (bound beforehand, so a taken port is the caller's one line), else on host:port."""
     runner = web.AppRunner(create_simulator_app(config))
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        sites: list[web.BaseSite] = [web.SockSite(runner, sock) for sock in sockets]
+        sites = sites or [web.TCPSite(runner, host, port)]
+        for site in sites:
+            await site.start()
         logger.info("RunComfy simulator listening on %s", ", ".join(map(str, runner.addresses)))
         await asyncio.Event().wait()
     finally:
