@@ -75,13 +75,17 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
-    from gateway.app import create_app, freeze_startup_objects
+    from gateway.app import MetricsListenerError, create_app, freeze_startup_objects
 
     settings = _load_settings(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format, _secrets_of(settings))
     app = create_app(settings)
     app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
-    _run(app, settings, settings.host, settings.port)
+    try:
+        _run(app, settings, settings.host, settings.port)
+    except MetricsListenerError as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        sys.exit(2)
 
 
 def _secrets_of(settings: Settings) -> list[str]:

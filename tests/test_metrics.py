@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import platform
 import re
+import socket
 import sys
 import time
 import uuid
+from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.app import MetricsListenerError
+from gateway.appkeys import METRICS_URL
 from gateway.metrics import Metrics
-from tests.conftest import NANO, Gateway, Simulator
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
 
 
 async def scrape(gw: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -155,6 +160,45 @@ async def test_cost_on_metrics_is_exact_to_the_micro_dollar_after_many_jobs_and_
     text = await exposition(gateway)
     assert raw_value(text, "gateway_cost_usd_total", team="design", model=NANO) == "0.45"
     assert raw_value(text, "gateway_cost_saved_usd_total", team="design", model=NANO) == "1.65"
+
+
+async def test_a_metrics_port_serves_metrics_and_probes_and_the_api_port_hides_metrics(
+    gateway_factory: Any,
+) -> None:
+    gw: Gateway = await gateway_factory(metrics_port=0)
+    private = gw.app[METRICS_URL]
+    assert private != gw.url
+    status, body, _ = await gw.request("GET", "/metrics")
+    assert status == 404
+    assert_error_shape(body)
+    for base in (gw.url, private):
+        for probe in ("/healthz", "/readyz"):
+            async with gw.http.get(base + probe) as resp:
+                assert resp.status == 200, (base, probe, await resp.text())
+    async with gw.http.get(private + "/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    refused = 'cache="none",method="GET",route="unmatched",status_class="4xx"'
+    assert f"gateway_http_requests_total{{{refused}}} 1.0" in text
+    assert "process_cpu_seconds_total" in text
+    async with gw.http.get(private + "/v1/models") as resp:
+        assert resp.status == 404, "the API is not served on the metrics port"
+    await gw.server.close()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with gw.http.get(private + "/healthz"):
+            pass
+
+
+async def test_a_taken_metrics_port_stops_start_up_and_names_the_setting(
+    gateway_factory: Any,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MetricsListenerError, match=rf"GATEWAY_METRICS_PORT.*:{port}\b.*in use"):
+            await gateway_factory(metrics_port=port)
 
 
 async def test_upstream_errors_and_retries_are_counted_by_kind(
