@@ -642,6 +642,14 @@ def test_compose_stack_invariants(compose: dict[str, Any]) -> None:
     assert "ports" not in redis, "Redis must not be published on the host"
     assert any(str(v).endswith(":/data") for v in redis["volumes"]), "AOF needs a volume"
 
+    # Prometheus and Grafana have no authentication worth the name: this host only.
+    for name in ("prometheus", "grafana"):
+        for port in services[name]["ports"]:
+            assert str(port).startswith("127.0.0.1:"), f"{name} published beyond this host: {port}"
+    assert (
+        "--enable-feature=created-timestamp-zero-ingestion" not in services["prometheus"]["command"]
+    ), "the gateway exports no _created series for that feature to read"
+
     mounts = {
         "prometheus": ("./prometheus", "/etc/prometheus"),
         "grafana": ("./grafana/provisioning", "/etc/grafana/provisioning"),
@@ -679,11 +687,42 @@ def test_compose_secrets_are_only_interpolated(compose: dict[str, Any]) -> None:
     assert ".env" in (DEPLOY / ".gitignore").read_text().split()
 
 
+def test_compose_publishes_only_the_api_and_keeps_metrics_on_the_compose_network(
+    compose: dict[str, Any], stages: list[Stage]
+) -> None:
+    gateway = compose["services"]["gateway"]
+    env = gateway["environment"]
+    api_port = int(stages[-1].env()["GATEWAY_PORT"])
+    metrics_port = int(env["GATEWAY_METRICS_PORT"])
+    assert metrics_port != api_port
+    assert [str(p).rsplit(":", 1)[1] for p in gateway["ports"]] == [str(api_port)]
+    assert str(metrics_port) in map(str, gateway.get("expose", []))
+
+
+def test_compose_admin_cli_inside_a_replica_finds_the_gateway_and_its_token(
+    compose: dict[str, Any], stages: list[Stage]
+) -> None:
+    """``docker compose exec gateway runcomfy-gateway admin ...`` needs no flags: the CLI's
+    default URL is the replica's own API port and the bootstrap token is in its environment."""
+    from gateway.cli import admin
+
+    env = compose["services"]["gateway"]["environment"]
+    assert "GATEWAY_ADMIN_TOKEN" in env
+    url = next(p for p in admin.params if p.name == "url")
+    token = next(p for p in admin.params if p.name == "token")
+    assert token.envvar == "GATEWAY_ADMIN_TOKEN"
+    port = env.get("GATEWAY_PORT", stages[-1].env()["GATEWAY_PORT"])
+    assert "GATEWAY_ADMIN_URL" in env or url.default == f"http://127.0.0.1:{port}"
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    assert "docker compose -f deploy/compose.yaml exec gateway runcomfy-gateway admin" in docs
+
+
 def test_prometheus_scrapes_the_gateways_and_grafana_reads_prometheus(
     compose: dict[str, Any], stages: list[Stage]
 ) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    container_port = int(stages[-1].env()["GATEWAY_PORT"])
+    env = compose["services"]["gateway"]["environment"]
+    container_port = int(env.get("GATEWAY_METRICS_PORT") or stages[-1].env()["GATEWAY_PORT"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     gateway_jobs = [
         job
