@@ -145,6 +145,7 @@ def test_dollar_counters_read_exact_sums_where_float_sums_drift() -> None:
         metrics.cost_spent.add(-1, "design", NANO)
 
 
+@pytest.mark.slow  # waits for the probe to learn the team
 async def test_cost_on_metrics_is_exact_to_the_micro_dollar_after_many_jobs_and_hits(
     gateway: Gateway, simulator: Simulator
 ) -> None:
