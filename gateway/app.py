@@ -24,6 +24,7 @@ from gateway.appkeys import (
     LARGE_BODIES,
     LIFECYCLE,
     METRICS,
+    METRICS_URL,
     MODEL_API,
     POLLER,
     PRICING,
@@ -58,7 +59,7 @@ from gateway.routes.admin import setup_admin_routes
 from gateway.routes.admin_pricing import setup_admin_pricing_routes
 from gateway.routes.admin_quotas import setup_admin_quota_routes
 from gateway.routes.model_api import setup_model_api_routes
-from gateway.routes.ops import setup_ops_routes
+from gateway.routes.ops import create_metrics_app, setup_ops_routes
 from gateway.routes.serverless import setup_serverless_routes
 from gateway.settings import Settings
 from gateway.store.client import (
@@ -82,6 +83,10 @@ REDIS_PROBE_INTERVAL = 2.0
 TEAM_GAUGE_INTERVAL = 5.0
 
 
+class MetricsListenerError(Exception):
+    """The separate metrics listener (``GATEWAY_METRICS_PORT``) could not listen."""
+
+
 class PricedCharge:
     """The proxy's view of pricing: (estimate, serverless rate per second) in micro-dollars."""
 
@@ -95,6 +100,31 @@ class PricedCharge:
 
     def cached(self, api: Api, target: str) -> bool:
         return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
+
+
+async def metrics_listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``/metrics`` and the probes on ``GATEWAY_METRICS_PORT``. Started first and stopped last,
+    so Prometheus sees the whole start-up and drain."""
+    settings = app[SETTINGS]
+    host, port = settings.metrics_listen_host, settings.metrics_port
+    runner = web.AppRunner(
+        create_metrics_app(app[METRICS], app[LIFECYCLE]), access_log=None, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()  # cleanup contexts do not run for a context that failed to start
+        reason = exc.strerror or str(exc)
+        raise MetricsListenerError(
+            f"GATEWAY_METRICS_PORT: cannot listen on {host}:{port} for /metrics ({reason})"
+        ) from exc
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    app[METRICS_URL] = f"http://{shown}:{bound_port}"
+    log.info("metrics_listener_started", host=bound_host, port=bound_port)
+    yield
+    await runner.cleanup()
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -430,9 +460,12 @@ def create_app(settings: Settings) -> web.Application:
     setup_request_context(app)
     setup_bodies(app)
     setup_errors(app)
+    separate_metrics = settings.metrics_port is not None
+    if separate_metrics:
+        app.cleanup_ctx.append(metrics_listener_ctx)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_shutdown.append(_on_shutdown)
-    setup_ops_routes(app)
+    setup_ops_routes(app, with_metrics=not separate_metrics)
     setup_model_api_routes(app)
     setup_serverless_routes(app)
     setup_admin_routes(app)

@@ -68,3 +68,4 @@ CORRELATION_ID = web.RequestKey("correlation_id", str)
 ADMIN_ACTOR = web.RequestKey("admin_actor", AdminActor)
 RAW_BODY = web.RequestKey("raw_body", bytes)
 LARGE_BODIES = web.AppKey("large_bodies", asyncio.Semaphore)
+METRICS_URL = web.AppKey("metrics_url", str)  # the separate metrics listener, once it listens

@@ -102,7 +102,7 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
-    from gateway.app import create_app, freeze_startup_objects
+    from gateway.app import MetricsListenerError, create_app, freeze_startup_objects
 
     settings = _load_settings(host=host, port=port)
     sockets = _listen(settings.host, settings.port)
@@ -113,7 +113,11 @@ def serve(host: str | None, port: int | None) -> None:
     app = create_app(settings)
     app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
     app.on_startup.append(log_listening(sockets))
-    _run(app, settings, sockets)
+    try:
+        _run(app, settings, sockets)
+    except MetricsListenerError as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        sys.exit(2)
     del claimed  # held until here
 
 

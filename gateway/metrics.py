@@ -4,6 +4,13 @@ Team and model labels carry only teams the admin created and models the catalog 
 to ``MAX_DEPLOYMENTS`` serverless deployments); anything else is ``other``. Routes are route
 templates, never raw paths, and no label ever holds a request id or a key. Each replica serves
 its own ``/metrics``; Prometheus scrapes every replica, so no multiprocess files are needed.
+
+Besides the ``gateway_`` families the registry carries prometheus-client's standard ``process_*``
+(CPU, memory, file descriptors, start time) and ``python_*`` (version, garbage collector) ones.
+No ``_created`` series are exported (about 300 of them, one per counter and histogram series):
+the text format Prometheus scrapes here gives them no meaning, they are only more series.
+Dollar counters add integer micro-dollars and are divided once when scraped, so a sum of
+prices reads as the sum a person would write (1.65, never 1.6499999999999997).
 """
 
 from __future__ import annotations
@@ -14,11 +21,25 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.logs import RECORD_BUDGET
+
+# One switch for the whole process: the gateway's registry is the only one it serves.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+MICRO = 1_000_000
 
 REDIS_COMMANDS = frozenset(
     {"EVALSHA", "EVAL", "SCRIPT", "GET", "HGET", "HGETALL", "HKEYS", "HSETNX", "HSET", "HDEL",
@@ -78,10 +99,41 @@ class DroppedLogRecords(Collector):
         yield family
 
 
+class UsdCounter(Collector):
+    """A counter of US dollars kept as integer micro-dollars per label set, divided once per
+    scrape: adding float dollars would drift (0.15 added 11 times is 1.6499999999999997)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self._name = name.removesuffix("_total")
+        self._documentation = documentation
+        self._labelnames = labelnames
+        self._micro: dict[tuple[str, ...], int] = {}
+
+    def add(self, micro: int, *labels: str) -> None:
+        """Count ``micro`` micro-dollars (a positive integer) for the label values ``labels``."""
+        if micro < 0:
+            raise ValueError("counters only go up")
+        self._micro[labels] = self._micro.get(labels, 0) + micro
+
+    def usd(self, *labels: str) -> float:
+        return self._micro.get(labels, 0) / MICRO
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, micro in list(self._micro.items()):
+            family.add_metric(list(labels), micro / MICRO)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(DroppedLogRecords())
+        # The standard collectors an operator's usual dashboards and alerts expect (process CPU,
+        # memory, file descriptors, restarts; Python's version and garbage collector).
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.labels = LabelGuard()
         self._seeded: frozenset[str] = frozenset()
         self._gauge_teams: frozenset[str] = frozenset()
@@ -157,19 +209,19 @@ class Metrics:
             ["model"],
             registry=r,
         )
-        self.cost_saved = Counter(
+        self.cost_saved = UsdCounter(
             "gateway_cost_saved_usd_total",
             "What hits (the original job's cost) and coalesced submits (its estimate) would "
             "have cost.",
-            ["team", "model"],
-            registry=r,
+            ("team", "model"),
         )
-        self.cost_spent = Counter(
+        r.register(self.cost_saved)
+        self.cost_spent = UsdCounter(
             "gateway_cost_usd_total",
             "RunComfy's cost of finished jobs, charged to the team that started them.",
-            ["team", "model"],
-            registry=r,
+            ("team", "model"),
         )
+        r.register(self.cost_spent)
         self.quota_refusals = Counter(
             "gateway_quota_refusals_total",
             "Submits refused by a team limit, by kind (rate, daily, budget, max_request, "

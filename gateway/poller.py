@@ -243,22 +243,22 @@ class Poller:
             await self._records.unschedule(job.slot, job.job_id)
 
         await through_outage(effects, END_EFFECTS_WITHIN)
-        self._observe_end(job, final, to_usd(settled), now)
+        self._observe_end(job, final, settled, now)
         log.info("job_finished", job=job.job_id, state=final.value, target=job.get("target"))
 
     async def _freed(self, job: Job) -> None:
         """The job holds no concurrency slot any more: let a queued one go."""
         await self._release(job.slot, job.job_id)
 
-    def _observe_end(self, job: Job, final: JobState, cost: float, now: float) -> None:
+    def _observe_end(self, job: Job, final: JobState, cost_micro: int, now: float) -> None:
         labels = self._metrics.labels
         serverless = job.api is Api.SERVERLESS
         model = labels.model(job.get("target"), serverless=serverless)
         team = labels.team(job.get("team"))
         started = float(job.get("created_ts", "0") or now)
         self._metrics.job_duration.labels(model, final.value).observe(max(0.0, now - started))
-        if cost > 0:
-            self._metrics.cost_spent.labels(team, model).inc(cost)
+        if cost_micro > 0:
+            self._metrics.cost_spent.add(cost_micro, team, model)
         if final is JobState.SUCCEEDED and job.get("store") == "1":
             self._metrics.cache_stores.labels(model).inc()
 

@@ -30,7 +30,7 @@ from gateway.errors import (
     UpstreamClientError,
 )
 from gateway.metrics import Metrics
-from gateway.quotas import BudgetAlert, to_usd
+from gateway.quotas import BudgetAlert
 from gateway.request_records import (
     LIVE,
     Admission,
@@ -305,7 +305,7 @@ class ProxyService:
         if outcome in (Outcome.HIT, Outcome.COALESCED):
             metrics.child(metrics.calls_avoided, model).inc()
         if admission.saved_micro > 0:
-            metrics.child(metrics.cost_saved, team, model).inc(to_usd(admission.saved_micro))
+            metrics.cost_saved.add(admission.saved_micro, team, model)
 
     async def send_queued(self, slot: str, jid: str) -> None:
         """Send a job that waited in its team's queue; its owner is not waiting on the line,

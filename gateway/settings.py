@@ -11,7 +11,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.store.client import check_url
@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A second port for `/metrics`, `/healthz` and `/readyz` only, so metrics can "
+        "stay off the network teams reach: `/metrics` then answers 404 on `GATEWAY_PORT` "
+        "(the probes answer on both). Empty: `/metrics` is served on `GATEWAY_PORT`.",
+    )
+    metrics_host: str = Field(
+        default="",
+        description="Address of the `GATEWAY_METRICS_PORT` listener. Empty: `GATEWAY_HOST`.",
+    )
     request_ttl_seconds: int = Field(
         default=7 * 24 * 3600,
         ge=60,
@@ -311,6 +323,23 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _own_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and value == info.data.get("port"):
+            raise ValueError(f"must differ from GATEWAY_PORT ({value})")
+        return value
+
+    @property
+    def metrics_listen_host(self) -> str:
+        """Where the separate metrics listener binds."""
+        return self.metrics_host or self.host
 
     @property
     def upstream_configured(self) -> bool:

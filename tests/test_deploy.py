@@ -19,6 +19,7 @@ without one:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -48,6 +49,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from gateway.appkeys import METRICS_URL
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +61,8 @@ TEST_LOCK = ROOT / "requirements-test.lock"
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 CHART = ROOT / "helm" / "runcomfy-gateway"
+DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+ALERT_RULES = DEPLOY / "prometheus" / "rules" / "gateway.yml"
 FIXTURES = Path(__file__).resolve().parent / "deploy_fixtures"
 COMPOSE_SCHEMA = FIXTURES / "compose-spec.json"
 COMPOSE_SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
@@ -642,6 +646,14 @@ def test_compose_stack_invariants(compose: dict[str, Any]) -> None:
     assert "ports" not in redis, "Redis must not be published on the host"
     assert any(str(v).endswith(":/data") for v in redis["volumes"]), "AOF needs a volume"
 
+    # Prometheus and Grafana have no authentication worth the name: this host only.
+    for name in ("prometheus", "grafana"):
+        for port in services[name]["ports"]:
+            assert str(port).startswith("127.0.0.1:"), f"{name} published beyond this host: {port}"
+    assert (
+        "--enable-feature=created-timestamp-zero-ingestion" not in services["prometheus"]["command"]
+    ), "the gateway exports no _created series for that feature to read"
+
     mounts = {
         "prometheus": ("./prometheus", "/etc/prometheus"),
         "grafana": ("./grafana/provisioning", "/etc/grafana/provisioning"),
@@ -679,11 +691,42 @@ def test_compose_secrets_are_only_interpolated(compose: dict[str, Any]) -> None:
     assert ".env" in (DEPLOY / ".gitignore").read_text().split()
 
 
+def test_compose_publishes_only_the_api_and_keeps_metrics_on_the_compose_network(
+    compose: dict[str, Any], stages: list[Stage]
+) -> None:
+    gateway = compose["services"]["gateway"]
+    env = gateway["environment"]
+    api_port = int(stages[-1].env()["GATEWAY_PORT"])
+    metrics_port = int(env["GATEWAY_METRICS_PORT"])
+    assert metrics_port != api_port
+    assert [str(p).rsplit(":", 1)[1] for p in gateway["ports"]] == [str(api_port)]
+    assert str(metrics_port) in map(str, gateway.get("expose", []))
+
+
+def test_compose_admin_cli_inside_a_replica_finds_the_gateway_and_its_token(
+    compose: dict[str, Any], stages: list[Stage]
+) -> None:
+    """``docker compose exec gateway runcomfy-gateway admin ...`` needs no flags: the CLI's
+    default URL is the replica's own API port and the bootstrap token is in its environment."""
+    from gateway.cli import admin
+
+    env = compose["services"]["gateway"]["environment"]
+    assert "GATEWAY_ADMIN_TOKEN" in env
+    url = next(p for p in admin.params if p.name == "url")
+    token = next(p for p in admin.params if p.name == "token")
+    assert token.envvar == "GATEWAY_ADMIN_TOKEN"
+    port = env.get("GATEWAY_PORT", stages[-1].env()["GATEWAY_PORT"])
+    assert "GATEWAY_ADMIN_URL" in env or url.default == f"http://127.0.0.1:{port}"
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    assert "docker compose -f deploy/compose.yaml exec gateway runcomfy-gateway admin" in docs
+
+
 def test_prometheus_scrapes_the_gateways_and_grafana_reads_prometheus(
     compose: dict[str, Any], stages: list[Stage]
 ) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    container_port = int(stages[-1].env()["GATEWAY_PORT"])
+    env = compose["services"]["gateway"]["environment"]
+    container_port = int(env.get("GATEWAY_METRICS_PORT") or stages[-1].env()["GATEWAY_PORT"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     gateway_jobs = [
         job
@@ -708,14 +751,23 @@ def test_prometheus_scrapes_the_gateways_and_grafana_reads_prometheus(
 
 # --- Helm chart ----------------------------------------------------------------------------------
 
+# The least the chart renders with: a RunComfy token (here, the Secret holding it).
+VALUES_MINIMAL: dict[str, Any] = {"secrets": {"existingSecret": "gateway-tokens"}}
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 VALUES_FULL: dict[str, Any] = {
     "redis": {"mode": "external", "external": {"existingSecret": "gateway-redis"}},
     "secrets": {"existingSecret": "gateway-tokens"},
+    "image": {"repository": "registry.example.com/runcomfy-gateway", "digest": DIGEST},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+    "grafanaDashboards": {"enabled": True, "annotations": {"grafana_folder": "RunComfy gateway"}},
     "networkPolicy": {
         "enabled": True,
         "ingressFrom": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}
+        ],
+        "metricsFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         ],
     },
     "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
@@ -727,8 +779,14 @@ VALUES_FULL: dict[str, Any] = {
     },
     "config": {"GATEWAY_PUBLIC_URL": "https://gateway.example.com"},
 }
-VALUES_EMBEDDED: dict[str, Any] = {"redis": {"mode": "embedded"}, "replicaCount": 1}
+VALUES_EMBEDDED: dict[str, Any] = {
+    **VALUES_MINIMAL,
+    "redis": {"mode": "embedded"},
+    "replicaCount": 1,
+    "metricsPort": 0,
+}
 VALUES_STATEFULSET_NP: dict[str, Any] = {
+    **VALUES_MINIMAL,
     "networkPolicy": {"enabled": True},
     "config": {"GATEWAY_CACHE_SCOPE": "shared", "GATEWAY_POLL_CONCURRENCY": 32},
 }
@@ -739,8 +797,8 @@ VALUES_FAKE_SECRETS: dict[str, Any] = {
         "external": {"url": f"redis://:{FAKE_REDIS_PASSWORD}@redis.example:6379/0"},
     },
 }
-RENDERINGS = {
-    "default": None,
+RENDERINGS: dict[str, dict[str, Any]] = {
+    "minimal": VALUES_MINIMAL,
     "full": VALUES_FULL,
     "embedded": VALUES_EMBEDDED,
     "statefulset-networkpolicy": VALUES_STATEFULSET_NP,
@@ -765,6 +823,18 @@ def render(chart: helm.Chart, values: dict[str, Any] | None) -> list[dict[str, A
             continue
         documents += [doc for doc in yaml.safe_load_all(text) if doc]
     return documents
+
+
+def gateway_config(documents: list[dict[str, Any]]) -> dict[str, str]:
+    """The data of the gateway's ConfigMap (dashboards come in ConfigMaps of their own)."""
+    (config,) = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    data: dict[str, str] = config["data"]
+    return data
 
 
 def only(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -799,6 +869,9 @@ def test_helm_template_matches_the_kubernetes_schemas(
         if document["kind"] == "ServiceMonitor":
             check_service_monitor(document, documents)
             continue
+        if document["kind"] == "PrometheusRule":
+            check_prometheus_rule(document)
+            continue
         for version in KUBE_VERSIONS:
             # Strict schemas: unknown fields are errors too. A kind without a schema raises.
             try:
@@ -829,6 +902,18 @@ def check_service_monitor(monitor: dict[str, Any], documents: list[dict[str, Any
         assert re.fullmatch(r"(\d+(ms|s|m|h))+", endpoint[key]), endpoint[key]
 
 
+def check_prometheus_rule(rule: dict[str, Any]) -> None:
+    """No schema ships for the prometheus-operator CRD: check the fields it requires."""
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert rule["metadata"]["name"] and set(rule["spec"]) == {"groups"}
+    for group in rule["spec"]["groups"]:
+        assert group["name"] and group["rules"]
+        for item in group["rules"]:
+            assert set(item) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+            assert isinstance(item["expr"], str) and ("alert" in item) != ("record" in item)
+
+
 @pytest.mark.parametrize("values", list(RENDERINGS.values()), ids=list(RENDERINGS))
 def test_helm_gateway_pods_are_probed_hardened_and_drain(
     chart: helm.Chart, values: dict[str, Any] | None
@@ -854,7 +939,7 @@ def test_helm_gateway_pods_are_probed_hardened_and_drain(
     for path in ("/data", "/tmp"):
         assert path in mounts and "emptyDir" in volumes[mounts[path]], f"{path} not writable"
 
-    config = only(documents, "ConfigMap")["data"]
+    config = gateway_config(documents)
     assert config["GATEWAY_HOST"] == "0.0.0.0" and config["GATEWAY_DATA_DIR"] == "/data"
     assert int(config["GATEWAY_PORT"]) == container["ports"][0]["containerPort"]
     grace = float(config["GATEWAY_SHUTDOWN_GRACE_SECONDS"])
@@ -919,6 +1004,7 @@ def test_helm_full_values_use_existing_secrets_and_optional_features(chart: helm
         [
             "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
             "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor",
+            "PrometheusRule", "Pod", *["ConfigMap"] * len(DASHBOARDS),
         ]
     )  # fmt: skip
     assert not [d for d in documents if d["kind"] == "Secret"], "existing Secrets only"
@@ -942,7 +1028,11 @@ def test_helm_full_values_use_existing_secrets_and_optional_features(chart: helm
     assert only(documents, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
     policy = only(documents, "NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == selector
-    assert policy["ingress"][0]["from"] == VALUES_FULL["networkPolicy"]["ingressFrom"]
+    test_pod = {"matchLabels": {**selector, "app.kubernetes.io/component": "test"}}
+    assert policy["ingress"][0]["from"] == [
+        *VALUES_FULL["networkPolicy"]["ingressFrom"],
+        {"podSelector": test_pod},  # the `helm test` pod
+    ]
     egress_ports = {p["port"] for rule in policy["egress"] for p in rule.get("ports", [])}
     assert {53, 443, 6379} <= egress_ports
     monitor = only(documents, "ServiceMonitor")
@@ -954,12 +1044,12 @@ def test_helm_full_values_use_existing_secrets_and_optional_features(chart: helm
         "port": {"name": "http"},
     }
     assert ingress["rules"][0]["host"] == "gateway.example.com"
-    config = only(documents, "ConfigMap")["data"]
+    config = gateway_config(documents)
     assert config["GATEWAY_PUBLIC_URL"] == "https://gateway.example.com"
 
 
-def test_helm_default_values_run_the_charts_redis(chart: helm.Chart) -> None:
-    documents = render(chart, None)
+def test_helm_minimal_values_run_the_charts_redis(chart: helm.Chart) -> None:
+    documents = render(chart, VALUES_MINIMAL)
     statefulset = only(documents, "StatefulSet")
     (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
     args = " ".join(redis["args"])
@@ -986,6 +1076,129 @@ def test_helm_embedded_redis_is_a_single_recreated_pod(chart: helm.Chart) -> Non
     assert "GATEWAY_REDIS_URL" not in env, "embedded mode must not point at a Redis"
 
 
+def test_helm_metrics_are_scraped_on_their_own_port_which_the_ingress_never_reaches(
+    chart: helm.Chart,
+) -> None:
+    documents = render(chart, VALUES_FULL)
+    ports = {p["name"]: p["containerPort"] for p in gateway_container(documents)["ports"]}
+    assert int(gateway_config(documents)["GATEWAY_METRICS_PORT"]) == ports["metrics"]
+    assert ports["metrics"] != ports["http"]
+    service = only(documents, "Service")["spec"]["ports"]
+    assert {p["name"]: p["targetPort"] for p in service} == {"http": "http", "metrics": "metrics"}
+    assert only(documents, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    backend = only(documents, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend["service"]["port"] == {"name": "http"}
+    rules = only(documents, "NetworkPolicy")["spec"]["ingress"]
+    peers = {rule["ports"][0]["port"]: rule["from"] for rule in rules}
+    (prometheus,) = VALUES_FULL["networkPolicy"]["metricsFrom"]
+    (ingress,) = VALUES_FULL["networkPolicy"]["ingressFrom"]
+    assert prometheus in peers["metrics"] and prometheus not in peers["http"]
+    assert ingress in peers["http"] and ingress not in peers["metrics"]
+
+    documents = render(chart, {**VALUES_FULL, "metricsPort": 0})  # /metrics on the http port
+    assert "GATEWAY_METRICS_PORT" not in gateway_config(documents)
+    assert [p["name"] for p in gateway_container(documents)["ports"]] == ["http"]
+    assert only(documents, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "http"
+
+
+def test_helm_prometheus_rule_is_the_compose_stacks_alert_rules(chart: helm.Chart) -> None:
+    link = CHART / "files" / "prometheus-rules.yml"
+    assert link.is_symlink() and link.resolve() == ALERT_RULES.resolve(), "one source of rules"
+    assert not [d for d in render(chart, VALUES_MINIMAL) if d["kind"] == "PrometheusRule"]
+    rule = only(render(chart, VALUES_FULL), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"]["groups"] == yaml.safe_load(ALERT_RULES.read_text())["groups"]
+
+
+def test_helm_dashboards_are_configmaps_for_grafanas_sidecar(chart: helm.Chart) -> None:
+    link = CHART / "files" / "dashboards"
+    assert link.is_symlink() and link.resolve() == (DEPLOY / "grafana" / "dashboards").resolve()
+
+    def dashboards(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        labelled = [d for d in documents if d["kind"] == "ConfigMap"]
+        return [d for d in labelled if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+
+    assert not dashboards(render(chart, VALUES_MINIMAL)), "off unless asked for"
+    maps = dashboards(render(chart, VALUES_FULL))
+    shipped = {name: json.loads(text) for d in maps for name, text in d["data"].items()}
+    assert shipped == {p.name: json.loads(p.read_text()) for p in DASHBOARDS}
+    for config_map in maps:
+        assert config_map["metadata"]["annotations"] == {"grafana_folder": "RunComfy gateway"}
+        assert len(json.dumps(config_map)) < 1024 * 1024, "a ConfigMap holds at most 1 MiB"
+
+
+def test_helm_chart_without_its_links_refuses_the_rules_and_dashboards_clearly(
+    tmp_path: Path,
+) -> None:
+    """A checkout without symbolic links holds the link's target path as a file's text."""
+    copy = tmp_path / "runcomfy-gateway"
+    shutil.copytree(CHART, copy, symlinks=True)
+    for link in (copy / "files").iterdir():
+        target = os.readlink(link)
+        link.unlink()
+        link.write_text(target)
+    with helm.Chart.load(copy) as unlinked:
+        for feature in ("prometheusRule", "grafanaDashboards"):
+            values = {**VALUES_MINIMAL, feature: {"enabled": True}}
+            with pytest.raises(helm.HelmRenderError, match="package the chart from a checkout"):
+                unlinked.render(values, name="rcg", namespace="gateway")
+        assert unlinked.render(VALUES_MINIMAL, name="rcg", namespace="gateway")
+
+
+def test_helm_image_digest_pins_the_gateway_and_test_pods(chart: helm.Chart) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    minimal = render(chart, VALUES_MINIMAL)
+    assert gateway_container(minimal)["image"] == f"runcomfy-gateway:{app_version}"
+    tagged = render(chart, {**VALUES_MINIMAL, "image": {"repository": "r", "tag": "1.2.3"}})
+    assert gateway_container(tagged)["image"] == "r:1.2.3"
+    full = render(chart, VALUES_FULL)
+    pinned = f"registry.example.com/runcomfy-gateway@{DIGEST}"
+    assert gateway_container(full)["image"] == pinned
+    assert helm_test_container(full)["image"] == pinned
+
+
+def helm_test_container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The container of the chart's ``helm test`` pod."""
+    pod = only(documents, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (container,) = pod["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+@pytest.mark.slow
+async def test_helm_test_pod_passes_against_a_real_gateway_and_fails_against_a_wrong_one(
+    chart: helm.Chart, gateway_factory: Any
+) -> None:
+    """The test pod's own command, run here with the Service's URLs pointed at real gateways."""
+    container = helm_test_container(render(chart, VALUES_MINIMAL))
+    assert container["command"][0] == f"{IMAGE_VENV}/bin/python"
+    service = "http://rcg-runcomfy-gateway"
+
+    async def helm_test(api: str, metrics: str) -> tuple[int, str]:
+        args = [a.replace(f"{service}:80", api).replace(f"{service}:9091", metrics)
+                for a in container["args"]]  # fmt: skip
+        assert service not in " ".join(args), args
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *container["command"][1:], *args,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    gw = await gateway_factory(metrics_port=0)
+    code, out = await helm_test(gw.url, gw.app[METRICS_URL])
+    assert code == 0 and out.count("(expected") == 4, out
+    unmoved = await gateway_factory()  # /metrics still on the API port: the test says so
+    code, out = await helm_test(unmoved.url, gw.app[METRICS_URL])
+    assert code == 1 and "/metrics: 200 (expected 404)" in out, out
+    await gw.server.close()
+    code, out = await helm_test(gw.url, gw.app[METRICS_URL])
+    assert code == 1 and "no answer" in out, out
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -1002,6 +1215,9 @@ def test_helm_embedded_redis_is_a_single_recreated_pod(chart: helm.Chart) -> Non
             {"ingress": {"enabled": True}, "config": {"GATEWAY_PUBLIC_URL": "https://gw.example"}},
             "ingress.host",
         ),
+        ({"metricsPort": 8080}, "metricsPort must differ from containerPort"),
+        ({"secrets": {}}, "no RunComfy API token"),
+        ({"secrets": {"adminToken": "a"}}, "no RunComfy API token"),
     ],
     ids=[
         "embedded-replicas",
@@ -1011,13 +1227,25 @@ def test_helm_embedded_redis_is_a_single_recreated_pod(chart: helm.Chart) -> Non
         "two-secrets",
         "ingress-without-public-url",
         "ingress-without-host",
+        "metrics-on-the-api-port",
+        "no-token",
+        "admin-token-only",
     ],
 )
 def test_helm_refuses_unsafe_values_with_a_clear_message(
     chart: helm.Chart, values: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
-        chart.render(values, name="rcg", namespace="gateway")
+        chart.render({**VALUES_MINIMAL, **values}, name="rcg", namespace="gateway")
+
+
+def test_helm_without_values_refuses_to_render_and_asks_for_the_token(chart: helm.Chart) -> None:
+    """The bare install line renders nothing rather than a gateway that cannot reach RunComfy."""
+    with pytest.raises(
+        helm.HelmRenderError, match=r"secrets\.existingSecret.*secrets\.upstreamToken"
+    ):
+        chart.render(None, name="rcg", namespace="gateway")
+    assert render(chart, {"secrets": {"upstreamToken": FAKE_UPSTREAM}})
 
 
 @pytest.mark.parametrize(
@@ -1028,8 +1256,18 @@ def test_helm_refuses_unsafe_values_with_a_clear_message(
         {"redis": {"mode": "sentinel"}},
         {"securityContext": {"runAsNonRoot": False}},
         {"replicaCount": "two"},
+        {"config": {"GATEWAY_METRICS_PORT": 9100}},
+        {"image": {"repository": "r", "digest": "latest"}},
     ],
-    ids=["token-in-config", "non-gateway-config", "unknown-mode", "root", "bad-type"],
+    ids=[
+        "token-in-config",
+        "non-gateway-config",
+        "unknown-mode",
+        "root",
+        "bad-type",
+        "metrics-port-in-config",
+        "digest-not-a-digest",
+    ],
 )
 def test_helm_values_schema_rejects_bad_values(chart: helm.Chart, values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
@@ -1081,7 +1319,7 @@ def test_deploy_artifacts_set_only_real_gateway_settings(
     assert_real_settings(stages[-1].env(), "Dockerfile ENV")
     assert_real_settings(compose["services"]["gateway"]["environment"], "compose.yaml")
     for name, values in RENDERINGS.items():
-        config = only(render(chart, values), "ConfigMap")["data"]
+        config = gateway_config(render(chart, values))
         assert_real_settings(config, f"ConfigMap ({name})")
     with pytest.raises(AssertionError, match="GATEWAY_LOG_LEVELL"):
         assert_real_settings({"GATEWAY_LOG_LEVELL": "info"}, "typo")

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import platform
+import re
+import socket
+import sys
+import time
 import uuid
+from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import NANO, Gateway, Simulator
+from gateway.app import MetricsListenerError
+from gateway.appkeys import METRICS_URL
+from gateway.metrics import Metrics
+from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
 
 
 async def scrape(gw: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,6 +42,20 @@ def value(
         if sample == name and all((k, want) in pairs for k, want in labels.items()):
             total += v
     return total
+
+
+async def exposition(gw: Gateway) -> str:
+    async with gw.http.get(f"{gw.url}/metrics") as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+def raw_value(text: str, name: str, **labels: str) -> str:
+    """A sample's value exactly as written on the /metrics page."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(wanted)}\}} (\S+)$", text, re.M)
+    assert match, f"no {name}{{{wanted}}} in /metrics"
+    return match.group(1)
 
 
 async def run_job(gw: Gateway, key: str, prompt: str) -> str:
@@ -75,6 +100,106 @@ async def test_traffic_cache_cost_and_upstream_metrics_are_exported(
     assert value(series, "gateway_redis_up") == 1
     assert value(series, "gateway_redis_command_duration_seconds_count", command="EVALSHA") > 0
     assert value(series, "gateway_redis_command_errors_total") == 0
+
+
+async def test_metrics_show_the_processs_cpu_memory_fds_and_pythons_gc(gateway: Gateway) -> None:
+    series = await scrape(gateway)
+    assert value(series, "process_cpu_seconds_total") > 0
+    assert value(series, "process_resident_memory_bytes") > 10 * 2**20
+    assert value(series, "process_open_fds") > 0
+    assert value(series, "process_max_fds") > 0
+    assert time.time() - 3600 < value(series, "process_start_time_seconds") <= time.time()
+    python = {
+        "implementation": platform.python_implementation(),
+        "major": str(sys.version_info.major),
+        "minor": str(sys.version_info.minor),
+        "patchlevel": str(sys.version_info.micro),
+        "version": platform.python_version(),
+    }
+    assert series[("python_info", tuple(sorted(python.items())))] == 1
+    for generation in ("0", "1", "2"):
+        assert ("python_gc_collections_total", (("generation", generation),)) in series
+
+
+async def test_metrics_carry_no_created_series(gateway: Gateway) -> None:
+    """One ``_created`` series per counter and histogram series, meaningless in this format."""
+    await gateway.request("GET", "/healthz")
+    text = await exposition(gateway)
+    assert "gateway_http_requests_total{" in text
+    assert not [line for line in text.splitlines() if "_created" in line.split(" ")[0]]
+
+
+def test_dollar_counters_read_exact_sums_where_float_sums_drift() -> None:
+    metrics = Metrics()
+    for _ in range(11):
+        metrics.cost_saved.add(150_000, "design", NANO)  # $0.15
+    metrics.cost_spent.add(100_000, "design", NANO)
+    metrics.cost_spent.add(200_000, "design", NANO)
+    assert sum([0.15] * 11) != 1.65 and 0.1 + 0.2 != 0.3  # what float counters would show
+    text = generate_latest(metrics.registry).decode()
+    saved = raw_value(text, "gateway_cost_saved_usd_total", team="design", model=NANO)
+    assert saved == "1.65"
+    assert raw_value(text, "gateway_cost_usd_total", team="design", model=NANO) == "0.3"
+    assert "# TYPE gateway_cost_usd_total counter" in text
+    with pytest.raises(ValueError, match="only go up"):
+        metrics.cost_spent.add(-1, "design", NANO)
+
+
+@pytest.mark.slow  # waits for the probe to learn the team
+async def test_cost_on_metrics_is_exact_to_the_micro_dollar_after_many_jobs_and_hits(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    key = await gateway.new_team("design")
+    await asyncio.sleep(2.2)  # the probe learns the new team (bounded team labels)
+    for prompt in ("a fox", "an owl", "a hare"):  # three $0.15 jobs: 0.44999999999999996 in floats
+        await run_job(gateway, key, prompt)
+    for _ in range(11):  # eleven hits on a $0.15 job: 1.6499999999999997 in floats
+        status, body, headers = await gateway.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "a fox"}
+        )
+        assert (status, headers["X-Gateway-Cache"]) == (200, "hit"), body
+    text = await exposition(gateway)
+    assert raw_value(text, "gateway_cost_usd_total", team="design", model=NANO) == "0.45"
+    assert raw_value(text, "gateway_cost_saved_usd_total", team="design", model=NANO) == "1.65"
+
+
+async def test_a_metrics_port_serves_metrics_and_probes_and_the_api_port_hides_metrics(
+    gateway_factory: Any,
+) -> None:
+    gw: Gateway = await gateway_factory(metrics_port=0)
+    private = gw.app[METRICS_URL]
+    assert private != gw.url
+    status, body, _ = await gw.request("GET", "/metrics")
+    assert status == 404
+    assert_error_shape(body)
+    for base in (gw.url, private):
+        for probe in ("/healthz", "/readyz"):
+            async with gw.http.get(base + probe) as resp:
+                assert resp.status == 200, (base, probe, await resp.text())
+    async with gw.http.get(private + "/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    refused = 'cache="none",method="GET",route="unmatched",status_class="4xx"'
+    assert f"gateway_http_requests_total{{{refused}}} 1.0" in text
+    assert "process_cpu_seconds_total" in text
+    async with gw.http.get(private + "/v1/models") as resp:
+        assert resp.status == 404, "the API is not served on the metrics port"
+    await gw.server.close()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with gw.http.get(private + "/healthz"):
+            pass
+
+
+async def test_a_taken_metrics_port_stops_start_up_and_names_the_setting(
+    gateway_factory: Any,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MetricsListenerError, match=rf"GATEWAY_METRICS_PORT.*:{port}\b.*in use"):
+            await gateway_factory(metrics_port=port)
 
 
 async def test_upstream_errors_and_retries_are_counted_by_kind(

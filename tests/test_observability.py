@@ -14,13 +14,14 @@ under CI (``CI`` set), where they fail: CI never skips.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import aiohttp
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from gateway.appkeys import METRICS_URL
 from gateway.metrics import Metrics
 from tests.conftest import NANO, Gateway, Simulator, free_port
 
@@ -37,7 +39,7 @@ PROVIDERS = ROOT / "deploy/grafana/provisioning/dashboards"
 RULES_DIR = ROOT / "deploy/prometheus/rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
-UNITS = {"s", "reqps", "percentunit", "currencyUSD", "short"}
+UNITS = {"s", "reqps", "percentunit", "currencyUSD", "short", "bytes"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 TEAM_QUERY = "label_values(gateway_cache_requests_total, team)"
 SCRAPE_JOB = "runcomfy-gateway"  # the job name of deploy/prometheus/prometheus.yml
@@ -460,12 +462,12 @@ async def drive_every_metric(gw: Gateway, simulator: Simulator, team: str, key: 
     assert status == 200 and body["purged"] >= 1, body
 
 
-@pytest.mark.slow
-async def test_every_dashboard_and_alert_query_answers_from_a_real_prometheus(
-    gateway_factory: Any, simulator: Simulator, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    promtool, prometheus = need("promtool"), need("prometheus")
-    gw: Gateway = await gateway_factory()
+@contextlib.asynccontextmanager
+async def running_prometheus(
+    tmp_path: Path, target: str, http: aiohttp.ClientSession
+) -> AsyncIterator[tuple[Prometheus, asyncio.subprocess.Process, Path]]:
+    """A real Prometheus scraping ``target`` (a base URL) every second with the alert rules."""
+    prometheus = need("prometheus")
     home = tmp_path / "prometheus"
     home.mkdir()
     config = home / "prometheus.yml"
@@ -482,7 +484,7 @@ async def test_every_dashboard_and_alert_query_answers_from_a_real_prometheus(
                     {
                         "job_name": SCRAPE_JOB,
                         "metrics_path": "/metrics",
-                        "static_configs": [{"targets": [gw.url.removeprefix("http://")]}],
+                        "static_configs": [{"targets": [target.removeprefix("http://")]}],
                     }
                 ],
             }
@@ -501,7 +503,24 @@ async def test_every_dashboard_and_alert_query_answers_from_a_real_prometheus(
             stderr=subprocess.STDOUT,
         )
     try:
-        prom = Prometheus(f"http://127.0.0.1:{port}", http)
+        yield Prometheus(f"http://127.0.0.1:{port}", http), proc, log
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@pytest.mark.slow
+async def test_every_dashboard_and_alert_query_answers_from_a_real_prometheus(
+    gateway_factory: Any, simulator: Simulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    promtool = need("promtool")
+    gw: Gateway = await gateway_factory()
+    async with running_prometheus(tmp_path, gw.url, http) as (prom, proc, log):
         team = "design"
         key = await gw.new_team(team)
         learnt = time.monotonic() + 2.2  # the Redis probe learns the team: a label value then
@@ -578,11 +597,28 @@ async def test_every_dashboard_and_alert_query_answers_from_a_real_prometheus(
             assert rules[name]["state"] == "inactive", rules[name]
         targets = (await prom.api("targets"))["activeTargets"]
         assert [(t["labels"]["job"], t["health"]) for t in targets] == [(SCRAPE_JOB, "up")]
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+
+
+@pytest.mark.slow
+async def test_prometheus_scrapes_the_separate_metrics_port(
+    gateway_factory: Any, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """With GATEWAY_METRICS_PORT set, Prometheus scrapes that port (the API port has none)."""
+    gw: Gateway = await gateway_factory(metrics_port=0)
+    private = gw.app[METRICS_URL]
+    async with running_prometheus(tmp_path, private, http) as (prom, proc, log):
+        await prom.wait_ready(proc, log)
+        await prom.wait_scraping(gw)
+        await gw.request("GET", "/healthz")
+        wanted = (
+            'gateway_http_requests_total{route="/healthz",status_class="2xx"}',
+            f'process_resident_memory_bytes{{job="{SCRAPE_JOB}"}}',
+            f'python_info{{job="{SCRAPE_JOB}"}}',
+        )
+        deadline = time.monotonic() + 30
+        while missing := [q for q in wanted if not await prom.query(q)]:
+            assert time.monotonic() < deadline, f"never scraped: {missing}"
+            await asyncio.sleep(0.5)
+        targets = (await prom.api("targets"))["activeTargets"]
+        assert [(t["scrapeUrl"], t["health"]) for t in targets] == [(f"{private}/metrics", "up")]
+        assert not await prom.query('{__name__=~".+_created"}'), "no _created series"

@@ -1,4 +1,7 @@
-"""Liveness and readiness for load balancers and Kubernetes probes.
+"""Liveness and readiness for load balancers and Kubernetes probes, and ``/metrics``.
+
+With ``GATEWAY_METRICS_PORT`` set, ``/metrics`` moves to a listener of its own (with the probes,
+so they can be asked there too) and the API port answers it with RunComfy's 404.
 
 ``/readyz`` reports a Redis outage in its body but stays 200: Redis is shared by every replica, so
 failing readiness on it would pull all replicas out of the load balancer at once and turn a partial
@@ -10,8 +13,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import __version__
-from gateway.appkeys import LIFECYCLE, METRICS
+from gateway.appkeys import LIFECYCLE, METRICS, Lifecycle
 from gateway.jsonutil import json_response
+from gateway.metrics import Metrics
 from gateway.openapi import document
 
 
@@ -43,8 +47,20 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(document())
 
 
-def setup_ops_routes(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics)
+def setup_ops_routes(app: web.Application, *, with_metrics: bool = True) -> None:
+    if with_metrics:
+        app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+
+
+def create_metrics_app(metrics_: Metrics, lifecycle: Lifecycle) -> web.Application:
+    """The separate metrics listener's app: ``/metrics`` and the probes, sharing the gateway's
+    registry and lifecycle (so ``/readyz`` turns 503 here too while the gateway drains)."""
+    app = web.Application()
+    app[METRICS], app[LIFECYCLE] = metrics_, lifecycle
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

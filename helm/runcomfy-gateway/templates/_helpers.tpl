@@ -48,6 +48,29 @@ app.kubernetes.io/part-of: runcomfy-gateway
 {{- end }}
 {{- end }}
 
+{{/* The gateway image: repository@digest when a digest is given, else repository:tag. */}}
+{{- define "runcomfy-gateway.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The port name Prometheus scrapes: the separate metrics listener, or the API's. */}}
+{{- define "runcomfy-gateway.metricsPortName" -}}
+{{- if gt (int .Values.metricsPort) 0 }}metrics{{ else }}http{{ end }}
+{{- end }}
+
+{{/* A NetworkPolicy peer for the `helm test` pod, when it is rendered. */}}
+{{- define "runcomfy-gateway.testPeer" -}}
+{{- if .Values.tests.enabled -}}
+- podSelector:
+    matchLabels:
+      {{- include "runcomfy-gateway.selectorLabels" (dict "ctx" . "component" "test") | nindent 6 }}
+{{- end }}
+{{- end }}
+
 {{/* Secrets -------------------------------------------------------------------------------- */}}
 
 {{/* The Secret holding the tokens: the existing one, or the chart's. */}}
@@ -89,6 +112,9 @@ true
 {{- if and (eq $mode "external") (not .Values.redis.external.existingSecret) (not .Values.redis.external.url) }}
 {{- fail "runcomfy-gateway: redis.mode=external needs redis.external.existingSecret (a Secret holding the URL) or redis.external.url." }}
 {{- end }}
+{{- if not (or .Values.secrets.existingSecret .Values.secrets.upstreamToken) }}
+{{- fail "runcomfy-gateway: no RunComfy API token. Set secrets.existingSecret to a Secret holding it (key upstream-token; see docs/deploy.md), or secrets.upstreamToken (e.g. --set secrets.upstreamToken=\"$RUNCOMFY_TOKEN\")." }}
+{{- end }}
 {{- if and .Values.secrets.existingSecret (or .Values.secrets.upstreamToken .Values.secrets.adminToken) }}
 {{- fail "runcomfy-gateway: set either secrets.existingSecret or secrets.upstreamToken/secrets.adminToken, not both." }}
 {{- end }}
@@ -97,6 +123,9 @@ true
 {{- end }}
 {{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.shutdownGraceSeconds) (int .Values.preStopSleepSeconds)) }}
 {{- fail (printf "runcomfy-gateway: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownGraceSeconds (%d + %d), or Kubernetes kills pods mid-drain." (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) (int .Values.shutdownGraceSeconds)) }}
+{{- end }}
+{{- if eq (int .Values.metricsPort) (int .Values.containerPort) }}
+{{- fail "runcomfy-gateway: metricsPort must differ from containerPort (or be 0 to serve /metrics on the http port)." }}
 {{- end }}
 {{- if .Values.ingress.enabled }}
 {{- if not .Values.ingress.host }}
@@ -110,8 +139,8 @@ true
 {{- if has $key (list "GATEWAY_UPSTREAM_TOKEN" "GATEWAY_ADMIN_TOKEN" "GATEWAY_REDIS_URL") }}
 {{- fail (printf "runcomfy-gateway: config.%s is a secret: set it through secrets.* or redis.* (the chart passes it by secretKeyRef)." $key) }}
 {{- end }}
-{{- if has $key (list "GATEWAY_HOST" "GATEWAY_PORT" "GATEWAY_DATA_DIR" "GATEWAY_SHUTDOWN_GRACE_SECONDS") }}
-{{- fail (printf "runcomfy-gateway: config.%s is set by the chart (see containerPort and shutdownGraceSeconds)." $key) }}
+{{- if has $key (list "GATEWAY_HOST" "GATEWAY_PORT" "GATEWAY_DATA_DIR" "GATEWAY_SHUTDOWN_GRACE_SECONDS" "GATEWAY_METRICS_PORT" "GATEWAY_METRICS_HOST") }}
+{{- fail (printf "runcomfy-gateway: config.%s is set by the chart (see containerPort, metricsPort and shutdownGraceSeconds)." $key) }}
 {{- end }}
 {{- if not (hasPrefix "GATEWAY_" $key) }}
 {{- fail (printf "runcomfy-gateway: config.%s: only GATEWAY_* settings belong in config." $key) }}
