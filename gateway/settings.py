@@ -1,6 +1,6 @@
 """Every setting of the gateway, loaded once from ``GATEWAY_*`` environment variables.
 
-The README's configuration table is generated from this class
+The configuration table of docs/configuration.md is generated from this class
 (``runcomfy-gateway config --markdown``), so the documentation cannot drift from the code.
 """
 
@@ -307,7 +307,7 @@ class Settings(BaseSettings):
 
 
 def settings_table() -> str:
-    """The Markdown table of every setting, for the README."""
+    """The Markdown table of every setting, for docs/configuration.md."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.default

@@ -73,7 +73,7 @@ def free_port() -> int:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "fault_report_dir",
-        "where fault tests write the rows of the README's fault table (tests/fault_report.py)",
+        "where fault tests write the rows of the fault table in docs/guarantees.md",
         default=fault_report.DEFAULT_DIR,
     )
 
@@ -91,7 +91,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @dataclass
 class FaultReport:
-    """A fault test's rows of the README's fault table: written as measured, then compared."""
+    """A fault test's rows of the fault table in docs/guarantees.md: as measured, then compared."""
 
     directory: Path
     test: str
@@ -104,7 +104,7 @@ class FaultReport:
         self.rows.append(row)
 
     def assert_readme_agrees(self) -> None:
-        """The README must say what this run measured."""
+        """docs/guarantees.md must say what this run measured."""
         assert self.rows, "record() the rows first"
         for row in self.rows:
             problem = fault_report.check_readme(row)

@@ -1,13 +1,14 @@
-"""The README's fault table, measured by the fault tests themselves.
+"""docs/guarantees.md's fault table, measured by the fault tests themselves.
 
 Each test in ``tests/test_faults.py`` injects a fault while traffic flows and records one row:
 what it tried, how many times, the traffic meanwhile, and what was lost, all as counts (never
 timings), so a row is the same on every run that passes. Recording writes the row as JSON to the
 directory named by the ``fault_report_dir`` pytest setting (one file per row, so parallel
-workers never share a file; emptied when a run starts) and then compares it with the README's
-row: a test fails when the README says something other than what it just measured.
+workers never share a file; emptied when a run starts) and then compares it with
+docs/guarantees.md's row: a test fails when that page says other than what it measured.
 
-Render the table from the last run (``--update`` rewrites the README's rows that run measured)::
+Render the table from the last run (``--update`` rewrites the rows of docs/guarantees.md that
+run measured)::
 
     python -m tests.fault_report [--dir .pytest_cache/fault-report] [--update]
 """
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+TABLE_DOC = ROOT / "docs" / "guarantees.md"
 DEFAULT_DIR = ".pytest_cache/fault-report"
 START = "<!-- fault-table:start (python -m tests.fault_report --update) -->"
 END = "<!-- fault-table:end -->"
@@ -42,7 +43,7 @@ FAULTS: dict[str, str] = {
     "slow-bodies": "Clients sending their request bodies a byte at a time",
     "oversized-bodies": "Request bodies over `GATEWAY_MAX_BODY_BYTES`",
 }
-"""Row keys and what the README calls each fault, in the table's order."""
+"""Row keys and what docs/guarantees.md calls each fault, in the table's order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def load(directory: Path) -> list[FaultRow]:
 
 
 def readme_rows(text: str) -> dict[str, str]:
-    """The README's fault table, row by row, keyed like :data:`FAULTS`."""
+    """docs/guarantees.md's fault table, row by row, keyed like :data:`FAULTS`."""
     if START not in text or END not in text:
         return {}
     table = text[text.index(START) + len(START) : text.index(END)]
@@ -100,7 +101,7 @@ def render(rows: dict[str, str]) -> str:
 
 
 def updated_readme(text: str, measured: list[FaultRow]) -> str:
-    """The README with the measured rows replaced (rows not measured are kept)."""
+    """docs/guarantees.md with the measured rows replaced (rows not measured are kept)."""
     rows = readme_rows(text)
     rows.update({row.key: row.markdown() for row in measured})
     table = render(rows)
@@ -110,28 +111,28 @@ def updated_readme(text: str, measured: list[FaultRow]) -> str:
 
 
 def check_readme(row: FaultRow) -> str | None:
-    """Why the README's row differs from the measured one, or None when they agree."""
-    have = readme_rows(README.read_text()).get(row.key)
+    """Why docs/guarantees.md's row differs from the measured one, or None when they agree."""
+    have = readme_rows(TABLE_DOC.read_text()).get(row.key)
     if have == row.markdown():
         return None
     return (
-        f"README.md's fault table does not say what this run measured.\n"
-        f"  README:   {have}\n  measured: {row.markdown()}\n"
+        f"docs/guarantees.md's fault table does not say what this run measured.\n"
+        f"  docs:     {have}\n  measured: {row.markdown()}\n"
         f"Run `python -m tests.fault_report --update` after the fault tests, or paste the row."
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Render the README's fault table.")
+    parser = argparse.ArgumentParser(description="Render docs/guarantees.md's fault table.")
     parser.add_argument("--dir", default=DEFAULT_DIR, help="the fault_report_dir of the run")
-    parser.add_argument("--update", action="store_true", help="rewrite README.md's rows")
+    parser.add_argument("--update", action="store_true", help="rewrite docs/guarantees.md's rows")
     options = parser.parse_args(argv)
     measured = load(report_dir(ROOT, options.dir))
     if not measured:
         print(f"no fault rows in {options.dir}: run pytest tests/test_faults.py", file=sys.stderr)
         return 1
     if options.update:
-        README.write_text(updated_readme(README.read_text(), measured))
+        TABLE_DOC.write_text(updated_readme(TABLE_DOC.read_text(), measured))
     print(render({row.key: row.markdown() for row in measured}))
     return 0
 

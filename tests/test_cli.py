@@ -258,9 +258,9 @@ async def test_serve_runs_as_a_process_drains_on_sigterm_and_logs_json_lines(
     assert "Traceback" not in text
 
 
-def test_the_readme_settings_table_is_generated_from_the_settings() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert settings_table().strip() in readme, "run: runcomfy-gateway config --markdown"
+def test_the_documented_settings_table_is_generated_from_the_settings() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    assert settings_table().strip() in page, "paste: runcomfy-gateway config --markdown"
 
 
 async def test_config_markdown_lists_every_setting() -> None:

@@ -1,4 +1,4 @@
-"""Faults injected while traffic flows, and a count of what was lost (the README's fault table).
+"""Faults injected while traffic flows, and a count of what was lost (docs/guarantees.md's table).
 
 Each test starts clients that behave as RunComfy's own clients do (submit, honour a 503's
 ``Retry-After`` by trying again, poll until the job ends), injects a fault meanwhile, and then
@@ -13,7 +13,7 @@ gateway's records in Redis:
   team's settled spend equals what RunComfy charged, to the micro-dollar.
 
 Each test records its counts with ``faults_table.record`` (see ``tests/fault_report.py``), which
-fails the test when the README's table says something else.
+fails the test when docs/guarantees.md's table says something else.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ class Audit:
     sim_jobs: int
 
     def money_lost(self) -> dict[str, int]:
-        """The two losses every fault's row reports, as the README table names them."""
+        """The two losses every fault's row reports, as the fault table names them."""
         return {
             "duplicate paid jobs": self.duplicates,
             "books off (micro-USD)": self.books_off_micro,
@@ -1057,7 +1057,7 @@ async def test_bodies_over_the_limit_get_413_and_never_reach_runcomfy(
 
 
 def test_the_readme_fault_table_has_one_row_per_fault_test() -> None:
-    rows = fault_report.readme_rows(fault_report.README.read_text())
+    rows = fault_report.readme_rows(fault_report.TABLE_DOC.read_text())
     assert list(rows) == list(fault_report.FAULTS), "run: python -m tests.fault_report --update"
     names = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}
     for key, line in rows.items():
