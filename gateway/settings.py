@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     dedup_default_policy: Literal["cache", "seeded", "inflight", "off"] = Field(
         default="cache",
         description="Dedup policy of teams, keys and models that have none set: `cache`, "
-        "`inflight` or `off` (see docs/architecture.md).",
+        "`seeded`, `inflight` or `off` (see docs/deduplication.md).",
     )
     cache_scope: Literal["team", "shared"] = Field(
         default="team",
