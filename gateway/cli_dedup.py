@@ -9,7 +9,7 @@ import click
 
 from gateway.cli import AdminClient, _output, _say, _table, admin
 
-POLICIES = ("cache", "inflight", "off")
+POLICIES = ("cache", "seeded", "inflight", "off")
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -17,7 +17,7 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     for text in values:
         name, eq, policy = text.rpartition("=")
         if not eq or not name or policy not in POLICIES:
-            raise click.BadParameter(f"{text!r}: use NAME=cache|inflight|off", param_hint=option)
+            raise click.BadParameter(f"{text!r}: use NAME={'|'.join(POLICIES)}", param_hint=option)
         out[name] = policy
     return out
 
@@ -31,7 +31,8 @@ def _policy_table(team_id: str, data: dict[str, Any]) -> None:
 
 @admin.group()
 def dedup() -> None:
-    """A team's dedup policy: cache, inflight or off. Per team, key and model."""
+    """A team's dedup policy per team, key and model: cache, seeded (cache only requests that pin
+    their seeds), inflight (only join jobs in flight) or off."""
 
 
 @dedup.command("show")

@@ -2,11 +2,18 @@
 
 Generation is random and some users resend a prompt on purpose to get variations, so how far
 dedup goes is a policy an admin sets per team, per key and per model; the most restrictive of
-those that apply wins (``off`` < ``inflight`` < ``cache``):
+those that apply wins (``off`` < ``inflight`` < ``seeded`` < ``cache``):
 
 - ``cache``: hit on a completed result and coalesce onto a job in flight (the default);
+- ``seeded``: like ``cache`` for a request that pins its randomness (its seeds, see
+  :mod:`gateway.seeds`), reusing only results of requests that pinned theirs; like ``inflight``
+  for any other request (a model without a seed parameter, a seed left out or ``-1``);
 - ``inflight``: only coalesce concurrent duplicates; results are not reused later;
 - ``off``: every submit is a new RunComfy job.
+
+The standard ``Cache-Control`` request header is ignored on purpose: some clients send
+``no-cache`` on every call (the ComfyUI partner nodes do), which would turn the cache off for
+everyone who uses them.
 
 Per request, ``X-Gateway-Cache-Control`` narrows it further: ``no-cache`` (run fresh, store the
 new result), ``no-store`` (run fresh, store nothing, let nobody join) and ``max-age=N`` (accept
@@ -30,6 +37,7 @@ from gateway.catalog import Catalog
 from gateway.errors import BadRequest, GatewayError, UpstreamClientError, ValidationFailed
 from gateway.metrics import Metrics
 from gateway.request_records import Api, Lookup
+from gateway.seeds import model_request_pinned, serverless_request_pinned
 from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
@@ -43,9 +51,12 @@ SCHEMA_ENTRIES = 4096  # models remembered per replica (least recently used go f
 
 
 class Policy(StrEnum):
-    CACHE = "cache"
-    INFLIGHT = "inflight"
+    """Least to most reuse; the most restrictive applicable one wins."""
+
     OFF = "off"
+    INFLIGHT = "inflight"
+    SEEDED = "seeded"
+    CACHE = "cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +194,13 @@ class DedupService:
     ) -> Lookup:
         schema = await self._schemas.schema(target) if api is Api.MODEL else None
         identity = (await self._identity.identity())(api.value, target, body, schema)
+        if api is Api.MODEL:
+            pinned = model_request_pinned(body, schema)
+        else:
+            pinned = serverless_request_pinned(body)
         return Lookup(
             identity=identity,
+            pinned=pinned,
             allow_lookup=not (control.no_cache or control.no_store),
             allow_store=not control.no_store,
             max_age=control.max_age,

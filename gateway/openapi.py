@@ -68,7 +68,13 @@ BOOLEAN: Json = {"type": "boolean"}
 ANY: Json = {}
 NULLABLE_STRING: Json = {"type": ["string", "null"]}
 NULLABLE_NUMBER: Json = {"type": ["number", "null"]}
-POLICY: Json = {"enum": ["cache", "inflight", "off"]}
+POLICY: Json = {
+    "enum": ["cache", "seeded", "inflight", "off"],
+    "description": "Most to least reuse; the most restrictive applicable entry wins. `cache`: "
+    "hit completed results and join jobs in flight. `seeded`: `cache` for requests that pin "
+    "every seed of the model (present, not `-1` or another random value), `inflight` for the "
+    "rest. `inflight`: only join jobs in flight. `off`: every submit is a new RunComfy job.",
+}
 # Filters of admin reads: an empty value is the same as none.
 OPTIONAL_DATE_TIME: Json = {"anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}]}
 OPTIONAL_DATE: Json = {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}]}

@@ -176,6 +176,7 @@ class Lookup:
     """What a submit may reuse, from the dedup policy and the caller's cache controls."""
 
     identity: str
+    pinned: bool = False  # the request pins its seeds (gateway.seeds): ``seeded`` may cache it
     allow_lookup: bool = True
     allow_store: bool = True
     max_age: float | None = None
@@ -333,6 +334,7 @@ class RequestRecords:
                 self.quota.usage_retention,
                 cred.kid,
                 0 if charge.inline else 1,
+                int(lookup.pinned),
             ],
         )
         _raise_unless_admitted(reply, target, charge.estimate_micro)

@@ -202,10 +202,10 @@ class Settings(BaseSettings):
         description="How long each replica reuses the admins' price overrides: a changed price "
         "is used by every replica within this time.",
     )
-    dedup_default_policy: Literal["cache", "inflight", "off"] = Field(
+    dedup_default_policy: Literal["cache", "seeded", "inflight", "off"] = Field(
         default="cache",
         description="Dedup policy of teams, keys and models that have none set: `cache`, "
-        "`inflight` or `off` (see docs/architecture.md).",
+        "`seeded`, `inflight` or `off` (see docs/deduplication.md).",
     )
     cache_scope: Literal["team", "shared"] = Field(
         default="team",

@@ -110,14 +110,18 @@ async def test_admin_cli_sets_the_dedup_policy_and_purges_the_cache(cli: Cli) ->
     key_id = json.loads(out)["key_id"]
     code, out, err = await cli(
         "dedup", "set", "design", "--default", "inflight",
-        "--key", f"{key_id}=off", "--model", "openai/gpt-image-2/text-to-image=cache",
+        "--key", f"{key_id}=off", "--model", "openai/gpt-image-2/text-to-image=seeded",
     )  # fmt: skip
     assert code == 0, err
-    assert "inflight" in out and f"key {key_id}" in out
+    assert "inflight" in out and f"key {key_id}" in out and "seeded" in out
     _, out, _ = await cli("--json", "dedup", "show", "design")
-    assert json.loads(out)["keys"] == {key_id: "off"}
+    shown = json.loads(out)
+    assert shown["keys"] == {key_id: "off"}
+    assert shown["models"] == {"openai/gpt-image-2/text-to-image": "seeded"}
+    code, out, err = await cli("dedup", "set", "design", "--default", "seeded")
+    assert code == 0 and "seeded" in out, err
     code, _, err = await cli("dedup", "set", "design", "--key", "x=maybe")
-    assert code != 0 and "NAME=cache|inflight|off" in err
+    assert code != 0 and "NAME=cache|seeded|inflight|off" in err
     code, out, err = await cli("purge", "design", "--model", "a/b")
     assert code == 0 and "Purged 0 cached results." in out, err
     code, _, err = await cli("purge")

@@ -197,6 +197,28 @@ async def test_cache_control_no_cache_no_store_and_max_age(
     assert status == 400
 
 
+async def test_the_standard_cache_control_header_is_ignored_on_purpose(
+    gateway: Gateway, simulator: Simulator
+) -> None:
+    """The ComfyUI partner nodes send ``Cache-Control: no-cache`` and ``Pragma: no-cache`` on
+    every call; honouring them would turn the cache off for all their users. Only
+    ``X-Gateway-Cache-Control`` narrows what a request may reuse."""
+    key = await gateway.new_team("design")
+    comfyui = {"Cache-Control": "no-cache", "Pragma": "no-cache"}
+    status, first, headers = await gateway.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}, headers=comfyui
+    )
+    assert (status, headers[CACHE]) == (200, "miss")
+    await finished(gateway, key, first["request_id"])
+    for standard in (comfyui, {"Cache-Control": "no-store, max-age=0"}):
+        status, _, headers = await gateway.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}, headers=standard
+        )
+        assert (status, headers[CACHE]) == (200, "hit"), standard
+    assert (await submit(gateway, key, {"prompt": "x"}, "no-cache"))[2] == "miss"
+    assert await simulator.count("model.submit") == 2
+
+
 async def test_results_expire_after_the_cache_ttl(
     gateway_factory: Any, simulator: Simulator
 ) -> None:

@@ -34,11 +34,12 @@ class CreateTeam(BaseModel):
     name: str | None = Field(default=None, max_length=200)
 
 
-PolicyName = Literal["cache", "inflight", "off"]
+PolicyName = Literal["cache", "seeded", "inflight", "off"]
 
 
 class DedupPolicy(BaseModel):
-    """A team's whole dedup policy; the most restrictive applicable entry wins."""
+    """A team's whole dedup policy; the most restrictive applicable entry wins
+    (``off`` < ``inflight`` < ``seeded`` < ``cache``)."""
 
     model_config = ConfigDict(extra="forbid")
     default: PolicyName | None = None

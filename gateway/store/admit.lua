@@ -15,7 +15,9 @@
 -- 22 team key prefix ('<ns>:v1:{t:<slot>}:'), 23 period candidates, 24 estimated cost (micro),
 -- 25 serverless rate (micro per second, 0 if none), 26 raw body, 27 default queue depth,
 -- 28 usage retention seconds, 29 key id without slot, 30 body pending (1: the body is over
--- the inline size and was not sent; the caller stores it if the job is queued).
+-- the inline size and was not sent; the caller stores it if the job is queued), 31 the request
+-- pins its seeds (1/0): under the 'seeded' policy only such a request hits or stores a result,
+-- and it hits only a result whose own request pinned them (the job's 'pinned').
 -- In the shared scope every key lives in the shared slot: the caller verified the key and
 -- resolved the policy (ARGV[14]) and charged the outcome-free limits (access, rate, daily) in
 -- the team's slot first (team_policy.lua); KEYS[1], KEYS[3] and the quota keys are unused there,
@@ -82,6 +84,9 @@ local function admitted(outcome, jid, saved, queue_pos, alert)
           rl[1], rl[2], rl[3], rl[4], tostring(rl[5]), alert[1], alert[2], alert[3], alert[4]}
 end
 
+-- 'seeded' is 'cache' for a request that pins its seeds and 'inflight' for any other.
+local pinned = ARGV[31] == '1'
+local caches = policy == 'cache' or (policy == 'seeded' and pinned)
 if policy ~= 'off' and ARGV[6] == '1' then
   local jid = redis.call('GET', KEYS[6])
   if jid then
@@ -102,12 +107,13 @@ if policy ~= 'off' and ARGV[6] == '1' then
       return admitted('coalesced', jid, saved, 0)
     end
   end
-  if policy == 'cache' then
+  if caches then
     jid = redis.call('GET', KEYS[4])
     if jid then
-      local j = redis.call('HMGET', ARGV[11] .. jid, 'state', 'finished_ts', 'settled')
+      local j = redis.call('HMGET', ARGV[11] .. jid, 'state', 'finished_ts', 'settled', 'pinned')
       local max_age = tonumber(ARGV[8])
-      if j[1] == 'succeeded' and (max_age < 0 or now - tonumber(j[2]) <= max_age) then
+      if j[1] == 'succeeded' and (max_age < 0 or now - tonumber(j[2]) <= max_age)
+          and (policy == 'cache' or j[4] == '1') then
         record(jid, 'hit')
         charge_submit('hit')
         local saved = tonumber(j[3]) or 0
@@ -154,13 +160,14 @@ end
 
 charge_submit(queued and 'queued' or 'miss')
 local register = policy ~= 'off' and ARGV[7] == '1'
-local store = (policy == 'cache' and ARGV[7] == '1') and '1' or '0'
+local store = (caches and ARGV[7] == '1') and '1' or '0'
 local deadline = now + tonumber(ARGV[16])
 redis.call('HSET', KEYS[5], 'state', queued and 'queued' or 'submitting', 'team', team,
   'owner', ARGV[15], 'key_id', kid, 'api', api, 'target', target, 'version', ARGV[17],
   'hash', ARGV[5], 'created_at', ARGV[13], 'created_ts', now,
   'expires_ts', now + tonumber(ARGV[9]), 'submit_deadline_ts', deadline, 'attached', 1,
-  'store', store, 'estimate', estimate, 'rate_micro', ARGV[25], 'usage_key', usage_key)
+  'store', store, 'pinned', pinned and '1' or '0', 'estimate', estimate,
+  'rate_micro', ARGV[25], 'usage_key', usage_key)
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[9]))
 if register then
   redis.call('SET', KEYS[6], ARGV[12], 'EX', tonumber(ARGV[9]))
