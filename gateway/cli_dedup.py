@@ -31,8 +31,10 @@ def _policy_table(team_id: str, data: dict[str, Any]) -> None:
 
 @admin.group()
 def dedup() -> None:
-    """A team's dedup policy per team, key and model: cache, seeded (cache only requests that pin
-    their seeds), inflight (only join jobs in flight) or off."""
+    """Dedup policies per team, key and model.
+
+    Modes: cache, seeded (cache only requests that pin their seeds), inflight (only join jobs in
+    flight) or off; the most restrictive that applies wins."""
 
 
 @dedup.command("show")
