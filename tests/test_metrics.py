@@ -135,7 +135,10 @@ def test_dollar_counters_read_exact_sums_where_float_sums_drift() -> None:
         metrics.cost_saved.add(150_000, "design", NANO)  # $0.15
     metrics.cost_spent.add(100_000, "design", NANO)
     metrics.cost_spent.add(200_000, "design", NANO)
-    assert sum([0.15] * 11) != 1.65 and 0.1 + 0.2 != 0.3  # what float counters would show
+    float_counter = 0.0
+    for _ in range(11):
+        float_counter += 0.15  # one inc at a time, as a float counter adds (not sum(), exact on 3.12+)
+    assert float_counter != 1.65 and 0.1 + 0.2 != 0.3  # what float counters would show
     text = generate_latest(metrics.registry).decode()
     saved = raw_value(text, "gateway_cost_saved_usd_total", team="design", model=NANO)
     assert saved == "1.65"
