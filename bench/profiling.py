@@ -17,16 +17,16 @@ from typing import Any
 # every rule is a path prefix.
 CATEGORIES = [
     ("Redis client (redis-py)", ("redis/",)),
-    ("logging (structlog)", ("structlog/", "logging/", "gateway/logs.py")),
-    ("metrics (prometheus_client)", ("prometheus_client/", "gateway/metrics.py")),
-    ("JSON (json module / gateway helpers)", ("json/", "gateway/jsonutil.py")),
+    ("logging (structlog)", ("structlog/", "logging/", "gateway/observability/logs.py")),
+    ("metrics (prometheus_client)", ("prometheus_client/", "gateway/observability/metrics.py")),
+    ("JSON (json module / gateway helpers)", ("json/", "gateway/common/jsonutil.py")),
     (
         "aiohttp client (upstream calls)",
         ("aiohttp/client", "aiohttp/connector", "aiohttp/tracing", "aiohappyeyeballs/"),
     ),
     ("aiohttp server (protocol, routing, request, response)", ("aiohttp/", "multidict/", "yarl/")),
-    ("gateway middlewares", ("gateway/middlewares/",)),
-    ("gateway poller", ("gateway/poller.py",)),
+    ("gateway middlewares", ("gateway/web/middlewares/",)),
+    ("gateway poller", ("gateway/jobs/poller.py",)),
     ("gateway handlers + logic", ("gateway/",)),
     ("stdlib uuid (uuid4)", ("uuid.py",)),
     ("stdlib hashlib/hmac/re", ("hashlib.py", "hmac.py", "re/")),
@@ -44,10 +44,10 @@ PLUMBING = (
 LOOP_ROOTS = ("run_app (aiohttp/web.py", "run (asyncio/runners.py", "Runner.run (asyncio/runners")
 LOOP = "event loop + socket I/O (uvloop C code, no Python frame)"
 ON_STACK = {
-    "poller (gateway/poller.py) on the stack": "gateway/poller.py",
-    "request handling (middlewares) on the stack": "gateway/middlewares/request_context.py",
+    "poller (gateway/jobs/poller.py) on the stack": "gateway/jobs/poller.py",
+    "request handling (middlewares) on the stack": "gateway/web/middlewares/request_context.py",
     "Redis client on the stack": "redis/",
-    "upstream client (gateway/upstream.py) on the stack": "gateway/upstream.py",
+    "upstream client (gateway/upstream/client.py) on the stack": "gateway/upstream/client.py",
     "structlog on the stack": "structlog/",
     "prometheus_client on the stack": "prometheus_client/",
 }

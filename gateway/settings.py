@@ -22,7 +22,7 @@ APP_NAME = "runcomfy-gateway"
 
 def default_data_dir() -> Path:
     """Where a gateway started without ``GATEWAY_DATA_DIR`` keeps its data: the same directory
-    wherever it is started from (earlier versions used ``./data``, see :mod:`gateway.serving`)."""
+    wherever it is started from (earlier versions used ``./data``: :mod:`gateway.web.serving`)."""
     return Path(user_data_dir(APP_NAME, appauthor=False))
 
 

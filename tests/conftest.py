@@ -28,12 +28,12 @@ from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from gateway.app import create_app
 from gateway.commands import main
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
 from gateway.store.client import connect
 from gateway.store.embedded import EmbeddedCluster, EmbeddedRedis
+from gateway.web.app import create_app
 from tests import fault_report
 
 ADMIN_TOKEN = "test-admin-token-0123456789"

@@ -3,7 +3,7 @@ each must have, under a fixed test secret.
 
 A replica must name a request exactly as every other replica does, whatever library versions it
 runs, or identical requests stop sharing one job. The file pins the identities; when a change of
-the rules or the encoding is deliberate, bump ``gateway.canonical._IDENTITY_VERSION`` and
+the rules or the encoding is deliberate, bump ``gateway.jobs.canonical._IDENTITY_VERSION`` and
 rewrite the file with ``python -m tests.golden_identities``.
 """
 
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.canonical import _IDENTITY_VERSION, RequestIdentity
-from gateway.jsonutil import parse_json_object
+from gateway.common.jsonutil import parse_json_object
+from gateway.jobs.canonical import _IDENTITY_VERSION, RequestIdentity
 
 GOLDEN = Path(__file__).parent / "golden" / "identities.json"
 SECRET = b"golden-identity-secret/0123456789abcdef"

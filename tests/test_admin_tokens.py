@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gateway.openapi import Auth, operations
+from gateway.web.openapi import Auth, operations
 from tests.conftest import (
     ADMIN_TOKEN,
     NANO,

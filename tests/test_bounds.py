@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.appkeys import LARGE_BODIES
+from gateway.web.appkeys import LARGE_BODIES
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
 LIMIT = 4096

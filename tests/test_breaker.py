@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from gateway.errors import CircuitOpen
+from gateway.common.errors import CircuitOpen
+from gateway.upstream.breaker import BreakerConfig, BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.canonical import (
+from gateway.common.jsonutil import MAX_JSON_DEPTH, parse_json_object
+from gateway.jobs.canonical import (
     _IDENTITY_VERSION,
     WEBHOOK_FIELDS,
     RequestIdentity,
     apply_defaults,
     canonical_json,
 )
-from gateway.jsonutil import MAX_JSON_DEPTH, parse_json_object
 from tests import golden_identities
 
 NANO = "google/nano-banana/pro/text-to-image"
@@ -479,7 +479,7 @@ def test_identities_match_the_golden_file() -> None:
         )
         assert computed == case["identity"], (
             f"the identity of {case['body']} changed: bump _IDENTITY_VERSION in "
-            "gateway/canonical.py and rewrite tests/golden/identities.json"
+            "gateway/jobs/canonical.py and rewrite tests/golden/identities.json"
         )
     with_defaults = {c["identity"] for c in cases if c["schema"]}
     assert len(with_defaults) == 1  # defaults absent, spelt out or null: one request

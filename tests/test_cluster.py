@@ -17,7 +17,6 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 from redis.crc import key_slot
 
-from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store.client import (
     ClusterUnreachable,
@@ -27,6 +26,7 @@ from gateway.store.client import (
     warn_if_evicting,
 )
 from gateway.store.embedded import EmbeddedCluster
+from gateway.web.app import create_app
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, free_port, make_settings
 from tests.slots import SlotWatch
 

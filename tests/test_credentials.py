@@ -14,8 +14,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.audit import ENTRY_ID_RE, parse_entry_id
-from gateway.credentials import (
+from gateway.access.audit import ENTRY_ID_RE, parse_entry_id
+from gateway.access.credentials import (
     ADMIN_TOKEN_ID_RE,
     AdminCredential,
     AdminTokenCredential,
@@ -26,9 +26,9 @@ from gateway.credentials import (
     parse_bearer,
     split_key_id,
 )
-from gateway.request_records import REQUEST_ID_RE
-from gateway.routes.serverless import DEPLOYMENT_ID_RE
-from gateway.teams import TEAM_ID_RE
+from gateway.access.teams import TEAM_ID_RE
+from gateway.jobs.records import REQUEST_ID_RE
+from gateway.web.routes.serverless import DEPLOYMENT_ID_RE
 
 ID_CHARS = string.ascii_lowercase + string.digits
 SECRET_CHARS = string.ascii_letters + string.digits
@@ -147,7 +147,7 @@ def test_the_bootstrap_token_is_compared_in_constant_time(
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)  # what gateway.credentials calls
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # what gateway.access.credentials calls
     cred = parse_bearer(f"Bearer {presented}", ADMIN)
     assert compared == [(presented.encode(), ADMIN.encode())]
     assert (cred == AdminCredential()) == (presented == ADMIN)

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from gateway.canonical import canonical_json
+from gateway.jobs.canonical import canonical_json
 from gateway.store.client import connect
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway import demo
-from gateway.appkeys import TEAMS
-from gateway.teams import ApiKey, TeamService
+from gateway.access.teams import ApiKey, TeamService
+from gateway.cli import demo
+from gateway.web.appkeys import TEAMS
 from tests.conftest import NANO, Gateway, free_port, run_cli
 
 

@@ -49,8 +49,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.appkeys import METRICS_URL
 from gateway.settings import Settings
+from gateway.web.appkeys import METRICS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -341,7 +341,7 @@ def test_dockerignore_keeps_what_the_build_copies_and_drops_the_rest(stages: lis
     for source in sources:
         assert (ROOT / source).exists(), f"COPY source missing: {source}"
         assert not _dockerignore_excludes(patterns, source), f".dockerignore drops {source}"
-    assert not _dockerignore_excludes(patterns, "gateway/app.py")
+    assert not _dockerignore_excludes(patterns, "gateway/web/app.py")
     for private in (
         ".git",
         "tests/test_deploy.py",
@@ -708,7 +708,7 @@ def test_compose_admin_cli_inside_a_replica_finds_the_gateway_and_its_token(
 ) -> None:
     """``docker compose exec gateway runcomfy-gateway admin ...`` needs no flags: the CLI's
     default URL is the replica's own API port and the bootstrap token is in its environment."""
-    from gateway.cli import admin
+    from gateway.cli.main import admin
 
     env = compose["services"]["gateway"]["environment"]
     assert "GATEWAY_ADMIN_TOKEN" in env

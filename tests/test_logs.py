@@ -9,7 +9,7 @@ import sys
 
 import structlog
 
-from gateway.logs import REDACTED, RecordBudget, SecretScrubber, stdlib_handler
+from gateway.observability.logs import REDACTED, RecordBudget, SecretScrubber, stdlib_handler
 
 KEY = "rcg_abcdefgh12345678_" + "Z" * 40
 

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import MetricsListenerError
-from gateway.appkeys import METRICS_URL
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
+from gateway.web.app import MetricsListenerError
+from gateway.web.appkeys import METRICS_URL
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape
 
 
@@ -137,7 +137,7 @@ def test_dollar_counters_read_exact_sums_where_float_sums_drift() -> None:
     metrics.cost_spent.add(200_000, "design", NANO)
     float_counter = 0.0
     for _ in range(11):
-        float_counter += 0.15  # one inc at a time, as a float counter adds (not sum(), exact on 3.12+)
+        float_counter += 0.15  # one inc at a time, as counters add; sum() compensates on 3.12+
     assert float_counter != 1.65 and 0.1 + 0.2 != 0.3  # what float counters would show
     text = generate_latest(metrics.registry).decode()
     saved = raw_value(text, "gateway_cost_saved_usd_total", team="design", model=NANO)

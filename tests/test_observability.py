@@ -29,8 +29,8 @@ import aiohttp
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from gateway.appkeys import METRICS_URL
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
+from gateway.web.appkeys import METRICS_URL
 from tests.conftest import NANO, Gateway, Simulator, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.openapi import Auth, document, operations
+from gateway.web.openapi import Auth, document, operations
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
 # Bounded so the run stays well under a minute on two shared cores; raise locally to dig deeper.
@@ -118,8 +118,8 @@ async def test_every_route_is_documented_and_every_documented_operation_is_a_rou
     gateway: Gateway,
 ) -> None:
     routes, docs = served(gateway.app), documented()
-    assert routes - docs == set(), "routes without a row in gateway/openapi.py"
-    assert docs - routes == set(), "rows in gateway/openapi.py naming no route"
+    assert routes - docs == set(), "routes without a row in gateway/web/openapi.py"
+    assert docs - routes == set(), "rows in gateway/web/openapi.py naming no route"
     assert len(operations()) == len(docs), "one row per method and path"
 
 

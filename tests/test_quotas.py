@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.appkeys import METRICS, QUOTAS, TEAMS
 from gateway.store.client import connect
+from gateway.web.appkeys import METRICS, QUOTAS, TEAMS
 from tests.conftest import NANO, Gateway, Simulator, assert_error_shape, on_single_and_cluster
 from tests.test_metrics import scrape, team_gauges
 from tests.test_metrics import value as metric

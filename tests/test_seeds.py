@@ -7,7 +7,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from gateway.seeds import (
+from gateway.jobs.seeds import (
     model_request_pinned,
     random_sentinels,
     seed_parameters,

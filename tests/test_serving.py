@@ -21,8 +21,8 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from gateway.serving import ListenError, claim_data_dir, listen, urls, warn_about_old_data
 from gateway.settings import Settings
+from gateway.web.serving import ListenError, claim_data_dir, listen, urls, warn_about_old_data
 from tests.conftest import ADMIN_TOKEN, SIM_TOKEN, Simulator, free_port, run_cli
 
 

@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.app import create_app
 from gateway.store.client import connect
 from gateway.store.embedded import (
     SERVER_SETTING,
@@ -20,6 +19,7 @@ from gateway.store.embedded import (
     EmbeddedRedisError,
     find_redis_server,
 )
+from gateway.web.app import create_app
 from tests.conftest import (
     NANO,
     Gateway,
@@ -151,7 +151,7 @@ async def test_the_gateway_warns_when_redis_could_evict_its_keys(
 ) -> None:
     import structlog
 
-    from gateway.logs import configure_logging
+    from gateway.observability.logs import configure_logging
     from gateway.store.client import connect, warn_if_evicting
 
     configure_logging("info", "json")

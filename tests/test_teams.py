@@ -8,8 +8,8 @@ import re
 import uuid
 from typing import Any
 
-from gateway.openapi import Auth, operations
 from gateway.store.client import connect
+from gateway.web.openapi import Auth, operations
 from tests.conftest import (
     ADMIN_TOKEN,
     NANO,

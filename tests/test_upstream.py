@@ -11,14 +11,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.errors import (
+from gateway.common.errors import (
     GatewayError,
     SubmitOutcomeUnknown,
     UpstreamBadGateway,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.upstream import map_client_exception, never_reached_upstream
+from gateway.upstream.client import map_client_exception, never_reached_upstream
 from tests.conftest import (
     ADMIN_TOKEN,
     NANO,

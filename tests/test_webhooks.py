@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.errors import BadRequest
-from gateway.webhooks import PolicyResolver, WebhookPolicy, WebhookTargetForbidden
+from gateway.common.errors import BadRequest
+from gateway.jobs.webhooks import PolicyResolver, WebhookPolicy, WebhookTargetForbidden
 from tests.conftest import (
     ADMIN_TOKEN,
     Gateway,

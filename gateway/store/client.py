@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
-from gateway.errors import StoreUnavailable
+from gateway.common.errors import StoreUnavailable
 from gateway.store.redis_urls import url_options
 
 log = structlog.get_logger(__name__)

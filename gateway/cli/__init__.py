@@ -1,0 +1,1 @@
+"""The command line: ``serve``, ``demo``, ``simulator`` and the ``admin`` groups."""

@@ -1,0 +1,1 @@
+"""What every layer uses: the error tree, clocks, JSON helpers, background-task helpers."""

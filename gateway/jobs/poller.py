@@ -1,0 +1,295 @@
+"""One poller per upstream job, across all replicas.
+
+Every replica runs this loop. A job in flight sits in one due-time sorted set; claiming it moves
+its score to a lease expiry, so exactly one replica polls it at a time, and a replica that dies
+mid-poll leaves it due again when the lease lapses. The poller writes what RunComfy says into
+the job's record, where every gateway id following the job reads it: clients polling every 2 s
+(runcomfy-cli), 3 s (runcomfy-mcp) or ``/result`` every 5 s (ComfyUI) cost RunComfy nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from gateway.common.background import sleep_unless
+from gateway.common.errors import CircuitOpen, GatewayError, UpstreamClientError
+from gateway.jobs.proxy import Alerts, upstream_path
+from gateway.jobs.records import LIVE, Job, JobState, RequestRecords
+from gateway.jobs.webhooks import Webhooks
+from gateway.money.quotas import BudgetAlert, to_micro, to_usd
+from gateway.observability.metrics import Metrics
+from gateway.store.client import STORE_FAILURES, through_outage
+from gateway.upstream.apis import Api
+from gateway.upstream.client import UpstreamClient
+
+log = structlog.get_logger(__name__)
+
+FINAL_WORDS = frozenset({"completed", "succeeded", "failed", "cancelled", "canceled"})
+RESULT_STATES = {
+    "succeeded": JobState.SUCCEEDED,
+    "completed": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+    "canceled": JobState.CANCELLED,
+}
+MAX_CONSECUTIVE_ERRORS = 20
+EFFECTS_PENDING = "effects_pending"  # a job that ended, whose webhooks and slot release may not
+END_EFFECTS_WITHIN = 10.0  # be done yet; retried through a Redis blip for this many seconds
+GAUGE_INTERVAL = 5.0
+
+
+def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
+    """What a finished job cost: RunComfy's own figure (``include_cost``) where it gives one;
+    for serverless, the deployment's rate times the run the poller saw; else the estimate.
+    A Model API job that failed or was cancelled costs nothing unless RunComfy says so."""
+    if isinstance(reported, int | float) and not isinstance(reported, bool):
+        return to_micro(reported)
+    if final is JobState.CANCELLED:
+        return 0
+    rate = int(job.get("rate_micro", "0") or 0)
+    # The run began at the first in_progress the poller saw, or else after the last poll that
+    # still saw it queued: an upper bound, never the (maybe much larger) estimate.
+    began = job.get("started_ts") or job.get("last_poll_ts")
+    if job.api is Api.SERVERLESS and rate > 0 and began:
+        return round(rate * max(0.0, now - float(began)))
+    if final is JobState.FAILED and job.api is Api.MODEL:
+        return 0
+    return int(job.get("estimate", "0") or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PollerConfig:
+    interval: float
+    max_interval: float
+    lease: float
+    batch: int
+    concurrency: int
+
+
+class Poller:
+    def __init__(
+        self,
+        records: RequestRecords,
+        upstreams: dict[Api, UpstreamClient],
+        config: PollerConfig,
+        webhooks: Webhooks,
+        metrics: Metrics,
+        alerts: Alerts,
+        release: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self._alerts = alerts
+        self._release = release
+        self._metrics = metrics
+        self._webhooks = webhooks
+        self._records = records
+        self._upstreams = upstreams
+        self._config = config
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tasks: dict[asyncio.Task[None], tuple[str, str]] = {}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Claim due jobs and poll them until ``stopping`` is set.
+
+        A stop event rather than task cancellation ends the loop, because redis-py can swallow a
+        cancellation that arrives mid-command, which would leave a cancelled loop running.
+        """
+        idle = min(0.2, self._config.interval / 4)
+        next_gauge = 0.0
+        while not stopping.is_set():
+            try:
+                if time.monotonic() >= next_gauge:
+                    await self._gauge()
+                    next_gauge = time.monotonic() + GAUGE_INTERVAL
+                claimed = await self._records.claim_due(self._config.lease, self._config.batch)
+            except STORE_FAILURES:
+                await sleep_unless(stopping, 1.0)
+                continue
+            if not claimed:
+                await sleep_unless(stopping, idle)
+                continue
+            for slot, jid in claimed:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._guarded(slot, jid))
+                self._tasks[task] = (slot, jid)
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def stop(self) -> None:
+        """Abandon polls in flight and hand their jobs back, so another replica polls them now
+        instead of after the lease (a crashed replica's jobs wait for the lease)."""
+        abandoned = list(self._tasks.items())
+        for task, _ in abandoned:
+            task.cancel()
+        if abandoned:
+            await asyncio.wait([task for task, _ in abandoned], timeout=5.0)
+        for _, (slot, jid) in abandoned:
+            try:
+                await self._records.schedule(slot, jid, 0)
+            except STORE_FAILURES:
+                break
+
+    async def _guarded(self, slot: str, jid: str) -> None:
+        try:
+            await self.poll_once(slot, jid)
+        except STORE_FAILURES as exc:
+            log.warning("poll_store_error", job=jid, error_type=type(exc).__name__)
+        except Exception as exc:
+            log.error("poll_failed", job=jid, error_type=type(exc).__name__)
+        finally:
+            self._slots.release()
+
+    async def poll_once(self, slot: str, jid: str) -> None:
+        """Ask RunComfy about one job and record the answer."""
+        job = await self._records.job(slot, jid)
+        if job is not None and job.terminal and job.get(EFFECTS_PENDING):
+            # The poll that ended it was cut off before it was done: do the rest now.
+            settled = int(job.get("settled", "0") or 0)
+            body = orjson.loads(job.get("result_body", "") or "{}")
+            await self._end_effects(job, job.state, settled, body, None, time.time())
+            return
+        if job is None or job.terminal:
+            await self._records.unschedule(slot, jid)
+            return
+        now = time.time()
+        if self._records.calendar.now() > float(job.get("expires_ts", "0")):
+            await self._records.update_job(job, JobState.UNKNOWN, reason="job lifetime exceeded")
+            await self._records.unschedule(slot, jid)
+            await self._freed(job)
+            return
+        upstream = self._upstreams[job.api]
+        try:
+            status = await upstream.call("GET", self._path(job, "status"), idempotent=True)
+            word = (
+                str(status.body.get("status", "")).lower() if isinstance(status.body, dict) else ""
+            )
+            if word not in FINAL_WORDS:
+                if word != job.get("upstream_status") and job.api is Api.SERVERLESS:
+                    await self._webhooks.job_changed(job, word, {}, final=False)
+                started = job.get("started_ts")  # serverless runs are billed from here
+                await asyncio.gather(  # one round trip on the pipelined connection
+                    self._records.update_job(
+                        job,
+                        JobState.ACTIVE,
+                        status_body=orjson.dumps(status.body).decode(),
+                        upstream_status=word,
+                        last_poll_ts=now,
+                        poll_errors=0,
+                        started_ts=now if word == "in_progress" and not started else started,
+                    ),
+                    self._records.schedule(slot, jid, self._config.interval),
+                )
+                return
+            params = {"include_cost": "true"} if job.api is Api.MODEL else None
+            result = await upstream.call(
+                "GET", self._path(job, "result"), params=params, idempotent=True
+            )
+        except GatewayError as exc:
+            await self._backoff(job, exc)
+            return
+        body = result.body if isinstance(result.body, dict) else {}
+        final: JobState | None = RESULT_STATES.get(str(body.get("status", "")).lower())
+        if final is None:  # result lags status: try again shortly
+            await self._records.schedule(slot, jid, self._config.interval)
+            return
+        settled = settle_micro(job, final, body.get("cost"), now)
+        update = await self._records.update_job_full(
+            job,
+            final,
+            settle_micro=settled,
+            status_body=orjson.dumps(status.body).decode(),
+            result_body=orjson.dumps(body).decode(),
+            upstream_status=word,
+            last_poll_ts=now,
+            cost=to_usd(settled),
+            effects_pending=1,  # EFFECTS_PENDING
+        )
+        if update.previous not in LIVE:  # ended already (a cancel, another poller)
+            await self._records.unschedule(slot, jid)
+            return
+        await self._end_effects(job, final, settled, body, update.alert, now)
+
+    async def _end_effects(
+        self,
+        job: Job,
+        final: JobState,
+        settled: int,
+        body: dict[str, Any],
+        alert: BudgetAlert | None,
+        now: float,
+    ) -> None:
+        """What follows the end of a job: free its slot, call the webhooks, stop polling it.
+
+        The job was marked ``effects_pending`` in the same write that ended it, and the mark is
+        dropped only when all of this is done: a Redis blip is retried here, and if this replica
+        is cut off (or dies), the job is still scheduled, so its next poll finds the mark and
+        does it all again (webhooks are at least once).
+        """
+
+        async def effects() -> None:
+            if alert is not None:
+                await self._alerts.budget_alert(alert)
+            await self._freed(job)
+            if job.api is Api.SERVERLESS:
+                await self._webhooks.job_changed(job, final.value, body, final=True)
+            await self._records.clear_field(job.slot, job.job_id, EFFECTS_PENDING)
+            await self._records.unschedule(job.slot, job.job_id)
+
+        await through_outage(effects, END_EFFECTS_WITHIN)
+        self._observe_end(job, final, settled, now)
+        log.info("job_finished", job=job.job_id, state=final.value, target=job.get("target"))
+
+    async def _freed(self, job: Job) -> None:
+        """The job holds no concurrency slot any more: let a queued one go."""
+        await self._release(job.slot, job.job_id)
+
+    def _observe_end(self, job: Job, final: JobState, cost_micro: int, now: float) -> None:
+        labels = self._metrics.labels
+        serverless = job.api is Api.SERVERLESS
+        model = labels.model(job.get("target"), serverless=serverless)
+        team = labels.team(job.get("team"))
+        started = float(job.get("created_ts", "0") or now)
+        self._metrics.job_duration.labels(model, final.value).observe(max(0.0, now - started))
+        if cost_micro > 0:
+            self._metrics.cost_spent.add(cost_micro, team, model)
+        if final is JobState.SUCCEEDED and job.get("store") == "1":
+            self._metrics.cache_stores.labels(model).inc()
+
+    async def _gauge(self) -> None:
+        """Jobs in flight and how overdue the oldest poll is, as this replica sees them."""
+        count, oldest = await self._records.due_summary()
+        self._metrics.jobs_in_flight.set(count)
+        self._metrics.poller_lag.set(max(0.0, time.time() - oldest) if oldest else 0.0)
+
+    def _path(self, job: Job, leaf: str) -> str:
+        return upstream_path(
+            job.api, job.get("target"), job.get("version"), job.get("upstream_id"), leaf
+        )
+
+    async def _backoff(self, job: Job, exc: GatewayError) -> None:
+        if isinstance(exc, CircuitOpen):
+            # Not sent, so not an error of this job: counting it would end healthy jobs as
+            # "lost" during a long RunComfy outage. Ask again when the breaker lets a probe out.
+            delay = max(self._config.interval, float(exc.retry_after))
+            await self._records.schedule(job.slot, job.job_id, delay)
+            return
+        errors = int(job.get("poll_errors", "0") or 0) + 1
+        if errors >= MAX_CONSECUTIVE_ERRORS or (
+            isinstance(exc, UpstreamClientError) and exc.status == 404
+        ):
+            log.error("poll_gave_up", job=job.job_id, errors=errors, error_code=exc.error_code)
+            await self._records.update_job(job, JobState.UNKNOWN, reason="upstream lost the job")
+            await self._records.unschedule(job.slot, job.job_id)
+            await self._freed(job)
+            return
+        await self._records.update_job(job, JobState.ACTIVE, poll_errors=errors)
+        delay = min(self._config.max_interval, self._config.interval * 2**errors)
+        await self._records.schedule(job.slot, job.job_id, delay)

@@ -1,0 +1,475 @@
+"""The application factory: wires settings, Redis, upstream clients, services and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiohttp import web
+
+from gateway.access.admins import AdminTokens
+from gateway.access.audit import AuditLog
+from gateway.access.teams import TeamService
+from gateway.common.background import background, sleep_unless
+from gateway.jobs.alerts import BudgetAlerts
+from gateway.jobs.dedup import DedupService, SchemaCache
+from gateway.jobs.dispatcher import Dispatcher
+from gateway.jobs.poller import Poller, PollerConfig
+from gateway.jobs.proxy import PollSettings, ProxyService
+from gateway.jobs.records import Lifetimes, RequestRecords
+from gateway.jobs.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
+from gateway.money.pricing import Pricing
+from gateway.money.quotas import Calendar, QuotaConfig, QuotaService
+from gateway.observability.logs import SecretScrubber
+from gateway.observability.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store.client import (
+    STORE_FAILURES,
+    NotAClusterUrl,
+    connect,
+    ping,
+    refuse_cluster_node,
+    warn_if_evicting,
+)
+from gateway.store.embedded import EmbeddedRedis, EmbeddedRedisError
+from gateway.store.layout import Layout
+from gateway.store.pipelined import PipelinedRedis
+from gateway.store.scripts import Commands, Scripts
+from gateway.upstream.apis import Api
+from gateway.upstream.breaker import BreakerConfig
+from gateway.upstream.catalog import Catalog
+from gateway.upstream.client import UpstreamClient, UpstreamConfig, UpstreamName
+from gateway.web.appkeys import (
+    ADMINS,
+    ALERTS,
+    AUDIT,
+    CATALOG,
+    DEDUP,
+    EMBEDDED_REDIS,
+    LARGE_BODIES,
+    LIFECYCLE,
+    METRICS,
+    METRICS_URL,
+    MODEL_API,
+    POLLER,
+    PRICING,
+    PROXY,
+    QUOTAS,
+    RECORDS,
+    REDIS,
+    SCRIPTS,
+    SERVERLESS,
+    SETTINGS,
+    TEAMS,
+    WEBHOOKS,
+    Lifecycle,
+)
+from gateway.web.middlewares.bodies import setup_bodies
+from gateway.web.middlewares.errors import setup_errors
+from gateway.web.middlewares.request_context import setup_request_context
+from gateway.web.routes.admin import setup_admin_routes
+from gateway.web.routes.admin_pricing import setup_admin_pricing_routes
+from gateway.web.routes.admin_quotas import setup_admin_quota_routes
+from gateway.web.routes.model_api import setup_model_api_routes
+from gateway.web.routes.ops import create_metrics_app, setup_ops_routes
+from gateway.web.routes.serverless import setup_serverless_routes
+
+log = structlog.get_logger(__name__)
+REDIS_PROBE_INTERVAL = 2.0
+TEAM_GAUGE_INTERVAL = 5.0
+
+
+class MetricsListenerError(Exception):
+    """The separate metrics listener (``GATEWAY_METRICS_PORT``) could not listen."""
+
+
+class PricedCharge:
+    """The proxy's view of pricing: (estimate, serverless rate per second) in micro-dollars."""
+
+    def __init__(self, pricing: Pricing) -> None:
+        self._pricing = pricing
+
+    async def charge(self, api: Api, target: str, body: dict[str, Any]) -> tuple[int, int]:
+        estimate = await self._pricing.estimate(api, target, body)
+        rate = estimate.unit_price_micro if api is Api.SERVERLESS else 0
+        return estimate.micro, rate
+
+    def cached(self, api: Api, target: str) -> bool:
+        return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
+
+
+async def metrics_listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``/metrics`` and the probes on ``GATEWAY_METRICS_PORT``. Started first and stopped last,
+    so Prometheus sees the whole start-up and drain."""
+    settings = app[SETTINGS]
+    host, port = settings.metrics_listen_host, settings.metrics_port
+    runner = web.AppRunner(
+        create_metrics_app(app[METRICS], app[LIFECYCLE]), access_log=None, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()  # cleanup contexts do not run for a context that failed to start
+        reason = exc.strerror or str(exc)
+        raise MetricsListenerError(
+            f"GATEWAY_METRICS_PORT: cannot listen on {host}:{port} for /metrics ({reason})"
+        ) from exc
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    app[METRICS_URL] = f"http://{shown}:{bound_port}"
+    log.info("metrics_listener_started", host=bound_host, port=bound_port)
+    yield
+    await runner.cleanup()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect to ``GATEWAY_REDIS_URL``, or start the embedded Redis when it is unset."""
+    settings = app[SETTINGS]
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir, server=settings.redis_server)
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        url = embedded.url
+        app[EMBEDDED_REDIS] = embedded
+        log.info(
+            "embedded_redis_started", data_dir=str(settings.data_dir.resolve()), **_server(embedded)
+        )
+    redis = connect(
+        url, observer=app[METRICS].observe_redis, timeout=settings.redis_timeout_seconds
+    )
+    app[REDIS] = redis
+    lifecycle = app[LIFECYCLE]
+    try:
+        await ping(redis)
+        lifecycle.redis_ok = True
+        await refuse_cluster_node(redis)
+        await warn_if_evicting(redis)
+    except STORE_FAILURES as exc:
+        # Start anyway: requests that need Redis get a clear 503 until it is back.
+        lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+        log.error("redis_unavailable_at_start", error_type=type(exc).__name__, error=str(exc))
+    except NotAClusterUrl:
+        await redis.aclose()  # cleanup contexts do not run for a context that failed to start
+        raise
+    layout = Layout(settings.redis_namespace)
+    pipelined = None
+    if PipelinedRedis.supports(url):
+        pipelined = PipelinedRedis(
+            url, call_timeout=settings.redis_timeout_seconds, observer=app[METRICS].observe_redis
+        )
+    scripts = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
+    app[SCRIPTS] = scripts
+    app[TEAMS] = TeamService(redis, scripts, layout)
+    app[ADMINS] = AdminTokens(redis, scripts, layout)
+    secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
+    app[AUDIT] = AuditLog(redis, layout, SecretScrubber(secrets))
+    calendar = Calendar(ZoneInfo(settings.quota_timezone), settings.clock_offset_seconds)
+    quota = QuotaConfig(
+        default_queue_depth=settings.queue_depth,
+        usage_retention=settings.usage_retention_days * 86400,
+        poll_rate=settings.poll_rate_per_second,
+        poll_burst=settings.poll_burst,
+        global_max_concurrent=settings.global_max_concurrent_jobs,
+    )
+    app[QUOTAS] = QuotaService(redis, scripts, layout, calendar, quota)
+    app[RECORDS] = RequestRecords(
+        redis,
+        scripts,
+        layout,
+        Lifetimes(
+            request_ttl=settings.request_ttl_seconds,
+            job_lifetime=settings.job_lifetime_seconds,
+            cache_ttl=settings.cache_ttl_seconds,
+            submit_deadline=settings.upstream_submit_timeout + settings.upstream_connect_timeout,
+            default_policy=settings.dedup_default_policy,
+            shared=settings.cache_scope == "shared",
+        ),
+        calendar,
+        quota,
+        Commands(redis, pipelined),
+    )
+    app[WEBHOOKS] = Webhooks(
+        redis,
+        scripts,
+        layout,
+        WebhookPolicy(
+            allow_private=settings.webhook_allow_private,
+            allowed_hosts=frozenset(
+                h.strip().lower() for h in settings.webhook_allowed_hosts.split(",") if h.strip()
+            ),
+        ),
+        DeliveryConfig(
+            timeout=settings.webhook_timeout_seconds,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff_seconds,
+            lease=settings.webhook_timeout_seconds + 5,
+        ),
+        settings.request_ttl_seconds,
+    )
+    app[ALERTS] = BudgetAlerts(redis, layout, app[WEBHOOKS], app[METRICS])
+    lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
+    yield
+    if pipelined is not None:
+        await pipelined.close()
+    await redis.aclose()
+    if embedded is not None:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+
+
+async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keep /readyz's view of Redis current without failing readiness on it, and restart the
+    embedded Redis if it died (its AOF brings every team, key and job back)."""
+    lifecycle, redis, metrics, teams = app[LIFECYCLE], app[REDIS], app[METRICS], app[TEAMS]
+    mode = lifecycle.extra.get("redis_mode", "external")
+    embedded = app.get(EMBEDDED_REDIS)
+
+    async def probe(stopping: asyncio.Event) -> None:
+        while True:
+            if embedded is not None and not embedded.running:
+                await _restart_embedded(embedded)
+            try:
+                started = time.perf_counter()
+                await ping(redis)
+                metrics.redis_ping.observe(time.perf_counter() - started)
+                metrics.set_teams(await teams.team_ids())
+                if not lifecycle.redis_ok:
+                    log.info("redis_recovered")
+                lifecycle.redis_ok, lifecycle.redis_error = True, ""
+            except STORE_FAILURES as exc:
+                if lifecycle.redis_ok:
+                    log.error("redis_lost", error_type=type(exc).__name__)
+                lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+            metrics.redis_up.labels(mode).set(1 if lifecycle.redis_ok else 0)
+            if await sleep_unless(stopping, REDIS_PROBE_INTERVAL):
+                return
+
+    async with background(probe, "redis-probe"):
+        yield
+
+
+def _server(embedded: EmbeddedRedis) -> dict[str, str]:
+    """Which server the embedded Redis runs, for its log lines."""
+    info = embedded.info
+    if info is None:
+        return {}
+    return {"server": info.name, "version": info.version, "binary": str(info.binary)}
+
+
+async def _restart_embedded(embedded: EmbeddedRedis) -> None:
+    log.error("embedded_redis_died", data_dir=str(embedded.data_dir.resolve()))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        log.info("embedded_redis_restarted", **_server(embedded))
+    except EmbeddedRedisError as exc:
+        log.error("embedded_redis_restart_failed", error=str(exc))
+
+
+def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
+    return UpstreamConfig(
+        name=name,
+        base_url=base_url,
+        token=settings.upstream_token.get_secret_value(),
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        submit_timeout=settings.upstream_submit_timeout,
+        retries=settings.upstream_retries,
+        backoff_base=settings.upstream_backoff_base,
+        max_connections=settings.upstream_max_connections,
+        breaker=BreakerConfig(
+            failures=settings.upstream_breaker_failures,
+            open_seconds=settings.upstream_breaker_open_seconds,
+        ),
+    )
+
+
+async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One pooled client session per RunComfy API."""
+    settings = app[SETTINGS]
+    metrics = app[METRICS]
+    model_api = UpstreamClient(
+        _upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url),
+        metrics,
+    )
+    serverless = UpstreamClient(
+        _upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url),
+        metrics,
+    )
+    await model_api.start()
+    await serverless.start()
+    app[MODEL_API], app[SERVERLESS] = model_api, serverless
+    app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
+    app[PRICING] = Pricing(
+        app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
+    )
+    app[DEDUP] = DedupService(
+        app[REDIS],
+        app[SCRIPTS],
+        Layout(settings.redis_namespace),
+        SchemaCache(app[CATALOG], metrics),
+        metrics,
+    )
+    app[PROXY] = ProxyService(
+        app[RECORDS],
+        app[DEDUP],
+        model_api,
+        serverless,
+        PollSettings(
+            interval=settings.poll_interval_seconds,
+            heal_after=3 * settings.poll_interval_seconds + settings.poll_lease_seconds,
+        ),
+        app[WEBHOOKS],
+        metrics,
+        PricedCharge(app[PRICING]),
+        app[ALERTS],
+        settings.global_max_concurrent_jobs,
+    )
+    if not settings.upstream_configured:
+        log.warning(
+            "upstream_token_missing",
+            advice="without GATEWAY_UPSTREAM_TOKEN RunComfy refuses every request the gateway "
+            "passes on: set it to the RunComfy API token of the gateway's account (or try the "
+            "gateway with RunComfy simulated: `runcomfy-gateway demo`)",
+        )
+    yield
+    await app[PROXY].close()
+    await model_api.close()
+    await serverless.close()
+
+
+async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This replica's share of polling RunComfy for jobs in flight."""
+    settings = app[SETTINGS]
+    poller = Poller(
+        app[RECORDS],
+        {Api.MODEL: app[MODEL_API], Api.SERVERLESS: app[SERVERLESS]},
+        PollerConfig(
+            interval=settings.poll_interval_seconds,
+            max_interval=settings.poll_max_interval_seconds,
+            lease=settings.poll_lease_seconds,
+            batch=settings.poll_concurrency,
+            concurrency=settings.poll_concurrency,
+        ),
+        app[WEBHOOKS],
+        app[METRICS],
+        app[ALERTS],
+        app[PROXY].release_global_slot,
+    )
+    app[POLLER] = poller
+    dispatcher = Dispatcher(
+        app[RECORDS], app[PROXY], app[TEAMS], settings.dispatch_interval_seconds
+    )
+    app[PROXY].slot_freed = dispatcher.kick
+    async with (
+        background(poller.run, "poller"),
+        background(app[WEBHOOKS].run, "webhooks"),
+        background(dispatcher.run, "dispatcher"),
+        background(_team_gauges(app), "team-gauges"),
+    ):
+        yield
+    await poller.stop()
+
+
+def _team_gauges(
+    app: web.Application,
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """Budget, spend, queue and running gauges of every team, read from Redis: each replica
+    exports the same values, so dashboards take max() across replicas."""
+
+    async def loop(stopping: asyncio.Event) -> None:
+        while True:
+            try:
+                await app[QUOTAS].export(app[TEAMS], app[METRICS])
+            except STORE_FAILURES as exc:
+                log.warning("team_gauges_failed", error_type=type(exc).__name__)
+            if await sleep_unless(stopping, TEAM_GAUGE_INTERVAL):
+                return
+
+    return loop
+
+
+async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[LIFECYCLE].started = True
+    log.info("gateway_started")
+    if not app[SETTINGS].public_url:
+        log.warning(
+            "public_url_unset",
+            advice="set GATEWAY_PUBLIC_URL to the URL clients reach the gateway at; until then "
+            "the URLs in answers follow each request's Host and X-Forwarded-Host/Proto headers",
+        )
+    if not app[SETTINGS].admin_token.get_secret_value():
+        log.warning(
+            "admin_token_unset",
+            advice="without GATEWAY_ADMIN_TOKEN the admin API (/admin/v1/, deployment management "
+            "and `runcomfy-gateway admin`) accepts named admin tokens (rca_...) only, and only an "
+            "admin can create those: with none, nobody can create teams or keys. Set "
+            "GATEWAY_ADMIN_TOKEN to a long random secret, e.g. from "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, and restart",
+        )
+    yield
+    log.info("gateway_stopped")
+
+
+async def freeze_startup_objects(app: web.Application) -> None:
+    """Move everything built at startup (modules, settings, scripts, routes) out of the garbage
+    collector's view: a full collection then walks only what requests create, instead of
+    pausing every request in flight for all of it (seen as a p99 several times the p50).
+    For the serving process only (``serve`` adds it): frozen objects are never collected, which
+    a process creating many apps, like the test suite, must not have."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Runs once the listener is closed: /readyz turns 503 while in-flight requests finish."""
+    app[LIFECYCLE].draining = True
+    log.info("gateway_draining")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway application from its settings."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        # The HTTP parser's own limits, set explicitly: a longer line or more headers is refused
+        # with a plain 400 before any handler runs (aiohttp's defaults, should they change).
+        handler_args={
+            "max_line_size": settings.max_header_bytes,
+            "max_field_size": settings.max_header_bytes,
+            "max_headers": settings.max_headers,
+            # A body a route did not read (an unknown route, a refused caller) is not drained:
+            # the connection is closed after the answer.
+            "lingering_time": 0,
+            # Compressed bodies are inflated by the route that reads them, against their own
+            # bound (middlewares/bodies.py), never by the server ahead of the route.
+            "auto_decompress": False,
+        },
+    )
+    app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = Metrics()
+    app[LARGE_BODIES] = asyncio.Semaphore(settings.max_large_bodies)
+    # Outermost first: the access log must see every answer; the body middleware must see the
+    # rendered answer (to close a connection whose body was left unread) and renders its own
+    # refusals; every handler's errors are rendered by the error middleware. Bodies are read
+    # only by the routes that need them, once they know who asks (middlewares/bodies.py).
+    setup_request_context(app)
+    setup_bodies(app)
+    setup_errors(app)
+    separate_metrics = settings.metrics_port is not None
+    if separate_metrics:
+        app.cleanup_ctx.append(metrics_listener_ctx)
+    app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
+    app.on_shutdown.append(_on_shutdown)
+    setup_ops_routes(app, with_metrics=not separate_metrics)
+    setup_model_api_routes(app)
+    setup_serverless_routes(app)
+    setup_admin_routes(app)
+    setup_admin_quota_routes(app)
+    setup_admin_pricing_routes(app)
+    return app

@@ -1,0 +1,1 @@
+"""Request middlewares, installed by :func:`gateway.web.app.create_app` in one explicit order."""
