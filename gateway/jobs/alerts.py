@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import structlog
 
+from gateway.common.errors import StoreUnavailable
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
-from gateway.store.client import STORE_FAILURES, Store
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 
 log = structlog.get_logger(__name__)
@@ -46,5 +47,5 @@ class BudgetAlerts:
             if url:
                 mark = f"budget:{alert.team_id}:{alert.period}:{alert.level}"
                 await self._webhooks.enqueue_payload(str(url), alert.payload(), mark)
-        except STORE_FAILURES as exc:
+        except StoreUnavailable as exc:
             log.error("budget_alert_not_queued", team=alert.team_id, error_type=type(exc).__name__)

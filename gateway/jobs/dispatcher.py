@@ -22,7 +22,6 @@ from gateway.access.teams import TeamService
 from gateway.common.errors import StoreUnavailable
 from gateway.jobs.proxy import ProxyService
 from gateway.jobs.records import JobState, RequestRecords
-from gateway.store.client import STORE_FAILURES
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +52,7 @@ class Dispatcher:
                     await self._rescan()
                     next_scan = time.monotonic() + RESCAN_EVERY
                 await self.pass_once()
-            except STORE_FAILURES as exc:
+            except StoreUnavailable as exc:
                 log.warning("dispatch_store_error", error_type=type(exc).__name__)
             self._wake.clear()
             waker = asyncio.ensure_future(self._wake.wait())

@@ -19,13 +19,13 @@ import orjson
 import structlog
 
 from gateway.common.background import sleep_unless
-from gateway.common.errors import CircuitOpen, GatewayError, UpstreamClientError
+from gateway.common.errors import CircuitOpen, GatewayError, StoreUnavailable, UpstreamClientError
 from gateway.jobs.proxy import Alerts, upstream_path
 from gateway.jobs.records import LIVE, Job, JobState, RequestRecords
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.quotas import BudgetAlert, to_micro, to_usd
 from gateway.observability.metrics import Metrics
-from gateway.store.client import STORE_FAILURES, through_outage
+from gateway.store.client import through_outage
 from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamClient
 
@@ -108,7 +108,7 @@ class Poller:
                     await self._gauge()
                     next_gauge = time.monotonic() + GAUGE_INTERVAL
                 claimed = await self._records.claim_due(self._config.lease, self._config.batch)
-            except STORE_FAILURES:
+            except StoreUnavailable:
                 await sleep_unless(stopping, 1.0)
                 continue
             if not claimed:
@@ -134,13 +134,13 @@ class Poller:
         for _, (slot, jid) in abandoned:
             try:
                 await self._records.schedule(slot, jid, 0)
-            except STORE_FAILURES:
+            except StoreUnavailable:
                 break
 
     async def _guarded(self, slot: str, jid: str) -> None:
         try:
             await self.poll_once(slot, jid)
-        except STORE_FAILURES as exc:
+        except StoreUnavailable as exc:
             log.warning("poll_store_error", job=jid, error_type=type(exc).__name__)
         except Exception as exc:
             log.error("poll_failed", job=jid, error_type=type(exc).__name__)
@@ -192,6 +192,8 @@ class Poller:
             result = await upstream.call(
                 "GET", self._path(job, "result"), params=params, idempotent=True
             )
+        except StoreUnavailable:
+            raise  # Redis, not RunComfy: nothing to count against the job
         except GatewayError as exc:
             await self._backoff(job, exc)
             return

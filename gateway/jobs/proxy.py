@@ -46,7 +46,7 @@ from gateway.jobs.records import (
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
-from gateway.store.client import STORE_FAILURES, through_outage
+from gateway.store.client import through_outage
 from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.urls import URL_FIELDS, model_request_urls, serverless_request_urls
@@ -57,6 +57,11 @@ FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced su
 RECORD_WITHIN = 10.0  # seconds a submit's outcome is retried into a Redis that went away
 WITHDRAW_WITHIN = 60.0  # seconds an interrupted admission is looked for, to take it back
 WITHDRAW_PAUSE = 0.1  # seconds between two withdrawals (more while Redis keeps failing)
+
+
+class _SendDecided(StoreUnavailable):
+    """Redis failed after ``_send`` decided the submit's outcome: answered 503 like any store
+    failure, but never withdrawn (a job RunComfy may be running is settled by its sender)."""
 
 
 def rewrite(body: Any, rid: str, urls: dict[str, str]) -> Any:
@@ -197,13 +202,15 @@ class ProxyService:
         except QuotaRefused as exc:
             self._refused(exc)
             raise
-        except STORE_FAILURES:
+        except StoreUnavailable:
             # The script may have run and only its answer been lost with the connection.
             self._withdraw_later(self._records.scope_slot(cred.slot), jid, rid)
             raise
         try:
             return await self._after_admission(admission, api, target, lookup, raw, base, webhook)
-        except STORE_FAILURES:
+        except _SendDecided:
+            raise  # sent or not, _send decided: never withdraw it
+        except StoreUnavailable:
             if admission.outcome in (Outcome.MISS, Outcome.QUEUED):
                 self._withdraw_later(admission.principal.slot, jid, rid)
             raise
@@ -236,8 +243,8 @@ class ProxyService:
                 if await self._take_global_slot(slot, record.job_id, raw):
                     try:
                         await self._send(self._job_of(admission, lookup.identity), raw)
-                    except STORE_FAILURES:  # sent or not, _send decided; never withdraw it
-                        raise StoreUnavailable(detail={"request_id": record.request_id}) from None
+                    except StoreUnavailable as exc:  # sent or not, _send decided
+                        raise _SendDecided(detail={"request_id": record.request_id}) from exc
                 else:
                     outcome = Outcome.QUEUED
             elif outcome is Outcome.COALESCED:
@@ -319,10 +326,10 @@ class ProxyService:
                 await self._records.mark_waiting(slot)
                 return
             await self._send(job, raw)
+        except StoreUnavailable as exc:  # not sent: its slot expires, then it is settled
+            log.warning("queued_submit_store_error", job=jid, error_type=type(exc).__name__)
         except GatewayError as exc:
             log.warning("queued_submit_failed", job=jid, error_code=exc.error_code)
-        except STORE_FAILURES as exc:  # not sent: its slot expires, then it is settled
-            log.warning("queued_submit_store_error", job=jid, error_type=type(exc).__name__)
 
     async def _send(self, job: Job, raw: bytes) -> None:
         """The owner's submit to RunComfy; its outcome becomes the job's state."""
@@ -394,7 +401,7 @@ class ProxyService:
 
         try:
             await self._record(record_accepted, "accepted", rid)
-        except STORE_FAILURES:
+        except StoreUnavailable:
             # The job runs and is paid for, but could not be recorded: say so, loudly. Its record
             # stays `submitting` until its slot expires; then it is listed as unknown for
             # reconciliation, so the client must not resubmit: outcome unknown, not "retry".
@@ -422,7 +429,7 @@ class ProxyService:
         Unlike admission, these writes may run twice: a job's state set again is unchanged."""
         try:
             await through_outage(step, RECORD_WITHIN)
-        except STORE_FAILURES as exc:
+        except StoreUnavailable as exc:
             log.error(
                 "submit_outcome_not_recorded",
                 outcome=outcome,
@@ -456,7 +463,7 @@ class ProxyService:
                     await self._take_back(slot, jid, rid)
                     pause = WITHDRAW_PAUSE
                     break
-                except STORE_FAILURES:
+                except StoreUnavailable:
                     pause = min(2.0, pause * 2)
                 except Exception as exc:  # a bug must not stop the withdrawals that follow
                     log.error("withdrawal_failed", job=jid, error_type=type(exc).__name__)
@@ -503,7 +510,7 @@ class ProxyService:
         while True:
             try:
                 job = await self._records.job(slot, record.job_id)
-            except STORE_FAILURES:
+            except StoreUnavailable:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(cap)  # the owner's outcome is on its way; wait for Redis

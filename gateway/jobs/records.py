@@ -25,8 +25,9 @@ from gateway.common.clock import now_iso
 from gateway.common.errors import PollRateExceeded
 from gateway.money.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
 from gateway.store.client import Store
+from gateway.store.commands import Commands, RedisPyCommands
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
-from gateway.store.scripts import Commands, Scripts, pairs
+from gateway.store.scripts import Scripts, pairs
 from gateway.upstream.apis import Api
 
 REQUEST_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -218,7 +219,7 @@ class RequestRecords:
     ) -> None:
         self._redis = redis
         self._scripts = scripts
-        self._commands = commands or Commands(redis, None)
+        self._commands = commands or RedisPyCommands(redis)
         self._layout = layout
         self.lifetimes = lifetimes
         self.calendar = calendar

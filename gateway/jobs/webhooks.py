@@ -38,9 +38,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from gateway.common.background import sleep_unless
-from gateway.common.errors import BadRequest
+from gateway.common.errors import BadRequest, StoreUnavailable
 from gateway.jobs.records import Job
-from gateway.store.client import STORE_FAILURES, Store
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -237,7 +237,7 @@ class Webhooks:
                     claimed = await self._scripts.poll_claim(
                         keys=[self._layout.delivery_due()], args=[self._config.lease, 32]
                     )
-                except STORE_FAILURES:
+                except StoreUnavailable:
                     await sleep_unless(stopping, 1.0)
                     continue
                 if not claimed:
@@ -250,7 +250,7 @@ class Webhooks:
                     # A Redis failure mid-delivery: its lease lapses and it is delivered again
                     # (at least once). Anything else is a bug, and must not end the worker
                     # quietly either.
-                    if isinstance(outcome, STORE_FAILURES):
+                    if isinstance(outcome, StoreUnavailable):
                         log.warning("webhook_store_error", error_type=type(outcome).__name__)
                     elif isinstance(outcome, BaseException):
                         log.error("webhook_failed", error_type=type(outcome).__name__)

@@ -16,6 +16,7 @@ from gateway.access.admins import AdminTokens
 from gateway.access.audit import AuditLog
 from gateway.access.teams import TeamService
 from gateway.common.background import background, sleep_unless
+from gateway.common.errors import StoreUnavailable
 from gateway.jobs.alerts import BudgetAlerts
 from gateway.jobs.dedup import DedupService, SchemaCache
 from gateway.jobs.dispatcher import Dispatcher
@@ -29,17 +30,18 @@ from gateway.observability.logs import SecretScrubber
 from gateway.observability.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.client import (
-    STORE_FAILURES,
     NotAClusterUrl,
     connect,
     ping,
     refuse_cluster_node,
     warn_if_evicting,
 )
+from gateway.store.commands import commands_for
 from gateway.store.embedded import EmbeddedRedis, EmbeddedRedisError
+from gateway.store.failures import described
 from gateway.store.layout import Layout
 from gateway.store.pipelined import PipelinedRedis
-from gateway.store.scripts import Commands, Scripts
+from gateway.store.scripts import Scripts
 from gateway.upstream.apis import Api
 from gateway.upstream.breaker import BreakerConfig
 from gateway.upstream.catalog import Catalog
@@ -151,10 +153,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         lifecycle.redis_ok = True
         await refuse_cluster_node(redis)
         await warn_if_evicting(redis)
-    except STORE_FAILURES as exc:
+    except StoreUnavailable as exc:
         # Start anyway: requests that need Redis get a clear 503 until it is back.
-        lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
-        log.error("redis_unavailable_at_start", error_type=type(exc).__name__, error=str(exc))
+        failure = described(exc)
+        lifecycle.redis_ok, lifecycle.redis_error = False, failure["error_type"]
+        log.error("redis_unavailable_at_start", **failure)
     except NotAClusterUrl:
         await redis.aclose()  # cleanup contexts do not run for a context that failed to start
         raise
@@ -193,7 +196,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         calendar,
         quota,
-        Commands(redis, pipelined),
+        commands_for(redis, pipelined),
     )
     app[WEBHOOKS] = Webhooks(
         redis,
@@ -242,10 +245,11 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
                 if not lifecycle.redis_ok:
                     log.info("redis_recovered")
                 lifecycle.redis_ok, lifecycle.redis_error = True, ""
-            except STORE_FAILURES as exc:
+            except StoreUnavailable as exc:
+                failure = described(exc)
                 if lifecycle.redis_ok:
-                    log.error("redis_lost", error_type=type(exc).__name__)
-                lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+                    log.error("redis_lost", error_type=failure["error_type"])
+                lifecycle.redis_ok, lifecycle.redis_error = False, failure["error_type"]
             metrics.redis_up.labels(mode).set(1 if lifecycle.redis_ok else 0)
             if await sleep_unless(stopping, REDIS_PROBE_INTERVAL):
                 return
@@ -386,8 +390,8 @@ def _team_gauges(
         while True:
             try:
                 await app[QUOTAS].export(app[TEAMS], app[METRICS])
-            except STORE_FAILURES as exc:
-                log.warning("team_gauges_failed", error_type=type(exc).__name__)
+            except StoreUnavailable as exc:
+                log.warning("team_gauges_failed", error_type=described(exc)["error_type"])
             if await sleep_unless(stopping, TEAM_GAUGE_INTERVAL):
                 return
 
