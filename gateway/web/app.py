@@ -192,7 +192,8 @@ async def _restart_embedded(embedded: EmbeddedRedis) -> None:
         log.error("embedded_redis_restart_failed", error=str(exc))
 
 
-def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
+def upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
+    """How the client of one RunComfy API connects, retries and breaks."""
     return UpstreamConfig(
         name=name,
         base_url=base_url,
@@ -215,11 +216,11 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     model_api = UpstreamClient(
-        _upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url),
+        upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url),
         metrics,
     )
     serverless = UpstreamClient(
-        _upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url),
+        upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url),
         metrics,
     )
     await model_api.start()

@@ -67,6 +67,7 @@ class Services:
     catalog: Catalog
     pricing: Pricing
     dedup: DedupService
+    submits: SubmitService
     proxy: ProxyService
     withdrawals: Withdrawals  # background: takes back admissions whose answer was lost
     poller: Poller  # background: one poller per job across replicas
@@ -133,6 +134,7 @@ def build_services(res: Resources) -> Services:
         catalog=catalog,
         pricing=pricing,
         dedup=dedup,
+        submits=submits,
         proxy=proxy,
         withdrawals=withdrawals,
         poller=poller,
