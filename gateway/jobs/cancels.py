@@ -35,6 +35,8 @@ def _cancelled(request_id: str, created_at: str) -> JobChange:
 
 
 class CancelService:
+    """Cancel calls."""
+
     def __init__(
         self,
         records: RequestRecords,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Final
 
 from gateway.upstream.apis import Api
 
@@ -36,39 +37,40 @@ _STATES = {state.value: state for state in JobState}
 _APIS = {api.value: api for api in Api}
 
 
-class JobField(StrEnum):
+class JobField:
     """The job hash's fields that Python reads or writes (the scripts keep more of their own:
-    reservations, spend records, counters)."""
+    reservations, spend records, counters). Plain strings, not an enum: a job is read on every
+    status call, and an enum member costs a slow attribute lookup each time."""
 
-    STATE = "state"
-    API = "api"
-    TARGET = "target"
-    IDENTITY = "hash"  # the request identity dedup keys on
-    VERSION = "version"
-    OWNER = "owner"  # the gateway request id that started the job
-    TEAM = "team"
-    CREATED_AT = "created_at"
-    CREATED_TS = "created_ts"
-    EXPIRES_TS = "expires_ts"
-    STORE = "store"  # "1": its result is cached when it succeeds
-    QUEUED = "queued"  # "1": it waited in the team's queue
-    BODY = "body"  # the submit body, kept while it waits in the queue
-    ESTIMATE = "estimate"
-    RATE_MICRO = "rate_micro"
-    SETTLED = "settled"
-    UPSTREAM_ID = "upstream_id"
-    UPSTREAM_STATUS = "upstream_status"
-    STATUS_BODY = "status_body"
-    RESULT_BODY = "result_body"
-    ERROR_STATUS = "error_status"
-    ERROR_BODY = "error_body"
-    REASON = "reason"
-    LAST_POLL_TS = "last_poll_ts"
-    STARTED_TS = "started_ts"
-    POLL_ERRORS = "poll_errors"
-    COST = "cost"
-    EFFECTS_PENDING = "effects_pending"  # ended, but its webhooks and slot release may not be
-    QUEUE_POSITION = "queue_position"  # added by load_request.lua, never stored
+    STATE: Final = "state"
+    API: Final = "api"
+    TARGET: Final = "target"
+    IDENTITY: Final = "hash"  # the request identity dedup keys on
+    VERSION: Final = "version"
+    OWNER: Final = "owner"  # the gateway request id that started the job
+    TEAM: Final = "team"
+    CREATED_AT: Final = "created_at"
+    CREATED_TS: Final = "created_ts"
+    EXPIRES_TS: Final = "expires_ts"
+    STORE: Final = "store"  # "1": its result is cached when it succeeds
+    QUEUED: Final = "queued"  # "1": it waited in the team's queue
+    BODY: Final = "body"  # the submit body, kept while it waits in the queue
+    ESTIMATE: Final = "estimate"
+    RATE_MICRO: Final = "rate_micro"
+    SETTLED: Final = "settled"
+    UPSTREAM_ID: Final = "upstream_id"
+    UPSTREAM_STATUS: Final = "upstream_status"
+    STATUS_BODY: Final = "status_body"
+    RESULT_BODY: Final = "result_body"
+    ERROR_STATUS: Final = "error_status"
+    ERROR_BODY: Final = "error_body"
+    REASON: Final = "reason"
+    LAST_POLL_TS: Final = "last_poll_ts"
+    STARTED_TS: Final = "started_ts"
+    POLL_ERRORS: Final = "poll_errors"
+    COST: Final = "cost"
+    EFFECTS_PENDING: Final = "effects_pending"  # ended, its webhooks and slot release maybe not
+    QUEUE_POSITION: Final = "queue_position"  # added by load_request.lua, never stored
 
 
 def _text(value: str | None) -> str | None:
@@ -190,7 +192,7 @@ class JobChange:
             value = getattr(self, spec.name)
             if value is None or value is False:
                 continue
-            out[JobField(spec.name).value] = 1 if value is True else value
+            out[spec.name] = 1 if value is True else value  # named as in JobField
         return out
 
 

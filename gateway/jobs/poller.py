@@ -253,7 +253,7 @@ class Poller:
             await self._freed(job)
             if job.api is Api.SERVERLESS:
                 await self._webhooks.job_changed(job, final.value, body, final=True)
-            pending = JobField.EFFECTS_PENDING.value
+            pending = JobField.EFFECTS_PENDING
             await self._records.clear_field(job.shard, job.job_id, pending)
             await self._records.unschedule(job.shard, job.job_id)
 

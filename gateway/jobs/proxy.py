@@ -21,6 +21,8 @@ __all__ = ["ProxyService", "SubmitAnswer"]
 
 
 class ProxyService:
+    """The routes' one dependency for RunComfy's calls; each call goes to its own service."""
+
     def __init__(
         self, submits: SubmitService, answers: AnswerService, cancels: CancelService
     ) -> None:

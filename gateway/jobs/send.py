@@ -30,6 +30,8 @@ RECORD_WITHIN = 10.0  # seconds a submit's outcome is retried into a Redis that 
 
 
 class Sender:
+    """Sends a job once and records what came of it."""
+
     def __init__(
         self,
         records: RequestRecords,

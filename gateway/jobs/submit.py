@@ -49,6 +49,8 @@ FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced su
 
 @dataclass(frozen=True, slots=True)
 class SubmitAnswer:
+    """What a submit is answered: the request, its outcome, RunComfy's body and headers."""
+
     principal: TeamPrincipal
     record: RequestRecord
     outcome: Outcome
@@ -74,6 +76,8 @@ class Alerts(Protocol):
 
 
 class SubmitService:
+    """Admits a submit and sees it to the outcome its client is answered with."""
+
     def __init__(
         self,
         records: RequestRecords,

@@ -40,6 +40,8 @@ class Interrupted:
 
 
 class Withdrawals:
+    """This process's queue of interrupted admissions, and the worker that takes them back."""
+
     def __init__(self, records: RequestRecords, vacancies: Vacancies) -> None:
         self._records = records
         self._vacancies = vacancies

@@ -57,6 +57,8 @@ class Resources:
 
 @dataclass(frozen=True, slots=True)
 class Services:
+    """Every service, built once per application (see :func:`build_services`)."""
+
     teams: TeamService
     admins: AdminTokens
     audit: AuditLog
