@@ -40,10 +40,10 @@ class BudgetAlerts:
             self._metrics.labels.team(alert.team_id), str(alert.level)
         ).inc()
         try:
-            slot = await self._redis.hget(self._layout.team_index(), alert.team_id)
-            if slot is None:
+            shard = await self._redis.hget(self._layout.team_index(), alert.team_id)
+            if shard is None:
                 return
-            url = await self._redis.hget(self._layout.limits(str(slot)), "alert_webhook")
+            url = await self._redis.hget(self._layout.limits(str(shard)), "alert_webhook")
             if url:
                 mark = f"budget:{alert.team_id}:{alert.period}:{alert.level}"
                 await self._webhooks.enqueue_payload(str(url), alert.payload(), mark)

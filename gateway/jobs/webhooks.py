@@ -39,7 +39,7 @@ from aiohttp.resolver import ThreadedResolver
 
 from gateway.common.background import sleep_unless
 from gateway.common.errors import BadRequest, StoreUnavailable
-from gateway.jobs.records import Job
+from gateway.jobs.job import Job
 from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
@@ -194,12 +194,10 @@ class Webhooks:
 
     async def job_changed(self, job: Job, status: str, body: dict[str, Any], final: bool) -> None:
         """Queue a callback for every follower of ``job`` that asked for this one."""
-        hooks = [
-            str(r) for r in await self._redis.smembers(self._layout.job_hooks(job.slot, job.job_id))
-        ]
-        for rid in hooks:
+        hooks = await self._redis.smembers(self._layout.job_hooks(job.shard, job.job_id))
+        for rid in (str(r) for r in hooks):
             record = await self._redis.hmget(
-                self._layout.request(job.slot, rid),
+                self._layout.request(job.shard, rid),
                 ["webhook", "webhook_intermediate", "detached", "target"],
             )
             url, intermediate, detached, target = (None if v is None else str(v) for v in record)
