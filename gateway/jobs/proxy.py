@@ -47,6 +47,7 @@ from gateway.jobs.webhooks import Webhooks
 from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
 from gateway.store.client import STORE_FAILURES, through_outage
+from gateway.store.contracts import AccountSlotOp
 from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.urls import URL_FIELDS, model_request_urls, serverless_request_urls
@@ -269,14 +270,16 @@ class ProxyService:
         if self._global_cap <= 0:
             return True
         deadline = self._records.lifetimes.submit_deadline
-        if await self._records.global_slot("acquire", slot, jid, self._global_cap, deadline):
+        if await self._records.account_slot(
+            AccountSlotOp.ACQUIRE, slot, jid, self._global_cap, deadline
+        ):
             return True
         await self._records.requeue(slot, jid, raw)
         return False
 
     async def release_global_slot(self, slot: str, jid: str) -> None:
         if self._global_cap > 0:
-            await self._records.global_slot("release", slot, jid, self._global_cap, 0)
+            await self._records.account_slot(AccountSlotOp.RELEASE, slot, jid, self._global_cap, 0)
         self.slot_freed(slot)
 
     @staticmethod
@@ -412,7 +415,9 @@ class ProxyService:
             ) from None
         if self._global_cap > 0:
             lifetime = self._records.lifetimes.job_lifetime
-            await self._records.global_slot("extend", slot, job.job_id, self._global_cap, lifetime)
+            await self._records.account_slot(
+                AccountSlotOp.EXTEND, slot, job.job_id, self._global_cap, lifetime
+            )
 
     @staticmethod
     async def _record(

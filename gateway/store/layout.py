@@ -154,7 +154,7 @@ class Layout:
     def queue_waiting(self) -> str:
         return f"{self.root}:{{q}}:waiting"
 
-    def global_running(self) -> str:
+    def account_running(self) -> str:
         return f"{self.root}:{{g}}:running"
 
     def poll_due(self) -> str:

@@ -7,13 +7,15 @@ Every script gets ``common.lua`` (key verification, Redis's clock, terminal stat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.store.client import Store
+from gateway.store.contracts import CONTRACTS, ScriptArgs, pairs
 from gateway.store.pipelined import PipelinedRedis, PipelinedScript
+
+R = TypeVar("R")
 
 
 def _read(name: str) -> str:
@@ -26,54 +28,29 @@ class ScriptCall(Protocol):
     async def __call__(self, keys: Any = None, args: Any = None) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
 class Scripts:
-    authenticate: ScriptCall
-    team_policy: ScriptCall
-    load_request: ScriptCall
-    admit: ScriptCall
-    refuse_submit: ScriptCall
-    job_update: ScriptCall
-    detach: ScriptCall
-    reattach: ScriptCall
-    poll_claim: ScriptCall
-    poll_schedule: ScriptCall
-    delete_team: ScriptCall
-    revoke_key: ScriptCall
-    dispatch: ScriptCall
-    requeue: ScriptCall
-    queue_body: ScriptCall
-    resolve_unreconciled: ScriptCall
-    global_slot: ScriptCall
-    zrem_if_older: ScriptCall
-    create_key: ScriptCall
-    rotate_key: ScriptCall
-    now: ScriptCall
-    admin_token_create: ScriptCall
-    admin_token_revoke: ScriptCall
-    replace_hash: ScriptCall
-    purge_target: ScriptCall
-    delivery_enqueue: ScriptCall
+    """Every script of :data:`CONTRACTS`, loaded once; :meth:`run` calls one by its arguments
+    and parses its reply."""
+
+    def __init__(self, calls: Mapping[str, ScriptCall]) -> None:
+        self._calls = dict(calls)
 
     @classmethod
     def register(
-        cls, redis: Store, clock_offset: float = 0.0, pipelined: PipelinedRedis | None = None
+        cls, redis: Store, pipelined: PipelinedRedis | None = None, *, clock_offset: float = 0.0
     ) -> Scripts:
         """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
         prelude = "\n".join(
             [f"local CLOCK_OFFSET = {clock_offset!r}", _read("common.lua"), _read("quota.lua")]
         )
-        texts = {f.name: prelude + "\n" + _read(f"{f.name}.lua") for f in fields(cls)}
+        texts = {c.script: prelude + "\n" + _read(f"{c.script}.lua") for c in CONTRACTS}
         if pipelined is not None:
-            return cls(**{name: PipelinedScript(pipelined, text) for name, text in texts.items()})
-        return cls(**{name: redis.register_script(text) for name, text in texts.items()})
+            return cls({name: PipelinedScript(pipelined, text) for name, text in texts.items()})
+        return cls({name: redis.register_script(text) for name, text in texts.items()})
 
-
-def pairs(flat: Sequence[Any]) -> dict[str, str]:
-    """A hash from a flat field/value reply (a script's, or HGETALL's over the pipelined
-    connection; strings, as both clients decode replies)."""
-    fields = iter(flat)
-    return dict(zip(fields, fields, strict=True))
+    async def run(self, args: ScriptArgs[R]) -> R:
+        raw = await self._calls[args.script](keys=args.keys(), args=args.argv())
+        return args.parse_reply(raw)
 
 
 class Commands:

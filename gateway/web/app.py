@@ -164,7 +164,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         pipelined = PipelinedRedis(
             url, call_timeout=settings.redis_timeout_seconds, observer=app[METRICS].observe_redis
         )
-    scripts = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
+    scripts = Scripts.register(redis, pipelined, clock_offset=settings.clock_offset_seconds)
     app[SCRIPTS] = scripts
     app[TEAMS] = TeamService(redis, scripts, layout)
     app[ADMINS] = AdminTokens(redis, scripts, layout)
