@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from gateway.store.contracts import (
     CONTRACTS,
@@ -19,6 +20,7 @@ from gateway.store.contracts import (
     ScriptArgs,
 )
 from gateway.store.contracts.base import is_key, is_rest
+from gateway.store.scripts import libraries, script_text, uses
 
 # local name = KEYS[1] | tonumber(ARGV[2]) | ARGV[3] == '1' | {unpack(ARGV, 4)}
 _HEADER_LINE = re.compile(
@@ -27,7 +29,6 @@ _HEADER_LINE = re.compile(
     r"|.*?\b(?P<table>KEYS|ARGV)\[(?P<index>\d+)\]"
     r")"
 )
-_LIBRARIES = {"common.lua", "quota.lua"}
 
 
 def _scripts() -> dict[str, str]:
@@ -35,7 +36,7 @@ def _scripts() -> dict[str, str]:
     return {
         f.name.removesuffix(".lua"): f.read_text(encoding="utf-8")
         for f in folder.iterdir()
-        if f.name.endswith(".lua") and f.name not in _LIBRARIES
+        if f.name.endswith(".lua")
     }
 
 
@@ -112,3 +113,74 @@ def test_arguments_build_keys_and_argv_in_the_scripts_order() -> None:
     team = DeleteTeamArgs(team_record="t", team_keys="ks", key_records=("a", "b"), key_count=2)
     assert team.keys() == ["t", "ks", "a", "b"]
     assert team.argv() == [2]
+
+
+# --- preludes: a script gets the libraries it declares, and only those -------------------------
+
+_DEFINED = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
+
+
+def _library_texts() -> dict[str, str]:
+    folder = resources.files("gateway.store").joinpath("lib")
+    return {
+        f.name.removesuffix(".lua"): f.read_text(encoding="utf-8")
+        for f in folder.iterdir()
+        if f.name.endswith(".lua")
+    }
+
+
+def _code(text: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
+def _definitions() -> dict[str, str]:
+    """Every top-level name a library defines, and the library."""
+    owners: dict[str, str] = {}
+    for library, text in _library_texts().items():
+        for name in _DEFINED.findall(text):
+            assert name not in owners, f"{name} is defined by {owners[name]} and {library}"
+            owners[name] = library
+    return owners
+
+
+def _needs(text: str, itself: str = "") -> set[str]:
+    """The libraries whose names ``text`` uses."""
+    words = set(re.findall(r"\b\w+\b", _code(text)))
+    return {lib for name, lib in _definitions().items() if name in words and lib != itself}
+
+
+@pytest.mark.parametrize("name", sorted(_scripts()))
+def test_a_script_declares_exactly_the_libraries_it_calls(name: str) -> None:
+    text = _scripts()[name]
+    assert set(uses(text)) == _needs(text)
+
+
+@pytest.mark.parametrize("library", sorted(_library_texts()))
+def test_a_library_declares_the_libraries_it_calls(library: str) -> None:
+    text = _library_texts()[library]
+    assert set(uses(text)) == _needs(text, itself=library)
+
+
+@pytest.mark.parametrize("name", sorted(_scripts()))
+def test_a_scripts_prelude_holds_only_its_libraries(name: str) -> None:
+    text = script_text(name)
+    prelude = text[: len(text) - len(_scripts()[name])]
+    defined = set(_DEFINED.findall(prelude)) - {"CLOCK_OFFSET"}
+    owners = _definitions()
+    assert {owners[d] for d in defined} == set(libraries(name))
+    assert _needs(_scripts()[name]) <= set(libraries(name))
+
+
+def test_the_clock_script_gets_only_the_clock_and_a_plain_one_gets_nothing() -> None:
+    assert libraries("now") == ["clock"]
+    assert script_text("reattach") == _scripts()["reattach"]
+    assert libraries("authenticate") == ["clock", "keys"]  # dependencies first
+
+
+async def test_every_script_compiles_in_redis(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        for contract in CONTRACTS:
+            assert await redis.script_load(script_text(contract.script, clock_offset=1.5))
+    finally:
+        await redis.aclose()

@@ -1,3 +1,4 @@
+-- uses: clock
 -- The account-wide cap on concurrent upstream jobs, shared by all teams and replicas.
 -- A slot lasts the given seconds (the submit deadline at first, the job's lifetime once
 -- RunComfy accepted it), so a replica that dies mid-submit leaks a slot only until its deadline.

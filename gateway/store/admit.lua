@@ -1,3 +1,4 @@
+-- uses: clock, keys, policy, periods, limits, gate, usage, spend, budget
 -- Admission of a submit, in the team's shard, all or nothing: verify the key, resolve the dedup
 -- policy, check the team's access list and limits, then hit a completed result, follow
 -- (coalesce onto) a job in flight, or claim a new job (sent now, or queued behind the team's

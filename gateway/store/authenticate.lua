@@ -1,3 +1,4 @@
+-- uses: keys
 -- Verifies a presented API key against its record in the team's shard (the shared cache scope
 -- verifies keys with this before it reads the shared shard).
 -- Reply: {1, team_id} or {0, reason}; reason: unknown_key | revoked_key | expired_key.

@@ -1,3 +1,4 @@
+-- uses: clock
 -- Creates an API key only while its team exists, with its expiry by Redis's clock.
 -- Reply: {1, expires ('' none)} or {0, reason}; reason: no_team | expiry_passed.
 local team_record = KEYS[1]

@@ -1,3 +1,4 @@
+-- uses: terminal
 -- A caller cancels its gateway id. Followers of a queued job detach; the last one out must
 -- cancel upstream ('last'; a queued job is cancelled without asking RunComfy).
 -- Reply: {verdict} or {verdict, state}; verdict: already | gone | terminal (with the state) |

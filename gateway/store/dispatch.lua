@@ -1,3 +1,4 @@
+-- uses: clock
 -- Starts queued jobs of one team as its concurrency slots free up, on whichever replica runs
 -- it. Slots whose expiry passed are released first (a replica died mid-submit, or a job
 -- outlived its lifetime) and returned, so the caller can settle what they leave behind.

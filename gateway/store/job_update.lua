@@ -1,3 +1,4 @@
+-- uses: clock, terminal, usage, spend, budget
 -- Moves a job forward; terminal states are final (a late poll never undoes a cancel). The end
 -- of a job settles its money in the same step: the reservation made at admission becomes the
 -- actual cost (0 when RunComfy confirmed a cancel, a refusal or a free failure), or, when the

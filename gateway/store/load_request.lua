@@ -1,3 +1,4 @@
+-- uses: clock, keys, gcra
 -- Verifies the key and reads the request and the job it follows, in one round trip. In the
 -- shared scope the caller verified the key already, and a request of another team is unknown.
 -- Polls have their own generous per-key rate, which only protects the gateway.

@@ -1,3 +1,4 @@
+-- uses: clock, keys, periods, limits, gate
 -- A submit the gateway refuses for RunComfy (a model its catalog does not know): verify the key
 -- and charge the submit rate, team-wide and per key, so that a flood of them stays bounded;
 -- nothing else (no submit of the day, no usage row, no budget, no job).

@@ -1,3 +1,4 @@
+-- uses: spend
 -- An admin resolves a submit of unknown outcome: RunComfy charged it (its cost, or the
 -- reservation) or did not (a refund).
 -- Reply: {0} the job is not in the ledger, else {1, reserved micro, settled micro}.

@@ -1,3 +1,4 @@
+-- uses: clock
 -- Rotates an API key: the new key gets the old one's team, name, per-key dedup policy and
 -- per-key limits (not its counters: spend and rates of the period start afresh for it); the
 -- old one expires after the grace period (never later than it already would). A key is rotated

@@ -1,12 +1,14 @@
 """Lua scripts, called by SHA and reloaded after NOSCRIPT, over the pipelined connection
 (:mod:`gateway.store.pipelined`) when the URL allows it, else over redis-py.
 
-Every script gets ``common.lua`` (key verification, Redis's clock, terminal states) and
-``quota.lua`` (periods, GCRA, budget alerts, usage counters) prepended.
+A script declares the libraries of ``lib/`` it calls on a ``-- uses: clock, keys`` line; the
+loader prepends those and what they use in turn (each once, dependencies first), and nothing
+else: a script that uses none is sent as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Protocol, TypeVar
@@ -18,8 +20,43 @@ from gateway.store.pipelined import PipelinedRedis, PipelinedScript
 R = TypeVar("R")
 
 
+_USES = re.compile(r"^-- uses: (.*)$", re.MULTILINE)
+
+
 def _read(name: str) -> str:
     return resources.files("gateway.store").joinpath(name).read_text(encoding="utf-8")
+
+
+def uses(text: str) -> list[str]:
+    """The libraries a script or library declares it calls."""
+    m = _USES.search(text)
+    return [name.strip() for name in m[1].split(",")] if m else []
+
+
+def libraries(script: str) -> list[str]:
+    """The libraries a script needs, dependencies first, each once."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for dependency in uses(_read(f"lib/{name}.lua")):
+            visit(dependency)
+        order.append(name)
+
+    for name in uses(_read(f"{script}.lua")):
+        visit(name)
+    return order
+
+
+def script_text(script: str, clock_offset: float = 0.0) -> str:
+    """What Redis runs for ``script``: its libraries, then its own text."""
+    parts = []
+    for name in libraries(script):
+        if name == "clock":
+            parts.append(f"local CLOCK_OFFSET = {clock_offset!r}")
+        parts.append(_read(f"lib/{name}.lua"))
+    return "\n".join([*parts, _read(f"{script}.lua")])
 
 
 class ScriptCall(Protocol):
@@ -40,10 +77,7 @@ class Scripts:
         cls, redis: Store, pipelined: PipelinedRedis | None = None, *, clock_offset: float = 0.0
     ) -> Scripts:
         """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
-        prelude = "\n".join(
-            [f"local CLOCK_OFFSET = {clock_offset!r}", _read("common.lua"), _read("quota.lua")]
-        )
-        texts = {c.script: prelude + "\n" + _read(f"{c.script}.lua") for c in CONTRACTS}
+        texts = {c.script: script_text(c.script, clock_offset) for c in CONTRACTS}
         if pipelined is not None:
             return cls({name: PipelinedScript(pipelined, text) for name, text in texts.items()})
         return cls({name: redis.register_script(text) for name, text in texts.items()})

@@ -1,3 +1,4 @@
+-- uses: clock, keys, policy, periods, limits, gate, usage
 -- The team-shard half of a shared-scope admission: verify the key, check and charge the limits
 -- that hold whatever the outcome (access, submit rate, submits per day), resolve the policy.
 -- Reply: {0, reason} a refused key; {2, kind, scope, limit, retry after, rate-limit name, quota,
