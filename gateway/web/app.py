@@ -49,6 +49,7 @@ from gateway.web.appkeys import (
     ALERTS,
     AUDIT,
     CATALOG,
+    CLOCK_OFFSET,
     DEDUP,
     EMBEDDED_REDIS,
     LARGE_BODIES,
@@ -164,13 +165,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         pipelined = PipelinedRedis(
             url, call_timeout=settings.redis_timeout_seconds, observer=app[METRICS].observe_redis
         )
-    scripts = Scripts.register(redis, pipelined, clock_offset=settings.clock_offset_seconds)
+    clock_offset = app[CLOCK_OFFSET]
+    scripts = Scripts.register(redis, pipelined, clock_offset=clock_offset)
     app[SCRIPTS] = scripts
     app[TEAMS] = TeamService(redis, scripts, layout)
     app[ADMINS] = AdminTokens(redis, scripts, layout)
     secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
     app[AUDIT] = AuditLog(redis, layout, SecretScrubber(secrets))
-    calendar = Calendar(ZoneInfo(settings.quota_timezone), settings.clock_offset_seconds)
+    calendar = Calendar(ZoneInfo(settings.quota_timezone), clock_offset)
     quota = QuotaConfig(
         default_queue_depth=settings.queue_depth,
         usage_retention=settings.usage_retention_days * 86400,
@@ -432,8 +434,10 @@ async def _on_shutdown(app: web.Application) -> None:
     log.info("gateway_draining")
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the gateway application from its settings."""
+def create_app(settings: Settings, *, clock_offset_seconds: float = 0.0) -> web.Application:
+    """Build the gateway application from its settings. ``clock_offset_seconds`` is for tests
+    only: it shifts Redis's clock as the scripts and the quota calendar see it (a replica
+    "tomorrow" next to one "today")."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # The HTTP parser's own limits, set explicitly: a longer line or more headers is refused
@@ -451,6 +455,7 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     app[SETTINGS] = settings
+    app[CLOCK_OFFSET] = clock_offset_seconds
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = Metrics()
     app[LARGE_BODIES] = asyncio.Semaphore(settings.max_large_bodies)
