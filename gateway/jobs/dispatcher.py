@@ -69,7 +69,7 @@ class Dispatcher:
     async def pass_once(self) -> int:
         """One pass over the teams with queued jobs; returns how many jobs were started."""
         started_total = 0
-        for slot, marked in await self._records.waiting_slots():
+        for slot, marked in await self._records.waiting_shards():
             passed = await self._records.dispatch(slot, BATCH)
             for jid in passed.expired:
                 await self._abandoned(slot, jid)

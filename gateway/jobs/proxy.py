@@ -200,7 +200,7 @@ class ProxyService:
             raise
         except STORE_FAILURES:
             # The script may have run and only its answer been lost with the connection.
-            self._withdraw_later(self._records.scope_slot(cred.slot), jid, rid)
+            self._withdraw_later(self._records.scope_shard(cred.slot), jid, rid)
             raise
         try:
             return await self._after_admission(admission, api, target, lookup, raw, base, webhook)

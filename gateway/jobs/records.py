@@ -3,10 +3,11 @@
 A **job** is one real RunComfy job. A **request** is what one client sees: a gateway request id
 owned by one team, following one job as its owner (it started the job), a follower (it coalesced
 onto a job in flight) or a hit (it was answered from a completed job). Both live in the team's
-hash slot, so admission, lookups and state changes are single scripts in one Redis Cluster slot.
+shard (a Redis Cluster hash tag), so admission, lookups and state changes are single scripts in
+one Redis Cluster hash slot.
 
 A job is written *before* its submit leaves the gateway, so nothing reaches RunComfy unrecorded.
-Requests are looked up with the caller's slot: another team's id is not merely forbidden but
+Requests are looked up with the caller's shard: another team's id is not merely forbidden but
 unaddressable, and answers 404 exactly like an unknown id.
 """
 
@@ -95,7 +96,7 @@ _ROLES = {role.value: role for role in Role}
 @dataclass(frozen=True, slots=True)
 class Job:
     job_id: str
-    slot: str
+    slot: str  # the shard the job lives in
     fields: dict[str, str]
 
     @property
@@ -209,7 +210,7 @@ class Lifetimes:
     cache_ttl: int
     submit_deadline: float
     default_policy: str
-    shared: bool = False  # the cache scope: one shared slot for all teams' requests and jobs
+    shared: bool = False  # the cache scope: one shared shard for all teams' requests and jobs
 
 
 SHARED_SHARD = "shared"  # never a team's shard: those are 8 characters
@@ -402,7 +403,7 @@ class RequestRecords:
         self, cred: KeyCredential, rid: str
     ) -> tuple[TeamPrincipal, RequestRecord | None, Job | None]:
         """Verify the key and read the caller's request ``rid`` and its job, in one round trip
-        (two in the shared scope: the key in the team's slot, the request in the shared one)."""
+        (two in the shared scope: the key in the team's shard, the request in the shared one)."""
         if not REQUEST_ID_RE.fullmatch(rid):
             rid = ""  # still verify the key: a bad key must get 401, not 404
         shard, scope, team = cred.slot, Scope.TEAM, ""
@@ -450,14 +451,14 @@ class RequestRecords:
         job = Job(record.job_id, shard, reply.job) if reply.job else None
         return principal, record, job
 
-    async def request(self, slot: str, rid: str) -> RequestRecord | None:
+    async def request(self, shard: str, rid: str) -> RequestRecord | None:
         """A request record by id, with no key check (for the gateway's own bookkeeping)."""
-        fields = await self._commands.hgetall(self._layout.request(slot, rid))
+        fields = await self._commands.hgetall(self._layout.request(shard, rid))
         return RequestRecord.from_hash(rid, fields) if fields else None
 
-    async def job(self, slot: str, jid: str) -> Job | None:
-        fields = await self._commands.hgetall(self._layout.job(slot, jid))
-        return Job(jid, slot, fields) if fields else None
+    async def job(self, shard: str, jid: str) -> Job | None:
+        fields = await self._commands.hgetall(self._layout.job(shard, jid))
+        return Job(jid, shard, fields) if fields else None
 
     async def update_job(
         self,
@@ -568,29 +569,29 @@ class RequestRecords:
         )
         return reply.requeued
 
-    async def mark_waiting(self, slot: str) -> None:
+    async def mark_waiting(self, shard: str) -> None:
         """Tell every replica's dispatcher that this team has queued jobs."""
-        await self._redis.zadd(self._layout.queue_waiting(), {slot: time.time()})
+        await self._redis.zadd(self._layout.queue_waiting(), {shard: time.time()})
 
-    async def waiting_slots(self) -> list[tuple[str, float]]:
+    async def waiting_shards(self) -> list[tuple[str, float]]:
         members: Any = await self._redis.zrange(
             self._layout.queue_waiting(), 0, -1, withscores=True
         )
         return [(str(m), float(score)) for m, score in members]
 
-    async def unmark_waiting(self, slot: str, seen: float) -> None:
+    async def unmark_waiting(self, shard: str, seen: float) -> None:
         """Forget a team's queue, unless someone queued a job after ``seen``."""
         await self._scripts.run(
-            ZremIfOlderArgs(sorted_set=self._layout.queue_waiting(), member=slot, seen_score=seen)
+            ZremIfOlderArgs(sorted_set=self._layout.queue_waiting(), member=shard, seen_score=seen)
         )
 
-    async def queue_lengths(self, slots: list[str]) -> list[tuple[int, int]]:
+    async def queue_lengths(self, shards: list[str]) -> list[tuple[int, int]]:
         """(queued jobs, expired running slots) of each team."""
         now = self.calendar.now()
         async with self._redis.pipeline(transaction=False) as pipe:
-            for slot in slots:
-                pipe.zcard(self._layout.queue(slot))
-                pipe.zcount(self._layout.running(slot), "-inf", now)
+            for shard in shards:
+                pipe.zcard(self._layout.queue(shard))
+                pipe.zcount(self._layout.running(shard), "-inf", now)
             counts = [int(n) for n in await pipe.execute()]
         return list(zip(counts[::2], counts[1::2], strict=True))
 
@@ -627,9 +628,9 @@ class RequestRecords:
             )
         )
 
-    async def mark_unknown(self, slot: str, rid: str) -> None:
+    async def mark_unknown(self, shard: str, rid: str) -> None:
         """Keep a submit of unknown outcome findable by operators for reconciliation."""
-        key = self._layout.unknown_submits(slot)
+        key = self._layout.unknown_submits(shard)
         # In order but not atomic: each step is harmless alone (the next call trims and sets
         # the TTL again); MULTI is avoided for the cluster client (see test_cluster.py).
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -638,18 +639,18 @@ class RequestRecords:
             pipe.expire(key, self.lifetimes.request_ttl)
             await pipe.execute()
 
-    def scope_slot(self, team_slot: str) -> str:
+    def scope_shard(self, team_shard: str) -> str:
         """Where a team's requests and jobs live."""
-        return SHARED_SHARD if self.lifetimes.shared else team_slot
+        return SHARED_SHARD if self.lifetimes.shared else team_shard
 
-    async def unknown_submits(self, team_slot: str, team_id: str) -> list[RequestRecord]:
+    async def unknown_submits(self, team_shard: str, team_id: str) -> list[RequestRecord]:
         """Submits of unknown outcome of one team, newest first."""
-        slot = self.scope_slot(team_slot)
-        newest = await self._redis.zrevrange(self._layout.unknown_submits(slot), 0, 999)
+        shard = self.scope_shard(team_shard)
+        newest = await self._redis.zrevrange(self._layout.unknown_submits(shard), 0, 999)
         rids = [str(r) for r in newest]
         async with self._redis.pipeline(transaction=False) as pipe:
             for rid in rids:
-                pipe.hgetall(self._layout.request(slot, rid))
+                pipe.hgetall(self._layout.request(shard, rid))
             records: list[dict[str, str]] = await pipe.execute()
         return [
             RequestRecord.from_hash(rid, rec)
@@ -660,12 +661,12 @@ class RequestRecords:
     # --- polling schedule -------------------------------------------------------------------
 
     async def schedule(
-        self, slot: str, jid: str, delay: float, *, only_if_absent: bool = False
+        self, shard: str, jid: str, delay: float, *, only_if_absent: bool = False
     ) -> None:
         await self._scripts.run(
             PollScheduleArgs(
                 due_set=self._layout.poll_due(),
-                member=f"{slot}|{jid}",
+                member=f"{shard}|{jid}",
                 delay_seconds=delay,
                 mode=ScheduleMode.ONLY_IF_ABSENT if only_if_absent else ScheduleMode.ANY,
             )
@@ -679,12 +680,12 @@ class RequestRecords:
             count, first = await pipe.execute()
         return int(count), (float(first[0][1]) if first else None)
 
-    async def unschedule(self, slot: str, jid: str) -> None:
-        await self._commands.zrem(self._layout.poll_due(), f"{slot}|{jid}")
+    async def unschedule(self, shard: str, jid: str) -> None:
+        await self._commands.zrem(self._layout.poll_due(), f"{shard}|{jid}")
 
-    async def clear_field(self, slot: str, jid: str, name: str) -> None:
+    async def clear_field(self, shard: str, jid: str, name: str) -> None:
         """Drop one field of a job (HDEL creates nothing if the job expired meanwhile)."""
-        await self._commands.hdel(self._layout.job(slot, jid), name)
+        await self._commands.hdel(self._layout.job(shard, jid), name)
 
     async def claim_due(self, lease: float, batch: int) -> list[tuple[str, str]]:
         reply = await self._scripts.run(

@@ -1,6 +1,6 @@
 -- uses: clock
 -- The account-wide cap on concurrent upstream jobs, shared by all teams and replicas.
--- A slot lasts the given seconds (the submit deadline at first, the job's lifetime once
+-- An account slot lasts the given seconds (the submit deadline at first, the job's lifetime once
 -- RunComfy accepted it), so a replica that dies mid-submit leaks a slot only until its deadline.
 -- Reply: 1 if the member holds a slot afterwards, else 0.
 local account_running = KEYS[1]  -- running jobs of the whole account ("<shard>|<job>" by expiry)

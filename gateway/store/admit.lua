@@ -92,7 +92,7 @@ if quotas then
 end
 
 local function charge_submit(outcome)
-  if not quotas then return end  -- the shared scope charged the team's slot already
+  if not quotas then return end  -- the shared scope charged the team's shard already
   commit_gate(gate)
   usage_add(usage_key, usage_ttl, {'requests', 1, 'key:' .. kid .. ':requests', 1, outcome, 1,
     'm:' .. target .. ':requests', 1, 'm:' .. target .. ':' .. outcome, 1})
