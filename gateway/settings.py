@@ -290,10 +290,6 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(
         default=400, ge=1, description="How long daily usage counters and past budgets are kept."
     )
-    clock_offset_seconds: float = Field(
-        default=0.0,
-        description="For tests only: shifts Redis's clock as quota scripts see it.",
-    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )

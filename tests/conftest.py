@@ -334,8 +334,9 @@ async def gateway_factory(
 
     async def make(upstream: str | None = None, **overrides: Any) -> Gateway:
         url = overrides.pop("redis_url", redis_url)
+        clock_offset = float(overrides.pop("clock_offset_seconds", 0.0))
         settings = make_settings(url, namespace, upstream or simulator.url, tmp_path, **overrides)
-        app = create_app(settings)
+        app = create_app(settings, clock_offset_seconds=clock_offset)
         server = TestServer(app)
         await server.start_server()
         servers.append(server)

@@ -19,6 +19,7 @@ from gateway.access.credentials import ADMIN_TOKEN_ID_RE, AdminTokenCredential, 
 from gateway.common.clock import now_iso
 from gateway.common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from gateway.store.client import Store
+from gateway.store.contracts import AdminTokenCreateArgs, AdminTokenRevokeArgs, TokenCreation
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -118,27 +119,23 @@ class AdminTokens:
                 revoked_at=None,
                 revoked_by=None,
             )
-            created = int(
-                await self._scripts.admin_token_create(
-                    keys=[
-                        self._layout.admin_token(cred.token_id),
-                        self._layout.admin_tokens(),
-                        self._layout.admin_names(),
-                    ],
-                    args=[
-                        cred.token_id,
-                        cred.digest,
-                        name,
-                        role,
-                        info.prefix,
-                        info.created_at,
-                        author.name,
-                    ],
+            reply = await self._scripts.run(
+                AdminTokenCreateArgs(
+                    token_record=self._layout.admin_token(cred.token_id),
+                    token_ids=self._layout.admin_tokens(),
+                    active_names=self._layout.admin_names(),
+                    token_id=cred.token_id,
+                    digest=cred.digest,
+                    name=name,
+                    role=role,
+                    prefix=info.prefix,
+                    created_at=info.created_at,
+                    created_by=author.name,
                 )
             )
-            if created == 1:
+            if reply.result is TokenCreation.CREATED:
                 return info, token
-            if created == 0:
+            if reply.result is TokenCreation.NAME_TAKEN:
                 raise Conflict(f"An active admin token is already named {name!r}.")
         raise Conflict("Could not draw an unused token id; retry.")  # pragma: no cover
 
@@ -171,23 +168,23 @@ class AdminTokens:
         because without the bootstrap token nobody could administer the gateway any more."""
         if not ADMIN_TOKEN_ID_RE.fullmatch(token_id):
             raise NotFound(f"No admin token {token_id!r}.")
-        reply = await self._scripts.admin_token_revoke(
-            keys=[self._layout.admin_token(token_id), self._layout.admin_names()],
-            args=[
-                token_id,
-                now_iso(),
-                author.name,
-                int(keep_an_admin),
-                self._layout.admin_token_prefix(),
-            ],
+        reply = await self._scripts.run(
+            AdminTokenRevokeArgs(
+                token_record=self._layout.admin_token(token_id),
+                active_names=self._layout.admin_names(),
+                token_id=token_id,
+                revoked_at=now_iso(),
+                revoked_by=author.name,
+                keep_an_admin=keep_an_admin,
+                token_prefix=self._layout.admin_token_prefix(),
+            )
         )
-        if not reply:
-            raise NotFound(f"No admin token {token_id!r}.")
-        if reply == ["last_admin"]:
+        if reply.last_admin:
             raise Conflict(
                 "This is the last active admin token and GATEWAY_ADMIN_TOKEN is not set: revoking "
                 "it would leave nobody able to administer the gateway. Create another admin first.",
                 detail="last_admin",
             )
-        record = dict(zip(reply[::2], reply[1::2], strict=True))
-        return AdminToken.from_record(token_id, _strs(record))
+        if reply.record is None:
+            raise NotFound(f"No admin token {token_id!r}.")
+        return AdminToken.from_record(token_id, reply.record)

@@ -23,6 +23,18 @@ from gateway.access.credentials import (
 from gateway.common.clock import iso_from_epoch, now_iso
 from gateway.common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from gateway.store.client import Store
+from gateway.store.contracts import (
+    AuthenticateArgs,
+    CreateKeyArgs,
+    DeleteTeamArgs,
+    ExpiryKind,
+    KeyChangeRefusal,
+    KeyRefused,
+    NowArgs,
+    RevokeKeyArgs,
+    RotateKeyArgs,
+    TeamDeletion,
+)
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -78,13 +90,13 @@ class Expiry:
     in_seconds: int | None = None
     at: datetime | None = None
 
-    def script_args(self) -> list[str | float]:
+    def script_args(self) -> tuple[ExpiryKind, float | None]:
         """The mode and value the key scripts take (judged by Redis's clock there)."""
         if self.in_seconds is not None:
-            return ["in", self.in_seconds]
+            return ExpiryKind.IN, self.in_seconds
         if self.at is not None:
-            return ["at", self.at.timestamp()]
-        return ["", ""]
+            return ExpiryKind.AT, self.at.timestamp()
+        return ExpiryKind.NONE, None
 
 
 NEVER = Expiry()
@@ -117,12 +129,14 @@ class TeamService:
 
     async def authenticate(self, cred: KeyCredential) -> TeamPrincipal:
         """Verify a key against Redis; raises :class:`Unauthorized`."""
-        ok, value = await self._scripts.authenticate(
-            keys=[self._layout.key(cred.slot, cred.kid)], args=[cred.digest]
+        reply = await self._scripts.run(
+            AuthenticateArgs(
+                key_record=self._layout.key(cred.slot, cred.kid), key_digest=cred.digest
+            )
         )
-        if int(ok) != 1:
-            raise unauthorized_reason(str(value))
-        return TeamPrincipal(team_id=str(value), slot=cred.slot, key_id=cred.key_id)
+        if isinstance(reply, KeyRefused):
+            raise unauthorized_reason(reply.reason)
+        return TeamPrincipal(team_id=reply.team_id, slot=cred.slot, key_id=cred.key_id)
 
     async def create_team(self, team_id: str | None, name: str | None) -> Team:
         if team_id is None:
@@ -178,15 +192,20 @@ class TeamService:
         slot = await self.slot_of(team_id)
         for _ in range(_DELETE_RETRIES):
             kids = {str(k) for k in await self._redis.smembers(self._layout.team_keys(slot))}
-            keys = [self._layout.team(slot), self._layout.team_keys(slot)]
-            keys += [self._layout.key(slot, kid) for kid in sorted(kids)]
-            result = int(await self._scripts.delete_team(keys=keys, args=[len(kids)]))
-            if result >= 0:
+            reply = await self._scripts.run(
+                DeleteTeamArgs(
+                    team_record=self._layout.team(slot),
+                    team_keys=self._layout.team_keys(slot),
+                    key_records=tuple(self._layout.key(slot, kid) for kid in sorted(kids)),
+                    key_count=len(kids),
+                )
+            )
+            if reply.result is not TeamDeletion.KEYS_CHANGED:
                 break
         else:
             raise Conflict("The team's keys kept changing while deleting it; retry.")
         await self._redis.hdel(self._layout.team_index(), team_id)
-        if result == 0:
+        if reply.result is TeamDeletion.NO_TEAM:
             raise NotFound(f"No team {team_id!r}.")
 
     async def create_key(
@@ -196,26 +215,27 @@ class TeamService:
         slot = await self.slot_of(team_id)
         key, cred = new_key(slot)
         prefix, created_at = key.rsplit("_", 1)[0], now_iso()
-        ok, value = await self._scripts.create_key(
-            keys=[
-                self._layout.team(slot),
-                self._layout.team_keys(slot),
-                self._layout.key(slot, cred.kid),
-            ],
-            args=[
-                cred.digest,
-                team_id,
-                name or "",
-                prefix,
-                created_at,
-                cred.kid,
-                *expiry.script_args(),
-            ],
+        expiry_kind, expiry_value = expiry.script_args()
+        reply = await self._scripts.run(
+            CreateKeyArgs(
+                team_record=self._layout.team(slot),
+                team_keys=self._layout.team_keys(slot),
+                key_record=self._layout.key(slot, cred.kid),
+                key_digest=cred.digest,
+                team_id=team_id,
+                name=name or "",
+                prefix=prefix,
+                created_at=created_at,
+                kid=cred.kid,
+                expiry_kind=expiry_kind,
+                expiry_value=expiry_value,
+            )
         )
-        if int(ok) != 1:
-            if value == "expiry_passed":
-                raise _expiry_passed()
+        if reply.refusal is KeyChangeRefusal.EXPIRY_PASSED:
+            raise _expiry_passed()
+        if reply.refusal is not None:
             raise NotFound(f"No team {team_id!r}.")
+        value = reply.expires
         info = ApiKey(
             key_id=cred.key_id,
             team_id=team_id,
@@ -241,40 +261,40 @@ class TeamService:
         slot, old_kid = parts
         key, cred = new_key(slot)
         prefix, created_at = key.rsplit("_", 1)[0], now_iso()
-        reply = await self._scripts.rotate_key(
-            keys=[
-                self._layout.key(slot, old_kid),
-                self._layout.team_keys(slot),
-                self._layout.key(slot, cred.kid),
-                self._layout.policy(slot),
-                self._layout.limits(slot),
-            ],
-            args=[
-                cred.digest,
-                cred.kid,
-                prefix,
-                created_at,
-                grace_seconds,
-                key_id,
-                cred.key_id,
-                *expiry.script_args(),
-                old_kid,
-            ],
+        expiry_kind, expiry_value = expiry.script_args()
+        reply = await self._scripts.run(
+            RotateKeyArgs(
+                old_key_record=self._layout.key(slot, old_kid),
+                team_keys=self._layout.team_keys(slot),
+                new_key_record=self._layout.key(slot, cred.kid),
+                policy_hash=self._layout.policy(slot),
+                team_limits=self._layout.limits(slot),
+                new_digest=cred.digest,
+                new_kid=cred.kid,
+                new_prefix=prefix,
+                created_at=created_at,
+                grace_seconds=grace_seconds,
+                old_key_id=key_id,
+                new_key_id=cred.key_id,
+                expiry_kind=expiry_kind,
+                expiry_value=expiry_value,
+                old_kid=old_kid,
+            )
         )
-        if int(reply[0]) != 1:
-            reason = str(reply[1])
-            if reason == "revoked_key":
+        reason = reply.refusal
+        if reason is not None:
+            if reason is KeyChangeRefusal.REVOKED_KEY:
                 raise Conflict("A revoked key cannot be rotated.", detail="revoked_key")
-            if reason == "already_rotated":
+            if reason is KeyChangeRefusal.ALREADY_ROTATED:
                 raise Conflict(
                     "The key was rotated already; rotate the key that replaced it.",
                     detail="already_rotated",
                 )
-            if reason == "expiry_passed":
+            if reason is KeyChangeRefusal.EXPIRY_PASSED:
                 raise _expiry_passed()
             raise NotFound(f"No key {key_id!r}.")
         old = await self.get_key(key_id)
-        new_expires = str(reply[2])
+        new_expires = reply.new_expires
         new = ApiKey(
             key_id=cred.key_id,
             team_id=old.team_id,
@@ -290,7 +310,7 @@ class TeamService:
 
     async def _now(self) -> float:
         """Redis's clock as :func:`verify_key` sees it."""
-        return float(await self._scripts.now())
+        return (await self._scripts.run(NowArgs())).seconds
 
     def _key_from_record(self, key_id: str, record: dict[str, str], now: float) -> ApiKey:
         revoked_at = record.get("revoked_at") or None
@@ -342,8 +362,9 @@ class TeamService:
         parts = split_key_id(key_id)
         if parts is None:
             raise NotFound(f"No key {key_id!r}.")
-        record = await self._scripts.revoke_key(keys=[self._layout.key(*parts)], args=[now_iso()])
-        if not record:
+        reply = await self._scripts.run(
+            RevokeKeyArgs(key_record=self._layout.key(*parts), revoked_at=now_iso())
+        )
+        if reply.record is None:
             raise NotFound(f"No key {key_id!r}.")
-        fields = dict(zip(record[::2], record[1::2], strict=True))
-        return self._key_from_record(key_id, fields, now=0.0)  # revoked: inactive at any time
+        return self._key_from_record(key_id, reply.record, now=0.0)  # revoked: inactive at any time

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.jobs.records import RequestRecords
+from gateway.store.contracts import AccountSlotOp
 
 
 class Vacancies:
@@ -51,7 +52,7 @@ class AccountCapacity:
         if self._cap <= 0:
             return True
         deadline = self._records.lifetimes.submit_deadline
-        if await self._records.global_slot("acquire", shard, jid, self._cap, deadline):
+        if await self._records.account_slot(AccountSlotOp.ACQUIRE, shard, jid, self._cap, deadline):
             return True
         await self._records.requeue(shard, jid, raw)
         return False
@@ -60,10 +61,10 @@ class AccountCapacity:
         """RunComfy accepted the job: it holds its account slot as long as it may run."""
         if self._cap > 0:
             lifetime = self._records.lifetimes.job_lifetime
-            await self._records.global_slot("extend", shard, jid, self._cap, lifetime)
+            await self._records.account_slot(AccountSlotOp.EXTEND, shard, jid, self._cap, lifetime)
 
     async def release(self, shard: str, jid: str) -> None:
         """The job ended or was refused: free its account slot and let a queued job go."""
         if self._cap > 0:
-            await self._records.global_slot("release", shard, jid, self._cap, 0)
+            await self._records.account_slot(AccountSlotOp.RELEASE, shard, jid, self._cap, 0)
         self._vacancies.freed(shard)

@@ -38,6 +38,7 @@ from gateway.jobs.records import Lookup
 from gateway.jobs.seeds import model_request_pinned, serverless_request_pinned
 from gateway.observability.metrics import Metrics
 from gateway.store.client import Store
+from gateway.store.contracts import PurgeTargetArgs, ReplaceHashArgs
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 from gateway.upstream.apis import Api
@@ -234,8 +235,8 @@ class DedupService:
         for value in mapping.values():
             if value not in Policy.__members__.values():
                 raise ValidationFailed(detail=f"policy must be one of {[p.value for p in Policy]}")
-        flat = [item for pair in mapping.items() for item in pair]
-        await self._scripts.replace_hash(keys=[self._layout.policy(slot)], args=flat)
+        flat = tuple(item for pair in mapping.items() for item in pair)
+        await self._scripts.run(ReplaceHashArgs(hash_key=self._layout.policy(slot), fields=flat))
 
     # --- purges -----------------------------------------------------------------------------
 
@@ -245,12 +246,15 @@ class DedupService:
         return purged
 
     async def purge_target(self, slot: str, target: str) -> int:
-        purged = int(
-            await self._scripts.purge_target(
-                keys=[self._layout.cache_index(slot, target), self._layout.cache_targets(slot)],
-                args=[self._layout.dedup_prefix(slot), target],
+        reply = await self._scripts.run(
+            PurgeTargetArgs(
+                target_index=self._layout.cache_index(slot, target),
+                cached_targets=self._layout.cache_targets(slot),
+                dedup_prefix=self._layout.dedup_prefix(slot),
+                target=target,
             )
         )
+        purged = reply.purged
         self._metrics.cache_purges.inc(purged)
         return purged
 

@@ -64,7 +64,7 @@ class Dispatcher:
     async def pass_once(self) -> int:
         """One pass over the teams with queued jobs; returns how many jobs were started."""
         started_total = 0
-        for shard, marked in await self._records.waiting_slots():
+        for shard, marked in await self._records.waiting_shards():
             passed = await self._records.dispatch(shard, BATCH)
             for jid in passed.expired:
                 await self._abandoned(shard, jid)

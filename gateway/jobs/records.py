@@ -3,10 +3,11 @@
 A **job** is one real RunComfy job. A **request** is what one client sees: a gateway request id
 owned by one team, following one job as its owner (it started the job), a follower (it coalesced
 onto a job in flight) or a hit (it was answered from a completed job). Both live in the team's
-hash slot, so admission, lookups and state changes are single scripts in one Redis Cluster slot.
+shard (a Redis Cluster hash tag), so admission, lookups and state changes are single scripts in
+one Redis Cluster hash slot.
 
 A job is written *before* its submit leaves the gateway, so nothing reaches RunComfy unrecorded.
-Requests are looked up with the caller's slot: another team's id is not merely forbidden but
+Requests are looked up with the caller's shard: another team's id is not merely forbidden but
 unaddressable, and answers 404 exactly like an unknown id.
 """
 
@@ -17,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.access.credentials import KeyCredential
 from gateway.access.teams import TeamPrincipal, unauthorized_reason
@@ -27,8 +28,37 @@ from gateway.jobs.job import NO_CHANGE, Job, JobChange, JobState
 from gateway.money.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
 from gateway.store.client import Store
 from gateway.store.commands import Commands, RedisPyCommands
+from gateway.store.contracts import (
+    AccountSlotArgs,
+    AccountSlotOp,
+    AdmitArgs,
+    Admitted,
+    AuthenticateArgs,
+    DetachArgs,
+    DispatchArgs,
+    Dispatched,
+    JobUpdateArgs,
+    KeyRefused,
+    LimitRefused,
+    LoadRequestArgs,
+    PollClaimArgs,
+    PollScheduleArgs,
+    PollTooFast,
+    QueueBodyArgs,
+    ReattachArgs,
+    RefuseSubmitArgs,
+    RequeueArgs,
+    ScheduleMode,
+    Scope,
+    TeamAdmitted,
+    TeamPolicyArgs,
+    ZremIfOlderArgs,
+)
+from gateway.store.contracts import (
+    Outcome as Outcome,
+)
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
-from gateway.store.scripts import Scripts, pairs
+from gateway.store.scripts import Scripts
 from gateway.upstream.apis import Api
 
 REQUEST_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -45,13 +75,6 @@ INLINE_BODY_BYTES = 64 * 1024
 # Plain dict lookups for the hot path: calling an enum class on a value costs ~20x more.
 _APIS = {api.value: api for api in Api}
 _ROLES = {role.value: role for role in Role}
-
-
-class Outcome(StrEnum):
-    HIT = "hit"
-    COALESCED = "coalesced"
-    MISS = "miss"
-    QUEUED = "queued"  # a miss waiting for one of the team's concurrency slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +118,17 @@ class Admission:
     alert: BudgetAlert | None = None
 
 
-def _raise_unless_admitted(reply: list[Any], target: str, estimate_micro: int) -> None:
-    """The gate scripts' shared reply: {0, reason} is a refused key, {2, ...} a refused limit."""
-    if int(reply[0]) == 0:
-        raise unauthorized_reason(str(reply[1]))
-    if int(reply[0]) == 2:
-        raise refusal(list(reply), target, estimate_micro)
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatched:
-    """One dispatch pass over a team: jobs to send now, slots that expired mid-submit, jobs
-    still queued, and queued jobs whose body never arrived (their admitting replica died)."""
-
-    started: list[str]
-    expired: list[str]
-    left: int
-    orphaned: list[str]
+def _admitted(reply: KeyRefused | LimitRefused | T, target: str, estimate_micro: int) -> T:
+    """The gate scripts' shared refusals: a refused key is 401, a refused limit 429 (or 402,
+    403, 413: :func:`refusal`)."""
+    if isinstance(reply, KeyRefused):
+        raise unauthorized_reason(reply.reason)
+    if isinstance(reply, LimitRefused):
+        raise refusal(reply, target, estimate_micro)
+    return reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +172,40 @@ class Lifetimes:
     cache_ttl: int
     submit_deadline: float
     default_policy: str
-    shared: bool = False  # the cache scope: one shared slot for all teams' requests and jobs
+    shared: bool = False  # the cache scope: one shared shard for all teams' requests and jobs
 
 
-SHARED_SLOT = "shared"  # never a team's slot: those are 8 characters
+SHARED_SHARD = "shared"  # never a team's shard: those are 8 characters
+
+
+_OUTCOME_ROLES = {Outcome.HIT: Role.HIT, Outcome.COALESCED: Role.FOLLOWER}
+
+
+def _admission(
+    principal: TeamPrincipal,
+    record: RequestRecord,
+    admitted: Admitted,
+    shared_limit: RateLimitState | None,
+) -> Admission:
+    alert = None
+    if admitted.alert_level > 0:
+        alert = BudgetAlert(
+            admitted.team,
+            admitted.alert_level,
+            admitted.budget_period,
+            admitted.committed_micro,
+            admitted.budget_micro,
+        )
+    return Admission(
+        principal,
+        record,
+        admitted.outcome,
+        admitted.policy,
+        saved_micro=admitted.saved_micro,
+        queue_position=admitted.queue_position,
+        rate_limit=shared_limit or RateLimitState.from_info(admitted.rate_limit),
+        alert=alert,
+    )
 
 
 def new_id() -> str:
@@ -189,18 +236,18 @@ class RequestRecords:
     async def charge_refused_submit(self, cred: KeyCredential, target: str) -> str:
         """Verify the key of a submit refused before admission and charge it to the submit rate
         only; returns the team. Raises 401, or 429 when over the rate."""
-        reply = await self._scripts.refuse_submit(
-            keys=[self._layout.key(cred.slot, cred.kid), self._layout.limits(cred.slot)],
-            args=[
-                cred.digest,
-                self._layout.team_prefix(cred.slot),
-                self.calendar.spec(),
-                cred.kid,
-                self.quota.usage_retention,
-            ],
+        reply = await self._scripts.run(
+            RefuseSubmitArgs(
+                key_record=self._layout.key(cred.slot, cred.kid),
+                team_limits=self._layout.limits(cred.slot),
+                key_digest=cred.digest,
+                team_prefix=self._layout.team_prefix(cred.slot),
+                period_spec=self.calendar.spec(),
+                kid=cred.kid,
+                usage_retention=self.quota.usage_retention,
+            )
         )
-        _raise_unless_admitted(reply, target, 0)
-        return str(reply[1])
+        return _admitted(reply, target, 0).team
 
     async def admit(
         self,
@@ -217,177 +264,163 @@ class RequestRecords:
         rid, jid = ids or (new_id(), new_id())
         created_at = now_iso()
         charge = charge or Charge()
+        life, layout = self.lifetimes, self._layout
+        shard, scope, team, policy = cred.slot, Scope.TEAM, "", life.default_policy
         shared_limit: RateLimitState | None = None
-        life = self.lifetimes
-        slot, scope, team, policy = cred.slot, "team", "", life.default_policy
         if life.shared:
-            # Two slots, two steps: the key and policy in the team's, the rest in the shared one.
-            verdict = await self._scripts.team_policy(
-                keys=[
-                    self._layout.key(cred.slot, cred.kid),
-                    self._layout.policy(cred.slot),
-                    self._layout.limits(cred.slot),
-                ],
-                args=[
-                    cred.digest,
-                    cred.key_id,
-                    target,
-                    life.default_policy,
-                    api.value,
-                    self._layout.team_prefix(cred.slot),
-                    self.calendar.spec(),
-                    cred.kid,
-                    self.quota.usage_retention,
-                ],
+            # Two shards, two steps: the key and policy in the team's, the rest in the shared one.
+            team_half = await self._admit_in_team_shard(cred, api, target, charge)
+            team, policy = team_half.team, team_half.policy
+            shared_limit = RateLimitState.from_info(team_half.rate_limit)
+            shard, scope = SHARED_SHARD, Scope.SHARED
+        request_key = layout.request(shard, rid)
+        # In the shared scope the key and policy were read already; every key must share a shard.
+        reply = await self._scripts.run(
+            AdmitArgs(
+                key_record=request_key if life.shared else layout.key(shard, cred.kid),
+                request_record=request_key,
+                policy_hash=request_key if life.shared else layout.policy(shard),
+                cached_result=layout.dedup(shard, lookup.identity),
+                job_record=layout.job(shard, jid),
+                inflight_job=layout.inflight(shard, lookup.identity),
+                team_limits=layout.limits(shard),
+                running_jobs=layout.running(shard),
+                queued_jobs=layout.queue(shard),
+                queue_seq=layout.queue_seq(shard),
+                key_digest=cred.digest,
+                key_id=cred.key_id,
+                api=api.value,
+                target=target,
+                identity=lookup.identity,
+                allow_lookup=lookup.allow_lookup,
+                allow_store=lookup.allow_store,
+                max_age=-1 if lookup.max_age is None else lookup.max_age,
+                job_lifetime=life.job_lifetime,
+                request_ttl=life.request_ttl,
+                job_prefix=layout.job_prefix(shard),
+                job_id=jid,
+                created_at=created_at,
+                default_policy=str(policy),
+                request_id=rid,
+                submit_deadline=life.submit_deadline,
+                version=version,
+                webhook=lookup.webhook,
+                webhook_intermediate=lookup.webhook_intermediate,
+                scope=scope,
+                shared_team=str(team),
+                team_prefix=layout.team_prefix(shard),
+                period_spec=self.calendar.spec(),
+                estimate_micro=charge.estimate_micro,
+                rate_micro=charge.rate_micro,
+                body=charge.raw if charge.inline else "",
+                default_queue_depth=self.quota.default_queue_depth,
+                usage_retention=self.quota.usage_retention,
+                kid=cred.kid,
+                body_pending=not charge.inline,
+                pinned=lookup.pinned,
             )
-            _raise_unless_admitted(verdict, target, charge.estimate_micro)
-            team, policy = str(verdict[1]), str(verdict[2])
-            shared_limit = RateLimitState.from_reply(list(verdict[3:8]))
-            slot, scope = SHARED_SLOT, "shared"
-        request_key = self._layout.request(slot, rid)
-        # In the shared scope the key and policy were read already; every key must share a slot.
-        key_rec = request_key if life.shared else self._layout.key(slot, cred.kid)
-        policy_key = request_key if life.shared else self._layout.policy(slot)
-        reply = await self._scripts.admit(
-            keys=[
-                key_rec,
-                request_key,
-                policy_key,
-                self._layout.dedup(slot, lookup.identity),
-                self._layout.job(slot, jid),
-                self._layout.inflight(slot, lookup.identity),
-                self._layout.limits(slot),
-                self._layout.running(slot),
-                self._layout.queue(slot),
-                self._layout.queue_seq(slot),
-            ],
-            args=[
-                cred.digest,
-                cred.key_id,
-                api.value,
-                target,
-                lookup.identity,
-                int(lookup.allow_lookup),
-                int(lookup.allow_store),
-                -1 if lookup.max_age is None else lookup.max_age,
-                life.job_lifetime,
-                life.request_ttl,
-                self._layout.job_prefix(slot),
-                jid,
-                created_at,
-                str(policy),
-                rid,
-                life.submit_deadline,
-                version,
-                lookup.webhook,
-                int(lookup.webhook_intermediate),
-                scope,
-                str(team),
-                self._layout.team_prefix(slot),
-                self.calendar.spec(),
-                charge.estimate_micro,
-                charge.rate_micro,
-                charge.raw if charge.inline else "",
-                self.quota.default_queue_depth,
-                self.quota.usage_retention,
-                cred.kid,
-                0 if charge.inline else 1,
-                int(lookup.pinned),
-            ],
         )
-        _raise_unless_admitted(reply, target, charge.estimate_micro)
-        team, outcome, job_id, policy = (str(v) for v in reply[1:5])
-        # principal.slot is where this request and its job live: the team's, or the shared one
-        principal = TeamPrincipal(team_id=team, slot=slot, key_id=cred.key_id)
-        outcome_ = Outcome(outcome)
+        admitted = _admitted(reply, target, charge.estimate_micro)
         record = RequestRecord(
             request_id=rid,
-            team_id=team,
+            team_id=admitted.team,
             key_id=cred.key_id,
             api=api,
             target=target,
             version=version,
-            job_id=job_id,
-            role={Outcome.HIT: Role.HIT, Outcome.COALESCED: Role.FOLLOWER}.get(
-                outcome_, Role.OWNER
-            ),
+            job_id=admitted.job_id,
+            role=_OUTCOME_ROLES.get(admitted.outcome, Role.OWNER),
             created_at=created_at,
             detached=False,
         )
-        alert = None
-        if int(reply[12]) > 0:
-            alert = BudgetAlert(
-                team, int(reply[12]), str(reply[13]), int(reply[14]), int(reply[15])
+        # principal.slot is where this request and its job live: the team's shard, or the shared one
+        principal = TeamPrincipal(team_id=admitted.team, slot=shard, key_id=cred.key_id)
+        return _admission(principal, record, admitted, shared_limit)
+
+    async def _admit_in_team_shard(
+        self, cred: KeyCredential, api: Api, target: str, charge: Charge
+    ) -> TeamAdmitted:
+        """The shared scope's first step: verify the key, charge the outcome-free limits and
+        resolve the policy in the team's shard."""
+        shard, layout = cred.slot, self._layout
+        reply = await self._scripts.run(
+            TeamPolicyArgs(
+                key_record=layout.key(shard, cred.kid),
+                policy_hash=layout.policy(shard),
+                team_limits=layout.limits(shard),
+                key_digest=cred.digest,
+                key_id=cred.key_id,
+                target=target,
+                default_policy=self.lifetimes.default_policy,
+                api=api.value,
+                team_prefix=layout.team_prefix(shard),
+                period_spec=self.calendar.spec(),
+                kid=cred.kid,
+                usage_retention=self.quota.usage_retention,
             )
-        return Admission(
-            principal,
-            record,
-            outcome_,
-            policy,
-            saved_micro=int(float(reply[5])),
-            queue_position=int(reply[6]),
-            rate_limit=shared_limit or RateLimitState.from_reply(list(reply[7:12])),
-            alert=alert,
         )
+        return _admitted(reply, target, charge.estimate_micro)
 
     async def load(
         self, cred: KeyCredential, rid: str
     ) -> tuple[TeamPrincipal, RequestRecord | None, Job | None]:
         """Verify the key and read the caller's request ``rid`` and its job, in one round trip
-        (two in the shared scope: the key in the team's slot, the request in the shared one)."""
+        (two in the shared scope: the key in the team's shard, the request in the shared one)."""
         if not REQUEST_ID_RE.fullmatch(rid):
             rid = ""  # still verify the key: a bad key must get 401, not 404
-        slot, scope, team = cred.slot, "team", ""
+        shard, scope, team = cred.slot, Scope.TEAM, ""
         if self.lifetimes.shared:
-            ok, team = await self._scripts.authenticate(
-                keys=[self._layout.key(cred.slot, cred.kid)], args=[cred.digest]
+            verdict = await self._scripts.run(
+                AuthenticateArgs(
+                    key_record=self._layout.key(shard, cred.kid), key_digest=cred.digest
+                )
             )
-            if int(ok) != 1:
-                raise unauthorized_reason(str(team))
-            slot, scope = SHARED_SLOT, "shared"
-        request_key = self._layout.request(slot, rid)
-        key_rec = request_key if scope == "shared" else self._layout.key(slot, cred.kid)
-        reply = await self._scripts.load_request(
-            keys=[key_rec, request_key, self._layout.queue(slot)],
-            args=[
-                cred.digest,
-                self._layout.job_prefix(slot),
-                scope,
-                str(team),
-                cred.kid,
-                self.quota.poll_rate,
-                self.quota.poll_burst,
-                self._layout.team_prefix(slot),
-            ],
+            if isinstance(verdict, KeyRefused):
+                raise unauthorized_reason(verdict.reason)
+            shard, scope, team = SHARED_SHARD, Scope.SHARED, verdict.team_id
+        request_key = self._layout.request(shard, rid)
+        reply = await self._scripts.run(
+            LoadRequestArgs(
+                key_record=request_key
+                if scope is Scope.SHARED
+                else self._layout.key(shard, cred.kid),
+                request_record=request_key,
+                queued_jobs=self._layout.queue(shard),
+                key_digest=cred.digest,
+                job_prefix=self._layout.job_prefix(shard),
+                scope=scope,
+                shared_team=team,
+                kid=cred.kid,
+                poll_rate=self.quota.poll_rate,
+                poll_burst=self.quota.poll_burst,
+                team_prefix=self._layout.team_prefix(shard),
+            )
         )
-        status = int(reply[0])
-        if status == 0:
-            raise unauthorized_reason(str(reply[1]))
-        if status == 3:
-            wait = max(1, int(-(-float(reply[1]) // 1)))
+        if isinstance(reply, KeyRefused):
+            raise unauthorized_reason(reply.reason)
+        if isinstance(reply, PollTooFast):
+            wait = max(1, int(-(-reply.wait_seconds // 1)))
             raise PollRateExceeded(
                 f"Too many status and result calls with this API key: the limit is "
                 f"{self.quota.poll_rate:g} per second. Retry in {wait} s.",
                 detail={"limit": "poll_rate", "retry_after_seconds": wait},
                 extra_headers={"Retry-After": str(wait)},
             )
-        principal = TeamPrincipal(team_id=str(reply[1]), slot=slot, key_id=cred.key_id)
-        if status == 2 or not rid:
+        principal = TeamPrincipal(team_id=reply.team, slot=shard, key_id=cred.key_id)
+        if not reply.request or not rid:
             return principal, None, None
-        n = int(reply[2])
-        record = RequestRecord.from_hash(rid, pairs(reply[3 : 3 + n]))
-        job_fields = pairs(reply[3 + n :])
-        job = Job.from_fields(record.job_id, slot, job_fields) if job_fields else None
+        record = RequestRecord.from_hash(rid, reply.request)
+        job = Job.from_fields(record.job_id, shard, reply.job) if reply.job else None
         return principal, record, job
 
-    async def request(self, slot: str, rid: str) -> RequestRecord | None:
+    async def request(self, shard: str, rid: str) -> RequestRecord | None:
         """A request record by id, with no key check (for the gateway's own bookkeeping)."""
-        fields = await self._commands.hgetall(self._layout.request(slot, rid))
+        fields = await self._commands.hgetall(self._layout.request(shard, rid))
         return RequestRecord.from_hash(rid, fields) if fields else None
 
-    async def job(self, slot: str, jid: str) -> Job | None:
-        fields = await self._commands.hgetall(self._layout.job(slot, jid))
-        return Job.from_fields(jid, slot, fields) if fields else None
+    async def job(self, shard: str, jid: str) -> Job | None:
+        fields = await self._commands.hgetall(self._layout.job(shard, jid))
+        return Job.from_fields(jid, shard, fields) if fields else None
 
     async def update_job(
         self,
@@ -426,122 +459,140 @@ class RequestRecords:
         expect_attached: int | None = None,
         change: JobChange = NO_CHANGE,
     ) -> JobUpdate:
-        slot, target, identity = job.shard, job.target, job.identity
-        args: list[str | float | int] = [
-            job.job_id,
-            state.value,
-            self.lifetimes.request_ttl,
-            self.lifetimes.cache_ttl,
-            target,
-            identity,
-            "" if settle_micro is None else settle_micro,
-            "" if expect is None else expect.value,
-            self.quota.usage_retention,
-            "" if expect_attached is None else expect_attached,
-        ]
-        for name, value in change.to_fields().items():
-            args += [name, value]
-        reply = await self._scripts.job_update(
-            keys=[
-                self._layout.job(slot, job.job_id),
-                self._layout.dedup(slot, identity),
-                self._layout.cache_index(slot, target),
-                self._layout.cache_targets(slot),
-                self._layout.inflight(slot, identity),
-                self._layout.running(slot),
-                self._layout.queue(slot),
-                self._layout.unreconciled(slot),
-                self._layout.limits(slot),
-            ],
-            args=args,
+        shard, target, identity = job.shard, job.target, job.identity
+        layout = self._layout
+        reply = await self._scripts.run(
+            JobUpdateArgs(
+                job_record=layout.job(shard, job.job_id),
+                cached_result=layout.dedup(shard, identity),
+                target_index=layout.cache_index(shard, target),
+                cached_targets=layout.cache_targets(shard),
+                inflight_job=layout.inflight(shard, identity),
+                running_jobs=layout.running(shard),
+                queued_jobs=layout.queue(shard),
+                unreconciled=layout.unreconciled(shard),
+                team_limits=layout.limits(shard),
+                job_id=job.job_id,
+                new_state=state.value,
+                record_ttl=self.lifetimes.request_ttl,
+                cache_ttl=self.lifetimes.cache_ttl,
+                target=target,
+                identity=identity,
+                settled_micro=settle_micro,
+                expect_state=None if expect is None else expect.value,
+                usage_retention=self.quota.usage_retention,
+                expect_attached=expect_attached,
+                fields=tuple(item for pair in change.to_fields().items() for item in pair),
+            )
         )
         alert = None
-        if len(reply) > 1 and int(reply[1]) > 0:
-            period = str(reply[2]).rsplit(":spend:", 1)[-1]
-            alert = BudgetAlert(job.team, int(reply[1]), period, int(reply[3]), int(reply[4]))
-        return JobUpdate(str(reply[0]), alert)
+        if reply.alert_level > 0:
+            period = reply.spend_record.rsplit(":spend:", 1)[-1]
+            alert = BudgetAlert(
+                job.team,
+                reply.alert_level,
+                period,
+                reply.committed_micro,
+                reply.budget_micro,
+            )
+        return JobUpdate(reply.previous, alert)
 
     # --- the team queue and the account-wide cap ------------------------------------------
 
-    async def dispatch(self, slot: str, most: int) -> Dispatched:
+    async def dispatch(self, shard: str, most: int) -> Dispatched:
         """Start queued jobs of a team whose slots are free."""
-        started, expired, left, orphaned = await self._scripts.dispatch(
-            keys=[self._layout.limits(slot), self._layout.running(slot), self._layout.queue(slot)],
-            args=[self._layout.job_prefix(slot), self.lifetimes.submit_deadline, most],
-        )
-        return Dispatched(
-            [str(j) for j in started],
-            [str(j) for j in expired],
-            int(left),
-            [str(j) for j in orphaned],
+        return await self._scripts.run(
+            DispatchArgs(
+                team_limits=self._layout.limits(shard),
+                running_jobs=self._layout.running(shard),
+                queued_jobs=self._layout.queue(shard),
+                job_prefix=self._layout.job_prefix(shard),
+                submit_deadline=self.lifetimes.submit_deadline,
+                most=most,
+            )
         )
 
-    async def store_queued_body(self, slot: str, jid: str, raw: bytes) -> bool:
+    async def store_queued_body(self, shard: str, jid: str, raw: bytes) -> bool:
         """Store the body of a queued job admitted without it; False if it no longer waits."""
-        stored = await self._scripts.queue_body(keys=[self._layout.job(slot, jid)], args=[raw])
-        return int(stored) == 1
-
-    async def requeue(self, slot: str, jid: str, raw: bytes) -> bool:
-        reply = await self._scripts.requeue(
-            keys=[
-                self._layout.job(slot, jid),
-                self._layout.running(slot),
-                self._layout.queue(slot),
-            ],
-            args=[jid, raw],
+        reply = await self._scripts.run(
+            QueueBodyArgs(job_record=self._layout.job(shard, jid), body=raw)
         )
-        return int(reply) == 1
+        return reply.stored
 
-    async def mark_waiting(self, slot: str) -> None:
+    async def requeue(self, shard: str, jid: str, raw: bytes) -> bool:
+        reply = await self._scripts.run(
+            RequeueArgs(
+                job_record=self._layout.job(shard, jid),
+                running_jobs=self._layout.running(shard),
+                queued_jobs=self._layout.queue(shard),
+                job_id=jid,
+                body=raw,
+            )
+        )
+        return reply.requeued
+
+    async def mark_waiting(self, shard: str) -> None:
         """Tell every replica's dispatcher that this team has queued jobs."""
-        await self._redis.zadd(self._layout.queue_waiting(), {slot: time.time()})
+        await self._redis.zadd(self._layout.queue_waiting(), {shard: time.time()})
 
-    async def waiting_slots(self) -> list[tuple[str, float]]:
+    async def waiting_shards(self) -> list[tuple[str, float]]:
         members: Any = await self._redis.zrange(
             self._layout.queue_waiting(), 0, -1, withscores=True
         )
         return [(str(m), float(score)) for m, score in members]
 
-    async def unmark_waiting(self, slot: str, seen: float) -> None:
+    async def unmark_waiting(self, shard: str, seen: float) -> None:
         """Forget a team's queue, unless someone queued a job after ``seen``."""
-        await self._scripts.zrem_if_older(keys=[self._layout.queue_waiting()], args=[slot, seen])
+        await self._scripts.run(
+            ZremIfOlderArgs(sorted_set=self._layout.queue_waiting(), member=shard, seen_score=seen)
+        )
 
-    async def queue_lengths(self, slots: list[str]) -> list[tuple[int, int]]:
+    async def queue_lengths(self, shards: list[str]) -> list[tuple[int, int]]:
         """(queued jobs, expired running slots) of each team."""
         now = self.calendar.now()
         async with self._redis.pipeline(transaction=False) as pipe:
-            for slot in slots:
-                pipe.zcard(self._layout.queue(slot))
-                pipe.zcount(self._layout.running(slot), "-inf", now)
+            for shard in shards:
+                pipe.zcard(self._layout.queue(shard))
+                pipe.zcount(self._layout.running(shard), "-inf", now)
             counts = [int(n) for n in await pipe.execute()]
         return list(zip(counts[::2], counts[1::2], strict=True))
 
-    async def global_slot(self, op: str, slot: str, jid: str, cap: int, seconds: float) -> bool:
-        reply = await self._scripts.global_slot(
-            keys=[self._layout.global_running()], args=[op, f"{slot}|{jid}", cap, seconds]
+    async def account_slot(
+        self, op: AccountSlotOp, shard: str, jid: str, cap: int, seconds: float
+    ) -> bool:
+        """Acquire, extend or release the job's place under the account-wide cap; whether it
+        holds one afterwards."""
+        reply = await self._scripts.run(
+            AccountSlotArgs(
+                account_running=self._layout.account_running(),
+                op=op,
+                member=f"{shard}|{jid}",
+                cap=cap,
+                seconds=seconds,
+            )
         )
-        return int(reply) == 1
+        return reply.held
 
-    async def detach(self, record: RequestRecord, slot: str) -> tuple[str, str]:
-        reply = await self._scripts.detach(
-            keys=[
-                self._layout.job(slot, record.job_id),
-                self._layout.request(slot, record.request_id),
-            ]
+    async def detach(self, record: RequestRecord, shard: str) -> tuple[str, str]:
+        reply = await self._scripts.run(
+            DetachArgs(
+                job_record=self._layout.job(shard, record.job_id),
+                request_record=self._layout.request(shard, record.request_id),
+            )
         )
-        return str(reply[0]), str(reply[1]) if len(reply) > 1 else ""
+        return reply.verdict.value, reply.state
 
-    async def reattach(self, record: RequestRecord, slot: str) -> None:
-        await self._scripts.reattach(
-            keys=[
-                self._layout.job(slot, record.job_id),
-                self._layout.request(slot, record.request_id),
-            ]
+    async def reattach(self, record: RequestRecord, shard: str) -> None:
+        await self._scripts.run(
+            ReattachArgs(
+                job_record=self._layout.job(shard, record.job_id),
+                request_record=self._layout.request(shard, record.request_id),
+            )
         )
 
-    async def mark_unknown(self, slot: str, rid: str) -> None:
+    async def mark_unknown(self, shard: str, rid: str) -> None:
         """Keep a submit of unknown outcome findable by operators for reconciliation."""
-        key = self._layout.unknown_submits(slot)
+        key = self._layout.unknown_submits(shard)
         # In order but not atomic: each step is harmless alone (the next call trims and sets
         # the TTL again); MULTI is avoided for the cluster client (see test_cluster.py).
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -550,18 +601,18 @@ class RequestRecords:
             pipe.expire(key, self.lifetimes.request_ttl)
             await pipe.execute()
 
-    def scope_slot(self, team_slot: str) -> str:
+    def scope_shard(self, team_shard: str) -> str:
         """Where a team's requests and jobs live."""
-        return SHARED_SLOT if self.lifetimes.shared else team_slot
+        return SHARED_SHARD if self.lifetimes.shared else team_shard
 
-    async def unknown_submits(self, team_slot: str, team_id: str) -> list[RequestRecord]:
+    async def unknown_submits(self, team_shard: str, team_id: str) -> list[RequestRecord]:
         """Submits of unknown outcome of one team, newest first."""
-        slot = self.scope_slot(team_slot)
-        newest = await self._redis.zrevrange(self._layout.unknown_submits(slot), 0, 999)
+        shard = self.scope_shard(team_shard)
+        newest = await self._redis.zrevrange(self._layout.unknown_submits(shard), 0, 999)
         rids = [str(r) for r in newest]
         async with self._redis.pipeline(transaction=False) as pipe:
             for rid in rids:
-                pipe.hgetall(self._layout.request(slot, rid))
+                pipe.hgetall(self._layout.request(shard, rid))
             records: list[dict[str, str]] = await pipe.execute()
         return [
             RequestRecord.from_hash(rid, rec)
@@ -572,11 +623,15 @@ class RequestRecords:
     # --- polling schedule -------------------------------------------------------------------
 
     async def schedule(
-        self, slot: str, jid: str, delay: float, *, only_if_absent: bool = False
+        self, shard: str, jid: str, delay: float, *, only_if_absent: bool = False
     ) -> None:
-        await self._scripts.poll_schedule(
-            keys=[self._layout.poll_due()],
-            args=[f"{slot}|{jid}", delay, "NX" if only_if_absent else "ANY"],
+        await self._scripts.run(
+            PollScheduleArgs(
+                due_set=self._layout.poll_due(),
+                member=f"{shard}|{jid}",
+                delay_seconds=delay,
+                mode=ScheduleMode.ONLY_IF_ABSENT if only_if_absent else ScheduleMode.ANY,
+            )
         )
 
     async def due_summary(self) -> tuple[int, float | None]:
@@ -587,19 +642,19 @@ class RequestRecords:
             count, first = await pipe.execute()
         return int(count), (float(first[0][1]) if first else None)
 
-    async def unschedule(self, slot: str, jid: str) -> None:
-        await self._commands.zrem(self._layout.poll_due(), f"{slot}|{jid}")
+    async def unschedule(self, shard: str, jid: str) -> None:
+        await self._commands.zrem(self._layout.poll_due(), f"{shard}|{jid}")
 
-    async def clear_field(self, slot: str, jid: str, name: str) -> None:
+    async def clear_field(self, shard: str, jid: str, name: str) -> None:
         """Drop one field of a job (HDEL creates nothing if the job expired meanwhile)."""
-        await self._commands.hdel(self._layout.job(slot, jid), name)
+        await self._commands.hdel(self._layout.job(shard, jid), name)
 
     async def claim_due(self, lease: float, batch: int) -> list[tuple[str, str]]:
-        members = await self._scripts.poll_claim(
-            keys=[self._layout.poll_due()], args=[lease, batch]
+        reply = await self._scripts.run(
+            PollClaimArgs(due_set=self._layout.poll_due(), lease_seconds=lease, batch_size=batch)
         )
         claimed = []
-        for member in members:
-            slot, _, jid = str(member).partition("|")
-            claimed.append((slot, jid))
+        for member in reply.members:
+            shard, _, jid = member.partition("|")
+            claimed.append((shard, jid))
         return claimed

@@ -131,7 +131,7 @@ class SubmitService:
             raise
         except StoreUnavailable:
             # The script may have run and only its answer been lost with the connection.
-            self._withdrawals.later(self._records.scope_slot(cred.slot), jid, rid)
+            self._withdrawals.later(self._records.scope_shard(cred.slot), jid, rid)
             raise
         try:
             return await self._after_admission(admission, api, target, lookup, raw, base, webhook)

@@ -41,6 +41,7 @@ from gateway.common.background import sleep_unless
 from gateway.common.errors import BadRequest, StoreUnavailable
 from gateway.jobs.job import Job
 from gateway.store.client import Store
+from gateway.store.contracts import DeliveryEnqueueArgs, PollClaimArgs
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -214,11 +215,16 @@ class Webhooks:
     async def enqueue_payload(self, url: str, payload: dict[str, Any], mark: str) -> None:
         """Queue any JSON callback (job updates, budget alerts) with at-least-once delivery."""
         delivery_id = uuid.uuid4().hex
-        fields: list[str | int] = ["url", url, "body", orjson.dumps(payload).decode()]
-        fields += ["mark", mark, "attempts", 0]
-        await self._scripts.delivery_enqueue(
-            keys=[self._layout.delivery(delivery_id), self._layout.delivery_due()],
-            args=[delivery_id, time.time(), self._record_ttl, *fields],
+        body = orjson.dumps(payload).decode()
+        await self._scripts.run(
+            DeliveryEnqueueArgs(
+                delivery_record=self._layout.delivery(delivery_id),
+                due_deliveries=self._layout.delivery_due(),
+                delivery_id=delivery_id,
+                due_at=time.time(),
+                record_ttl=self._record_ttl,
+                fields=("url", url, "body", body, "mark", mark, "attempts", 0),
+            )
         )
 
     # --- delivery ---------------------------------------------------------------------------
@@ -232,9 +238,14 @@ class Webhooks:
             self._session = session
             while not stopping.is_set():
                 try:
-                    claimed = await self._scripts.poll_claim(
-                        keys=[self._layout.delivery_due()], args=[self._config.lease, 32]
+                    reply = await self._scripts.run(
+                        PollClaimArgs(
+                            due_set=self._layout.delivery_due(),
+                            lease_seconds=self._config.lease,
+                            batch_size=32,
+                        )
                     )
+                    claimed = reply.members
                 except StoreUnavailable:
                     await sleep_unless(stopping, 1.0)
                     continue
@@ -242,7 +253,7 @@ class Webhooks:
                     await sleep_unless(stopping, 0.1)
                     continue
                 outcomes = await asyncio.gather(
-                    *(self._deliver(str(d)) for d in claimed), return_exceptions=True
+                    *(self._deliver(d) for d in claimed), return_exceptions=True
                 )
                 for outcome in outcomes:
                     # A Redis failure mid-delivery: its lease lapses and it is delivered again

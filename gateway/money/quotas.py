@@ -33,6 +33,13 @@ from gateway.common.errors import (
 )
 from gateway.observability.metrics import Metrics
 from gateway.store.client import Store
+from gateway.store.contracts import (
+    LimitRefused,
+    RateLimitInfo,
+    ReplaceHashArgs,
+    Resolution,
+    ResolveUnreconciledArgs,
+)
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -277,11 +284,10 @@ class RateLimitState:
     reset: float
 
     @classmethod
-    def from_reply(cls, items: list[Any]) -> RateLimitState | None:
-        name = str(items[0])
-        if not name:
+    def from_info(cls, info: RateLimitInfo | None) -> RateLimitState | None:
+        if info is None:
             return None
-        return cls(name, int(float(items[1])), int(float(items[2])), int(items[3]), float(items[4]))
+        return cls(info.name, info.quota, info.window, info.remaining, info.reset)
 
     def headers(self) -> dict[str, str]:
         """IETF draft-ietf-httpapi-ratelimit-headers: the policy and what is left of it."""
@@ -296,14 +302,19 @@ def _usd(micro: str) -> float:
     return to_usd(int(float(micro)))
 
 
-def refusal(reply: list[Any], target: str, estimate_micro: int) -> QuotaRefused:
-    """The error of a refusal reply ``{2, kind, scope, limit, retry after, rate-limit...}``."""
-    kind, scope, limit, retry_after = (str(v) for v in reply[1:5])
-    state = RateLimitState.from_reply(list(reply[5:10]))
+def refusal(refused: LimitRefused, target: str, estimate_micro: int) -> QuotaRefused:
+    """The error of a gate script's refusal."""
+    kind, scope, limit, retry_after = (
+        refused.kind,
+        refused.scope,
+        refused.limit,
+        refused.retry_after,
+    )
+    state = RateLimitState.from_info(refused.rate_limit)
     headers = state.headers() if state else {}
     wait = max(1, int(-(-float(retry_after) // 1)))
     whose = "your team's" if scope == "team" else "this API key's"
-    detail: dict[str, Any] = {"limit": kind, "scope": scope, "team_id": str(reply[10])}
+    detail: dict[str, Any] = {"limit": kind, "scope": scope, "team_id": refused.team}
     if kind == "rate":
         headers["Retry-After"] = str(wait)
         detail.update(limit_per_minute=float(limit), retry_after_seconds=wait)
@@ -415,7 +426,9 @@ class QuotaService:
     async def set_limits(self, slot: str, limits: Limits) -> Limits:
         """Replace a team's limits at once; every replica applies them on the next request."""
         flat = [item for pair in limits.to_hash().items() for item in pair]
-        await self._scripts.replace_hash(keys=[self._layout.limits(slot)], args=flat)
+        await self._scripts.run(
+            ReplaceHashArgs(hash_key=self._layout.limits(slot), fields=tuple(flat))
+        )
         return await self.limits(slot)
 
     async def budget(self, slot: str, limits: Limits | None = None) -> dict[str, Any]:
@@ -529,22 +542,23 @@ class QuotaService:
     ) -> dict[str, Any]:
         """Settle an unreconciled submit: RunComfy charged it (cost, else the reservation) or
         did not (refund)."""
-        reply = await self._scripts.resolve_unreconciled(
-            keys=[self._layout.unreconciled(slot)],
-            args=[
-                job_id,
-                "charged" if charged else "refunded",
-                "" if cost_usd is None else to_micro(cost_usd),
-                self.config.usage_retention,
-            ],
+        resolution = Resolution.CHARGED if charged else Resolution.REFUNDED
+        reply = await self._scripts.run(
+            ResolveUnreconciledArgs(
+                unreconciled=self._layout.unreconciled(slot),
+                job_id=job_id,
+                resolution=resolution,
+                cost_micro=None if cost_usd is None else to_micro(cost_usd),
+                usage_retention=self.config.usage_retention,
+            )
         )
-        if int(reply[0]) == 0:
+        if not reply.found:
             raise NotFound(f"No unreconciled job {job_id!r}.")
         return {
             "job_id": job_id,
-            "outcome": "charged" if charged else "refunded",
-            "reserved_usd": to_usd(int(reply[1])),
-            "settled_usd": to_usd(int(reply[2])),
+            "outcome": resolution.value,
+            "reserved_usd": to_usd(reply.reserved_micro),
+            "settled_usd": to_usd(reply.settled_micro),
         }
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.store.client import Store
+from gateway.store.contracts import pairs
 from gateway.store.pipelined import PipelinedRedis
-from gateway.store.scripts import pairs
 
 
 class Commands(Protocol):

@@ -1,11 +1,14 @@
--- KEYS[1] team record, KEYS[2] team key set, KEYS[3..] every key record of the team.
--- ARGV[1] the number of key records the caller saw.
--- Removes the team and all its keys in one atomic step, so no key outlives its team.
--- Returns 1 when deleted, 0 when there is no such team, -1 when keys changed meanwhile (retry).
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('SCARD', KEYS[2]) ~= tonumber(ARGV[1]) then return -1 end
-for i = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then return -1 end
+-- Removes a team and all its keys in one atomic step, so no key outlives its team.
+-- Reply: 1 deleted, 0 no such team, -1 the team's keys changed meanwhile (the caller retries).
+local team_record = KEYS[1]
+local team_keys = KEYS[2]              -- set of the team's kids
+local key_records = {unpack(KEYS, 3)}  -- every key record of the team the caller saw
+local key_count = tonumber(ARGV[1])    -- how many the caller saw
+
+if redis.call('EXISTS', team_record) == 0 then return 0 end
+if redis.call('SCARD', team_keys) ~= key_count then return -1 end
+for _, key_record in ipairs(key_records) do
+  if redis.call('EXISTS', key_record) == 0 then return -1 end
 end
-redis.call('DEL', unpack(KEYS))
+redis.call('DEL', team_record, team_keys, unpack(key_records))
 return 1

@@ -1,40 +1,44 @@
 """The Redis key layout, version 1.
 
-Everything one team request touches lives in that team's hash slot, ``{t:<slot>}``, where
-``<slot>`` is a random tag carried inside the team's API keys. The gateway therefore knows the
-slot before it looks anything up, every multi-key script stays inside one Redis Cluster slot, and
-another team's records are simply not addressable with your key.
+Everything one team request touches lives in that team's **shard**, ``{t:<shard>}``: a Redis
+Cluster hash tag, where ``<shard>`` is a random tag carried inside the team's API keys. The
+gateway therefore knows the shard before it looks anything up, every multi-key script stays
+inside one Redis Cluster hash slot, and another team's records are simply not addressable with
+your key. (A *slot* elsewhere is a concurrency place: a team's running job, or an
+``account_slot`` under the account-wide cap.)
 
-    <ns>:v1:teams                        hash  team_id -> slot          bound: admin actions
+    <ns>:v1:teams                        hash  team_id -> shard         bound: admin actions
     <ns>:v1:pricing                      hash  price overrides (JSON)   bound: admin actions
     <ns>:v1:identity-secret              str   key of request identities created once
-    <ns>:v1:{t:<slot>}:team              hash  team record               bound: admin actions
-    <ns>:v1:{t:<slot>}:keys              set   key ids of the team       bound: admin actions
-    <ns>:v1:{t:<slot>}:key:<kid>         hash  key record (hash only,    bound: admin actions
+    <ns>:v1:{t:<shard>}:team             hash  team record               bound: admin actions
+    <ns>:v1:{t:<shard>}:keys             set   key ids of the team       bound: admin actions
+    <ns>:v1:{t:<shard>}:key:<kid>        hash  key record (hash only,    bound: admin actions
                                                expiry, successor)
-    <ns>:v1:{t:<slot>}:policy            hash  dedup policy              bound: admin actions
-    <ns>:v1:{t:<slot>}:req:<rid>         hash  gateway request record    TTL: request ttl
-    <ns>:v1:{t:<slot>}:unknown           zset  submits of unknown outcome TTL: request ttl, 10,000
-    <ns>:v1:{t:<slot>}:job:<jid>         hash  upstream job              TTL: job lifetime, then
+    <ns>:v1:{t:<shard>}:policy           hash  dedup policy              bound: admin actions
+    <ns>:v1:{t:<shard>}:req:<rid>        hash  gateway request record    TTL: request ttl
+    <ns>:v1:{t:<shard>}:unknown          zset  submits of unknown outcome TTL: request ttl, 10,000
+    <ns>:v1:{t:<shard>}:job:<jid>        hash  upstream job              TTL: job lifetime, then
                                                                          request ttl once ended
-    <ns>:v1:{t:<slot>}:inflight:<hash>   str   identity -> job in flight TTL: job lifetime
-    <ns>:v1:{t:<slot>}:dedup:<hash>      str   identity -> succeeded job TTL: cache ttl
-    <ns>:v1:{t:<slot>}:cidx:<target>     set   cached identities         TTL: cache ttl
-    <ns>:v1:{t:<slot>}:cidx              set   targets with cached ones  TTL: cache ttl
-    <ns>:v1:{t:<slot>}:job:<jid>:hooks   set   followers with a webhook  TTL: request ttl
-    <ns>:v1:{t:<slot>}:limits            hash  quotas, access lists     bound: admin actions
-    <ns>:v1:{t:<slot>}:running           zset  jobs holding a slot      bound: jobs in flight
-    <ns>:v1:{t:<slot>}:queue             zset  jobs waiting for a slot  bound: queue depth
-    <ns>:v1:{t:<slot>}:qseq              str   queue order counter      -
-    <ns>:v1:{t:<slot>}:gcra[:<kid>]      str   submit rate state        TTL: until refilled
-    <ns>:v1:{t:<slot>}:pgcra:<kid>       str   poll rate state          TTL: until refilled
-    <ns>:v1:{t:<slot>}:spend:<period>[:<kid>] hash reserved, settled, alerted (micro-dollars);
+    <ns>:v1:{t:<shard>}:inflight:<hash>  str   identity -> job in flight TTL: job lifetime
+    <ns>:v1:{t:<shard>}:dedup:<hash>     str   identity -> succeeded job TTL: cache ttl
+    <ns>:v1:{t:<shard>}:cidx:<target>    set   cached identities         TTL: cache ttl
+    <ns>:v1:{t:<shard>}:cidx             set   targets with cached ones  TTL: cache ttl
+    <ns>:v1:{t:<shard>}:job:<jid>:hooks  set   followers with a webhook  TTL: request ttl
+    <ns>:v1:{t:<shard>}:limits           hash  quotas, access lists     bound: admin actions
+    <ns>:v1:{t:<shard>}:running          zset  jobs holding a slot      bound: jobs in flight
+    <ns>:v1:{t:<shard>}:queue            zset  jobs waiting for a slot  bound: queue depth
+    <ns>:v1:{t:<shard>}:qseq             str   queue order counter      -
+    <ns>:v1:{t:<shard>}:gcra[:<kid>]     str   submit rate state        TTL: until refilled
+    <ns>:v1:{t:<shard>}:pgcra:<kid>      str   poll rate state          TTL: until refilled
+    <ns>:v1:{t:<shard>}:spend:<period>[:<kid>] hash reserved, settled, alerted (micro-dollars);
                                                per day, week and month  TTL: period end + retention
-    <ns>:v1:{t:<slot>}:usage:<day>       hash  usage counters by model  TTL: usage retention
+    <ns>:v1:{t:<shard>}:usage:<day>      hash  usage counters by model  TTL: usage retention
                                                and key (daily limits count these)
-    <ns>:v1:{t:<slot>}:unreconciled      hash  job -> unknown-outcome reservation  admin resolves
-    <ns>:v1:{q}:waiting                  zset  team slots with queued jobs  bound: teams
-    <ns>:v1:{poll}:due                   zset  "<slot>|<jid>" by due time bound: jobs in flight
+    <ns>:v1:{t:<shard>}:unreconciled     hash  job -> unknown-outcome reservation  admin resolves
+    <ns>:v1:{q}:waiting                  zset  team shards with queued jobs  bound: teams
+    <ns>:v1:{g}:running                  zset  "<shard>|<jid>" holding an bound: account-wide cap
+                                               account slot, by expiry
+    <ns>:v1:{poll}:due                   zset  "<shard>|<jid>" by due time bound: jobs in flight
     <ns>:v1:{hooks}:due                  zset  webhook deliveries by time bound: pending deliveries
     <ns>:v1:{hooks}:d:<id>               hash  one delivery              TTL: request ttl
     <ns>:v1:{admin}:tokens               set   named admin token ids     bound: admin actions
@@ -74,42 +78,42 @@ class Layout:
     def identity_secret(self) -> str:
         return f"{self.root}:identity-secret"
 
-    def team_tag(self, slot: str) -> str:
-        return f"{self.root}:{{t:{slot}}}"
+    def team_tag(self, shard: str) -> str:
+        return f"{self.root}:{{t:{shard}}}"
 
-    def team(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:team"
+    def team(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:team"
 
-    def team_keys(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:keys"
+    def team_keys(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:keys"
 
-    def key(self, slot: str, kid: str) -> str:
-        return f"{self.team_tag(slot)}:key:{kid}"
+    def key(self, shard: str, kid: str) -> str:
+        return f"{self.team_tag(shard)}:key:{kid}"
 
-    def policy(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:policy"
+    def policy(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:policy"
 
-    def request(self, slot: str, rid: str) -> str:
-        return f"{self.team_tag(slot)}:req:{rid}"
+    def request(self, shard: str, rid: str) -> str:
+        return f"{self.team_tag(shard)}:req:{rid}"
 
-    def unknown_submits(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:unknown"
+    def unknown_submits(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:unknown"
 
-    def job_prefix(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:job:"
+    def job_prefix(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:job:"
 
-    def job(self, slot: str, jid: str) -> str:
-        return self.job_prefix(slot) + jid
+    def job(self, shard: str, jid: str) -> str:
+        return self.job_prefix(shard) + jid
 
-    def dedup_prefix(self, slot: str) -> str:
-        """Prefix of the slot's cached entries, which scripts name themselves (same slot)."""
-        return f"{self.team_tag(slot)}:dedup:"
+    def dedup_prefix(self, shard: str) -> str:
+        """Prefix of the team's cached entries, which scripts name themselves (same shard)."""
+        return f"{self.team_tag(shard)}:dedup:"
 
-    def dedup(self, slot: str, identity: str) -> str:
-        return self.dedup_prefix(slot) + identity
+    def dedup(self, shard: str, identity: str) -> str:
+        return self.dedup_prefix(shard) + identity
 
-    def job_hooks(self, slot: str, jid: str) -> str:
-        return f"{self.job(slot, jid)}:hooks"
+    def job_hooks(self, shard: str, jid: str) -> str:
+        return f"{self.job(shard, jid)}:hooks"
 
     def delivery_due(self) -> str:
         return f"{self.root}:{{hooks}}:due"
@@ -117,44 +121,44 @@ class Layout:
     def delivery(self, delivery_id: str) -> str:
         return f"{self.root}:{{hooks}}:d:{delivery_id}"
 
-    def inflight(self, slot: str, identity: str) -> str:
-        return f"{self.team_tag(slot)}:inflight:{identity}"
+    def inflight(self, shard: str, identity: str) -> str:
+        return f"{self.team_tag(shard)}:inflight:{identity}"
 
-    def cache_index(self, slot: str, target: str) -> str:
-        return f"{self.team_tag(slot)}:cidx:{target}"
+    def cache_index(self, shard: str, target: str) -> str:
+        return f"{self.team_tag(shard)}:cidx:{target}"
 
-    def cache_targets(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:cidx"
+    def cache_targets(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:cidx"
 
-    def limits(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:limits"
+    def limits(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:limits"
 
-    def running(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:running"
+    def running(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:running"
 
-    def queue(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:queue"
+    def queue(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:queue"
 
-    def queue_seq(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:qseq"
+    def queue_seq(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:qseq"
 
-    def unreconciled(self, slot: str) -> str:
-        return f"{self.team_tag(slot)}:unreconciled"
+    def unreconciled(self, shard: str) -> str:
+        return f"{self.team_tag(shard)}:unreconciled"
 
-    def team_prefix(self, slot: str) -> str:
-        """Prefix of the team's period keys, which scripts name themselves (same slot)."""
-        return f"{self.team_tag(slot)}:"
+    def team_prefix(self, shard: str) -> str:
+        """Prefix of the team's period keys, which scripts name themselves (same shard)."""
+        return f"{self.team_tag(shard)}:"
 
-    def spend(self, slot: str, period: str, kid: str = "") -> str:
-        return f"{self.team_tag(slot)}:spend:{period}" + (f":{kid}" if kid else "")
+    def spend(self, shard: str, period: str, kid: str = "") -> str:
+        return f"{self.team_tag(shard)}:spend:{period}" + (f":{kid}" if kid else "")
 
-    def usage(self, slot: str, day: str) -> str:
-        return f"{self.team_tag(slot)}:usage:{day}"
+    def usage(self, shard: str, day: str) -> str:
+        return f"{self.team_tag(shard)}:usage:{day}"
 
     def queue_waiting(self) -> str:
         return f"{self.root}:{{q}}:waiting"
 
-    def global_running(self) -> str:
+    def account_running(self) -> str:
         return f"{self.root}:{{g}}:running"
 
     def poll_due(self) -> str:
@@ -164,7 +168,7 @@ class Layout:
         return f"{self.root}:{{admin}}:tokens"
 
     def admin_token_prefix(self) -> str:
-        """Prefix of admin token records, which scripts name themselves (same slot)."""
+        """Prefix of admin token records, which scripts name themselves (same shard)."""
         return f"{self.root}:{{admin}}:token:"
 
     def admin_token(self, token_id: str) -> str:

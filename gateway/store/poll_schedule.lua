@@ -1,8 +1,13 @@
--- KEYS[1] due set; ARGV[1] member, ARGV[2] delay seconds, ARGV[3] 'NX' (only if absent,
--- used to heal a job that lost its schedule) or 'ANY'. Scores use Redis's clock.
+-- Schedules a member of a due set after a delay by Redis's clock (never shifted).
+-- Reply: ZADD's count of added members.
+local due_set = KEYS[1]
+local member = ARGV[1]
+local delay_seconds = tonumber(ARGV[2])
+local mode = ARGV[3]  -- 'NX' only if absent (heals a job that lost its schedule), or 'ANY'
+
 local t = redis.call('TIME')
-local at = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
-if ARGV[3] == 'NX' then
-  return redis.call('ZADD', KEYS[1], 'NX', at, ARGV[1])
+local at = tonumber(t[1]) + tonumber(t[2]) / 1000000 + delay_seconds
+if mode == 'NX' then
+  return redis.call('ZADD', due_set, 'NX', at, member)
 end
-return redis.call('ZADD', KEYS[1], at, ARGV[1])
+return redis.call('ZADD', due_set, at, member)

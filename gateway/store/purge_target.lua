@@ -1,16 +1,20 @@
--- KEYS[1] cached identities of one target (cidx:<target>), KEYS[2] targets with cached ones (cidx).
--- ARGV[1] prefix of the slot's cached entries (<tag>:dedup:), ARGV[2] the target.
--- Removes every cached entry of the target and its index entries at once, so an entry cached
--- meanwhile is either purged or still indexed. Returns how many cached entries existed.
-local identities = redis.call('SMEMBERS', KEYS[1])
+-- Removes every cached entry of one target and its index entries at once, so an entry cached
+-- meanwhile is either purged or still indexed.
+-- Reply: how many cached entries existed.
+local target_index = KEYS[1]   -- cached identities of the target (cidx:<target>)
+local cached_targets = KEYS[2] -- targets with cached identities (cidx)
+local dedup_prefix = ARGV[1]   -- prefix of the shard's cached entries (<tag>:dedup:)
+local target = ARGV[2]
+
+local identities = redis.call('SMEMBERS', target_index)
 local purged = 0
 for i = 1, #identities, 500 do
   local batch = {}
   for j = i, math.min(i + 499, #identities) do
-    batch[#batch + 1] = ARGV[1] .. identities[j]
+    batch[#batch + 1] = dedup_prefix .. identities[j]
   end
   purged = purged + redis.call('DEL', unpack(batch))
 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('DEL', target_index)
+redis.call('SREM', cached_targets, target)
 return purged

@@ -1,8 +1,11 @@
--- KEYS[1] hash; ARGV field, value, field, value, ... (none: the hash is removed).
--- Replaces the whole hash at once, so no reader ever sees it empty or half written
--- (a team's limits or dedup policy).
-redis.call('DEL', KEYS[1])
-if #ARGV > 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV))
+-- Replaces a whole hash at once, so no reader ever sees it empty or half written (a team's
+-- limits or dedup policy).
+-- Reply: 1.
+local hash_key = KEYS[1]
+local fields = {unpack(ARGV, 1)}  -- field, value, ... (none: the hash is removed)
+
+redis.call('DEL', hash_key)
+if #fields > 0 then
+  redis.call('HSET', hash_key, unpack(fields))
 end
 return 1

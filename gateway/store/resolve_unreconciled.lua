@@ -1,15 +1,20 @@
+-- uses: spend
 -- An admin resolves a submit of unknown outcome: RunComfy charged it (its cost, or the
--- reservation) or did not (a refund). KEYS[1] unreconciled ledger.
--- ARGV[1] job id, ARGV[2] 'charged' or 'refunded', ARGV[3] cost in micro-dollars ('' = the
--- reservation), ARGV[4] usage retention seconds.
--- Returns {0} if the job is not in the ledger, else {1, reserved, settled}.
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
+-- reservation) or did not (a refund).
+-- Reply: {0} the job is not in the ledger, else {1, reserved micro, settled micro}.
+local unreconciled = KEYS[1]              -- job id -> JSON of its reservation
+local job_id = ARGV[1]
+local resolution = ARGV[2]                -- 'charged' or 'refunded'
+local cost_micro = tonumber(ARGV[3])      -- nil ('') charges the reservation
+local usage_retention = tonumber(ARGV[4])
+
+local raw = redis.call('HGET', unreconciled, job_id)
 if not raw then return {0} end
 local e = cjson.decode(raw)
 local reserved = tonumber(e.reserved) or 0
 local amount = 0
-if ARGV[2] == 'charged' then amount = tonumber(ARGV[3]) or reserved end
+if resolution == 'charged' then amount = cost_micro or reserved end
 local records = job_spend_records(e.spend_key, e.key_spend_key, e.spend_periods, e.key_id, 'm')
-settle_spend(records, e.usage_key, tonumber(ARGV[4]), e.target, reserved, amount)
-redis.call('HDEL', KEYS[1], ARGV[1])
+settle_spend(records, e.usage_key, usage_retention, e.target, reserved, amount)
+redis.call('HDEL', unreconciled, job_id)
 return {1, reserved, amount}

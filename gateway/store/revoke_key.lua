@@ -1,5 +1,8 @@
--- KEYS[1] key record; ARGV[1] revocation time.
--- Marks the key revoked (keeping the first revocation time) and returns the record, or {} if absent.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
-redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[1])
-return redis.call('HGETALL', KEYS[1])
+-- Marks an API key revoked, keeping the first revocation time.
+-- Reply: the key's record as a flat field/value list, or {} if there is no such key.
+local key_record = KEYS[1]
+local revoked_at = ARGV[1]
+
+if redis.call('EXISTS', key_record) == 0 then return {} end
+redis.call('HSETNX', key_record, 'revoked_at', revoked_at)
+return redis.call('HGETALL', key_record)

@@ -1,23 +1,62 @@
 """Lua scripts, called by SHA and reloaded after NOSCRIPT, over the pipelined connection
 (:mod:`gateway.store.pipelined`) when the URL allows it, else over redis-py.
 
-Every script gets ``common.lua`` (key verification, Redis's clock, terminal states) and
-``quota.lua`` (periods, GCRA, budget alerts, usage counters) prepended.
+A script declares the libraries of ``lib/`` it calls on a ``-- uses: clock, keys`` line; the
+loader prepends those and what they use in turn (each once, dependencies first), and nothing
+else: a script that uses none is sent as written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+import re
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.store.client import Store
+from gateway.store.contracts import CONTRACTS, ScriptArgs
 from gateway.store.pipelined import PipelinedRedis, PipelinedScript
+
+R = TypeVar("R")
+
+
+_USES = re.compile(r"^-- uses: (.*)$", re.MULTILINE)
 
 
 def _read(name: str) -> str:
     return resources.files("gateway.store").joinpath(name).read_text(encoding="utf-8")
+
+
+def uses(text: str) -> list[str]:
+    """The libraries a script or library declares it calls."""
+    m = _USES.search(text)
+    return [name.strip() for name in m[1].split(",")] if m else []
+
+
+def libraries(script: str) -> list[str]:
+    """The libraries a script needs, dependencies first, each once."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for dependency in uses(_read(f"lib/{name}.lua")):
+            visit(dependency)
+        order.append(name)
+
+    for name in uses(_read(f"{script}.lua")):
+        visit(name)
+    return order
+
+
+def script_text(script: str, clock_offset: float = 0.0) -> str:
+    """What Redis runs for ``script``: its libraries, then its own text."""
+    parts = []
+    for name in libraries(script):
+        if name == "clock":
+            parts.append(f"local CLOCK_OFFSET = {clock_offset!r}")
+        parts.append(_read(f"lib/{name}.lua"))
+    return "\n".join([*parts, _read(f"{script}.lua")])
 
 
 class ScriptCall(Protocol):
@@ -26,51 +65,23 @@ class ScriptCall(Protocol):
     async def __call__(self, keys: Any = None, args: Any = None) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
 class Scripts:
-    authenticate: ScriptCall
-    team_policy: ScriptCall
-    load_request: ScriptCall
-    admit: ScriptCall
-    refuse_submit: ScriptCall
-    job_update: ScriptCall
-    detach: ScriptCall
-    reattach: ScriptCall
-    poll_claim: ScriptCall
-    poll_schedule: ScriptCall
-    delete_team: ScriptCall
-    revoke_key: ScriptCall
-    dispatch: ScriptCall
-    requeue: ScriptCall
-    queue_body: ScriptCall
-    resolve_unreconciled: ScriptCall
-    global_slot: ScriptCall
-    zrem_if_older: ScriptCall
-    create_key: ScriptCall
-    rotate_key: ScriptCall
-    now: ScriptCall
-    admin_token_create: ScriptCall
-    admin_token_revoke: ScriptCall
-    replace_hash: ScriptCall
-    purge_target: ScriptCall
-    delivery_enqueue: ScriptCall
+    """Every script of :data:`CONTRACTS`, loaded once; :meth:`run` calls one by its arguments
+    and parses its reply."""
+
+    def __init__(self, calls: Mapping[str, ScriptCall]) -> None:
+        self._calls = dict(calls)
 
     @classmethod
     def register(
-        cls, redis: Store, clock_offset: float = 0.0, pipelined: PipelinedRedis | None = None
+        cls, redis: Store, pipelined: PipelinedRedis | None = None, *, clock_offset: float = 0.0
     ) -> Scripts:
         """``clock_offset`` shifts Redis's clock as the scripts see it (tests of period ends)."""
-        prelude = "\n".join(
-            [f"local CLOCK_OFFSET = {clock_offset!r}", _read("common.lua"), _read("quota.lua")]
-        )
-        texts = {f.name: prelude + "\n" + _read(f"{f.name}.lua") for f in fields(cls)}
+        texts = {c.script: script_text(c.script, clock_offset) for c in CONTRACTS}
         if pipelined is not None:
-            return cls(**{name: PipelinedScript(pipelined, text) for name, text in texts.items()})
-        return cls(**{name: redis.register_script(text) for name, text in texts.items()})
+            return cls({name: PipelinedScript(pipelined, text) for name, text in texts.items()})
+        return cls({name: redis.register_script(text) for name, text in texts.items()})
 
-
-def pairs(flat: Sequence[Any]) -> dict[str, str]:
-    """A hash from a flat field/value reply (a script's, or HGETALL's over the pipelined
-    connection; strings, as both clients decode replies)."""
-    fields = iter(flat)
-    return dict(zip(fields, fields, strict=True))
+    async def run(self, args: ScriptArgs[R]) -> R:
+        raw = await self._calls[args.script](keys=args.keys(), args=args.argv())
+        return args.parse_reply(raw)

@@ -33,6 +33,7 @@ from gateway.web.appkeys import (
     ADMINS,
     AUDIT,
     CATALOG,
+    CLOCK_OFFSET,
     COMMANDS,
     DEDUP,
     EMBEDDED_REDIS,
@@ -135,7 +136,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         pipelined = PipelinedRedis(
             url, call_timeout=settings.redis_timeout_seconds, observer=app[METRICS].observe_redis
         )
-    app[SCRIPTS] = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
+    clock_offset = app[CLOCK_OFFSET]
+    app[SCRIPTS] = Scripts.register(redis, pipelined, clock_offset=clock_offset)
     app[COMMANDS] = commands_for(redis, pipelined)
     lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
     yield
@@ -253,6 +255,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             commands=app[COMMANDS],
             model_api=app[MODEL_API],
             serverless=app[SERVERLESS],
+            clock_offset=app[CLOCK_OFFSET],
         )
     )
     app[SERVICES] = services
@@ -342,8 +345,10 @@ async def _on_shutdown(app: web.Application) -> None:
     log.info("gateway_draining")
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the gateway application from its settings."""
+def create_app(settings: Settings, *, clock_offset_seconds: float = 0.0) -> web.Application:
+    """Build the gateway application from its settings. ``clock_offset_seconds`` is for tests
+    only: it shifts Redis's clock as the scripts and the quota calendar see it (a replica
+    "tomorrow" next to one "today")."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # The HTTP parser's own limits, set explicitly: a longer line or more headers is refused
@@ -361,6 +366,7 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     app[SETTINGS] = settings
+    app[CLOCK_OFFSET] = clock_offset_seconds
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = Metrics()
     app[LARGE_BODIES] = asyncio.Semaphore(settings.max_large_bodies)

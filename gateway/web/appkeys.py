@@ -70,3 +70,5 @@ ADMIN_ACTOR = web.RequestKey("admin_actor", AdminActor)
 RAW_BODY = web.RequestKey("raw_body", bytes)
 LARGE_BODIES = web.AppKey("large_bodies", asyncio.Semaphore)
 METRICS_URL = web.AppKey("metrics_url", str)  # the separate metrics listener, once it listens
+# A test hook, never a setting: shifts Redis's clock as the scripts and the calendar see it.
+CLOCK_OFFSET = web.AppKey("clock_offset", float)

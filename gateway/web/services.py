@@ -54,6 +54,7 @@ class Resources:
     commands: Commands
     model_api: UpstreamClient
     serverless: UpstreamClient
+    clock_offset: float = 0.0  # tests of period ends shift the clock; production never does
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ def build_services(res: Resources) -> Services:
     settings, redis, scripts = res.settings, res.redis, res.scripts
     layout = Layout(settings.redis_namespace)
     secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
-    calendar = Calendar(ZoneInfo(settings.quota_timezone), settings.clock_offset_seconds)
+    calendar = Calendar(ZoneInfo(settings.quota_timezone), res.clock_offset)
     quota = _quota_config(settings)
     teams = TeamService(redis, scripts, layout)
     records = RequestRecords(

@@ -246,7 +246,7 @@ async def purge_team_cache(request: web.Request) -> web.Response:
     actor = await require_admin(request)
     team_id = request.match_info["team_id"]
     team_slot = await request.app[TEAMS].slot_of(team_id)
-    slot = request.app[RECORDS].scope_slot(team_slot)
+    slot = request.app[RECORDS].scope_shard(team_slot)
     dedup = request.app[DEDUP]
     identity = request.match_info.get("cache_key")
     model = request.query.get("model")
@@ -281,7 +281,7 @@ async def purge_model_cache(request: web.Request) -> web.Response:
     teams, dedup = request.app[TEAMS], request.app[DEDUP]
     target = request.match_info["target"]
     records = request.app[RECORDS]
-    slots = {records.scope_slot(await teams.slot_of(t.team_id)) for t in await teams.list_teams()}
+    slots = {records.scope_shard(await teams.slot_of(t.team_id)) for t in await teams.list_teams()}
     purged = 0
     for slot in sorted(slots):
         purged += await dedup.purge_target(slot, target)
