@@ -72,12 +72,8 @@ from gateway.web.appkeys import (
 from gateway.web.middlewares.bodies import setup_bodies
 from gateway.web.middlewares.errors import setup_errors
 from gateway.web.middlewares.request_context import setup_request_context
-from gateway.web.routes.admin import setup_admin_routes
-from gateway.web.routes.admin_pricing import setup_admin_pricing_routes
-from gateway.web.routes.admin_quotas import setup_admin_quota_routes
-from gateway.web.routes.model_api import setup_model_api_routes
-from gateway.web.routes.ops import create_metrics_app, setup_ops_routes
-from gateway.web.routes.serverless import setup_serverless_routes
+from gateway.web.operations import setup_routes
+from gateway.web.routes.ops import create_metrics_app
 
 log = structlog.get_logger(__name__)
 REDIS_PROBE_INTERVAL = 2.0
@@ -466,10 +462,5 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(metrics_listener_ctx)
     app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
     app.on_shutdown.append(_on_shutdown)
-    setup_ops_routes(app, with_metrics=not separate_metrics)
-    setup_model_api_routes(app)
-    setup_serverless_routes(app)
-    setup_admin_routes(app)
-    setup_admin_quota_routes(app)
-    setup_admin_pricing_routes(app)
+    setup_routes(app, with_metrics=not separate_metrics)
     return app
