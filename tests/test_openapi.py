@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from gateway.web.operations import document, operations
-from gateway.web.spec import Auth
+from gateway.web.spec import Auth, Relayed, status_of
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
 # Bounded so the run stays well under a minute on two shared cores; raise locally to dig deeper.
@@ -144,6 +144,19 @@ async def test_every_error_is_documented_in_runcomfys_shape_with_its_headers() -
         "error_message",
         "detail",
     ]
+
+
+def test_every_error_class_a_row_names_is_an_example_of_its_status_with_its_code() -> None:
+    responses = document()["components"]["responses"]
+    for op in operations():
+        for error in op.all_errors():
+            shared = responses[f"Error{status_of(error)}"]
+            if isinstance(error, Relayed):
+                assert "passed on as RunComfy sent it" in shared["description"]
+                continue
+            example = shared["content"]["application/json"]["examples"][error.__name__]
+            assert example["value"]["error_code"] == error.error_code, op.operation_id
+            assert f"`{error.error_code}` {error.__name__}" in shared["description"]
 
 
 async def test_the_gateway_serves_its_document_without_credentials(gateway: Gateway) -> None:

@@ -194,8 +194,8 @@ def _error_headers(error: ErrorSpec) -> tuple[str, ...]:
 
 def _meaning(error: ErrorSpec) -> str:
     if isinstance(error, Relayed):
-        return f"{RELAYED} (its `error_code`)"
-    return f"`{error.error_code}` {error.__name__}: {error.default_message}"
+        return f"- {RELAYED} (its `error_code`)"
+    return f"- `{error.error_code}` {error.__name__}: {error.default_message}"
 
 
 def _example(error: type[GatewayError]) -> Json:
@@ -224,7 +224,7 @@ def _error_responses(operations: list[Operation]) -> Json:
         if classes:
             content["examples"] = {e.__name__: _example(e) for e in classes}
         responses[f"Error{status}"] = {
-            "description": "; ".join(_meaning(e) for e in errors),
+            "description": "\n".join(_meaning(e) for e in errors),
             "headers": _headers(("X-Request-Id", *headers)),
             "content": {"application/json": content},
         }
