@@ -8,6 +8,7 @@ import orjson
 from pydantic import BaseModel
 
 from gateway.access.admins import AdminToken
+from gateway.access.audit import AuditEntry
 from gateway.access.teams import ApiKey, Team
 from gateway.money.pricing import Estimate
 from gateway.money.quotas import Limits
@@ -78,3 +79,11 @@ def test_an_estimate_and_a_usage_report_pass_unchanged() -> None:
         "budget": BUDGET,
     }
     assert sent(responses.Usage, usage) == orjson.dumps(usage)
+
+
+def test_an_audit_page_passes_unchanged_entries_without_a_correlation_id_included() -> None:
+    entry = AuditEntry.from_stream(
+        "1796267773667-0", {"actor": "alice", "action": "team.create", "after": '{"a": 1}'}
+    )
+    page = {"entries": [entry.to_json()], "next_cursor": None}
+    assert sent(responses.AuditPage, page) == orjson.dumps(page)

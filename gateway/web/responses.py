@@ -154,7 +154,7 @@ class AuditEntry(BaseModel):
     target: str
     before: Any
     after: Any
-    correlation_id: str
+    correlation_id: str | None  # None: recorded without a request's correlation id
 
 
 class AuditPage(BaseModel):
@@ -177,6 +177,7 @@ class Budget(BaseModel):
 
 
 class KeyLimitsView(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a limit added later is shown, not dropped
     rate_per_minute: Number | None
     rate_burst: int | None
     daily_requests: int | None
