@@ -17,6 +17,7 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -144,6 +145,16 @@ async def test_every_error_is_documented_in_runcomfys_shape_with_its_headers() -
         "error_message",
         "detail",
     ]
+
+
+def test_every_admin_answer_is_a_response_model_that_serializes_and_documents_it() -> None:
+    schemas = document()["components"]["schemas"]
+    admin_rows = [op for op in operations() if op.path.startswith("/admin/")]
+    assert len(admin_rows) >= 30
+    for op in admin_rows:
+        for ok in op.ok:
+            assert isinstance(ok.body, type) and issubclass(ok.body, BaseModel), op.operation_id
+            assert ok.body.__name__ in schemas, op.operation_id
 
 
 def test_every_error_class_a_row_names_is_an_example_of_its_status_with_its_code() -> None:
