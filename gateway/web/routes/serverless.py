@@ -2,7 +2,8 @@
 
 Deployment management (list, create, update, delete deployments; account balance) acts on the
 gateway's RunComfy account as a whole, so a team key is refused: admin tokens of either role may
-read, only the ``admin`` role may change, and every change is recorded in the audit log.
+read, only the ``admin`` role may change (as their rows in :mod:`gateway.web.operations` say,
+checked before the handler runs), and every change is recorded in the audit log.
 """
 
 from __future__ import annotations
