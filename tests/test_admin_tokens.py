@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gateway.web.openapi import Auth, operations
+from gateway.web.operations import operations
+from gateway.web.spec import Auth
 from tests.conftest import (
     ADMIN_TOKEN,
     NANO,

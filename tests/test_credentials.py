@@ -28,7 +28,7 @@ from gateway.access.credentials import (
 )
 from gateway.access.teams import TEAM_ID_RE
 from gateway.jobs.records import REQUEST_ID_RE
-from gateway.web.routes.serverless import DEPLOYMENT_ID_RE
+from gateway.web.routes.shared import DEPLOYMENT_ID_RE
 
 ID_CHARS = string.ascii_lowercase + string.digits
 SECRET_CHARS = string.ascii_letters + string.digits

@@ -17,6 +17,7 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -28,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.web.openapi import Auth, document, operations
+from gateway.web.operations import document, operations
+from gateway.web.spec import Auth, Relayed, status_of
 from tests.conftest import ADMIN_TOKEN, NANO, Gateway, Simulator, assert_error_shape
 
 # Bounded so the run stays well under a minute on two shared cores; raise locally to dig deeper.
@@ -118,8 +120,8 @@ async def test_every_route_is_documented_and_every_documented_operation_is_a_rou
     gateway: Gateway,
 ) -> None:
     routes, docs = served(gateway.app), documented()
-    assert routes - docs == set(), "routes without a row in gateway/web/openapi.py"
-    assert docs - routes == set(), "rows in gateway/web/openapi.py naming no route"
+    assert routes - docs == set(), "routes without a row in gateway/web/operations.py"
+    assert docs - routes == set(), "rows in gateway/web/operations.py naming no route"
     assert len(operations()) == len(docs), "one row per method and path"
 
 
@@ -127,7 +129,7 @@ async def test_every_error_is_documented_in_runcomfys_shape_with_its_headers() -
     doc = document()
     for op in operations():
         responses = doc["paths"][op.path][op.method.lower()]["responses"]
-        for status in op.all_errors():
+        for status in op.statuses():
             shared = doc["components"]["responses"][f"Error{status}"]
             assert responses[str(status)] == {"$ref": f"#/components/responses/Error{status}"}
             schema = shared["content"]["application/json"]["schema"]
@@ -143,6 +145,29 @@ async def test_every_error_is_documented_in_runcomfys_shape_with_its_headers() -
         "error_message",
         "detail",
     ]
+
+
+def test_every_admin_answer_is_a_response_model_that_serializes_and_documents_it() -> None:
+    schemas = document()["components"]["schemas"]
+    admin_rows = [op for op in operations() if op.path.startswith("/admin/")]
+    assert len(admin_rows) >= 30
+    for op in admin_rows:
+        for ok in op.ok:
+            assert isinstance(ok.body, type) and issubclass(ok.body, BaseModel), op.operation_id
+            assert ok.body.__name__ in schemas, op.operation_id
+
+
+def test_every_error_class_a_row_names_is_an_example_of_its_status_with_its_code() -> None:
+    responses = document()["components"]["responses"]
+    for op in operations():
+        for error in op.all_errors():
+            shared = responses[f"Error{status_of(error)}"]
+            if isinstance(error, Relayed):
+                assert "passed on as RunComfy sent it" in shared["description"]
+                continue
+            example = shared["content"]["application/json"]["examples"][error.__name__]
+            assert example["value"]["error_code"] == error.error_code, op.operation_id
+            assert f"`{error.error_code}` {error.__name__}" in shared["description"]
 
 
 async def test_the_gateway_serves_its_document_without_credentials(gateway: Gateway) -> None:

@@ -9,7 +9,8 @@ import uuid
 from typing import Any
 
 from gateway.store.client import connect
-from gateway.web.openapi import Auth, operations
+from gateway.web.operations import operations
+from gateway.web.spec import Auth
 from tests.conftest import (
     ADMIN_TOKEN,
     NANO,

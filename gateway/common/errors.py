@@ -164,7 +164,8 @@ class UpstreamClientError(ClientError):
 
 
 class QuotaRefused(ClientError):
-    """A team limit refused the request; carries ``Retry-After`` and RateLimit headers."""
+    """A team limit refused the request; carries ``Retry-After`` and RateLimit headers. Always
+    raised with a message naming the limit; ``default_message`` is what the API docs show."""
 
     def __init__(
         self, message: str, detail: Any = None, extra_headers: dict[str, str] | None = None
@@ -179,31 +180,37 @@ class QuotaRefused(ClientError):
 class BudgetExhausted(QuotaRefused):
     status = 402
     error_code = 402001
+    default_message = "The team's budget for this period cannot cover the request's estimated cost."
 
 
 class RequestTooExpensive(QuotaRefused):
     status = 402
     error_code = 402002
+    default_message = "The request's estimated cost exceeds the team's per-request cap."
 
 
 class AccessDenied(QuotaRefused):
     status = 403
     error_code = 403002
+    default_message = "The model or deployment is not on the team's list."
 
 
 class RateLimitExceeded(QuotaRefused):
     status = 429
     error_code = 429002
+    default_message = "A submit rate or daily limit of the team or key is reached; retry later."
 
 
 class QueueFull(QuotaRefused):
     status = 429
     error_code = 429003
+    default_message = "The team's queue of waiting submits is full; retry later."
 
 
 class PollRateExceeded(QuotaRefused):
     status = 429
     error_code = 429004
+    default_message = "Status and result polls of this key come too fast; retry later."
 
 
 class ServiceError(GatewayError):

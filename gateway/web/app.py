@@ -58,12 +58,8 @@ from gateway.web.appkeys import (
 from gateway.web.middlewares.bodies import setup_bodies
 from gateway.web.middlewares.errors import setup_errors
 from gateway.web.middlewares.request_context import setup_request_context
-from gateway.web.routes.admin import setup_admin_routes
-from gateway.web.routes.admin_pricing import setup_admin_pricing_routes
-from gateway.web.routes.admin_quotas import setup_admin_quota_routes
-from gateway.web.routes.model_api import setup_model_api_routes
-from gateway.web.routes.ops import create_metrics_app, setup_ops_routes
-from gateway.web.routes.serverless import setup_serverless_routes
+from gateway.web.operations import setup_routes
+from gateway.web.routes.ops import create_metrics_app
 from gateway.web.services import Resources, Services, build_services
 
 log = structlog.get_logger(__name__)
@@ -384,10 +380,5 @@ def create_app(settings: Settings, *, clock_offset_seconds: float = 0.0) -> web.
         [redis_ctx, upstream_ctx, services_ctx, redis_probe_ctx, jobs_ctx, lifecycle_ctx]
     )
     app.on_shutdown.append(_on_shutdown)
-    setup_ops_routes(app, with_metrics=not separate_metrics)
-    setup_model_api_routes(app)
-    setup_serverless_routes(app)
-    setup_admin_routes(app)
-    setup_admin_quota_routes(app)
-    setup_admin_pricing_routes(app)
+    setup_routes(app, with_metrics=not separate_metrics)
     return app

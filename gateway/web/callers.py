@@ -6,8 +6,10 @@ caller (health, metrics) need no parsing.
 
 Team keys are verified inside the same Redis round trip as the route's own work (see
 :mod:`gateway.jobs.records`), which is why identification and verification are split. Admin
-routes call :func:`require_viewer` (reads) or :func:`require_admin` (changes); both verify a named
-admin token against Redis on every call, so a revoked one is refused at once on every replica.
+routes are guarded by :func:`require_viewer` (reads) or :func:`require_admin` (changes), as their
+row in the operations table says, before the handler runs; both verify a named admin token
+against Redis on every call, so a revoked one is refused at once on every replica. The handler
+reads the verified actor with :func:`admin_actor`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,17 @@ from gateway.access.credentials import (
     parse_bearer,
 )
 from gateway.common.errors import Forbidden, Unauthorized
-from gateway.web.appkeys import ADMIN_ACTOR, ADMINS, CREDENTIAL, SETTINGS
+from gateway.web.appkeys import ADMIN_ACTOR, ADMINS, CREDENTIAL, SETTINGS, TEAM_ID, TEAMS
 
-__all__ = ["AdminActor", "credential", "require_admin", "require_viewer", "team_credential"]
+__all__ = [
+    "AdminActor",
+    "admin_actor",
+    "credential",
+    "require_admin",
+    "require_catalog_caller",
+    "require_viewer",
+    "team_credential",
+]
 
 
 def credential(request: web.Request) -> Credential | None:
@@ -81,3 +91,17 @@ async def require_admin(request: web.Request) -> AdminActor:
             detail="admin_role_required",
         )
     return actor
+
+
+async def require_catalog_caller(request: web.Request) -> None:
+    """The catalog is open to any verified team key and to admin tokens of either role."""
+    if presents_admin_token(request):
+        await require_viewer(request)
+        return
+    principal = await request.app[TEAMS].authenticate(team_credential(request))
+    request[TEAM_ID] = principal.team_id
+
+
+def admin_actor(request: web.Request) -> AdminActor:
+    """The admin actor verified for this request by its route's guard."""
+    return request[ADMIN_ACTOR]

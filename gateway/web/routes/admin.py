@@ -1,28 +1,50 @@
 """The admin API under ``/admin/v1/``: teams, keys, dedup policy, cache, admin tokens, audit.
 
-Reads need an admin token of either role (:func:`require_viewer`), changes the ``admin`` role
-(:func:`require_admin`). Every change is recorded in the audit log by the route that makes it,
-with the public view of what changed (never a key or token).
+Reads need an admin token of either role, changes the ``admin`` role: each route's row in the
+operations table (:mod:`gateway.web.operations`) says which, and the token is verified before the
+handler runs. Answers are the models of :mod:`gateway.web.responses`. Every change is recorded
+in the audit log by the route that makes it, with the public view of what changed (never a key
+or token).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from gateway.access.admins import NAME_RE, AdminRole
 from gateway.access.audit import MAX_PAGE, AuditQuery, parse_entry_id
 from gateway.access.teams import TEAM_ID_RE, Expiry
-from gateway.common.errors import BadRequest, NotFound, ValidationFailed
-from gateway.common.jsonutil import json_response
+from gateway.common.errors import BadRequest, NotFound
 from gateway.web.appkeys import ADMINS, AUDIT, DEDUP, RECORDS, SETTINGS, TEAMS
-from gateway.web.callers import require_admin, require_viewer
+from gateway.web.callers import admin_actor
 from gateway.web.middlewares.bodies import read_json_object
+from gateway.web.responses import (
+    AdminToken,
+    AdminTokenList,
+    ApiKey,
+    ApiKeyList,
+    AuditPage,
+    DedupPolicyView,
+    NewAdminToken,
+    NewApiKey,
+    PolicyName,
+    Purged,
+    RotatedApiKey,
+    Team,
+    TeamDeleted,
+    TeamDetail,
+    TeamList,
+    UnknownSubmit,
+    UnknownSubmits,
+    Whoami,
+    answer,
+)
+from gateway.web.routes.shared import validated
 
-M = TypeVar("M", bound=BaseModel)
 DAY = 24 * 3600
 MAX_KEY_LIFETIME = 10 * 365 * DAY
 MAX_GRACE = 90 * DAY
@@ -32,9 +54,6 @@ class CreateTeam(BaseModel):
     model_config = ConfigDict(extra="forbid")
     team_id: str | None = Field(default=None, max_length=63, pattern=TEAM_ID_RE.pattern)
     name: str | None = Field(default=None, max_length=200)
-
-
-PolicyName = Literal["cache", "seeded", "inflight", "off"]
 
 
 class DedupPolicy(BaseModel):
@@ -80,48 +99,37 @@ class CreateAdmin(BaseModel):
     role: AdminRole = "viewer"
 
 
-def _validated(model: type[M], body: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        detail = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ValidationFailed(detail=detail) from None
-
-
 # --- teams and keys --------------------------------------------------------------------------
 
 
 async def create_team(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
-    body = _validated(CreateTeam, await read_json_object(request, required=False))
+    actor = admin_actor(request)
+    body = validated(CreateTeam, await read_json_object(request, required=False))
     team = await request.app[TEAMS].create_team(body.team_id, body.name)
     await request.app[AUDIT].record(
         actor, "team.create", f"team/{team.team_id}", None, team.to_json()
     )
-    return json_response(team.to_json(), status=201)
+    return answer(Team.model_validate(team.to_json()), status=201)
 
 
 async def list_teams(request: web.Request) -> web.Response:
-    await require_viewer(request)
     teams = await request.app[TEAMS].list_teams()
-    return json_response({"teams": [t.to_json() for t in teams]})
+    return answer(TeamList.model_validate({"teams": [t.to_json() for t in teams]}))
 
 
 async def get_team(request: web.Request) -> web.Response:
-    await require_viewer(request)
     service = request.app[TEAMS]
     team = await service.get_team(request.match_info["team_id"])
     keys = await service.list_keys(team.team_id)
     active = sum(1 for k in keys if k.active)
-    return json_response({**team.to_json(), "keys": len(keys), "active_keys": active})
+    return answer(
+        TeamDetail.model_validate({**team.to_json(), "keys": len(keys), "active_keys": active})
+    )
 
 
 async def delete_team(request: web.Request) -> web.Response:
     """Delete a team; the audit record's ``before`` lists the keys that stopped working."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     service = request.app[TEAMS]
     team_id = request.match_info["team_id"]
     try:
@@ -134,35 +142,33 @@ async def delete_team(request: web.Request) -> web.Response:
         before = None  # half-created: the delete below still cleans up its index entry
     await service.delete_team(team_id)
     await request.app[AUDIT].record(actor, "team.delete", f"team/{team_id}", before, None)
-    return json_response({"team_id": team_id, "deleted": True})
+    return answer(TeamDeleted(team_id=team_id, deleted=True))
 
 
 async def create_key(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
-    body = _validated(CreateKey, await read_json_object(request, required=False))
+    actor = admin_actor(request)
+    body = validated(CreateKey, await read_json_object(request, required=False))
     info, key = await request.app[TEAMS].create_key(
         request.match_info["team_id"], body.name, body.expiry()
     )
     await request.app[AUDIT].record(
         actor, "key.create", f"team/{info.team_id}/key/{info.key_id}", None, info.to_json()
     )
-    return json_response({**info.to_json(), "key": key}, status=201)
+    return answer(NewApiKey.model_validate({**info.to_json(), "key": key}), status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    await require_viewer(request)
     keys = await request.app[TEAMS].list_keys(request.match_info["team_id"])
-    return json_response({"keys": [k.to_json() for k in keys]})
+    return answer(ApiKeyList.model_validate({"keys": [k.to_json() for k in keys]}))
 
 
 async def get_key(request: web.Request) -> web.Response:
-    await require_viewer(request)
     key = await request.app[TEAMS].get_key(request.match_info["key_id"])
-    return json_response(key.to_json())
+    return answer(ApiKey.model_validate(key.to_json()))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     teams = request.app[TEAMS]
     before = await teams.get_key(request.match_info["key_id"])
     after = await teams.revoke_key(before.key_id)
@@ -173,13 +179,13 @@ async def revoke_key(request: web.Request) -> web.Response:
         before.to_json(),
         after.to_json(),
     )
-    return json_response(after.to_json())
+    return answer(ApiKey.model_validate(after.to_json()))
 
 
 async def rotate_key(request: web.Request) -> web.Response:
     """A new key of the same team and name (shown once); the old one works for the grace."""
-    actor = await require_admin(request)
-    body = _validated(RotateKey, await read_json_object(request, required=False))
+    actor = admin_actor(request)
+    body = validated(RotateKey, await read_json_object(request, required=False))
     teams = request.app[TEAMS]
     before = await teams.get_key(request.match_info["key_id"])
     old, new, key = await teams.rotate_key(before.key_id, body.grace_seconds, body.expiry())
@@ -190,43 +196,39 @@ async def rotate_key(request: web.Request) -> web.Response:
         before.to_json(),
         {"old": old.to_json(), "new": new.to_json()},
     )
-    return json_response({**new.to_json(), "key": key, "replaces": old.to_json()}, status=201)
+    rotated = {**new.to_json(), "key": key, "replaces": old.to_json()}
+    return answer(RotatedApiKey.model_validate(rotated), status=201)
 
 
 async def unknown_submits(request: web.Request) -> web.Response:
     """Submits whose outcome is unknown (RunComfy never answered), for reconciliation."""
-    await require_viewer(request)
     team_id = request.match_info["team_id"]
     slot = await request.app[TEAMS].slot_of(team_id)
     records = await request.app[RECORDS].unknown_submits(slot, team_id)
-    return json_response(
-        {
-            "requests": [
-                {
-                    "request_id": r.request_id,
-                    "api": r.api.value,
-                    "target": r.target,
-                    "key_id": r.key_id,
-                    "created_at": r.created_at,
-                }
-                for r in records
-            ]
-        }
-    )
+    submits = [
+        UnknownSubmit(
+            request_id=r.request_id,
+            api=r.api.value,
+            target=r.target,
+            key_id=r.key_id,
+            created_at=r.created_at,
+        )
+        for r in records
+    ]
+    return answer(UnknownSubmits(requests=submits))
 
 
 # --- dedup policy and cache ------------------------------------------------------------------
 
 
 async def get_dedup_policy(request: web.Request) -> web.Response:
-    await require_viewer(request)
     slot = await request.app[TEAMS].slot_of(request.match_info["team_id"])
-    return json_response(await request.app[DEDUP].get_policy(slot))
+    return answer(DedupPolicyView.model_validate(await request.app[DEDUP].get_policy(slot)))
 
 
 async def put_dedup_policy(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
-    policy = _validated(DedupPolicy, await read_json_object(request))
+    actor = admin_actor(request)
+    policy = validated(DedupPolicy, await read_json_object(request))
     teams = request.app[TEAMS]
     team_id = request.match_info["team_id"]
     slot = await teams.slot_of(team_id)
@@ -238,12 +240,12 @@ async def put_dedup_policy(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "dedup_policy.replace", f"team/{team_id}/dedup-policy", before, after
     )
-    return json_response(after)
+    return answer(DedupPolicyView.model_validate(after))
 
 
 async def purge_team_cache(request: web.Request) -> web.Response:
     """Forget cached results of a team: all, one model's (``?model=``) or one identity's."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     team_id = request.match_info["team_id"]
     team_slot = await request.app[TEAMS].slot_of(team_id)
     slot = request.app[RECORDS].scope_shard(team_slot)
@@ -272,12 +274,12 @@ async def purge_team_cache(request: web.Request) -> web.Response:
         purged = await dedup.purge_team(slot)
         target = f"team/{team_id}/cache"
     await request.app[AUDIT].record(actor, "cache.purge", target, None, {"purged": purged})
-    return json_response({"purged": purged})
+    return answer(Purged(purged=purged))
 
 
 async def purge_model_cache(request: web.Request) -> web.Response:
     """Forget every team's cached results of one model (or deployment)."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     teams, dedup = request.app[TEAMS], request.app[DEDUP]
     target = request.match_info["target"]
     records = request.app[RECORDS]
@@ -288,7 +290,7 @@ async def purge_model_cache(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "cache.purge", f"cache/model/{target}", None, {"purged": purged}
     )
-    return json_response({"purged": purged})
+    return answer(Purged(purged=purged))
 
 
 # --- admin tokens and the audit log ----------------------------------------------------------
@@ -296,35 +298,33 @@ async def purge_model_cache(request: web.Request) -> web.Response:
 
 async def whoami(request: web.Request) -> web.Response:
     """The caller's admin identity, so a token can be checked without side effects."""
-    actor = await require_viewer(request)
-    return json_response({"name": actor.name, "role": actor.role, "token_id": actor.token_id})
+    actor = admin_actor(request)
+    return answer(Whoami(name=actor.name, role=actor.role, token_id=actor.token_id))
 
 
 async def create_admin(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
-    body = _validated(CreateAdmin, await read_json_object(request))
+    actor = admin_actor(request)
+    body = validated(CreateAdmin, await read_json_object(request))
     info, token = await request.app[ADMINS].create(body.name, body.role, actor)
     await request.app[AUDIT].record(
         actor, "admin_token.create", f"admin/{info.token_id}", None, info.to_json()
     )
-    return json_response({**info.to_json(), "token": token}, status=201)
+    return answer(NewAdminToken.model_validate({**info.to_json(), "token": token}), status=201)
 
 
 async def list_admins(request: web.Request) -> web.Response:
-    await require_viewer(request)
     tokens = await request.app[ADMINS].list_tokens()
-    return json_response({"admins": [t.to_json() for t in tokens]})
+    return answer(AdminTokenList.model_validate({"admins": [t.to_json() for t in tokens]}))
 
 
 async def get_admin(request: web.Request) -> web.Response:
-    await require_viewer(request)
     token = await request.app[ADMINS].get(request.match_info["token_id"])
-    return json_response(token.to_json())
+    return answer(AdminToken.model_validate(token.to_json()))
 
 
 async def revoke_admin(request: web.Request) -> web.Response:
     """Revoke a named admin token at once; the last admin stays unless bootstrap is set."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     admins = request.app[ADMINS]
     before = await admins.get(request.match_info["token_id"])
     bootstrap_set = bool(request.app[SETTINGS].admin_token.get_secret_value())
@@ -332,7 +332,7 @@ async def revoke_admin(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "admin_token.revoke", f"admin/{after.token_id}", before.to_json(), after.to_json()
     )
-    return json_response(after.to_json())
+    return answer(AdminToken.model_validate(after.to_json()))
 
 
 def _audit_query(request: web.Request) -> AuditQuery:
@@ -368,31 +368,6 @@ def _audit_query(request: web.Request) -> AuditQuery:
 async def read_audit(request: web.Request) -> web.Response:
     """The audit log, newest first; filters ``actor``, ``action``, ``target`` (a prefix),
     ``team``, ``since``; ``limit`` and ``cursor`` page through it."""
-    await require_viewer(request)
     entries, next_cursor = await request.app[AUDIT].read(_audit_query(request))
-    return json_response({"entries": [e.to_json() for e in entries], "next_cursor": next_cursor})
-
-
-def setup_admin_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/admin/v1/teams", create_team)
-    r.add_get("/admin/v1/teams", list_teams)
-    r.add_get("/admin/v1/teams/{team_id}", get_team)
-    r.add_delete("/admin/v1/teams/{team_id}", delete_team)
-    r.add_post("/admin/v1/teams/{team_id}/keys", create_key)
-    r.add_get("/admin/v1/teams/{team_id}/keys", list_keys)
-    r.add_get("/admin/v1/teams/{team_id}/unknown-submits", unknown_submits)
-    r.add_get("/admin/v1/teams/{team_id}/dedup-policy", get_dedup_policy)
-    r.add_put("/admin/v1/teams/{team_id}/dedup-policy", put_dedup_policy)
-    r.add_delete("/admin/v1/teams/{team_id}/cache", purge_team_cache)
-    r.add_delete("/admin/v1/teams/{team_id}/cache/{cache_key}", purge_team_cache)
-    r.add_delete("/admin/v1/cache/{target:.+}", purge_model_cache)
-    r.add_get("/admin/v1/keys/{key_id}", get_key)
-    r.add_delete("/admin/v1/keys/{key_id}", revoke_key)
-    r.add_post("/admin/v1/keys/{key_id}/rotate", rotate_key)
-    r.add_get("/admin/v1/whoami", whoami)
-    r.add_post("/admin/v1/admins", create_admin)
-    r.add_get("/admin/v1/admins", list_admins)
-    r.add_get("/admin/v1/admins/{token_id}", get_admin)
-    r.add_delete("/admin/v1/admins/{token_id}", revoke_admin)
-    r.add_get("/admin/v1/audit", read_audit)
+    page = {"entries": [e.to_json() for e in entries], "next_cursor": next_cursor}
+    return answer(AuditPage.model_validate(page))

@@ -28,15 +28,26 @@ from gateway.common.errors import (
     UpstreamClientError,
     ValidationFailed,
 )
-from gateway.common.jsonutil import json_response
 from gateway.money.pricing import DeploymentPrice, ModelPrice, PriceRule, _as_text
 from gateway.upstream.apis import Api
 from gateway.web.appkeys import AUDIT, CATALOG, PRICING
-from gateway.web.callers import require_admin, require_viewer
+from gateway.web.callers import admin_actor
 from gateway.web.middlewares.bodies import read_json_object
-from gateway.web.routes.admin import _validated
-from gateway.web.routes.model_api import MODEL_ID_RE, checked_model_id
-from gateway.web.routes.serverless import DEPLOYMENT_ID_RE
+from gateway.web.responses import (
+    DeploymentPriceDeleted,
+    DeploymentPriceSet,
+    Estimate,
+    ModelPriceDeleted,
+    ModelPriceSet,
+    PriceBook,
+    answer,
+)
+from gateway.web.routes.shared import (
+    DEPLOYMENT_ID_RE,
+    MODEL_ID_RE,
+    checked_model_id,
+    validated,
+)
 
 
 class EstimateQuery(BaseModel):
@@ -171,16 +182,15 @@ def _number(value: Any) -> float | None:
 
 async def show(request: web.Request) -> web.Response:
     """Every override."""
-    await require_viewer(request)
     book = await request.app[PRICING].price_book()
-    return json_response(book.to_json())
+    return answer(PriceBook.model_validate(book.to_json()))
 
 
 async def set_model(request: web.Request) -> web.Response:
     """Replace a model's override (the whole of it)."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     model_id = _model_id(request)
-    price = _validated(ModelPrice, await read_json_object(request))
+    price = validated(ModelPrice, await read_json_object(request))
     problems = _schema_problems(price, await _catalog_inputs(request, model_id))
     if problems:
         raise ValidationFailed(
@@ -194,12 +204,12 @@ async def set_model(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "pricing.set_model", f"pricing/model/{model_id}", before, after
     )
-    return json_response({"model_id": model_id, **after})
+    return answer(ModelPriceSet.model_validate({"model_id": model_id, **after}))
 
 
 async def clear_model(request: web.Request) -> web.Response:
     """Back to the catalog price."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     model_id = _model_id(request)
     pricing = request.app[PRICING]
     before = (await pricing.price_book()).to_json()["models"].get(model_id)
@@ -208,14 +218,14 @@ async def clear_model(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "pricing.clear_model", f"pricing/model/{model_id}", before, None
     )
-    return json_response({"model_id": model_id, "deleted": True})
+    return answer(ModelPriceDeleted(model_id=model_id, deleted=True))
 
 
 async def set_deployment(request: web.Request) -> web.Response:
     """Set a deployment's GPU rate and expected run time."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     deployment_id = _deployment_id(request)
-    price = _validated(DeploymentPrice, await read_json_object(request))
+    price = validated(DeploymentPrice, await read_json_object(request))
     pricing = request.app[PRICING]
     before = (await pricing.price_book()).to_json()["deployments"].get(deployment_id)
     await pricing.set_deployment_price(deployment_id, price)
@@ -226,12 +236,14 @@ async def set_deployment(request: web.Request) -> web.Response:
         before,
         price.model_dump(exclude_none=True),
     )
-    return json_response({"deployment_id": deployment_id, **price.model_dump()})
+    return answer(
+        DeploymentPriceSet.model_validate({"deployment_id": deployment_id, **price.model_dump()})
+    )
 
 
 async def clear_deployment(request: web.Request) -> web.Response:
     """Forget a deployment's rate: its requests are estimated as unknown again."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     deployment_id = _deployment_id(request)
     pricing = request.app[PRICING]
     before = (await pricing.price_book()).to_json()["deployments"].get(deployment_id)
@@ -240,27 +252,16 @@ async def clear_deployment(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "pricing.clear_deployment", f"pricing/deployment/{deployment_id}", before, None
     )
-    return json_response({"deployment_id": deployment_id, "deleted": True})
+    return answer(DeploymentPriceDeleted(deployment_id=deployment_id, deleted=True))
 
 
 async def estimate(request: web.Request) -> web.Response:
     """What the gateway would reserve for this request, and how it got there (changes nothing,
     so viewers may ask)."""
-    await require_viewer(request)
-    query = _validated(EstimateQuery, await read_json_object(request))
+    query = validated(EstimateQuery, await read_json_object(request))
     pricing = request.app[PRICING]
     if query.model_id is not None:
         found = await pricing.estimate(Api.MODEL, query.model_id, query.body)
     else:
         found = await pricing.estimate(Api.SERVERLESS, str(query.deployment_id), query.body)
-    return json_response(found.to_json())
-
-
-def setup_admin_pricing_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/admin/v1/pricing", show)
-    r.add_post("/admin/v1/pricing/estimate", estimate)
-    r.add_put("/admin/v1/pricing/models/{model_id:.+}", set_model)
-    r.add_delete("/admin/v1/pricing/models/{model_id:.+}", clear_model)
-    r.add_put("/admin/v1/pricing/deployments/{deployment_id}", set_deployment)
-    r.add_delete("/admin/v1/pricing/deployments/{deployment_id}", clear_deployment)
+    return answer(Estimate.model_validate(found.to_json()))

@@ -1,6 +1,7 @@
 """Admin API for team limits, access lists, usage and the unreconciled ledger.
 
-Reads need an admin token of either role; changes the ``admin`` role, and are audited (an alert
+Reads need an admin token of either role; changes the ``admin`` role (checked before the handler
+runs, as the operations table says), and are audited (an alert
 webhook URL only as a fingerprint: such URLs often carry a secret).
 """
 
@@ -15,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.access.audit import fingerprint_url
 from gateway.common.errors import BadRequest, ValidationFailed
-from gateway.common.jsonutil import json_response
 from gateway.money.quotas import Limits
 from gateway.web.appkeys import AUDIT, QUOTAS, SETTINGS, TEAMS, WEBHOOKS
-from gateway.web.callers import require_admin, require_viewer
+from gateway.web.callers import admin_actor
 from gateway.web.middlewares.bodies import read_json_object
-from gateway.web.routes.admin import _validated as validated
+from gateway.web.responses import LimitsView, Resolved, Unreconciled, Usage, answer
+from gateway.web.routes.shared import validated
 
 MAX_USAGE_DAYS = 366
 
@@ -32,7 +33,7 @@ class Resolve(BaseModel):
 
 
 async def get_limits(request: web.Request) -> web.Response:
-    actor = await require_viewer(request)
+    actor = admin_actor(request)
     team_id = request.match_info["team_id"]
     slot = await request.app[TEAMS].slot_of(team_id)
     quotas = request.app[QUOTAS]
@@ -41,12 +42,13 @@ async def get_limits(request: web.Request) -> web.Response:
     if actor.role != "admin" and shown.get("alert_webhook"):
         # Webhook URLs often carry their secret in the path: viewers see where, not what.
         shown["alert_webhook"] = fingerprint_url(shown["alert_webhook"])
-    return json_response({"team_id": team_id, **shown, "budget": await quotas.budget(slot, limits)})
+    budget = await quotas.budget(slot, limits)
+    return answer(LimitsView.model_validate({"team_id": team_id, **shown, "budget": budget}))
 
 
 async def put_limits(request: web.Request) -> web.Response:
     """Replace a team's limits; they apply to the next request on every replica."""
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     limits = validated(Limits, await read_json_object(request))
     teams = request.app[TEAMS]
     team_id = request.match_info["team_id"]
@@ -72,8 +74,9 @@ async def put_limits(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "limits.replace", f"team/{team_id}/limits", _audited(before), _audited(saved)
     )
-    return json_response(
-        {"team_id": team_id, **saved.public(), "budget": await quotas.budget(slot, saved)}
+    budget = await quotas.budget(slot, saved)
+    return answer(
+        LimitsView.model_validate({"team_id": team_id, **saved.public(), "budget": budget})
     )
 
 
@@ -96,7 +99,6 @@ def _day(value: str | None, default: date) -> date:
 async def get_usage(request: web.Request) -> web.Response:
     """Requests, outcomes, spend, savings and hit rate by day and by model, plus the current
     budget period, queue and unreconciled count."""
-    await require_viewer(request)
     team_id = request.match_info["team_id"]
     slot = await request.app[TEAMS].slot_of(team_id)
     quotas = request.app[QUOTAS]
@@ -110,19 +112,20 @@ async def get_usage(request: web.Request) -> web.Response:
             detail="range",
         )
     usage = await quotas.usage(slot, first, last)
-    return json_response({"team_id": team_id, **usage, "budget": await quotas.budget(slot)})
+    budget = await quotas.budget(slot)
+    return answer(Usage.model_validate({"team_id": team_id, **usage, "budget": budget}))
 
 
 async def list_unreconciled(request: web.Request) -> web.Response:
     """Submits of unknown outcome whose reservation still counts against the budget."""
-    await require_viewer(request)
     team_id = request.match_info["team_id"]
     slot = await request.app[TEAMS].slot_of(team_id)
-    return json_response({"team_id": team_id, "jobs": await request.app[QUOTAS].unreconciled(slot)})
+    jobs = await request.app[QUOTAS].unreconciled(slot)
+    return answer(Unreconciled.model_validate({"team_id": team_id, "jobs": jobs}))
 
 
 async def resolve_unreconciled(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     body = validated(Resolve, await read_json_object(request))
     team_id = request.match_info["team_id"]
     job_id = request.match_info["job_id"]
@@ -133,13 +136,4 @@ async def resolve_unreconciled(request: web.Request) -> web.Response:
     await request.app[AUDIT].record(
         actor, "unreconciled.resolve", f"team/{team_id}/unreconciled/{job_id}", before, result
     )
-    return json_response({"team_id": team_id, **result})
-
-
-def setup_admin_quota_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/admin/v1/teams/{team_id}/limits", get_limits)
-    r.add_put("/admin/v1/teams/{team_id}/limits", put_limits)
-    r.add_get("/admin/v1/teams/{team_id}/usage", get_usage)
-    r.add_get("/admin/v1/teams/{team_id}/unreconciled", list_unreconciled)
-    r.add_post("/admin/v1/teams/{team_id}/unreconciled/{job_id}", resolve_unreconciled)
+    return answer(Resolved.model_validate({"team_id": team_id, **result}))

@@ -16,7 +16,6 @@ from gateway import __version__
 from gateway.common.jsonutil import json_response
 from gateway.observability.metrics import Metrics
 from gateway.web.appkeys import LIFECYCLE, METRICS, Lifecycle
-from gateway.web.openapi import document
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -40,19 +39,6 @@ async def metrics(request: web.Request) -> web.Response:
         body=request.app[METRICS].render(),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
-
-
-async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI 3.1 document of every route (unauthenticated: RunComfy's routes are public)."""
-    return json_response(document())
-
-
-def setup_ops_routes(app: web.Application, *, with_metrics: bool = True) -> None:
-    if with_metrics:
-        app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/openapi.json", openapi)
 
 
 def create_metrics_app(metrics_: Metrics, lifecycle: Lifecycle) -> web.Application:

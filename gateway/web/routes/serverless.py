@@ -2,12 +2,12 @@
 
 Deployment management (list, create, update, delete deployments; account balance) acts on the
 gateway's RunComfy account as a whole, so a team key is refused: admin tokens of either role may
-read, only the ``admin`` role may change, and every change is recorded in the audit log.
+read, only the ``admin`` role may change (as their rows in :mod:`gateway.web.operations` say,
+checked before the handler runs), and every change is recorded in the audit log.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -21,13 +21,17 @@ from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamReply
 from gateway.upstream.urls import public_base
 from gateway.web.appkeys import AUDIT, PROXY, SERVERLESS, SETTINGS, WEBHOOKS
-from gateway.web.callers import require_admin, require_viewer, team_credential
+from gateway.web.callers import admin_actor, team_credential
 from gateway.web.middlewares.bodies import read_body
-from gateway.web.routes.model_api import answer_request_call, read_body_or_reject, submit_response
+from gateway.web.routes.shared import (
+    DEPLOYMENT_ID_RE,
+    answer_request_call,
+    read_body_or_reject,
+    submit_response,
+)
 
 log = structlog.get_logger(__name__)
 
-DEPLOYMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # RunComfy's management routes, the only upstream paths the pass-through may reach.
 MANAGEMENT_DEPLOYMENTS = "/prod/v2/deployments"
 MANAGEMENT_DEPLOYMENT = "/prod/v2/deployments/{deployment_id}"
@@ -83,10 +87,9 @@ async def management(request: web.Request) -> web.Response:
     the upstream path is built from the route's template and a validated deployment id, never
     from the request's path (where ``%2F`` and ``..`` would decode into other routes)."""
     if request.method == "GET":
-        await require_viewer(request)
         reply = await _forward(request, None)
         return json_response(reply.body, status=reply.status)
-    actor = await require_admin(request)
+    actor = admin_actor(request)
     # Read first: a body over the limit is refused before anything is asked of RunComfy.
     data: bytes = await read_body(request)
     deployment_id = _deployment_id(request) if "deployment_id" in request.match_info else None
@@ -129,15 +132,3 @@ async def _forward(request: web.Request, data: bytes | None) -> UpstreamReply:
         data=data or None,
         idempotent=request.method == "GET",
     )
-
-
-def setup_serverless_routes(app: web.Application) -> None:
-    prefix = "/prod/{version:v1|v2}/deployments/{deployment_id}"
-    app.router.add_post(f"{prefix}/inference", inference)
-    app.router.add_get(f"{prefix}/requests/{{request_id}}/{{leaf:status|result}}", request_call)
-    app.router.add_post(f"{prefix}/requests/{{request_id}}/{{leaf:cancel}}", request_call)
-    app.router.add_route("GET", MANAGEMENT_DEPLOYMENTS, management)
-    app.router.add_route("POST", MANAGEMENT_DEPLOYMENTS, management)
-    for method in ("GET", "PATCH", "DELETE"):
-        app.router.add_route(method, MANAGEMENT_DEPLOYMENT, management)
-    app.router.add_route("GET", MANAGEMENT_BALANCE, management)
