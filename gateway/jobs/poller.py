@@ -23,7 +23,8 @@ from gateway.common.errors import CircuitOpen, GatewayError, UpstreamClientError
 from gateway.jobs.proxy import Alerts, upstream_path
 from gateway.jobs.records import LIVE, Job, JobState, RequestRecords
 from gateway.jobs.webhooks import Webhooks
-from gateway.money.quotas import BudgetAlert, to_micro, to_usd
+from gateway.money.amounts import FinishedJob, Outcome, micro_to_usd, settle
+from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
 from gateway.store.client import STORE_FAILURES, through_outage
 from gateway.upstream.apis import Api
@@ -46,22 +47,20 @@ GAUGE_INTERVAL = 5.0
 
 
 def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
-    """What a finished job cost: RunComfy's own figure (``include_cost``) where it gives one;
-    for serverless, the deployment's rate times the run the poller saw; else the estimate.
-    A Model API job that failed or was cancelled costs nothing unless RunComfy says so."""
-    if isinstance(reported, int | float) and not isinstance(reported, bool):
-        return to_micro(reported)
-    if final is JobState.CANCELLED:
-        return 0
-    rate = int(job.get("rate_micro", "0") or 0)
-    # The run began at the first in_progress the poller saw, or else after the last poll that
-    # still saw it queued: an upper bound, never the (maybe much larger) estimate.
+    """What a finished job cost, by :func:`gateway.money.amounts.settle`. A serverless run
+    began at the first in_progress the poller saw, or else after the last poll that still saw
+    it queued: an upper bound of its length."""
     began = job.get("started_ts") or job.get("last_poll_ts")
-    if job.api is Api.SERVERLESS and rate > 0 and began:
-        return round(rate * max(0.0, now - float(began)))
-    if final is JobState.FAILED and job.api is Api.MODEL:
-        return 0
-    return int(job.get("estimate", "0") or 0)
+    return settle(
+        FinishedJob(
+            serverless=job.api is Api.SERVERLESS,
+            outcome=Outcome(final.value),
+            estimate_micro=int(job.get("estimate", "0") or 0),
+            rate_micro=int(job.get("rate_micro", "0") or 0),
+            ran_seconds=now - float(began) if began else None,
+            reported=reported,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +208,7 @@ class Poller:
             result_body=orjson.dumps(body).decode(),
             upstream_status=word,
             last_poll_ts=now,
-            cost=to_usd(settled),
+            cost=micro_to_usd(settled),
             effects_pending=1,  # EFFECTS_PENDING
         )
         if update.previous not in LIVE:  # ended already (a cancel, another poller)
