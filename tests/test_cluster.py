@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 from redis.crc import key_slot
 
+from gateway.common.errors import StoreUnavailable
 from gateway.settings import Settings
 from gateway.store.client import (
     ClusterUnreachable,
@@ -91,8 +92,9 @@ def test_a_cluster_url_lists_seed_nodes_and_options_for_all_of_them() -> None:
 
 async def test_an_unreachable_cluster_is_a_store_outage_not_a_bug() -> None:
     client = connect(f"redis+cluster://127.0.0.1:{free_port()}")
-    with pytest.raises(ClusterUnreachable):
+    with pytest.raises(StoreUnavailable) as unreachable:
         await client.ping()
+    assert isinstance(unreachable.value.__cause__, ClusterUnreachable)
     await client.aclose()
 
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from gateway.access.teams import ApiKey, TeamService
-from gateway.cli import demo
+from gateway.cli.demo import credentials as demo
 from gateway.web.appkeys import TEAMS
 from tests.conftest import NANO, Gateway, free_port, run_cli
 

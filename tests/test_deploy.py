@@ -708,7 +708,7 @@ def test_compose_admin_cli_inside_a_replica_finds_the_gateway_and_its_token(
 ) -> None:
     """``docker compose exec gateway runcomfy-gateway admin ...`` needs no flags: the CLI's
     default URL is the replica's own API port and the bootstrap token is in its environment."""
-    from gateway.cli.main import admin
+    from gateway.cli.common import admin
 
     env = compose["services"]["gateway"]["environment"]
     assert "GATEWAY_ADMIN_TOKEN" in env

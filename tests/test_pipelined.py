@@ -1,5 +1,6 @@
 """The pipelined script connection: every concurrent caller gets its own answer, and Redis
-going away, timing out or forgetting its scripts fails cleanly and recovers."""
+going away, timing out or forgetting its scripts fails cleanly (``StoreUnavailable``, chained to
+the Redis error) and recovers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
+from gateway.common.errors import StoreUnavailable
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.pipelined import PipelinedRedis, PipelinedScript
 
@@ -66,7 +68,7 @@ async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
         for _ in range(3):
             try:
                 outcomes.append(await hello())
-            except rexc.ConnectionError:
+            except StoreUnavailable:
                 outcomes.append("lost")
         assert outcomes[-1] == "hello"
     finally:
@@ -82,13 +84,14 @@ async def test_a_call_that_outlives_its_timeout_fails_and_the_connection_recover
     # still inside a script until the 5 s busy threshold, past which other clients get BUSY
     busy = PipelinedScript(client, "local n = 0 for i = 1, 5e7 do n = n + i end return 1")
     try:
-        with pytest.raises(rexc.TimeoutError):
+        with pytest.raises(StoreUnavailable) as timed_out:
             await busy()
+        assert isinstance(timed_out.value.__cause__, rexc.TimeoutError)
         for _ in range(50):  # Redis is busy until the script ends
             try:
                 assert await PipelinedScript(client, "return 2")() == 2
                 break
-            except (rexc.TimeoutError, rexc.ConnectionError):
+            except StoreUnavailable:
                 await asyncio.sleep(0.05)
         else:
             raise AssertionError("never recovered")

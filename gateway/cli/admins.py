@@ -7,26 +7,27 @@ from urllib.parse import quote, urlencode
 import click
 
 from gateway.access.credentials import ADMIN_TOKEN_PREFIX
-from gateway.cli.main import AdminClient, _id_of, _output, _say, _show_secret, _table, admin
+from gateway.cli.common import AdminClient, AdminGroup, output, say, show_secret, table
+from gateway.cli.params import id_of
 
 ADMIN_COLUMNS = ["token_id", "name", "role", "prefix", "created_at", "created_by", "active"]
 AUDIT_COLUMNS = ["at", "actor", "action", "target", "id"]
 
 
-@admin.command("whoami")
+@click.command("whoami")
 @click.pass_obj
 def whoami(client: AdminClient) -> None:
     """The admin identity of the token in use."""
     data = client.request("GET", "/admin/v1/whoami")
-    _output(data, lambda: _table("Admin", [data], ["name", "role", "token_id"]))
+    output(data, lambda: table("Admin", [data], ["name", "role", "token_id"]))
 
 
-@admin.group()
-def admins() -> None:
+@click.group("admins", cls=AdminGroup)
+def group() -> None:
     """Named admin tokens: create, list, revoke. Roles: admin, viewer."""
 
 
-@admins.command("create")
+@group.command("create")
 @click.argument("name")
 @click.option(
     "--role",
@@ -41,32 +42,32 @@ def admins_create(client: AdminClient, name: str, role: str) -> None:
     data = client.request("POST", "/admin/v1/admins", {"name": name, "role": role})
 
     def render() -> None:
-        _table("Admin token created", [data], ADMIN_COLUMNS)
-        _show_secret("Admin token", data["token"])
+        table("Admin token created", [data], ADMIN_COLUMNS)
+        show_secret("Admin token", data["token"])
 
-    _output(data, render)
+    output(data, render)
 
 
-@admins.command("list")
+@group.command("list")
 @click.pass_obj
 def admins_list(client: AdminClient) -> None:
     """Every named admin token, revoked ones included."""
     data = client.request("GET", "/admin/v1/admins")
     columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
-    _output(data, lambda: _table("Admin tokens", data["admins"], columns))
+    output(data, lambda: table("Admin tokens", data["admins"], columns))
 
 
-@admins.command("revoke")
-@click.argument("token_id", callback=_id_of(ADMIN_TOKEN_PREFIX))
+@group.command("revoke")
+@click.argument("token_id", callback=id_of(ADMIN_TOKEN_PREFIX))
 @click.pass_obj
 def admins_revoke(client: AdminClient, token_id: str) -> None:
     """Revoke an admin token. Every replica refuses it from its next request."""
     data = client.request("DELETE", f"/admin/v1/admins/{quote(token_id, safe='')}")
     columns = [*ADMIN_COLUMNS, "revoked_at", "revoked_by"]
-    _output(data, lambda: _table("Admin token revoked", [data], columns))
+    output(data, lambda: table("Admin token revoked", [data], columns))
 
 
-@admin.command("audit")
+@click.command("audit")
 @click.option("--actor", default=None, help="An admin name or token id.")
 @click.option("--action", default=None, help="e.g. key.revoke, team.create.")
 @click.option("--target", default=None, help="A target prefix, e.g. team/design/key/.")
@@ -94,8 +95,8 @@ def audit(
     data = client.request("GET", f"/admin/v1/audit?{params}")
 
     def render() -> None:
-        _table("Audit log", data["entries"], AUDIT_COLUMNS)
+        table("Audit log", data["entries"], AUDIT_COLUMNS)
         if data["next_cursor"]:
-            _say(f"More: --cursor {data['next_cursor']}")
+            say(f"More: --cursor {data['next_cursor']}")
 
-    _output(data, render)
+    output(data, render)

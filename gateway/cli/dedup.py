@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import click
 
-from gateway.cli.main import AdminClient, _output, _say, _table, admin
+from gateway.cli.common import AdminClient, AdminGroup, output, say, table
 
 POLICIES = ("cache", "seeded", "inflight", "off")
 
@@ -26,27 +26,27 @@ def _policy_table(team_id: str, data: dict[str, Any]) -> None:
     rows = [{"applies to": "team default", "policy": data.get("default") or "(gateway default)"}]
     rows += [{"applies to": f"key {k}", "policy": v} for k, v in data.get("keys", {}).items()]
     rows += [{"applies to": f"model {m}", "policy": v} for m, v in data.get("models", {}).items()]
-    _table(f"Dedup policy of {team_id}", rows, ["applies to", "policy"])
+    table(f"Dedup policy of {team_id}", rows, ["applies to", "policy"])
 
 
-@admin.group()
-def dedup() -> None:
+@click.group("dedup", cls=AdminGroup)
+def group() -> None:
     """Dedup policies per team, key and model.
 
     Modes: cache, seeded (cache only requests that pin their seeds), inflight (only join jobs in
     flight) or off; the most restrictive that applies wins."""
 
 
-@dedup.command("show")
+@group.command("show")
 @click.argument("team_id")
 @click.pass_obj
 def dedup_show(client: AdminClient, team_id: str) -> None:
     """TEAM_ID's dedup policy. Its default and the entries per key and model."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/dedup-policy")
-    _output(data, lambda: _policy_table(team_id, data))
+    output(data, lambda: _policy_table(team_id, data))
 
 
-@dedup.command("set")
+@group.command("set")
 @click.argument("team_id")
 @click.option("--default", "default", type=click.Choice(POLICIES), help="The team's policy.")
 @click.option(
@@ -70,10 +70,10 @@ def dedup_set(
     """Replace TEAM_ID's whole dedup policy. The most restrictive applicable entry wins."""
     body = {"default": default, "keys": _pairs(keys, "--key"), "models": _pairs(models, "--model")}
     data = client.request("PUT", f"/admin/v1/teams/{team_id}/dedup-policy", body)
-    _output(data, lambda: _policy_table(team_id, data))
+    output(data, lambda: _policy_table(team_id, data))
 
 
-@admin.command("purge")
+@click.command("purge")
 @click.argument("team_id", required=False)
 @click.option("--model", help="Only this model's (or deployment's) cached results.")
 @click.option("--cache-key", help="Only this request (its X-Gateway-Cache-Key).")
@@ -92,4 +92,4 @@ def purge(
     else:
         path = f"/admin/v1/teams/{team_id}/cache" + (f"?model={quote(model)}" if model else "")
     data = client.request("DELETE", path)
-    _output(data, lambda: _say(f"Purged {data['purged']} cached results."))
+    output(data, lambda: say(f"Purged {data['purged']} cached results."))

@@ -1,4 +1,5 @@
-"""``runcomfy-gateway admin limits|usage|unreconciled``: team limits, usage and the ledger."""
+"""``runcomfy-gateway admin limits|usage|unreconciled|unknown-submits``: team limits, usage
+and the ledger of submits whose outcome is unknown."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 import click
 
 from gateway.access.credentials import KEY_PREFIX
-from gateway.cli.main import AdminClient, _id_of, _output, _say, _table, admin
+from gateway.cli.common import AdminClient, AdminGroup, output, say, table
+from gateway.cli.params import id_of
 
 LIMIT_OPTIONS = {
     "rate_per_minute": "Submits per minute (smooth, GCRA).",
@@ -66,7 +68,7 @@ def _limits_table(data: dict[str, Any]) -> None:
     rows.append({"limit": "deployments", "team": ", ".join(data["deployments"]) or "none"})
     rows.append({"limit": "alert_webhook", "team": _shown(data.get("alert_webhook"))})
     columns = ["team", *key_columns.values()]
-    _table(f"Limits of {data['team_id']}", rows, ["limit", *columns], wrap=columns)
+    table(f"Limits of {data['team_id']}", rows, ["limit", *columns], wrap=columns)
     _budget(data["budget"])
 
 
@@ -76,16 +78,16 @@ def _shown(value: Any) -> str:
 
 def _budget(budget: dict[str, Any]) -> None:
     if budget["budget_usd"] is None:
-        _say(f"No budget; spent ${budget['settled_usd']} in {budget['period']}.")
+        say(f"No budget; spent ${budget['settled_usd']} in {budget['period']}.")
         return
-    _say(
+    say(
         f"Budget {budget['period']}: ${budget['budget_usd']}, settled ${budget['settled_usd']}, "
         f"reserved ${budget['reserved_usd']}, remaining [bold]${budget['remaining_usd']}"
         f"[/bold] (resets {budget['resets_at']})"
     )
 
 
-@admin.group()
+@click.group("limits", cls=AdminGroup)
 def limits() -> None:
     """Show and set a team's limits, access lists and budget."""
 
@@ -96,7 +98,7 @@ def limits() -> None:
 def limits_show(client: AdminClient, team_id: str) -> None:
     """TEAM_ID's limits and its current budget period."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/limits")
-    _output(data, lambda: _limits_table(data))
+    output(data, lambda: _limits_table(data))
 
 
 @limits.command("set")
@@ -104,7 +106,7 @@ def limits_show(client: AdminClient, team_id: str) -> None:
 @click.option(
     "--key",
     "key_id",
-    callback=_id_of(KEY_PREFIX),
+    callback=id_of(KEY_PREFIX),
     help="Narrow one key of the team instead of the team (its id or prefix).",
 )
 @click.option("--rate-per-minute", type=float, help=LIMIT_OPTIONS["rate_per_minute"])
@@ -173,10 +175,10 @@ def limits_set(
     for name in cleared:
         target.pop(name, None)  # left out of the replacement: back to the default
     data = client.request("PUT", path, current)
-    _output(data, lambda: _limits_table(data))
+    output(data, lambda: _limits_table(data))
 
 
-@admin.command("usage")
+@click.command("usage")
 @click.argument("team_id")
 @click.option("--from", "first", help="First day (YYYY-MM-DD); default a week ago.")
 @click.option("--to", "last", help="Last day (YYYY-MM-DD); default today.")
@@ -193,11 +195,11 @@ def usage(client: AdminClient, team_id: str, first: str | None, last: str | None
     def render() -> None:
         zeros = dict.fromkeys(columns, 0)  # a day without requests has no counts at all
         days = [{**zeros, **day} for day in data["by_day"]]
-        _table(f"Usage of {team_id} by day", days, ["day", *columns])
+        table(f"Usage of {team_id} by day", days, ["day", *columns])
         models = [{"model": m, **zeros, **c} for m, c in data["by_model"].items()]
-        _table("By model", models, ["model", *columns])
+        table("By model", models, ["model", *columns])
         totals = data["totals"]
-        _say(
+        say(
             f"Total: {totals.get('requests', 0)} requests, hit rate {totals['hit_rate']:.1%}, "
             f"spent ${totals.get('spend_usd', 0)}, saved ${totals.get('saved_usd', 0)}; "
             f"now {data['running']} running, {data['queued']} queued, "
@@ -205,10 +207,10 @@ def usage(client: AdminClient, team_id: str, first: str | None, last: str | None
         )
         _budget(data["budget"])
 
-    _output(data, render)
+    output(data, render)
 
 
-@admin.group()
+@click.group("unreconciled", cls=AdminGroup)
 def unreconciled() -> None:
     """Submits of unknown outcome, still reserved. They count against the budget."""
 
@@ -220,7 +222,7 @@ def unreconciled_list(client: AdminClient, team_id: str) -> None:
     """TEAM_ID's submits of unknown outcome. What each still reserves."""
     data = client.request("GET", f"/admin/v1/teams/{team_id}/unreconciled")
     columns = ["job_id", "request_id", "api", "target", "created_at", "reserved_usd"]
-    _output(data, lambda: _table("Unreconciled", data["jobs"], columns))
+    output(data, lambda: table("Unreconciled", data["jobs"], columns))
 
 
 @unreconciled.command("resolve")
@@ -238,4 +240,14 @@ def unreconciled_resolve(
         body["cost_usd"] = cost
     data = client.request("POST", f"/admin/v1/teams/{team_id}/unreconciled/{job_id}", body)
     columns = ["job_id", "outcome", "reserved_usd", "settled_usd"]
-    _output(data, lambda: _table("Resolved", [data], columns))
+    output(data, lambda: table("Resolved", [data], columns))
+
+
+@click.command("unknown-submits")
+@click.argument("team_id")
+@click.pass_obj
+def unknown_submits(client: AdminClient, team_id: str) -> None:
+    """Submits of TEAM_ID whose outcome is unknown. For reconciliation with RunComfy."""
+    data = client.request("GET", f"/admin/v1/teams/{team_id}/unknown-submits")
+    columns = ["request_id", "api", "target", "key_id", "created_at"]
+    output(data, lambda: table("Unknown submits", data["requests"], columns))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import structlog
 
+from gateway.common.errors import StoreUnavailable
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
-from gateway.store.client import STORE_FAILURES, Store
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 
 log = structlog.get_logger(__name__)
@@ -39,12 +40,12 @@ class BudgetAlerts:
             self._metrics.labels.team(alert.team_id), str(alert.level)
         ).inc()
         try:
-            slot = await self._redis.hget(self._layout.team_index(), alert.team_id)
-            if slot is None:
+            shard = await self._redis.hget(self._layout.team_index(), alert.team_id)
+            if shard is None:
                 return
-            url = await self._redis.hget(self._layout.limits(str(slot)), "alert_webhook")
+            url = await self._redis.hget(self._layout.limits(str(shard)), "alert_webhook")
             if url:
                 mark = f"budget:{alert.team_id}:{alert.period}:{alert.level}"
                 await self._webhooks.enqueue_payload(str(url), alert.payload(), mark)
-        except STORE_FAILURES as exc:
+        except StoreUnavailable as exc:
             log.error("budget_alert_not_queued", team=alert.team_id, error_type=type(exc).__name__)

@@ -1,7 +1,7 @@
 """Starts queued submits when their team's concurrency slots free up, on any replica.
 
 A submit over its team's concurrency limit is not refused: it waits in the team's queue (a
-sorted set in the team's slot, its body kept with the job), answering ``in_queue`` with its
+sorted set in the team's shard, its body kept with the job), answering ``in_queue`` with its
 ``queue_position``. Every replica runs this loop: for each team marked as having a queue, the
 ``dispatch`` script releases expired slots and moves as many queued jobs to ``submitting`` as
 the limit allows, atomically, so two replicas never start the same job or overshoot the limit.
@@ -20,9 +20,10 @@ import structlog
 
 from gateway.access.teams import TeamService
 from gateway.common.errors import StoreUnavailable
-from gateway.jobs.proxy import ProxyService
-from gateway.jobs.records import JobState, RequestRecords
-from gateway.store.client import STORE_FAILURES
+from gateway.jobs.capacity import Vacancies
+from gateway.jobs.job import JobChange, JobState
+from gateway.jobs.records import RequestRecords
+from gateway.jobs.send import Sender
 
 log = structlog.get_logger(__name__)
 
@@ -32,18 +33,19 @@ RESCAN_EVERY = 10.0  # seconds between full scans of every team's queue
 
 class Dispatcher:
     def __init__(
-        self, records: RequestRecords, proxy: ProxyService, teams: TeamService, interval: float
+        self,
+        records: RequestRecords,
+        sender: Sender,
+        teams: TeamService,
+        vacancies: Vacancies,
+        interval: float,
     ) -> None:
         self._records = records
-        self._proxy = proxy
+        self._sender = sender
         self._teams = teams
+        self._vacancies = vacancies
         self._interval = interval
-        self._wake = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
-
-    def kick(self, slot: str) -> None:
-        """A slot of ``slot``'s team freed up on this replica: look now."""
-        self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
         next_scan = 0.0
@@ -53,55 +55,51 @@ class Dispatcher:
                     await self._rescan()
                     next_scan = time.monotonic() + RESCAN_EVERY
                 await self.pass_once()
-            except STORE_FAILURES as exc:
+            except StoreUnavailable as exc:
                 log.warning("dispatch_store_error", error_type=type(exc).__name__)
-            self._wake.clear()
-            waker = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait(
-                {waker, stopper}, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED
-            )
-            waker.cancel()
-            stopper.cancel()
+            await self._vacancies.wait(stopping, self._interval)
         if self._sending:
             await asyncio.wait(self._sending, timeout=5.0)
 
     async def pass_once(self) -> int:
         """One pass over the teams with queued jobs; returns how many jobs were started."""
         started_total = 0
-        for slot, marked in await self._records.waiting_slots():
-            passed = await self._records.dispatch(slot, BATCH)
+        for shard, marked in await self._records.waiting_slots():
+            passed = await self._records.dispatch(shard, BATCH)
             for jid in passed.expired:
-                await self._abandoned(slot, jid)
+                await self._abandoned(shard, jid)
             for jid in passed.orphaned:
-                await self._orphaned(slot, jid)
+                await self._orphaned(shard, jid)
             started, left = passed.started, passed.left
             for jid in started:
-                task = asyncio.create_task(self._proxy.send_queued(slot, jid))
+                task = asyncio.create_task(self._sender.send_queued(shard, jid))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
             started_total += len(started)
             if left == 0:
-                await self._records.unmark_waiting(slot, marked)
+                await self._records.unmark_waiting(shard, marked)
         return started_total
 
-    async def _abandoned(self, slot: str, jid: str) -> None:
+    async def _abandoned(self, shard: str, jid: str) -> None:
         """A slot expired while its job was still being submitted: the replica sending it
         died, so whether RunComfy started it is unknown; keep it for reconciliation."""
-        job = await self._records.job(slot, jid)
+        job = await self._records.job(shard, jid)
         if job is None or job.state is not JobState.SUBMITTING:
             return
         previous = await self._records.update_job(
-            job, JobState.UNKNOWN, expect=JobState.SUBMITTING, reason="submit abandoned"
+            job,
+            JobState.UNKNOWN,
+            expect=JobState.SUBMITTING,
+            change=JobChange(reason="submit abandoned"),
         )
         if previous == JobState.SUBMITTING:
-            await self._records.mark_unknown(slot, job.get("owner"))
-            log.error("submit_abandoned", job=jid, team=job.get("team"))
+            await self._records.mark_unknown(shard, job.owner)
+            log.error("submit_abandoned", job=jid, team=job.team)
 
-    async def _orphaned(self, slot: str, jid: str) -> None:
+    async def _orphaned(self, shard: str, jid: str) -> None:
         """A queued job whose body never reached Redis (the replica that admitted it died
         before storing it): nothing was sent, so it is refused and its reservation refunded."""
-        job = await self._records.job(slot, jid)
+        job = await self._records.job(shard, jid)
         if job is None or job.state is not JobState.QUEUED:
             return
         error = StoreUnavailable(detail="the request body was never stored; resend it")
@@ -110,18 +108,20 @@ class Dispatcher:
             JobState.REJECTED,
             settle_micro=0,
             expect=JobState.QUEUED,
-            error_status=error.status,
-            error_body=orjson.dumps(error.body()).decode(),
-            reason="body never stored",
+            change=JobChange(
+                error_status=error.status,
+                error_body=orjson.dumps(error.body()).decode(),
+                reason="body never stored",
+            ),
         )
         if previous == JobState.QUEUED:
-            log.error("queued_body_missing", job=jid, team=job.get("team"))
+            log.error("queued_body_missing", job=jid, team=job.team)
 
     async def _rescan(self) -> None:
         """Repair the hint: mark every team that has queued jobs, or slots that expired (a
         replica died mid-submit), so the next pass settles them."""
-        slots = sorted(set((await self._teams.slots()).values()))
-        counts = await self._records.queue_lengths(slots)
-        for slot, (queued, expired) in zip(slots, counts, strict=True):
+        shards = sorted(set((await self._teams.slots()).values()))
+        counts = await self._records.queue_lengths(shards)
+        for shard, (queued, expired) in zip(shards, counts, strict=True):
             if queued or expired:
-                await self._records.mark_waiting(slot)
+                await self._records.mark_waiting(shard)

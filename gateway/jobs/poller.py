@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,14 +19,17 @@ import orjson
 import structlog
 
 from gateway.common.background import sleep_unless
-from gateway.common.errors import CircuitOpen, GatewayError, UpstreamClientError
-from gateway.jobs.proxy import Alerts, upstream_path
-from gateway.jobs.records import LIVE, Job, JobState, RequestRecords
+from gateway.common.errors import CircuitOpen, GatewayError, StoreUnavailable, UpstreamClientError
+from gateway.jobs.answers import job_path
+from gateway.jobs.capacity import AccountCapacity
+from gateway.jobs.job import LIVE, Job, JobChange, JobField, JobState
+from gateway.jobs.records import RequestRecords
+from gateway.jobs.submit import Alerts
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.amounts import FinishedJob, Outcome, micro_to_usd, settle
 from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
-from gateway.store.client import STORE_FAILURES, through_outage
+from gateway.store.client import through_outage
 from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamClient
 
@@ -41,8 +44,7 @@ RESULT_STATES = {
     "canceled": JobState.CANCELLED,
 }
 MAX_CONSECUTIVE_ERRORS = 20
-EFFECTS_PENDING = "effects_pending"  # a job that ended, whose webhooks and slot release may not
-END_EFFECTS_WITHIN = 10.0  # be done yet; retried through a Redis blip for this many seconds
+END_EFFECTS_WITHIN = 10.0  # seconds a job's end effects are retried through a Redis blip
 GAUGE_INTERVAL = 5.0
 
 
@@ -50,14 +52,14 @@ def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
     """What a finished job cost, by :func:`gateway.money.amounts.settle`. A serverless run
     began at the first in_progress the poller saw, or else after the last poll that still saw
     it queued: an upper bound of its length."""
-    began = job.get("started_ts") or job.get("last_poll_ts")
+    began = job.started_ts or job.last_poll_ts
     return settle(
         FinishedJob(
             serverless=job.api is Api.SERVERLESS,
             outcome=Outcome(final.value),
-            estimate_micro=int(job.get("estimate", "0") or 0),
-            rate_micro=int(job.get("rate_micro", "0") or 0),
-            ran_seconds=now - float(began) if began else None,
+            estimate_micro=job.estimate_micro,
+            rate_micro=job.rate_micro,
+            ran_seconds=now - began if began else None,
             reported=reported,
         )
     )
@@ -76,21 +78,21 @@ class Poller:
     def __init__(
         self,
         records: RequestRecords,
-        upstreams: dict[Api, UpstreamClient],
+        upstreams: Mapping[Api, UpstreamClient],
         config: PollerConfig,
         webhooks: Webhooks,
         metrics: Metrics,
         alerts: Alerts,
-        release: Callable[[str, str], Awaitable[None]],
+        capacity: AccountCapacity,
     ) -> None:
         self._alerts = alerts
-        self._release = release
+        self._capacity = capacity
         self._metrics = metrics
         self._webhooks = webhooks
         self._records = records
         self._upstreams = upstreams
         self._config = config
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self._polls = asyncio.Semaphore(config.concurrency)
         self._tasks: dict[asyncio.Task[None], tuple[str, str]] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -107,16 +109,16 @@ class Poller:
                     await self._gauge()
                     next_gauge = time.monotonic() + GAUGE_INTERVAL
                 claimed = await self._records.claim_due(self._config.lease, self._config.batch)
-            except STORE_FAILURES:
+            except StoreUnavailable:
                 await sleep_unless(stopping, 1.0)
                 continue
             if not claimed:
                 await sleep_unless(stopping, idle)
                 continue
-            for slot, jid in claimed:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._guarded(slot, jid))
-                self._tasks[task] = (slot, jid)
+            for shard, jid in claimed:
+                await self._polls.acquire()
+                task = asyncio.create_task(self._guarded(shard, jid))
+                self._tasks[task] = (shard, jid)
                 task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -130,89 +132,102 @@ class Poller:
             task.cancel()
         if abandoned:
             await asyncio.wait([task for task, _ in abandoned], timeout=5.0)
-        for _, (slot, jid) in abandoned:
+        for _, (shard, jid) in abandoned:
             try:
-                await self._records.schedule(slot, jid, 0)
-            except STORE_FAILURES:
+                await self._records.schedule(shard, jid, 0)
+            except StoreUnavailable:
                 break
 
-    async def _guarded(self, slot: str, jid: str) -> None:
+    async def _guarded(self, shard: str, jid: str) -> None:
         try:
-            await self.poll_once(slot, jid)
-        except STORE_FAILURES as exc:
+            await self.poll_once(shard, jid)
+        except StoreUnavailable as exc:
             log.warning("poll_store_error", job=jid, error_type=type(exc).__name__)
         except Exception as exc:
             log.error("poll_failed", job=jid, error_type=type(exc).__name__)
         finally:
-            self._slots.release()
+            self._polls.release()
 
-    async def poll_once(self, slot: str, jid: str) -> None:
+    async def poll_once(self, shard: str, jid: str) -> None:
         """Ask RunComfy about one job and record the answer."""
-        job = await self._records.job(slot, jid)
-        if job is not None and job.terminal and job.get(EFFECTS_PENDING):
+        job = await self._records.job(shard, jid)
+        if job is not None and job.terminal and job.effects_pending:
             # The poll that ended it was cut off before it was done: do the rest now.
-            settled = int(job.get("settled", "0") or 0)
-            body = orjson.loads(job.get("result_body", "") or "{}")
-            await self._end_effects(job, job.state, settled, body, None, time.time())
+            body = orjson.loads(job.result_body or "{}")
+            await self._end_effects(job, job.state, job.settled_micro, body, None, time.time())
             return
         if job is None or job.terminal:
-            await self._records.unschedule(slot, jid)
+            await self._records.unschedule(shard, jid)
             return
-        now = time.time()
-        if self._records.calendar.now() > float(job.get("expires_ts", "0")):
-            await self._records.update_job(job, JobState.UNKNOWN, reason="job lifetime exceeded")
-            await self._records.unschedule(slot, jid)
+        if self._records.calendar.now() > (job.expires_ts or 0.0):
+            lapsed = JobChange(reason="job lifetime exceeded")
+            await self._records.update_job(job, JobState.UNKNOWN, change=lapsed)
+            await self._records.unschedule(shard, jid)
             await self._freed(job)
             return
+        await self._ask(job)
+
+    async def _ask(self, job: Job) -> None:
+        """RunComfy's status of ``job``, and its result once the status is final."""
+        now = time.time()
         upstream = self._upstreams[job.api]
         try:
-            status = await upstream.call("GET", self._path(job, "status"), idempotent=True)
+            status = await upstream.call("GET", job_path(job, "status"), idempotent=True)
             word = (
                 str(status.body.get("status", "")).lower() if isinstance(status.body, dict) else ""
             )
             if word not in FINAL_WORDS:
-                if word != job.get("upstream_status") and job.api is Api.SERVERLESS:
-                    await self._webhooks.job_changed(job, word, {}, final=False)
-                started = job.get("started_ts")  # serverless runs are billed from here
-                await asyncio.gather(  # one round trip on the pipelined connection
-                    self._records.update_job(
-                        job,
-                        JobState.ACTIVE,
-                        status_body=orjson.dumps(status.body).decode(),
-                        upstream_status=word,
-                        last_poll_ts=now,
-                        poll_errors=0,
-                        started_ts=now if word == "in_progress" and not started else started,
-                    ),
-                    self._records.schedule(slot, jid, self._config.interval),
-                )
+                await self._running(job, status.body, word, now)
                 return
             params = {"include_cost": "true"} if job.api is Api.MODEL else None
             result = await upstream.call(
-                "GET", self._path(job, "result"), params=params, idempotent=True
+                "GET", job_path(job, "result"), params=params, idempotent=True
             )
+        except StoreUnavailable:
+            raise  # Redis, not RunComfy: nothing to count against the job
         except GatewayError as exc:
             await self._backoff(job, exc)
             return
-        body = result.body if isinstance(result.body, dict) else {}
+        await self._ended(job, status.body, word, result.body, now)
+
+    async def _running(self, job: Job, status: Any, word: str, now: float) -> None:
+        """Still queued or running upstream: record what RunComfy said, ask again later."""
+        if word != (job.upstream_status or "") and job.api is Api.SERVERLESS:
+            await self._webhooks.job_changed(job, word, {}, final=False)
+        began = word == "in_progress" and job.started_ts is None
+        change = JobChange(
+            status_body=orjson.dumps(status).decode(),
+            upstream_status=word,
+            last_poll_ts=now,
+            poll_errors=0,
+            started_ts=now if began else job.started_ts,  # serverless runs are billed from here
+        )
+        await asyncio.gather(  # one round trip on the pipelined connection
+            self._records.update_job(job, JobState.ACTIVE, change=change),
+            self._records.schedule(job.shard, job.job_id, self._config.interval),
+        )
+
+    async def _ended(self, job: Job, status: Any, word: str, result: Any, now: float) -> None:
+        """RunComfy says the job ended: settle it from its result, then do what follows."""
+        body = result if isinstance(result, dict) else {}
         final: JobState | None = RESULT_STATES.get(str(body.get("status", "")).lower())
         if final is None:  # result lags status: try again shortly
-            await self._records.schedule(slot, jid, self._config.interval)
+            await self._records.schedule(job.shard, job.job_id, self._config.interval)
             return
         settled = settle_micro(job, final, body.get("cost"), now)
-        update = await self._records.update_job_full(
-            job,
-            final,
-            settle_micro=settled,
-            status_body=orjson.dumps(status.body).decode(),
+        change = JobChange(
+            status_body=orjson.dumps(status).decode(),
             result_body=orjson.dumps(body).decode(),
             upstream_status=word,
             last_poll_ts=now,
             cost=micro_to_usd(settled),
-            effects_pending=1,  # EFFECTS_PENDING
+            effects_pending=True,
+        )
+        update = await self._records.update_job_full(
+            job, final, settle_micro=settled, change=change
         )
         if update.previous not in LIVE:  # ended already (a cancel, another poller)
-            await self._records.unschedule(slot, jid)
+            await self._records.unschedule(job.shard, job.job_id)
             return
         await self._end_effects(job, final, settled, body, update.alert, now)
 
@@ -239,27 +254,27 @@ class Poller:
             await self._freed(job)
             if job.api is Api.SERVERLESS:
                 await self._webhooks.job_changed(job, final.value, body, final=True)
-            await self._records.clear_field(job.slot, job.job_id, EFFECTS_PENDING)
-            await self._records.unschedule(job.slot, job.job_id)
+            pending = JobField.EFFECTS_PENDING
+            await self._records.clear_field(job.shard, job.job_id, pending)
+            await self._records.unschedule(job.shard, job.job_id)
 
         await through_outage(effects, END_EFFECTS_WITHIN)
         self._observe_end(job, final, settled, now)
-        log.info("job_finished", job=job.job_id, state=final.value, target=job.get("target"))
+        log.info("job_finished", job=job.job_id, state=final.value, target=job.target)
 
     async def _freed(self, job: Job) -> None:
         """The job holds no concurrency slot any more: let a queued one go."""
-        await self._release(job.slot, job.job_id)
+        await self._capacity.release(job.shard, job.job_id)
 
     def _observe_end(self, job: Job, final: JobState, cost_micro: int, now: float) -> None:
         labels = self._metrics.labels
-        serverless = job.api is Api.SERVERLESS
-        model = labels.model(job.get("target"), serverless=serverless)
-        team = labels.team(job.get("team"))
-        started = float(job.get("created_ts", "0") or now)
+        model = labels.model(job.target, serverless=job.api is Api.SERVERLESS)
+        team = labels.team(job.team)
+        started = job.created_ts or now
         self._metrics.job_duration.labels(model, final.value).observe(max(0.0, now - started))
         if cost_micro > 0:
             self._metrics.cost_spent.add(cost_micro, team, model)
-        if final is JobState.SUCCEEDED and job.get("store") == "1":
+        if final is JobState.SUCCEEDED and job.store:
             self._metrics.cache_stores.labels(model).inc()
 
     async def _gauge(self) -> None:
@@ -268,27 +283,23 @@ class Poller:
         self._metrics.jobs_in_flight.set(count)
         self._metrics.poller_lag.set(max(0.0, time.time() - oldest) if oldest else 0.0)
 
-    def _path(self, job: Job, leaf: str) -> str:
-        return upstream_path(
-            job.api, job.get("target"), job.get("version"), job.get("upstream_id"), leaf
-        )
-
     async def _backoff(self, job: Job, exc: GatewayError) -> None:
         if isinstance(exc, CircuitOpen):
             # Not sent, so not an error of this job: counting it would end healthy jobs as
             # "lost" during a long RunComfy outage. Ask again when the breaker lets a probe out.
             delay = max(self._config.interval, float(exc.retry_after))
-            await self._records.schedule(job.slot, job.job_id, delay)
+            await self._records.schedule(job.shard, job.job_id, delay)
             return
-        errors = int(job.get("poll_errors", "0") or 0) + 1
+        errors = job.poll_errors + 1
         if errors >= MAX_CONSECUTIVE_ERRORS or (
             isinstance(exc, UpstreamClientError) and exc.status == 404
         ):
             log.error("poll_gave_up", job=job.job_id, errors=errors, error_code=exc.error_code)
-            await self._records.update_job(job, JobState.UNKNOWN, reason="upstream lost the job")
-            await self._records.unschedule(job.slot, job.job_id)
+            lost = JobChange(reason="upstream lost the job")
+            await self._records.update_job(job, JobState.UNKNOWN, change=lost)
+            await self._records.unschedule(job.shard, job.job_id)
             await self._freed(job)
             return
-        await self._records.update_job(job, JobState.ACTIVE, poll_errors=errors)
+        await self._records.update_job(job, JobState.ACTIVE, change=JobChange(poll_errors=errors))
         delay = min(self._config.max_interval, self._config.interval * 2**errors)
-        await self._records.schedule(job.slot, job.job_id, delay)
+        await self._records.schedule(job.shard, job.job_id, delay)

@@ -23,10 +23,12 @@ from gateway.access.credentials import KeyCredential
 from gateway.access.teams import TeamPrincipal, unauthorized_reason
 from gateway.common.clock import now_iso
 from gateway.common.errors import PollRateExceeded
+from gateway.jobs.job import NO_CHANGE, Job, JobChange, JobState
 from gateway.money.quotas import BudgetAlert, Calendar, QuotaConfig, RateLimitState, refusal
 from gateway.store.client import Store
+from gateway.store.commands import Commands, RedisPyCommands
 from gateway.store.layout import UNKNOWN_SUBMITS_CAP, Layout
-from gateway.store.scripts import Commands, Scripts, pairs
+from gateway.store.scripts import Scripts, pairs
 from gateway.upstream.apis import Api
 
 REQUEST_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -38,27 +40,9 @@ class Role(StrEnum):
     HIT = "hit"
 
 
-class JobState(StrEnum):
-    QUEUED = "queued"  # waiting in the team's queue for a concurrency slot
-    SUBMITTING = "submitting"  # recorded, on its way to RunComfy
-    ACTIVE = "active"  # RunComfy accepted it; upstream_status says in_queue or in_progress
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"  # RunComfy refused the submit (the team's input, or the account)
-    UNKNOWN = "unknown"  # sent, but no usable answer came back: needs reconciliation
-
-
-TERMINAL = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED, JobState.UNKNOWN}
-)
-
-
 # Bodies up to this go with every admission; larger ones only when their job is queued.
 INLINE_BODY_BYTES = 64 * 1024
-LIVE = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.ACTIVE})
 # Plain dict lookups for the hot path: calling an enum class on a value costs ~20x more.
-_STATES = {state.value: state for state in JobState}
 _APIS = {api.value: api for api in Api}
 _ROLES = {role.value: role for role in Role}
 
@@ -68,28 +52,6 @@ class Outcome(StrEnum):
     COALESCED = "coalesced"
     MISS = "miss"
     QUEUED = "queued"  # a miss waiting for one of the team's concurrency slots
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    job_id: str
-    slot: str
-    fields: dict[str, str]
-
-    @property
-    def state(self) -> JobState:
-        return _STATES[self.fields["state"]]
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-    def get(self, name: str, default: str = "") -> str:
-        return self.fields.get(name, default)
-
-    @property
-    def api(self) -> Api:
-        return _APIS[self.fields["api"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +180,7 @@ class RequestRecords:
     ) -> None:
         self._redis = redis
         self._scripts = scripts
-        self._commands = commands or Commands(redis, None)
+        self._commands = commands or RedisPyCommands(redis)
         self._layout = layout
         self.lifetimes = lifetimes
         self.calendar = calendar
@@ -415,7 +377,7 @@ class RequestRecords:
         n = int(reply[2])
         record = RequestRecord.from_hash(rid, pairs(reply[3 : 3 + n]))
         job_fields = pairs(reply[3 + n :])
-        job = Job(record.job_id, slot, job_fields) if job_fields else None
+        job = Job.from_fields(record.job_id, slot, job_fields) if job_fields else None
         return principal, record, job
 
     async def request(self, slot: str, rid: str) -> RequestRecord | None:
@@ -425,7 +387,7 @@ class RequestRecords:
 
     async def job(self, slot: str, jid: str) -> Job | None:
         fields = await self._commands.hgetall(self._layout.job(slot, jid))
-        return Job(jid, slot, fields) if fields else None
+        return Job.from_fields(jid, slot, fields) if fields else None
 
     async def update_job(
         self,
@@ -435,7 +397,7 @@ class RequestRecords:
         settle_micro: int | None = None,
         expect: JobState | None = None,
         expect_attached: int | None = None,
-        **fields: str | float | int,
+        change: JobChange = NO_CHANGE,
     ) -> str:
         """Move a job on; returns its previous state. Terminal states are never left.
 
@@ -450,7 +412,7 @@ class RequestRecords:
             settle_micro=settle_micro,
             expect=expect,
             expect_attached=expect_attached,
-            **fields,
+            change=change,
         )
         return update.previous
 
@@ -462,9 +424,9 @@ class RequestRecords:
         settle_micro: int | None = None,
         expect: JobState | None = None,
         expect_attached: int | None = None,
-        **fields: str | float | int,
+        change: JobChange = NO_CHANGE,
     ) -> JobUpdate:
-        slot, target, identity = job.slot, job.get("target"), job.get("hash")
+        slot, target, identity = job.shard, job.target, job.identity
         args: list[str | float | int] = [
             job.job_id,
             state.value,
@@ -477,7 +439,7 @@ class RequestRecords:
             self.quota.usage_retention,
             "" if expect_attached is None else expect_attached,
         ]
-        for name, value in fields.items():
+        for name, value in change.to_fields().items():
             args += [name, value]
         reply = await self._scripts.job_update(
             keys=[
@@ -496,9 +458,7 @@ class RequestRecords:
         alert = None
         if len(reply) > 1 and int(reply[1]) > 0:
             period = str(reply[2]).rsplit(":spend:", 1)[-1]
-            alert = BudgetAlert(
-                job.get("team"), int(reply[1]), period, int(reply[3]), int(reply[4])
-            )
+            alert = BudgetAlert(job.team, int(reply[1]), period, int(reply[3]), int(reply[4]))
         return JobUpdate(str(reply[0]), alert)
 
     # --- the team queue and the account-wide cap ------------------------------------------

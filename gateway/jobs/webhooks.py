@@ -38,9 +38,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from gateway.common.background import sleep_unless
-from gateway.common.errors import BadRequest
-from gateway.jobs.records import Job
-from gateway.store.client import STORE_FAILURES, Store
+from gateway.common.errors import BadRequest, StoreUnavailable
+from gateway.jobs.job import Job
+from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
@@ -194,12 +194,10 @@ class Webhooks:
 
     async def job_changed(self, job: Job, status: str, body: dict[str, Any], final: bool) -> None:
         """Queue a callback for every follower of ``job`` that asked for this one."""
-        hooks = [
-            str(r) for r in await self._redis.smembers(self._layout.job_hooks(job.slot, job.job_id))
-        ]
-        for rid in hooks:
+        hooks = await self._redis.smembers(self._layout.job_hooks(job.shard, job.job_id))
+        for rid in (str(r) for r in hooks):
             record = await self._redis.hmget(
-                self._layout.request(job.slot, rid),
+                self._layout.request(job.shard, rid),
                 ["webhook", "webhook_intermediate", "detached", "target"],
             )
             url, intermediate, detached, target = (None if v is None else str(v) for v in record)
@@ -237,7 +235,7 @@ class Webhooks:
                     claimed = await self._scripts.poll_claim(
                         keys=[self._layout.delivery_due()], args=[self._config.lease, 32]
                     )
-                except STORE_FAILURES:
+                except StoreUnavailable:
                     await sleep_unless(stopping, 1.0)
                     continue
                 if not claimed:
@@ -250,7 +248,7 @@ class Webhooks:
                     # A Redis failure mid-delivery: its lease lapses and it is delivered again
                     # (at least once). Anything else is a bug, and must not end the worker
                     # quietly either.
-                    if isinstance(outcome, STORE_FAILURES):
+                    if isinstance(outcome, StoreUnavailable):
                         log.warning("webhook_store_error", error_type=type(outcome).__name__)
                     elif isinstance(outcome, BaseException):
                         log.error("webhook_failed", error_type=type(outcome).__name__)

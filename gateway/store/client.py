@@ -8,9 +8,10 @@
                                                   the primary that Redis Sentinel names
     rediss+cluster://…, rediss+sentinel://…       the same over TLS
 
-Every client reports each command to the same observer and fails fast. The gateway keeps every
-multi-key command and script in one hash slot (see ``layout.py``), so it needs nothing else from
-a cluster.
+Every client reports each command to the same observer, fails fast, and raises
+``StoreUnavailable`` for an outage (``failures.py``) from each command, script and pipeline. The
+gateway keeps every multi-key command and script in one hash slot (see ``layout.py``), so it
+needs nothing else from a cluster.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import redis.asyncio as aioredis
 import structlog
 from redis import exceptions as rexc
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from gateway.common.errors import StoreUnavailable
+from gateway.store.failures import REDIS_FAILURES, unavailable
 from gateway.store.redis_urls import url_options
 
 log = structlog.get_logger(__name__)
@@ -47,19 +49,6 @@ class NotAClusterUrl(RuntimeError):
     """``GATEWAY_REDIS_URL`` names one Redis server but reaches a node of a Redis Cluster."""
 
 
-STORE_FAILURES: tuple[type[Exception], ...] = (
-    rexc.ConnectionError,  # ClusterUnreachable too
-    rexc.TimeoutError,
-    rexc.BusyLoadingError,
-    rexc.ClusterDownError,
-    rexc.TryAgainError,
-    rexc.ReadOnlyError,
-    rexc.MasterDownError,
-    rexc.SlotNotCoveredError,
-    rexc.OutOfMemoryError,  # full, with noeviction: writes refused until memory frees
-    OSError,
-)
-
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
@@ -71,7 +60,8 @@ CommandObserver = Callable[[str, float, bool], None]
 async def _observed(
     observer: CommandObserver | None, args: tuple[Any, ...], run: Awaitable[Any]
 ) -> Any:
-    """Await one command, reporting its name, latency and whether it failed."""
+    """Await one command, reporting its name, latency and whether it failed; an outage is
+    raised as ``StoreUnavailable``."""
     started = time.perf_counter()
     failed = True
     try:
@@ -81,10 +71,34 @@ async def _observed(
     except rexc.NoScriptError:
         failed = False  # the normal first call of a script: redis-py loads it and retries
         raise
+    except REDIS_FAILURES as exc:
+        raise unavailable() from exc
     finally:
         if observer is not None:
             name = str(args[0]).upper() if args else "?"
             observer(name, time.perf_counter() - started, failed)
+
+
+class StorePipeline(aioredis.client.Pipeline):
+    """redis-py's pipeline, raising an outage as ``StoreUnavailable`` like single commands."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error)
+        except REDIS_FAILURES as exc:
+            raise unavailable() from exc
+
+
+class StoreClusterPipeline(ClusterPipeline):
+    """The cluster's pipeline, raising an outage as ``StoreUnavailable``."""
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except REDIS_FAILURES as exc:
+            raise unavailable() from exc
 
 
 class ObservedRedis(aioredis.Redis):
@@ -97,6 +111,9 @@ class ObservedRedis(aioredis.Redis):
         run = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         return await _observed(self.observer, args, run)
 
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> StorePipeline:
+        return StorePipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
 
 class ObservedRedisCluster(RedisCluster):
     """The cluster client, reporting each command as ``ObservedRedis`` does (redirections and
@@ -106,6 +123,14 @@ class ObservedRedisCluster(RedisCluster):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         return await _observed(self.observer, args, super().execute_command(*args, **options))
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> StoreClusterPipeline:
+        if shard_hint:
+            raise rexc.RedisClusterException("shard_hint is deprecated in cluster mode")
+        # redis-py's annotations leave _event_dispatcher abstract; its own pipeline() is the same
+        return StoreClusterPipeline(self, transaction)  # type: ignore[abstract]
 
     async def initialize(self, *args: Any, **kwargs: Any) -> ObservedRedisCluster:
         """Read the slot map (commands and pipelines call this whenever it is stale); a failure
@@ -268,18 +293,11 @@ async def through_outage(step: Callable[[], Awaitable[T]], within: float) -> T:
     while True:
         try:
             return await step()
-        except STORE_FAILURES:
+        except StoreUnavailable:
             if time.monotonic() + pause > deadline:
                 raise
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
-
-
-def as_store_error(exc: BaseException) -> StoreUnavailable | None:
-    """The gateway error for a Redis failure, or None when ``exc`` is not one."""
-    if isinstance(exc, STORE_FAILURES):
-        return StoreUnavailable(detail="state store unreachable")
-    return None
 
 
 async def warn_if_evicting(redis: Store) -> str | None:

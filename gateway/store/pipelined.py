@@ -7,11 +7,12 @@ does: one connection per process, commands of all concurrent requests written to
 event-loop tick, replies parsed by hiredis and matched to callers in order (Redis answers a
 connection's commands in the order it received them).
 
-Failures look like redis-py's (``redis.exceptions.ConnectionError`` / ``TimeoutError`` /
-``ResponseError``), so the rest of the gateway maps them the same way (503 while Redis is away).
-A broken or timed-out connection fails every call in flight on it and is replaced by the next
-call; nothing is re-sent, because a script that may have run must not run twice. ``NOSCRIPT``
-(the script cache was flushed, or Redis restarted) is safe to retry: the script did not run.
+Failures are redis-py's exception types inside this module; ``call`` raises an outage as
+``StoreUnavailable`` (``failures.py``), as the redis-py client does, and a refused command as
+redis-py's ``ResponseError``. A broken or timed-out connection fails every call in flight on
+it and is replaced by the next call; nothing is re-sent, because a script that may have run must
+not run twice. ``NOSCRIPT`` (the script cache was flushed, or Redis restarted) is safe to retry:
+the script did not run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, cast
 import hiredis
 from redis import exceptions as rexc
 
+from gateway.store.failures import REDIS_FAILURES, unavailable
 from gateway.store.redis_urls import url_options
 
 CommandObserver = Callable[[str, float, bool], None]
@@ -223,7 +225,8 @@ class PipelinedRedis:
         return protocol
 
     async def call(self, *args: Arg) -> Any:
-        """One command, pipelined with every other call of this tick."""
+        """One command, pipelined with every other call of this tick; ``StoreUnavailable`` when
+        Redis is away, too slow or refusing it for its state."""
         started = time.perf_counter()
         failed = True
         try:
@@ -241,6 +244,8 @@ class PipelinedRedis:
         except rexc.NoScriptError:
             failed = False
             raise
+        except REDIS_FAILURES as exc:
+            raise unavailable() from exc
         finally:
             if self.observer is not None:
                 self.observer(str(args[0]).upper(), time.perf_counter() - started, failed)

@@ -74,30 +74,3 @@ def pairs(flat: Sequence[Any]) -> dict[str, str]:
     connection; strings, as both clients decode replies)."""
     fields = iter(flat)
     return dict(zip(fields, fields, strict=True))
-
-
-class Commands:
-    """The plain commands of the poller's hot path, over the pipelined connection when there is
-    one (as the scripts are), else redis-py: profiling the miss path showed redis-py's layers
-    around these three at 18 % of the gateway's CPU."""
-
-    def __init__(self, redis: Store, pipelined: PipelinedRedis | None) -> None:
-        self._redis = redis
-        self._pipelined = pipelined
-
-    async def hgetall(self, key: str) -> dict[str, str]:
-        if self._pipelined is not None:
-            return pairs(await self._pipelined.call("HGETALL", key))
-        return {str(k): str(v) for k, v in (await self._redis.hgetall(key)).items()}
-
-    async def hdel(self, key: str, field: str) -> None:
-        if self._pipelined is not None:
-            await self._pipelined.call("HDEL", key, field)
-        else:
-            await self._redis.hdel(key, field)
-
-    async def zrem(self, key: str, member: str) -> None:
-        if self._pipelined is not None:
-            await self._pipelined.call("ZREM", key, member)
-        else:
-            await self._redis.zrem(key, member)

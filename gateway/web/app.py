@@ -7,48 +7,33 @@ import gc
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 
-from gateway.access.admins import AdminTokens
-from gateway.access.audit import AuditLog
-from gateway.access.teams import TeamService
 from gateway.common.background import background, sleep_unless
-from gateway.jobs.alerts import BudgetAlerts
-from gateway.jobs.dedup import DedupService, SchemaCache
-from gateway.jobs.dispatcher import Dispatcher
-from gateway.jobs.poller import Poller, PollerConfig
-from gateway.jobs.proxy import PollSettings, ProxyService
-from gateway.jobs.records import Lifetimes, RequestRecords
-from gateway.jobs.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
-from gateway.money.pricing import Pricing
-from gateway.money.quotas import Calendar, QuotaConfig, QuotaService
-from gateway.observability.logs import SecretScrubber
+from gateway.common.errors import StoreUnavailable
 from gateway.observability.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.client import (
-    STORE_FAILURES,
     NotAClusterUrl,
     connect,
     ping,
     refuse_cluster_node,
     warn_if_evicting,
 )
+from gateway.store.commands import commands_for
 from gateway.store.embedded import EmbeddedRedis, EmbeddedRedisError
-from gateway.store.layout import Layout
+from gateway.store.failures import described
 from gateway.store.pipelined import PipelinedRedis
-from gateway.store.scripts import Commands, Scripts
-from gateway.upstream.apis import Api
+from gateway.store.scripts import Scripts
 from gateway.upstream.breaker import BreakerConfig
-from gateway.upstream.catalog import Catalog
 from gateway.upstream.client import UpstreamClient, UpstreamConfig, UpstreamName
 from gateway.web.appkeys import (
     ADMINS,
-    ALERTS,
     AUDIT,
     CATALOG,
+    COMMANDS,
     DEDUP,
     EMBEDDED_REDIS,
     LARGE_BODIES,
@@ -56,7 +41,6 @@ from gateway.web.appkeys import (
     METRICS,
     METRICS_URL,
     MODEL_API,
-    POLLER,
     PRICING,
     PROXY,
     QUOTAS,
@@ -64,6 +48,7 @@ from gateway.web.appkeys import (
     REDIS,
     SCRIPTS,
     SERVERLESS,
+    SERVICES,
     SETTINGS,
     TEAMS,
     WEBHOOKS,
@@ -78,6 +63,7 @@ from gateway.web.routes.admin_quotas import setup_admin_quota_routes
 from gateway.web.routes.model_api import setup_model_api_routes
 from gateway.web.routes.ops import create_metrics_app, setup_ops_routes
 from gateway.web.routes.serverless import setup_serverless_routes
+from gateway.web.services import Resources, Services, build_services
 
 log = structlog.get_logger(__name__)
 REDIS_PROBE_INTERVAL = 2.0
@@ -86,21 +72,6 @@ TEAM_GAUGE_INTERVAL = 5.0
 
 class MetricsListenerError(Exception):
     """The separate metrics listener (``GATEWAY_METRICS_PORT``) could not listen."""
-
-
-class PricedCharge:
-    """The proxy's view of pricing: (estimate, serverless rate per second) in micro-dollars."""
-
-    def __init__(self, pricing: Pricing) -> None:
-        self._pricing = pricing
-
-    async def charge(self, api: Api, target: str, body: dict[str, Any]) -> tuple[int, int]:
-        estimate = await self._pricing.estimate(api, target, body)
-        rate = estimate.unit_price_micro if api is Api.SERVERLESS else 0
-        return estimate.micro, rate
-
-    def cached(self, api: Api, target: str) -> bool:
-        return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
 
 
 async def metrics_listener_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -151,69 +122,21 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         lifecycle.redis_ok = True
         await refuse_cluster_node(redis)
         await warn_if_evicting(redis)
-    except STORE_FAILURES as exc:
+    except StoreUnavailable as exc:
         # Start anyway: requests that need Redis get a clear 503 until it is back.
-        lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
-        log.error("redis_unavailable_at_start", error_type=type(exc).__name__, error=str(exc))
+        failure = described(exc)
+        lifecycle.redis_ok, lifecycle.redis_error = False, failure["error_type"]
+        log.error("redis_unavailable_at_start", **failure)
     except NotAClusterUrl:
         await redis.aclose()  # cleanup contexts do not run for a context that failed to start
         raise
-    layout = Layout(settings.redis_namespace)
     pipelined = None
     if PipelinedRedis.supports(url):
         pipelined = PipelinedRedis(
             url, call_timeout=settings.redis_timeout_seconds, observer=app[METRICS].observe_redis
         )
-    scripts = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
-    app[SCRIPTS] = scripts
-    app[TEAMS] = TeamService(redis, scripts, layout)
-    app[ADMINS] = AdminTokens(redis, scripts, layout)
-    secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
-    app[AUDIT] = AuditLog(redis, layout, SecretScrubber(secrets))
-    calendar = Calendar(ZoneInfo(settings.quota_timezone), settings.clock_offset_seconds)
-    quota = QuotaConfig(
-        default_queue_depth=settings.queue_depth,
-        usage_retention=settings.usage_retention_days * 86400,
-        poll_rate=settings.poll_rate_per_second,
-        poll_burst=settings.poll_burst,
-        global_max_concurrent=settings.global_max_concurrent_jobs,
-    )
-    app[QUOTAS] = QuotaService(redis, scripts, layout, calendar, quota)
-    app[RECORDS] = RequestRecords(
-        redis,
-        scripts,
-        layout,
-        Lifetimes(
-            request_ttl=settings.request_ttl_seconds,
-            job_lifetime=settings.job_lifetime_seconds,
-            cache_ttl=settings.cache_ttl_seconds,
-            submit_deadline=settings.upstream_submit_timeout + settings.upstream_connect_timeout,
-            default_policy=settings.dedup_default_policy,
-            shared=settings.cache_scope == "shared",
-        ),
-        calendar,
-        quota,
-        Commands(redis, pipelined),
-    )
-    app[WEBHOOKS] = Webhooks(
-        redis,
-        scripts,
-        layout,
-        WebhookPolicy(
-            allow_private=settings.webhook_allow_private,
-            allowed_hosts=frozenset(
-                h.strip().lower() for h in settings.webhook_allowed_hosts.split(",") if h.strip()
-            ),
-        ),
-        DeliveryConfig(
-            timeout=settings.webhook_timeout_seconds,
-            max_attempts=settings.webhook_max_attempts,
-            backoff_base=settings.webhook_backoff_seconds,
-            lease=settings.webhook_timeout_seconds + 5,
-        ),
-        settings.request_ttl_seconds,
-    )
-    app[ALERTS] = BudgetAlerts(redis, layout, app[WEBHOOKS], app[METRICS])
+    app[SCRIPTS] = Scripts.register(redis, settings.clock_offset_seconds, pipelined)
+    app[COMMANDS] = commands_for(redis, pipelined)
     lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
     yield
     if pipelined is not None:
@@ -226,7 +149,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keep /readyz's view of Redis current without failing readiness on it, and restart the
     embedded Redis if it died (its AOF brings every team, key and job back)."""
-    lifecycle, redis, metrics, teams = app[LIFECYCLE], app[REDIS], app[METRICS], app[TEAMS]
+    lifecycle, redis, metrics = app[LIFECYCLE], app[REDIS], app[METRICS]
+    teams = app[SERVICES].teams
     mode = lifecycle.extra.get("redis_mode", "external")
     embedded = app.get(EMBEDDED_REDIS)
 
@@ -242,10 +166,11 @@ async def redis_probe_ctx(app: web.Application) -> AsyncIterator[None]:
                 if not lifecycle.redis_ok:
                     log.info("redis_recovered")
                 lifecycle.redis_ok, lifecycle.redis_error = True, ""
-            except STORE_FAILURES as exc:
+            except StoreUnavailable as exc:
+                failure = described(exc)
                 if lifecycle.redis_ok:
-                    log.error("redis_lost", error_type=type(exc).__name__)
-                lifecycle.redis_ok, lifecycle.redis_error = False, type(exc).__name__
+                    log.error("redis_lost", error_type=failure["error_type"])
+                lifecycle.redis_ok, lifecycle.redis_error = False, failure["error_type"]
             metrics.redis_up.labels(mode).set(1 if lifecycle.redis_ok else 0)
             if await sleep_unless(stopping, REDIS_PROBE_INTERVAL):
                 return
@@ -271,7 +196,8 @@ async def _restart_embedded(embedded: EmbeddedRedis) -> None:
         log.error("embedded_redis_restart_failed", error=str(exc))
 
 
-def _upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
+def upstream_config(settings: Settings, name: UpstreamName, base_url: str) -> UpstreamConfig:
+    """How the client of one RunComfy API connects, retries and breaks."""
     return UpstreamConfig(
         name=name,
         base_url=base_url,
@@ -294,42 +220,16 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     model_api = UpstreamClient(
-        _upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url),
+        upstream_config(settings, UpstreamName.MODEL_API, settings.upstream_model_api_url),
         metrics,
     )
     serverless = UpstreamClient(
-        _upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url),
+        upstream_config(settings, UpstreamName.SERVERLESS, settings.upstream_serverless_url),
         metrics,
     )
     await model_api.start()
     await serverless.start()
     app[MODEL_API], app[SERVERLESS] = model_api, serverless
-    app[CATALOG] = Catalog(model_api, settings.catalog_cache_seconds)
-    app[PRICING] = Pricing(
-        app[REDIS], Layout(settings.redis_namespace), app[CATALOG], settings.pricing_cache_seconds
-    )
-    app[DEDUP] = DedupService(
-        app[REDIS],
-        app[SCRIPTS],
-        Layout(settings.redis_namespace),
-        SchemaCache(app[CATALOG], metrics),
-        metrics,
-    )
-    app[PROXY] = ProxyService(
-        app[RECORDS],
-        app[DEDUP],
-        model_api,
-        serverless,
-        PollSettings(
-            interval=settings.poll_interval_seconds,
-            heal_after=3 * settings.poll_interval_seconds + settings.poll_lease_seconds,
-        ),
-        app[WEBHOOKS],
-        metrics,
-        PricedCharge(app[PRICING]),
-        app[ALERTS],
-        settings.global_max_concurrent_jobs,
-    )
     if not settings.upstream_configured:
         log.warning(
             "upstream_token_missing",
@@ -338,42 +238,50 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway with RunComfy simulated: `runcomfy-gateway demo`)",
         )
     yield
-    await app[PROXY].close()
     await model_api.close()
     await serverless.close()
 
 
-async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
-    """This replica's share of polling RunComfy for jobs in flight."""
-    settings = app[SETTINGS]
-    poller = Poller(
-        app[RECORDS],
-        {Api.MODEL: app[MODEL_API], Api.SERVERLESS: app[SERVERLESS]},
-        PollerConfig(
-            interval=settings.poll_interval_seconds,
-            max_interval=settings.poll_max_interval_seconds,
-            lease=settings.poll_lease_seconds,
-            batch=settings.poll_concurrency,
-            concurrency=settings.poll_concurrency,
-        ),
-        app[WEBHOOKS],
-        app[METRICS],
-        app[ALERTS],
-        app[PROXY].release_global_slot,
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the services on the resources opened so far (nothing to close: they own none)."""
+    services = build_services(
+        Resources(
+            settings=app[SETTINGS],
+            metrics=app[METRICS],
+            redis=app[REDIS],
+            scripts=app[SCRIPTS],
+            commands=app[COMMANDS],
+            model_api=app[MODEL_API],
+            serverless=app[SERVERLESS],
+        )
     )
-    app[POLLER] = poller
-    dispatcher = Dispatcher(
-        app[RECORDS], app[PROXY], app[TEAMS], settings.dispatch_interval_seconds
-    )
-    app[PROXY].slot_freed = dispatcher.kick
+    app[SERVICES] = services
+    _publish(app, services)
+    yield
+
+
+def _publish(app: web.Application, services: Services) -> None:
+    """The keys the routes read the services by."""
+    app[TEAMS], app[ADMINS], app[AUDIT] = services.teams, services.admins, services.audit
+    app[QUOTAS], app[RECORDS], app[WEBHOOKS] = services.quotas, services.records, services.webhooks
+    app[CATALOG], app[PRICING], app[DEDUP] = services.catalog, services.pricing, services.dedup
+    app[PROXY] = services.proxy
+
+
+async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This replica's share of the background work on jobs: polling RunComfy for jobs in
+    flight, starting queued jobs, delivering webhooks, taking back interrupted admissions,
+    and the team gauges."""
+    services = app[SERVICES]
     async with (
-        background(poller.run, "poller"),
-        background(app[WEBHOOKS].run, "webhooks"),
-        background(dispatcher.run, "dispatcher"),
+        background(services.withdrawals.run, "withdrawals"),
+        background(services.poller.run, "poller"),
+        background(services.webhooks.run, "webhooks"),
+        background(services.dispatcher.run, "dispatcher"),
         background(_team_gauges(app), "team-gauges"),
     ):
         yield
-    await poller.stop()
+    await services.poller.stop()
 
 
 def _team_gauges(
@@ -382,12 +290,14 @@ def _team_gauges(
     """Budget, spend, queue and running gauges of every team, read from Redis: each replica
     exports the same values, so dashboards take max() across replicas."""
 
+    services = app[SERVICES]
+
     async def loop(stopping: asyncio.Event) -> None:
         while True:
             try:
-                await app[QUOTAS].export(app[TEAMS], app[METRICS])
-            except STORE_FAILURES as exc:
-                log.warning("team_gauges_failed", error_type=type(exc).__name__)
+                await services.quotas.export(services.teams, app[METRICS])
+            except StoreUnavailable as exc:
+                log.warning("team_gauges_failed", error_type=described(exc)["error_type"])
             if await sleep_unless(stopping, TEAM_GAUGE_INTERVAL):
                 return
 
@@ -464,7 +374,9 @@ def create_app(settings: Settings) -> web.Application:
     separate_metrics = settings.metrics_port is not None
     if separate_metrics:
         app.cleanup_ctx.append(metrics_listener_ctx)
-    app.cleanup_ctx.extend([redis_ctx, redis_probe_ctx, upstream_ctx, poller_ctx, lifecycle_ctx])
+    app.cleanup_ctx.extend(
+        [redis_ctx, upstream_ctx, services_ctx, redis_probe_ctx, jobs_ctx, lifecycle_ctx]
+    )
     app.on_shutdown.append(_on_shutdown)
     setup_ops_routes(app, with_metrics=not separate_metrics)
     setup_model_api_routes(app)

@@ -11,9 +11,7 @@ from gateway.access.admins import AdminActor, AdminTokens
 from gateway.access.audit import AuditLog
 from gateway.access.credentials import Credential
 from gateway.access.teams import TeamService
-from gateway.jobs.alerts import BudgetAlerts
 from gateway.jobs.dedup import DedupService
-from gateway.jobs.poller import Poller
 from gateway.jobs.proxy import ProxyService
 from gateway.jobs.records import RequestRecords
 from gateway.jobs.webhooks import Webhooks
@@ -22,10 +20,12 @@ from gateway.money.quotas import QuotaService
 from gateway.observability.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.client import Store
+from gateway.store.commands import Commands
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.scripts import Scripts
 from gateway.upstream.catalog import Catalog
 from gateway.upstream.client import UpstreamClient
+from gateway.web.services import Services
 
 
 @dataclass
@@ -43,22 +43,23 @@ SETTINGS = web.AppKey("settings", Settings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS: web.AppKey[Store] = web.AppKey("redis")
 SCRIPTS = web.AppKey("scripts", Scripts)
+COMMANDS: web.AppKey[Commands] = web.AppKey("commands")
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)  # only when the gateway runs it
-TEAMS = web.AppKey("teams", TeamService)
-RECORDS = web.AppKey("records", RequestRecords)
 MODEL_API = web.AppKey("model_api", UpstreamClient)
 SERVERLESS = web.AppKey("serverless", UpstreamClient)
+SERVICES = web.AppKey("services", Services)
+# Services the routes read by their own key (the same objects as in SERVICES).
+TEAMS = web.AppKey("teams", TeamService)
+RECORDS = web.AppKey("records", RequestRecords)
 CATALOG = web.AppKey("catalog", Catalog)
 PRICING = web.AppKey("pricing", Pricing)
 PROXY = web.AppKey("proxy", ProxyService)
 DEDUP = web.AppKey("dedup", DedupService)
-POLLER = web.AppKey("poller", Poller)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 METRICS = web.AppKey("metrics", Metrics)
 ADMINS = web.AppKey("admins", AdminTokens)
 AUDIT = web.AppKey("audit", AuditLog)
 QUOTAS = web.AppKey("quotas", QuotaService)
-ALERTS = web.AppKey("alerts", BudgetAlerts)
 
 CREDENTIAL: web.RequestKey[Credential | None] = web.RequestKey("credential", object)  # type: ignore[arg-type]
 TEAM_ID = web.RequestKey("team_id", str)

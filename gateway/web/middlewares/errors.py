@@ -1,8 +1,10 @@
 """The one place where errors become responses, always in RunComfy's error shape.
 
-aiohttp's own HTTP exceptions (unknown route, wrong method, body too large) and Redis outages are
-mapped to gateway errors first; anything unexpected becomes a bare 500 whose log line names the
-exception type and location but carries no traceback and no secrets.
+aiohttp's own HTTP exceptions (unknown route, wrong method, body too large) are mapped to gateway
+errors first; a Redis outage arrives as ``StoreUnavailable`` (the store raises nothing else for
+one) and is counted and logged with the Redis error behind it; anything unexpected, a stray
+``TimeoutError`` or ``OSError`` included, becomes a bare 500 whose log line names the exception
+type and location but carries no traceback and no secrets.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from gateway.common.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    StoreUnavailable,
     UpstreamClientError,
 )
 from gateway.common.jsonutil import json_response
-from gateway.store.client import as_store_error
+from gateway.store.failures import cause
 from gateway.web.appkeys import METRICS
 
 log = structlog.get_logger(__name__)
@@ -57,6 +60,11 @@ def _where(exc: BaseException) -> str:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except StoreUnavailable as exc:
+        request.app[METRICS].redis_errors.inc()
+        failure = cause(exc)
+        log.error("store_unavailable", error_type=type(failure).__name__, where=_where(failure))
+        return error_response(exc)
     except GatewayError as exc:
         return error_response(exc)
     except web.HTTPException as exc:
@@ -65,11 +73,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return error_response(mapped)
     except Exception as exc:
-        store_error = as_store_error(exc)
-        if store_error is not None:
-            request.app[METRICS].redis_errors.inc()
-            log.error("store_unavailable", error_type=type(exc).__name__, where=_where(exc))
-            return error_response(store_error)
         log.error("unhandled_error", error_type=type(exc).__name__, where=_where(exc))
         return error_response(GatewayError())
 

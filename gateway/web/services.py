@@ -1,0 +1,196 @@
+"""Every service of the gateway, built in one place from the resources the app opened.
+
+The application's cleanup contexts open resources (Redis, upstream sessions, listeners) and run
+background tasks; what sits between them is built here, once, in dependency order, and handed
+back as one frozen bundle. Nothing is patched after construction: where two services would need
+each other (what frees a concurrency slot and the dispatcher that fills it), a small shared
+object stands between them (:class:`gateway.jobs.capacity.Vacancies`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.access.admins import AdminTokens
+from gateway.access.audit import AuditLog
+from gateway.access.teams import TeamService
+from gateway.jobs.alerts import BudgetAlerts
+from gateway.jobs.answers import AnswerService
+from gateway.jobs.cancels import CancelService
+from gateway.jobs.capacity import AccountCapacity, Vacancies
+from gateway.jobs.dedup import DedupService, SchemaCache
+from gateway.jobs.dispatcher import Dispatcher
+from gateway.jobs.poller import Poller, PollerConfig
+from gateway.jobs.proxy import ProxyService
+from gateway.jobs.records import Lifetimes, RequestRecords
+from gateway.jobs.send import Sender
+from gateway.jobs.submit import SubmitService
+from gateway.jobs.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
+from gateway.jobs.withdrawals import Withdrawals
+from gateway.money.pricing import Pricing
+from gateway.money.quotas import Calendar, QuotaConfig, QuotaService
+from gateway.observability.logs import SecretScrubber
+from gateway.observability.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store.client import Store
+from gateway.store.commands import Commands
+from gateway.store.layout import Layout
+from gateway.store.scripts import Scripts
+from gateway.upstream.apis import Api
+from gateway.upstream.catalog import Catalog
+from gateway.upstream.client import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the cleanup contexts opened, which the services use."""
+
+    settings: Settings
+    metrics: Metrics
+    redis: Store
+    scripts: Scripts
+    commands: Commands
+    model_api: UpstreamClient
+    serverless: UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service, built once per application (see :func:`build_services`)."""
+
+    teams: TeamService
+    admins: AdminTokens
+    audit: AuditLog
+    quotas: QuotaService
+    records: RequestRecords
+    webhooks: Webhooks
+    alerts: BudgetAlerts
+    catalog: Catalog
+    pricing: Pricing
+    dedup: DedupService
+    submits: SubmitService
+    proxy: ProxyService
+    withdrawals: Withdrawals  # background: takes back admissions whose answer was lost
+    poller: Poller  # background: one poller per job across replicas
+    dispatcher: Dispatcher  # background: starts queued jobs
+
+
+class PricedCharge:
+    """The submit's view of pricing: (estimate, serverless rate per second) in micro-dollars."""
+
+    def __init__(self, pricing: Pricing) -> None:
+        self._pricing = pricing
+
+    async def charge(self, api: Api, target: str, body: dict[str, Any]) -> tuple[int, int]:
+        estimate = await self._pricing.estimate(api, target, body)
+        rate = estimate.unit_price_micro if api is Api.SERVERLESS else 0
+        return estimate.micro, rate
+
+    def cached(self, api: Api, target: str) -> bool:
+        return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
+
+
+def build_services(res: Resources) -> Services:
+    """Build every service, each from the few it depends on."""
+    settings, redis, scripts = res.settings, res.redis, res.scripts
+    layout = Layout(settings.redis_namespace)
+    secrets = [settings.upstream_token.get_secret_value(), settings.admin_token.get_secret_value()]
+    calendar = Calendar(ZoneInfo(settings.quota_timezone), settings.clock_offset_seconds)
+    quota = _quota_config(settings)
+    teams = TeamService(redis, scripts, layout)
+    records = RequestRecords(
+        redis, scripts, layout, _lifetimes(settings), calendar, quota, res.commands
+    )
+    webhooks = _webhooks(settings, redis, scripts, layout)
+    alerts = BudgetAlerts(redis, layout, webhooks, res.metrics)
+    catalog = Catalog(res.model_api, settings.catalog_cache_seconds)
+    pricing = Pricing(redis, layout, catalog, settings.pricing_cache_seconds)
+    dedup = DedupService(redis, scripts, layout, SchemaCache(catalog, res.metrics), res.metrics)
+    upstreams = {Api.MODEL: res.model_api, Api.SERVERLESS: res.serverless}
+    vacancies = Vacancies()
+    capacity = AccountCapacity(records, settings.global_max_concurrent_jobs, vacancies)
+    sender = Sender(records, upstreams, capacity, settings.poll_interval_seconds)
+    withdrawals = Withdrawals(records, vacancies)
+    submits = SubmitService(
+        records, dedup, PricedCharge(pricing), sender, withdrawals, alerts, webhooks, res.metrics
+    )
+    heal_after = 3 * settings.poll_interval_seconds + settings.poll_lease_seconds
+    proxy = ProxyService(
+        submits,
+        AnswerService(records, heal_after),
+        CancelService(records, upstreams, capacity, webhooks),
+    )
+    poller = Poller(
+        records, upstreams, _poller_config(settings), webhooks, res.metrics, alerts, capacity
+    )
+    dispatcher = Dispatcher(records, sender, teams, vacancies, settings.dispatch_interval_seconds)
+    return Services(
+        teams=teams,
+        admins=AdminTokens(redis, scripts, layout),
+        audit=AuditLog(redis, layout, SecretScrubber(secrets)),
+        quotas=QuotaService(redis, scripts, layout, calendar, quota),
+        records=records,
+        webhooks=webhooks,
+        alerts=alerts,
+        catalog=catalog,
+        pricing=pricing,
+        dedup=dedup,
+        submits=submits,
+        proxy=proxy,
+        withdrawals=withdrawals,
+        poller=poller,
+        dispatcher=dispatcher,
+    )
+
+
+def _quota_config(settings: Settings) -> QuotaConfig:
+    return QuotaConfig(
+        default_queue_depth=settings.queue_depth,
+        usage_retention=settings.usage_retention_days * 86400,
+        poll_rate=settings.poll_rate_per_second,
+        poll_burst=settings.poll_burst,
+        global_max_concurrent=settings.global_max_concurrent_jobs,
+    )
+
+
+def _lifetimes(settings: Settings) -> Lifetimes:
+    return Lifetimes(
+        request_ttl=settings.request_ttl_seconds,
+        job_lifetime=settings.job_lifetime_seconds,
+        cache_ttl=settings.cache_ttl_seconds,
+        submit_deadline=settings.upstream_submit_timeout + settings.upstream_connect_timeout,
+        default_policy=settings.dedup_default_policy,
+        shared=settings.cache_scope == "shared",
+    )
+
+
+def _webhooks(settings: Settings, redis: Store, scripts: Scripts, layout: Layout) -> Webhooks:
+    allowed = (h.strip().lower() for h in settings.webhook_allowed_hosts.split(","))
+    return Webhooks(
+        redis,
+        scripts,
+        layout,
+        WebhookPolicy(
+            allow_private=settings.webhook_allow_private,
+            allowed_hosts=frozenset(h for h in allowed if h),
+        ),
+        DeliveryConfig(
+            timeout=settings.webhook_timeout_seconds,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff_seconds,
+            lease=settings.webhook_timeout_seconds + 5,
+        ),
+        settings.request_ttl_seconds,
+    )
+
+
+def _poller_config(settings: Settings) -> PollerConfig:
+    return PollerConfig(
+        interval=settings.poll_interval_seconds,
+        max_interval=settings.poll_max_interval_seconds,
+        lease=settings.poll_lease_seconds,
+        batch=settings.poll_concurrency,
+        concurrency=settings.poll_concurrency,
+    )
