@@ -26,9 +26,11 @@ RUNCOMFY_BODY = {"error_code": 422001, "error_message": "num_images must be <= 4
 
 
 def error_classes() -> list[type[GatewayError]]:
+    """The tree of gateway/common/errors.py (not subclasses that other modules keep private
+    and render as their parent, e.g. the sender's StoreUnavailable)."""
     found: list[type[GatewayError]] = [GatewayError]
     for cls in found:
-        found += cls.__subclasses__()
+        found += [sub for sub in cls.__subclasses__() if sub.__module__ == errors.__name__]
     return found
 
 
