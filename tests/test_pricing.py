@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.money.pricing import MAX_ESTIMATE_MICRO, settle_serverless_micro
+from gateway.money.amounts import settle_serverless_micro
+from gateway.money.pricing import MAX_ESTIMATE_MICRO
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.deployments import SEEDED_DEPLOYMENT_IDS
 from tests.conftest import (

@@ -26,7 +26,8 @@ from gateway.jobs.job import LIVE, Job, JobChange, JobField, JobState
 from gateway.jobs.records import RequestRecords
 from gateway.jobs.submit import Alerts
 from gateway.jobs.webhooks import Webhooks
-from gateway.money.quotas import BudgetAlert, to_micro, to_usd
+from gateway.money.amounts import FinishedJob, Outcome, micro_to_usd, settle
+from gateway.money.quotas import BudgetAlert
 from gateway.observability.metrics import Metrics
 from gateway.store.client import through_outage
 from gateway.upstream.apis import Api
@@ -48,22 +49,20 @@ GAUGE_INTERVAL = 5.0
 
 
 def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
-    """What a finished job cost: RunComfy's own figure (``include_cost``) where it gives one;
-    for serverless, the deployment's rate times the run the poller saw; else the estimate.
-    A Model API job that failed or was cancelled costs nothing unless RunComfy says so."""
-    if isinstance(reported, int | float) and not isinstance(reported, bool):
-        return to_micro(reported)
-    if final is JobState.CANCELLED:
-        return 0
-    rate = job.rate_micro
-    # The run began at the first in_progress the poller saw, or else after the last poll that
-    # still saw it queued: an upper bound, never the (maybe much larger) estimate.
+    """What a finished job cost, by :func:`gateway.money.amounts.settle`. A serverless run
+    began at the first in_progress the poller saw, or else after the last poll that still saw
+    it queued: an upper bound of its length."""
     began = job.started_ts or job.last_poll_ts
-    if job.api is Api.SERVERLESS and rate > 0 and began:
-        return round(rate * max(0.0, now - began))
-    if final is JobState.FAILED and job.api is Api.MODEL:
-        return 0
-    return job.estimate_micro
+    return settle(
+        FinishedJob(
+            serverless=job.api is Api.SERVERLESS,
+            outcome=Outcome(final.value),
+            estimate_micro=job.estimate_micro,
+            rate_micro=job.rate_micro,
+            ran_seconds=now - began if began else None,
+            reported=reported,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +220,7 @@ class Poller:
             result_body=orjson.dumps(body).decode(),
             upstream_status=word,
             last_poll_ts=now,
-            cost=to_usd(settled),
+            cost=micro_to_usd(settled),
             effects_pending=True,
         )
         update = await self._records.update_job_full(

@@ -11,8 +11,8 @@ The reservation is settled later to what RunComfy actually charged, so an estima
 close. It never invents a price, though: an unknown model, a deployment without a rate or a
 catalog that cannot be read give ``micro=0`` with ``source="unknown"``, and admission decides.
 
-Money is integer micro-dollars (1 USD = 1,000,000). USD amounts from RunComfy or an admin are
-converted once, by :func:`usd_to_micro`.
+Money is integer micro-dollars (1 USD = 1,000,000), converted and multiplied by the rules of
+:mod:`gateway.money.amounts`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from gateway.common.errors import GatewayError, UpstreamClientError
+from gateway.money.amounts import MICRO, scale_micro, settle_serverless_micro, usd_to_micro
 from gateway.store.client import Store
 from gateway.store.layout import Layout
 from gateway.upstream.apis import Api
@@ -45,7 +46,6 @@ from gateway.upstream.catalog import Catalog
 
 log = structlog.get_logger(__name__)
 
-MICRO = 1_000_000
 COUNT_PARAMS = (
     "num_images",
     "num_outputs",
@@ -66,10 +66,10 @@ DURATION_PARAMS = (
 )
 """Inputs that say how many seconds of media a request asks for."""
 FALLBACK_SECONDS = 10.0
+"""Seconds assumed for a per-second model whose request, schema and override name no duration."""
 # No estimate exceeds $10M (the dearest deployment rate for a day is $8.64M): a request asking
 # for 1e18 images must not overflow Redis's 64-bit counters or JSON's integers (it was a 500).
 MAX_ESTIMATE_MICRO = 10_000_000 * MICRO
-"""Seconds assumed for a per-second model whose request, schema and override name no duration."""
 CATALOG_TTL = 600.0
 """How long a model's catalog price is reused; settlement corrects a price that changed since."""
 CATALOG_RETRY = 30.0
@@ -81,22 +81,13 @@ Unit = Literal["output", "second"]
 Source = Literal["catalog", "override", "deployment", "unknown"]
 
 
-def usd_to_micro(usd: float) -> int:
-    """The one conversion of a USD amount to micro-dollars."""
-    return round(usd * MICRO)
-
-
-def settle_serverless_micro(micro_per_second: int, seconds: float) -> int:
-    """What a serverless job costs: its deployment's rate times the GPU-seconds it ran."""
-    return round(micro_per_second * max(0.0, seconds))
-
-
 @dataclass(frozen=True, slots=True)
 class Estimate:
     """A request's expected cost and how it was derived.
 
-    ``micro == round(unit_price_micro * units)``. For a deployment, ``unit_price_micro`` is its
-    rate per GPU-second: keep it to settle the job with :func:`settle_serverless_micro`.
+    ``micro`` is ``unit_price_micro`` times ``units``, rounded half up (:func:`scale_micro`). For
+    a deployment, ``unit_price_micro`` is its rate per GPU-second: keep it to settle the job
+    with :func:`settle_serverless_micro`.
     """
 
     micro: int
@@ -343,7 +334,9 @@ def _catalog_price(entry: Any) -> CatalogPrice | str:
     schema = entry.get("input_schema")
     properties = schema.get("properties") if isinstance(schema, dict) else None
     unit: Unit = "second" if entry.get("price_unit") == "second" else "output"
-    return CatalogPrice(usd_to_micro(usd), unit, properties if isinstance(properties, dict) else {})
+    # A price above any estimate is capped like an estimate (usd_to_micro refuses huge amounts).
+    micro = usd_to_micro(min(usd, MAX_ESTIMATE_MICRO // MICRO))
+    return CatalogPrice(micro, unit, properties if isinstance(properties, dict) else {})
 
 
 def _model_estimate(
@@ -368,17 +361,17 @@ def _model_estimate(
                 unit_price = usd_to_micro(rule.unit_price_usd)
                 notes.append(f"rule {rule.param}={_as_text(value)}: unit price {unit_price} micro")
             elif rule.multiplier is not None:
-                unit_price = min(round(unit_price * rule.multiplier), MAX_ESTIMATE_MICRO)
+                unit_price = scale_micro(unit_price, rule.multiplier, MAX_ESTIMATE_MICRO)
                 notes.append(f"rule {rule.param}={_as_text(value)}: x{rule.multiplier:g}")
     units, how, units_overridden = _units(price, unit, override, body)
     notes.append(how)
     source: Source = "override" if overridden or units_overridden else "catalog"
     unit_price = min(unit_price, MAX_ESTIMATE_MICRO)
-    total = unit_price * units
+    total = scale_micro(unit_price, units, MAX_ESTIMATE_MICRO + 1)
     if total > MAX_ESTIMATE_MICRO:
         notes.append(f"capped at {MAX_ESTIMATE_MICRO // MICRO:,} USD")
         total = MAX_ESTIMATE_MICRO
-    return Estimate(round(total), unit_price, units, unit, source, tuple(notes))
+    return Estimate(total, unit_price, units, unit, source, tuple(notes))
 
 
 def _units(

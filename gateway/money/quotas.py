@@ -31,6 +31,7 @@ from gateway.common.errors import (
     RateLimitExceeded,
     RequestTooExpensive,
 )
+from gateway.money.amounts import micro_to_decimal, micro_to_usd, usd_to_micro
 from gateway.observability.metrics import Metrics
 from gateway.store.client import Store
 from gateway.store.contracts import (
@@ -43,7 +44,6 @@ from gateway.store.contracts import (
 from gateway.store.layout import Layout
 from gateway.store.scripts import Scripts
 
-MICRO = 1_000_000
 PeriodKind = Literal["day", "week", "month"]
 PERIOD_LETTER: dict[str, str] = {"day": "d", "week": "w", "month": "m"}
 PERIOD_NAME = {v: k for k, v in PERIOD_LETTER.items()}
@@ -60,17 +60,6 @@ BudgetPeriod = Annotated[
     ),
 ]
 """A budget period that ``null`` clears back to the default, as the other limits clear."""
-
-
-def to_micro(usd: Decimal | float | int) -> int:
-    """USD to integer micro-dollars, rounding half away from zero, once, at the edge."""
-    value = Decimal(str(usd)) * MICRO
-    return int(value.to_integral_value(rounding="ROUND_HALF_UP"))
-
-
-def to_usd(micro: int) -> float:
-    """Micro-dollars as USD for JSON answers (exact to six decimals)."""
-    return round(micro / MICRO, 6)
 
 
 # --- periods ---------------------------------------------------------------------------------
@@ -208,7 +197,7 @@ class Limits(KeyLimits):
             for name, stored in _MICRO_FIELDS.items():
                 value = getattr(limits, name)
                 if value is not None:
-                    out[prefix + stored] = str(to_micro(value))
+                    out[prefix + stored] = str(usd_to_micro(value))
 
         put("", self)
         for kid, limits in self.keys.items():
@@ -233,7 +222,7 @@ class Limits(KeyLimits):
                     values[name] = float(raw[prefix + name])
             for name, stored in _MICRO_FIELDS.items():
                 if prefix + stored in raw:
-                    values[name] = Decimal(int(raw[prefix + stored])) / MICRO
+                    values[name] = micro_to_decimal(int(raw[prefix + stored]))
             return values
 
         values = read("")
@@ -299,7 +288,7 @@ class RateLimitState:
 
 
 def _usd(micro: str) -> float:
-    return to_usd(int(float(micro)))
+    return micro_to_usd(int(float(micro)))
 
 
 def refusal(refused: LimitRefused, target: str, estimate_micro: int) -> QuotaRefused:
@@ -344,18 +333,18 @@ def refusal(refused: LimitRefused, target: str, estimate_micro: int) -> QuotaRef
         )
     if kind == "budget":
         detail.update(
-            budget_usd=_usd(limit), estimated_cost_usd=to_usd(estimate_micro), resets_in=wait
+            budget_usd=_usd(limit), estimated_cost_usd=micro_to_usd(estimate_micro), resets_in=wait
         )
         return BudgetExhausted(
             f"Budget exhausted: {whose} budget of ${_usd(limit):g} for this period cannot cover "
-            f"this request's estimated ${to_usd(estimate_micro):g}.",
+            f"this request's estimated ${micro_to_usd(estimate_micro):g}.",
             detail,
             headers,
         )
     if kind == "max_request":
-        detail.update(max_request_usd=_usd(limit), estimated_cost_usd=to_usd(estimate_micro))
+        detail.update(max_request_usd=_usd(limit), estimated_cost_usd=micro_to_usd(estimate_micro))
         return RequestTooExpensive(
-            f"Request too expensive: its estimated cost ${to_usd(estimate_micro):g} exceeds "
+            f"Request too expensive: its estimated cost ${micro_to_usd(estimate_micro):g} exceeds "
             f"{whose} per-request limit of ${_usd(limit):g}.",
             detail,
             headers,
@@ -382,8 +371,8 @@ class BudgetAlert:
             "team_id": self.team_id,
             "threshold_percent": self.level,
             "period": self.period,
-            "budget_usd": to_usd(self.budget_micro),
-            "committed_usd": to_usd(self.committed_micro),
+            "budget_usd": micro_to_usd(self.budget_micro),
+            "committed_usd": micro_to_usd(self.committed_micro),
         }
 
 
@@ -437,15 +426,15 @@ class QuotaService:
         period = self.calendar.current(PERIOD_LETTER[limits.budget_period])
         raw = _pairs(await self._redis.hgetall(self._layout.spend(slot, period.id)))
         settled, reserved = int(raw.get("settled", 0)), int(raw.get("reserved", 0))
-        budget = to_micro(limits.budget_usd) if limits.budget_usd is not None else None
+        budget = usd_to_micro(limits.budget_usd) if limits.budget_usd is not None else None
         return {
             "period": period.id,
             "period_kind": limits.budget_period,
             "resets_at": datetime.fromtimestamp(period.end, self.calendar.zone).isoformat(),
-            "budget_usd": None if budget is None else to_usd(budget),
-            "settled_usd": to_usd(settled),
-            "reserved_usd": to_usd(reserved),
-            "remaining_usd": None if budget is None else to_usd(budget - settled - reserved),
+            "budget_usd": None if budget is None else micro_to_usd(budget),
+            "settled_usd": micro_to_usd(settled),
+            "reserved_usd": micro_to_usd(reserved),
+            "remaining_usd": None if budget is None else micro_to_usd(budget - settled - reserved),
             "alerted_percent": int(raw.get("alerted", 0)),
         }
 
@@ -532,7 +521,7 @@ class QuotaService:
                     "api": entry.get("api", ""),
                     "target": entry.get("target", ""),
                     "created_at": entry.get("created_at", ""),
-                    "reserved_usd": to_usd(int(entry.get("reserved", 0))),
+                    "reserved_usd": micro_to_usd(int(entry.get("reserved", 0))),
                 }
             )
         return sorted(entries, key=lambda e: str(e["created_at"]))
@@ -548,7 +537,7 @@ class QuotaService:
                 unreconciled=self._layout.unreconciled(slot),
                 job_id=job_id,
                 resolution=resolution,
-                cost_micro=None if cost_usd is None else to_micro(cost_usd),
+                cost_micro=None if cost_usd is None else usd_to_micro(cost_usd),
                 usage_retention=self.config.usage_retention,
             )
         )
@@ -557,8 +546,8 @@ class QuotaService:
         return {
             "job_id": job_id,
             "outcome": resolution.value,
-            "reserved_usd": to_usd(reply.reserved_micro),
-            "settled_usd": to_usd(reply.settled_micro),
+            "reserved_usd": micro_to_usd(reply.reserved_micro),
+            "settled_usd": micro_to_usd(reply.settled_micro),
         }
 
 
@@ -567,7 +556,7 @@ def _present(counters: dict[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in sorted(counters.items()):
         if name in ("spend", "saved"):
-            out[f"{name}_usd"] = to_usd(value)
+            out[f"{name}_usd"] = micro_to_usd(value)
         else:
             out[name] = value
     hits = counters.get("hit", 0)
