@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.access.credentials import KeyCredential
+from gateway.jobs.gate import INLINE_BODY_BYTES, Admission, Charge, Lookup, Outcome
 from gateway.jobs.job import Job, JobState
-from gateway.jobs.records import INLINE_BODY_BYTES, Admission, Charge, Lookup, Outcome
 from gateway.upstream.apis import Api
 from tests.conftest import NANO, Simulator
 from tests.job_services import JobServices, job_services, until
@@ -41,10 +41,10 @@ async def dying_world(
 async def admitted_only(world: JobServices, cred: KeyCredential, raw: bytes) -> Admission:
     """What a replica that died right after admission leaves: a recorded job, never sent."""
     lookup = Lookup(identity=raw.hex()[:64])
-    admission = await world.services.records.admit(
+    admission = await world.services.gate.admit(
         cred, Api.MODEL, NANO, "", lookup, Charge(0, 0, raw)
     )
-    await world.services.records.mark_waiting(admission.principal.slot)
+    await world.services.queues.mark_waiting(admission.principal.slot)
     return admission
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.jobs.gate import Outcome
 from gateway.jobs.job import JobState
-from gateway.jobs.records import Outcome
 from gateway.upstream.apis import Api
 from tests.conftest import Simulator
 from tests.job_services import BASE, JobServices, job_services
@@ -53,7 +53,7 @@ async def test_a_running_job_answers_runcomfys_status_and_is_asked_again(
     rid = answer.record.request_id
     _, status = await world.services.proxy.status(cred, rid, Api.MODEL, BASE)
     assert status["status"] == "in_progress" and status["request_id"] == rid
-    count, _ = await world.services.records.due_summary()
+    count, _ = await world.services.schedule.due_summary()
     assert count == 1  # scheduled for its next poll
 
 

@@ -1,4 +1,5 @@
-"""Requests and jobs as a client sees them, through RequestRecords on the real Redis: what a
+"""Requests and jobs as a client sees them, through the gate, the records and the team queues
+on the real Redis: what a
 submit becomes (a new job, a follower, a hit, a place in the queue), whose requests a key can
 read, and that an ended job stays ended."""
 
@@ -13,14 +14,10 @@ import pytest
 from gateway.access.credentials import KeyCredential, parse_bearer
 from gateway.access.teams import TeamService
 from gateway.common.errors import Unauthorized
+from gateway.jobs.gate import Gate, Lookup, Outcome
 from gateway.jobs.job import JobState
-from gateway.jobs.records import (
-    Lifetimes,
-    Lookup,
-    Outcome,
-    RequestRecords,
-    Role,
-)
+from gateway.jobs.queues import TeamQueues
+from gateway.jobs.records import Lifetimes, RequestRecords, Role
 from gateway.money.quotas import Calendar, QuotaConfig
 from gateway.store.client import Store, connect
 from gateway.store.layout import Layout
@@ -35,7 +32,9 @@ class World:
     redis: Store
     layout: Layout
     teams: TeamService
+    gate: Gate
     records: RequestRecords
+    queues: TeamQueues
 
     async def key(self, team_id: str) -> KeyCredential:
         await self.teams.create_team(team_id, None)
@@ -45,7 +44,7 @@ class World:
         return cred
 
     async def submit(self, cred: KeyCredential, identity: str = "fox") -> tuple[Outcome, str]:
-        admission = await self.records.admit(cred, Api.MODEL, MODEL, "", Lookup(identity))
+        admission = await self.gate.admit(cred, Api.MODEL, MODEL, "", Lookup(identity))
         return admission.outcome, admission.record.job_id
 
 
@@ -64,8 +63,15 @@ async def world(redis_url: str, namespace: str) -> AsyncIterator[World]:
         poll_burst=10,
         global_max_concurrent=0,
     )
-    records = RequestRecords(redis, scripts, layout, lifetimes, Calendar(ZoneInfo("UTC")), quota)
-    yield World(redis, layout, TeamService(redis, scripts, layout), records)
+    calendar = Calendar(ZoneInfo("UTC"))
+    yield World(
+        redis,
+        layout,
+        TeamService(redis, scripts, layout),
+        Gate(scripts, layout, lifetimes, calendar, quota),
+        RequestRecords(redis, scripts, layout, lifetimes, calendar, quota),
+        TeamQueues(redis, scripts, layout, calendar, lifetimes.submit_deadline),
+    )
     await redis.aclose()
 
 
@@ -102,13 +108,13 @@ async def test_an_ended_job_never_moves_again(world: World) -> None:
 
 async def test_a_key_reads_its_own_request_and_never_another_teams(world: World) -> None:
     design, other = await world.key("design"), await world.key("other")
-    admission = await world.records.admit(design, Api.MODEL, MODEL, "", Lookup("fox"))
+    admission = await world.gate.admit(design, Api.MODEL, MODEL, "", Lookup("fox"))
     rid = admission.record.request_id
-    principal, record, job = await world.records.load(design, rid)
+    principal, record, job = await world.gate.load(design, rid)
     assert principal.team_id == "design"
     assert record is not None and record.role is Role.OWNER and job is not None
     assert job.job_id == record.job_id
-    _, foreign, foreign_job = await world.records.load(other, rid)
+    _, foreign, foreign_job = await world.gate.load(other, rid)
     assert foreign is None and foreign_job is None
 
 
@@ -128,8 +134,8 @@ async def test_a_submit_over_the_concurrency_limit_waits_in_the_queue_until_a_sl
     _, running = await world.submit(cred, "one")
     outcome, queued = await world.submit(cred, "two")
     assert outcome is Outcome.QUEUED
-    assert (await world.records.dispatch(cred.slot, 5)).started == []
+    assert (await world.queues.dispatch(cred.slot, 5)).started == []
     job = await world.records.job(cred.slot, running)
     assert job is not None
     await world.records.update_job(job, JobState.SUCCEEDED)
-    assert (await world.records.dispatch(cred.slot, 5)).started == [queued]
+    assert (await world.queues.dispatch(cred.slot, 5)).started == [queued]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.common.errors import SubmitOutcomeUnknown, UpstreamClientError
+from gateway.jobs.gate import Outcome
 from gateway.jobs.job import JobState
-from gateway.jobs.records import Outcome, Role
+from gateway.jobs.records import Role
 from tests.conftest import Simulator
 from tests.job_services import JobServices, job_services
 

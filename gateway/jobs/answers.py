@@ -19,8 +19,10 @@ import structlog
 from gateway.access.credentials import KeyCredential
 from gateway.access.teams import TeamPrincipal
 from gateway.common.errors import NotFound, SubmitOutcomeUnknown, UpstreamBadGateway
+from gateway.jobs.gate import Gate
 from gateway.jobs.job import Job, JobState
-from gateway.jobs.records import RequestRecord, RequestRecords, Role
+from gateway.jobs.records import RequestRecord, Role
+from gateway.jobs.schedule import PollSchedule
 from gateway.upstream.apis import Api
 from gateway.upstream.urls import URL_FIELDS, model_request_urls, serverless_request_urls
 
@@ -138,14 +140,14 @@ def cancel_answer(
 
 
 async def resolve(
-    records: RequestRecords,
+    gate: Gate,
     cred: KeyCredential,
     rid: str,
     api: Api,
     deployment_id: str | None,
 ) -> tuple[TeamPrincipal, RequestRecord, Job]:
     """The caller's request ``rid`` and its job; 404 for anything the caller may not see."""
-    principal, record, job = await records.load(cred, rid)
+    principal, record, job = await gate.load(cred, rid)
     if record is None or record.api is not api:
         raise NotFound(f"Request {rid} not found.")
     if deployment_id is not None and record.target != deployment_id:
@@ -164,14 +166,15 @@ async def resolve(
 class AnswerService:
     """Status and result calls."""
 
-    def __init__(self, records: RequestRecords, heal_after: float) -> None:
-        self._records = records
+    def __init__(self, gate: Gate, schedule: PollSchedule, heal_after: float) -> None:
+        self._gate = gate
+        self._schedule = schedule
         self._heal_after = heal_after
 
     async def status(
         self, cred: KeyCredential, rid: str, api: Api, base: str, deployment_id: str | None = None
     ) -> tuple[TeamPrincipal, dict[str, Any]]:
-        principal, record, job = await resolve(self._records, cred, rid, api, deployment_id)
+        principal, record, job = await resolve(self._gate, cred, rid, api, deployment_id)
         await self._heal(record, job)
         return principal, status_answer(record, job, request_urls(base, record))
 
@@ -184,7 +187,7 @@ class AnswerService:
         include_cost: bool,
         deployment_id: str | None = None,
     ) -> tuple[TeamPrincipal, dict[str, Any]]:
-        principal, record, job = await resolve(self._records, cred, rid, api, deployment_id)
+        principal, record, job = await resolve(self._gate, cred, rid, api, deployment_id)
         await self._heal(record, job)
         return principal, result_answer(record, job, request_urls(base, record), include_cost)
 
@@ -193,4 +196,4 @@ class AnswerService:
         if record.detached or job.state is not JobState.ACTIVE:
             return
         if time.time() - (job.last_poll_ts or 0.0) > self._heal_after:
-            await self._records.schedule(job.shard, job.job_id, 0, only_if_absent=True)
+            await self._schedule.schedule(job.shard, job.job_id, 0, only_if_absent=True)

@@ -17,8 +17,10 @@ from gateway.access.teams import TeamPrincipal
 from gateway.common.errors import GatewayError, SubmitOutcomeUnknown
 from gateway.jobs.answers import cancel_answer, resolve, rewrite, upstream_path
 from gateway.jobs.capacity import AccountCapacity
+from gateway.jobs.gate import Gate
 from gateway.jobs.job import LIVE, Job, JobChange, JobState
 from gateway.jobs.records import RequestRecord, RequestRecords
+from gateway.jobs.schedule import PollSchedule
 from gateway.jobs.webhooks import Webhooks
 from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamClient
@@ -39,12 +41,16 @@ class CancelService:
 
     def __init__(
         self,
+        gate: Gate,
         records: RequestRecords,
+        schedule: PollSchedule,
         upstreams: Mapping[Api, UpstreamClient],
         capacity: AccountCapacity,
         webhooks: Webhooks,
     ) -> None:
+        self._gate = gate
         self._records = records
+        self._schedule = schedule
         self._upstreams = upstreams
         self._capacity = capacity
         self._webhooks = webhooks
@@ -52,7 +58,7 @@ class CancelService:
     async def cancel(
         self, cred: KeyCredential, rid: str, api: Api, deployment_id: str | None = None
     ) -> tuple[TeamPrincipal, int, dict[str, Any]]:
-        principal, record, job = await resolve(self._records, cred, rid, api, deployment_id)
+        principal, record, job = await resolve(self._gate, cred, rid, api, deployment_id)
         verdict, terminal_state = await self._records.detach(record, principal.slot)
         if verdict in ("already", "detached"):
             return principal, 202, cancel_answer(api, rid, cancelled=True)
@@ -111,7 +117,7 @@ class CancelService:
         previous = await self._records.update_job(
             job, JobState.CANCELLED, settle_micro=0, change=change
         )
-        await self._records.unschedule(job.shard, job.job_id)
+        await self._schedule.unschedule(job.shard, job.job_id)
         if previous in LIVE:
             await self._capacity.release(job.shard, job.job_id)
             result = orjson.loads(change.result_body or "{}")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.jobs.records import RequestRecords
-from gateway.store.contracts import AccountSlotOp
+from gateway.jobs.queues import TeamQueues
+from gateway.jobs.records import Lifetimes
+from gateway.store.contracts import AccountSlotArgs, AccountSlotOp
+from gateway.store.layout import Layout
+from gateway.store.scripts import Scripts
 
 
 class Vacancies:
@@ -42,8 +45,19 @@ class AccountCapacity:
     """The account-wide cap: a job that finds it full waits at the head of its team's queue
     instead of going upstream. With no cap (0), every take succeeds and Redis is not asked."""
 
-    def __init__(self, records: RequestRecords, cap: int, vacancies: Vacancies) -> None:
-        self._records = records
+    def __init__(
+        self,
+        scripts: Scripts,
+        layout: Layout,
+        queues: TeamQueues,
+        lifetimes: Lifetimes,
+        cap: int,
+        vacancies: Vacancies,
+    ) -> None:
+        self._scripts = scripts
+        self._layout = layout
+        self._queues = queues
+        self._lifetimes = lifetimes
         self._cap = cap
         self._vacancies = vacancies
 
@@ -51,20 +65,32 @@ class AccountCapacity:
         """An account slot for a job about to be sent; False if it went back to the queue."""
         if self._cap <= 0:
             return True
-        deadline = self._records.lifetimes.submit_deadline
-        if await self._records.account_slot(AccountSlotOp.ACQUIRE, shard, jid, self._cap, deadline):
+        if await self._slot(AccountSlotOp.ACQUIRE, shard, jid, self._lifetimes.submit_deadline):
             return True
-        await self._records.requeue(shard, jid, raw)
+        await self._queues.requeue(shard, jid, raw)
         return False
 
     async def extend(self, shard: str, jid: str) -> None:
         """RunComfy accepted the job: it holds its account slot as long as it may run."""
         if self._cap > 0:
-            lifetime = self._records.lifetimes.job_lifetime
-            await self._records.account_slot(AccountSlotOp.EXTEND, shard, jid, self._cap, lifetime)
+            await self._slot(AccountSlotOp.EXTEND, shard, jid, self._lifetimes.job_lifetime)
 
     async def release(self, shard: str, jid: str) -> None:
         """The job ended or was refused: free its account slot and let a queued job go."""
         if self._cap > 0:
-            await self._records.account_slot(AccountSlotOp.RELEASE, shard, jid, self._cap, 0)
+            await self._slot(AccountSlotOp.RELEASE, shard, jid, 0)
         self._vacancies.freed(shard)
+
+    async def _slot(self, op: AccountSlotOp, shard: str, jid: str, seconds: float) -> bool:
+        """Acquire, extend or release the job's place under the cap for ``seconds``; whether it
+        holds one afterwards."""
+        reply = await self._scripts.run(
+            AccountSlotArgs(
+                account_running=self._layout.account_running(),
+                op=op,
+                member=f"{shard}|{jid}",
+                cap=self._cap,
+                seconds=seconds,
+            )
+        )
+        return reply.held

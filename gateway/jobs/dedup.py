@@ -34,7 +34,7 @@ import structlog
 
 from gateway.common.errors import BadRequest, GatewayError, UpstreamClientError, ValidationFailed
 from gateway.jobs.canonical import SECRET_BYTES, RequestIdentity
-from gateway.jobs.records import Lookup
+from gateway.jobs.gate import Lookup
 from gateway.jobs.seeds import model_request_pinned, serverless_request_pinned
 from gateway.observability.metrics import Metrics
 from gateway.store.client import Store

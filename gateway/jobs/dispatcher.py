@@ -22,6 +22,7 @@ from gateway.access.teams import TeamService
 from gateway.common.errors import StoreUnavailable
 from gateway.jobs.capacity import Vacancies
 from gateway.jobs.job import JobChange, JobState
+from gateway.jobs.queues import TeamQueues
 from gateway.jobs.records import RequestRecords
 from gateway.jobs.send import Sender
 
@@ -35,12 +36,14 @@ class Dispatcher:
     def __init__(
         self,
         records: RequestRecords,
+        queues: TeamQueues,
         sender: Sender,
         teams: TeamService,
         vacancies: Vacancies,
         interval: float,
     ) -> None:
         self._records = records
+        self._queues = queues
         self._sender = sender
         self._teams = teams
         self._vacancies = vacancies
@@ -64,8 +67,8 @@ class Dispatcher:
     async def pass_once(self) -> int:
         """One pass over the teams with queued jobs; returns how many jobs were started."""
         started_total = 0
-        for shard, marked in await self._records.waiting_shards():
-            passed = await self._records.dispatch(shard, BATCH)
+        for shard, marked in await self._queues.waiting_shards():
+            passed = await self._queues.dispatch(shard, BATCH)
             for jid in passed.expired:
                 await self._abandoned(shard, jid)
             for jid in passed.orphaned:
@@ -77,7 +80,7 @@ class Dispatcher:
                 task.add_done_callback(self._sending.discard)
             started_total += len(started)
             if left == 0:
-                await self._records.unmark_waiting(shard, marked)
+                await self._queues.unmark_waiting(shard, marked)
         return started_total
 
     async def _abandoned(self, shard: str, jid: str) -> None:
@@ -121,7 +124,7 @@ class Dispatcher:
         """Repair the hint: mark every team that has queued jobs, or slots that expired (a
         replica died mid-submit), so the next pass settles them."""
         shards = sorted(set((await self._teams.slots()).values()))
-        counts = await self._records.queue_lengths(shards)
+        counts = await self._queues.queue_lengths(shards)
         for shard, (queued, expired) in zip(shards, counts, strict=True):
             if queued or expired:
-                await self._records.mark_waiting(shard)
+                await self._queues.mark_waiting(shard)

@@ -24,6 +24,7 @@ from gateway.jobs.answers import job_path
 from gateway.jobs.capacity import AccountCapacity
 from gateway.jobs.job import LIVE, Job, JobChange, JobField, JobState
 from gateway.jobs.records import RequestRecords
+from gateway.jobs.schedule import PollSchedule
 from gateway.jobs.submit import Alerts
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.amounts import FinishedJob, Outcome, micro_to_usd, settle
@@ -78,6 +79,7 @@ class Poller:
     def __init__(
         self,
         records: RequestRecords,
+        schedule: PollSchedule,
         upstreams: Mapping[Api, UpstreamClient],
         config: PollerConfig,
         webhooks: Webhooks,
@@ -90,6 +92,7 @@ class Poller:
         self._metrics = metrics
         self._webhooks = webhooks
         self._records = records
+        self._schedule = schedule
         self._upstreams = upstreams
         self._config = config
         self._polls = asyncio.Semaphore(config.concurrency)
@@ -108,7 +111,7 @@ class Poller:
                 if time.monotonic() >= next_gauge:
                     await self._gauge()
                     next_gauge = time.monotonic() + GAUGE_INTERVAL
-                claimed = await self._records.claim_due(self._config.lease, self._config.batch)
+                claimed = await self._schedule.claim_due(self._config.lease, self._config.batch)
             except StoreUnavailable:
                 await sleep_unless(stopping, 1.0)
                 continue
@@ -134,7 +137,7 @@ class Poller:
             await asyncio.wait([task for task, _ in abandoned], timeout=5.0)
         for _, (shard, jid) in abandoned:
             try:
-                await self._records.schedule(shard, jid, 0)
+                await self._schedule.schedule(shard, jid, 0)
             except StoreUnavailable:
                 break
 
@@ -157,12 +160,12 @@ class Poller:
             await self._end_effects(job, job.state, job.settled_micro, body, None, time.time())
             return
         if job is None or job.terminal:
-            await self._records.unschedule(shard, jid)
+            await self._schedule.unschedule(shard, jid)
             return
-        if self._records.calendar.now() > (job.expires_ts or 0.0):
+        if self._records.expired(job):
             lapsed = JobChange(reason="job lifetime exceeded")
             await self._records.update_job(job, JobState.UNKNOWN, change=lapsed)
-            await self._records.unschedule(shard, jid)
+            await self._schedule.unschedule(shard, jid)
             await self._freed(job)
             return
         await self._ask(job)
@@ -204,7 +207,7 @@ class Poller:
         )
         await asyncio.gather(  # one round trip on the pipelined connection
             self._records.update_job(job, JobState.ACTIVE, change=change),
-            self._records.schedule(job.shard, job.job_id, self._config.interval),
+            self._schedule.schedule(job.shard, job.job_id, self._config.interval),
         )
 
     async def _ended(self, job: Job, status: Any, word: str, result: Any, now: float) -> None:
@@ -212,7 +215,7 @@ class Poller:
         body = result if isinstance(result, dict) else {}
         final: JobState | None = RESULT_STATES.get(str(body.get("status", "")).lower())
         if final is None:  # result lags status: try again shortly
-            await self._records.schedule(job.shard, job.job_id, self._config.interval)
+            await self._schedule.schedule(job.shard, job.job_id, self._config.interval)
             return
         settled = settle_micro(job, final, body.get("cost"), now)
         change = JobChange(
@@ -227,7 +230,7 @@ class Poller:
             job, final, settle_micro=settled, change=change
         )
         if update.previous not in LIVE:  # ended already (a cancel, another poller)
-            await self._records.unschedule(job.shard, job.job_id)
+            await self._schedule.unschedule(job.shard, job.job_id)
             return
         await self._end_effects(job, final, settled, body, update.alert, now)
 
@@ -256,7 +259,7 @@ class Poller:
                 await self._webhooks.job_changed(job, final.value, body, final=True)
             pending = JobField.EFFECTS_PENDING
             await self._records.clear_field(job.shard, job.job_id, pending)
-            await self._records.unschedule(job.shard, job.job_id)
+            await self._schedule.unschedule(job.shard, job.job_id)
 
         await through_outage(effects, END_EFFECTS_WITHIN)
         self._observe_end(job, final, settled, now)
@@ -279,7 +282,7 @@ class Poller:
 
     async def _gauge(self) -> None:
         """Jobs in flight and how overdue the oldest poll is, as this replica sees them."""
-        count, oldest = await self._records.due_summary()
+        count, oldest = await self._schedule.due_summary()
         self._metrics.jobs_in_flight.set(count)
         self._metrics.poller_lag.set(max(0.0, time.time() - oldest) if oldest else 0.0)
 
@@ -288,7 +291,7 @@ class Poller:
             # Not sent, so not an error of this job: counting it would end healthy jobs as
             # "lost" during a long RunComfy outage. Ask again when the breaker lets a probe out.
             delay = max(self._config.interval, float(exc.retry_after))
-            await self._records.schedule(job.shard, job.job_id, delay)
+            await self._schedule.schedule(job.shard, job.job_id, delay)
             return
         errors = job.poll_errors + 1
         if errors >= MAX_CONSECUTIVE_ERRORS or (
@@ -297,9 +300,9 @@ class Poller:
             log.error("poll_gave_up", job=job.job_id, errors=errors, error_code=exc.error_code)
             lost = JobChange(reason="upstream lost the job")
             await self._records.update_job(job, JobState.UNKNOWN, change=lost)
-            await self._records.unschedule(job.shard, job.job_id)
+            await self._schedule.unschedule(job.shard, job.job_id)
             await self._freed(job)
             return
         await self._records.update_job(job, JobState.ACTIVE, change=JobChange(poll_errors=errors))
         delay = min(self._config.max_interval, self._config.interval * 2**errors)
-        await self._records.schedule(job.shard, job.job_id, delay)
+        await self._schedule.schedule(job.shard, job.job_id, delay)

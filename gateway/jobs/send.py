@@ -19,7 +19,9 @@ from gateway.common.errors import GatewayError, StoreUnavailable, SubmitOutcomeU
 from gateway.jobs.answers import queued_status, submit_path
 from gateway.jobs.capacity import AccountCapacity
 from gateway.jobs.job import Job, JobChange, JobState
+from gateway.jobs.queues import TeamQueues
 from gateway.jobs.records import RequestRecords
+from gateway.jobs.schedule import PollSchedule
 from gateway.store.client import through_outage
 from gateway.upstream.apis import Api
 from gateway.upstream.client import UpstreamClient
@@ -40,11 +42,15 @@ class Sender:
     def __init__(
         self,
         records: RequestRecords,
+        queues: TeamQueues,
+        schedule: PollSchedule,
         upstreams: Mapping[Api, UpstreamClient],
         capacity: AccountCapacity,
         poll_interval: float,
     ) -> None:
         self._records = records
+        self._queues = queues
+        self._schedule = schedule
         self._upstreams = upstreams
         self._capacity = capacity
         self._poll_interval = poll_interval
@@ -70,7 +76,7 @@ class Sender:
                 return
             raw = job.body or b""
             if not await self._capacity.take(shard, jid, raw):
-                await self._records.mark_waiting(shard)
+                await self._queues.mark_waiting(shard)
                 return
             await self._send(job, raw)
         except StoreUnavailable as exc:  # not sent: its slot expires, then it is settled
@@ -146,7 +152,7 @@ class Sender:
             # Redis runs them in this order.
             await asyncio.gather(
                 self._records.update_job(job, JobState.ACTIVE, change=change),
-                self._records.schedule(job.shard, job.job_id, self._poll_interval),
+                self._schedule.schedule(job.shard, job.job_id, self._poll_interval),
             )
 
         try:

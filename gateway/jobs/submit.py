@@ -26,16 +26,10 @@ from gateway.common.errors import (
 )
 from gateway.jobs.answers import request_urls
 from gateway.jobs.dedup import CacheControl, DedupService
+from gateway.jobs.gate import Admission, Charge, Gate, Lookup, Outcome
 from gateway.jobs.job import Job, JobState
-from gateway.jobs.records import (
-    Admission,
-    Charge,
-    Lookup,
-    Outcome,
-    RequestRecord,
-    RequestRecords,
-    new_id,
-)
+from gateway.jobs.queues import TeamQueues
+from gateway.jobs.records import RequestRecord, RequestRecords, new_id
 from gateway.jobs.send import SendDecided, Sender
 from gateway.jobs.webhooks import Webhooks
 from gateway.jobs.withdrawals import Withdrawals
@@ -79,7 +73,9 @@ class SubmitService:
 
     def __init__(
         self,
+        gate: Gate,
         records: RequestRecords,
+        queues: TeamQueues,
         dedup: DedupService,
         estimator: Estimator,
         sender: Sender,
@@ -88,7 +84,9 @@ class SubmitService:
         webhooks: Webhooks,
         metrics: Metrics,
     ) -> None:
+        self._gate = gate
         self._records = records
+        self._queues = queues
         self._dedup = dedup
         self._estimator = estimator
         self._sender = sender
@@ -123,7 +121,7 @@ class SubmitService:
         estimate, rate = await self._estimator.charge(api, target, body)
         rid, jid = new_id(), new_id()
         try:
-            admission = await self._records.admit(
+            admission = await self._gate.admit(
                 cred, api, target, version, lookup, Charge(estimate, rate, raw), ids=(rid, jid)
             )
         except QuotaRefused as exc:
@@ -157,7 +155,7 @@ class SubmitService:
                 raise
             # RunComfy has no such model: its own 404, never submitted; the key is verified and
             # the submit rate charged, but no daily submit, usage row or cache outcome counted.
-            await self._records.charge_refused_submit(cred, target)
+            await self._gate.charge_refused_submit(cred, target)
             raise
 
     async def _after_admission(
@@ -185,9 +183,9 @@ class SubmitService:
         shard, jid = admission.principal.slot, admission.record.job_id
         if admission.outcome is Outcome.QUEUED and not Charge(raw=raw).inline:
             # A large body goes to Redis only now that its job waits in the queue.
-            await self._records.store_queued_body(shard, jid, raw)
+            await self._queues.store_queued_body(shard, jid, raw)
         if outcome is Outcome.QUEUED:
-            await self._records.mark_waiting(shard)
+            await self._queues.mark_waiting(shard)
         return self._answer(admission, outcome, lookup.identity, base)
 
     async def _start(self, admission: Admission, identity: str, raw: bytes) -> Outcome:

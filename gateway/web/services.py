@@ -22,9 +22,12 @@ from gateway.jobs.cancels import CancelService
 from gateway.jobs.capacity import AccountCapacity, Vacancies
 from gateway.jobs.dedup import DedupService, SchemaCache
 from gateway.jobs.dispatcher import Dispatcher
+from gateway.jobs.gate import Gate
 from gateway.jobs.poller import Poller, PollerConfig
 from gateway.jobs.proxy import ProxyService
+from gateway.jobs.queues import TeamQueues
 from gateway.jobs.records import Lifetimes, RequestRecords
+from gateway.jobs.schedule import PollSchedule
 from gateway.jobs.send import Sender
 from gateway.jobs.submit import SubmitService
 from gateway.jobs.webhooks import DeliveryConfig, WebhookPolicy, Webhooks
@@ -65,7 +68,10 @@ class Services:
     admins: AdminTokens
     audit: AuditLog
     quotas: QuotaService
-    records: RequestRecords
+    gate: Gate  # a client's way in: admission and its own lookups, behind its key
+    records: RequestRecords  # the gateway's own reads and writes of requests and jobs
+    queues: TeamQueues
+    schedule: PollSchedule
     webhooks: Webhooks
     alerts: BudgetAlerts
     catalog: Catalog
@@ -93,6 +99,29 @@ class PricedCharge:
         return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
 
 
+@dataclass(frozen=True, slots=True)
+class _JobStores:
+    """The parts of Redis the job services read and write, each behind its own object."""
+
+    layout: Layout
+    lifetimes: Lifetimes
+    gate: Gate
+    records: RequestRecords
+    queues: TeamQueues
+    schedule: PollSchedule
+
+
+@dataclass(frozen=True, slots=True)
+class _JobFlow:
+    """The services a job passes through, from its submit to its end."""
+
+    submits: SubmitService
+    proxy: ProxyService
+    withdrawals: Withdrawals
+    poller: Poller
+    dispatcher: Dispatcher
+
+
 def build_services(res: Resources) -> Services:
     """Build every service, each from the few it depends on."""
     settings, redis, scripts = res.settings, res.redis, res.scripts
@@ -101,48 +130,100 @@ def build_services(res: Resources) -> Services:
     calendar = Calendar(ZoneInfo(settings.quota_timezone), res.clock_offset)
     quota = _quota_config(settings)
     teams = TeamService(redis, scripts, layout)
-    records = RequestRecords(
-        redis, scripts, layout, _lifetimes(settings), calendar, quota, res.commands
-    )
+    stores = _job_stores(res, layout, calendar, quota)
     webhooks = _webhooks(settings, redis, scripts, layout)
     alerts = BudgetAlerts(redis, layout, webhooks, res.metrics)
     catalog = Catalog(res.model_api, settings.catalog_cache_seconds)
     pricing = Pricing(redis, layout, catalog, settings.pricing_cache_seconds)
     dedup = DedupService(redis, scripts, layout, SchemaCache(catalog, res.metrics), res.metrics)
-    upstreams = {Api.MODEL: res.model_api, Api.SERVERLESS: res.serverless}
-    vacancies = Vacancies()
-    capacity = AccountCapacity(records, settings.global_max_concurrent_jobs, vacancies)
-    sender = Sender(records, upstreams, capacity, settings.poll_interval_seconds)
-    withdrawals = Withdrawals(records, vacancies)
-    submits = SubmitService(
-        records, dedup, PricedCharge(pricing), sender, withdrawals, alerts, webhooks, res.metrics
-    )
-    heal_after = 3 * settings.poll_interval_seconds + settings.poll_lease_seconds
-    proxy = ProxyService(
-        submits,
-        AnswerService(records, heal_after),
-        CancelService(records, upstreams, capacity, webhooks),
-    )
-    poller = Poller(
-        records, upstreams, _poller_config(settings), webhooks, res.metrics, alerts, capacity
-    )
-    dispatcher = Dispatcher(records, sender, teams, vacancies, settings.dispatch_interval_seconds)
+    flow = _job_flow(res, stores, teams, dedup, PricedCharge(pricing), alerts, webhooks)
     return Services(
         teams=teams,
         admins=AdminTokens(redis, scripts, layout),
         audit=AuditLog(redis, layout, SecretScrubber(secrets)),
         quotas=QuotaService(redis, scripts, layout, calendar, quota),
-        records=records,
+        gate=stores.gate,
+        records=stores.records,
+        queues=stores.queues,
+        schedule=stores.schedule,
         webhooks=webhooks,
         alerts=alerts,
         catalog=catalog,
         pricing=pricing,
         dedup=dedup,
+        submits=flow.submits,
+        proxy=flow.proxy,
+        withdrawals=flow.withdrawals,
+        poller=flow.poller,
+        dispatcher=flow.dispatcher,
+    )
+
+
+def _job_stores(
+    res: Resources, layout: Layout, calendar: Calendar, quota: QuotaConfig
+) -> _JobStores:
+    redis, scripts, lifetimes = res.redis, res.scripts, _lifetimes(res.settings)
+    return _JobStores(
+        layout=layout,
+        lifetimes=lifetimes,
+        gate=Gate(scripts, layout, lifetimes, calendar, quota),
+        records=RequestRecords(redis, scripts, layout, lifetimes, calendar, quota, res.commands),
+        queues=TeamQueues(redis, scripts, layout, calendar, lifetimes.submit_deadline),
+        schedule=PollSchedule(redis, scripts, layout, res.commands),
+    )
+
+
+def _job_flow(
+    res: Resources,
+    stores: _JobStores,
+    teams: TeamService,
+    dedup: DedupService,
+    estimator: PricedCharge,
+    alerts: BudgetAlerts,
+    webhooks: Webhooks,
+) -> _JobFlow:
+    """The submit, send, poll and dispatch services; a Vacancies object stands between what
+    frees a concurrency slot and the dispatcher that fills it."""
+    settings = res.settings
+    records, queues, schedule = stores.records, stores.queues, stores.schedule
+    upstreams = {Api.MODEL: res.model_api, Api.SERVERLESS: res.serverless}
+    vacancies = Vacancies()
+    capacity = AccountCapacity(
+        res.scripts,
+        stores.layout,
+        queues,
+        stores.lifetimes,
+        settings.global_max_concurrent_jobs,
+        vacancies,
+    )
+    sender = Sender(records, queues, schedule, upstreams, capacity, settings.poll_interval_seconds)
+    withdrawals = Withdrawals(records, vacancies)
+    submits = SubmitService(
+        stores.gate,
+        records,
+        queues,
+        dedup,
+        estimator,
+        sender,
+        withdrawals,
+        alerts,
+        webhooks,
+        res.metrics,
+    )
+    heal_after = 3 * settings.poll_interval_seconds + settings.poll_lease_seconds
+    answers = AnswerService(stores.gate, schedule, heal_after)
+    cancels = CancelService(stores.gate, records, schedule, upstreams, capacity, webhooks)
+    config = _poller_config(settings)
+    return _JobFlow(
         submits=submits,
-        proxy=proxy,
+        proxy=ProxyService(submits, answers, cancels),
         withdrawals=withdrawals,
-        poller=poller,
-        dispatcher=dispatcher,
+        poller=Poller(
+            records, schedule, upstreams, config, webhooks, res.metrics, alerts, capacity
+        ),
+        dispatcher=Dispatcher(
+            records, queues, sender, teams, vacancies, settings.dispatch_interval_seconds
+        ),
     )
 
 
