@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -291,69 +292,107 @@ def _usd(micro: str) -> float:
     return micro_to_usd(int(float(micro)))
 
 
-def refusal(refused: LimitRefused, target: str, estimate_micro: int) -> QuotaRefused:
-    """The error of a gate script's refusal."""
-    kind, scope, limit, retry_after = (
-        refused.kind,
-        refused.scope,
-        refused.limit,
-        refused.retry_after,
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """What the message of every kind of refusal draws on."""
+
+    limit: str
+    wait: int  # whole seconds until the limit lets the next submit in
+    whose: str
+    estimate_micro: int
+    target: str
+    detail: dict[str, Any]
+    headers: dict[str, str]
+
+
+def _rate(r: _Refused) -> QuotaRefused:
+    r.headers["Retry-After"] = str(r.wait)
+    r.detail.update(limit_per_minute=float(r.limit), retry_after_seconds=r.wait)
+    return RateLimitExceeded(
+        f"Submit rate limit exceeded: {r.whose} limit is {float(r.limit):g} submits per minute. "
+        f"Retry in {r.wait} s.",
+        r.detail,
+        r.headers,
     )
-    state = RateLimitState.from_info(refused.rate_limit)
-    headers = state.headers() if state else {}
-    wait = max(1, int(-(-float(retry_after) // 1)))
-    whose = "your team's" if scope == "team" else "this API key's"
-    detail: dict[str, Any] = {"limit": kind, "scope": scope, "team_id": refused.team}
-    if kind == "rate":
-        headers["Retry-After"] = str(wait)
-        detail.update(limit_per_minute=float(limit), retry_after_seconds=wait)
-        return RateLimitExceeded(
-            f"Submit rate limit exceeded: {whose} limit is {float(limit):g} submits per minute. "
-            f"Retry in {wait} s.",
-            detail,
-            headers,
-        )
-    if kind == "daily":
-        headers["Retry-After"] = str(wait)
-        detail.update(limit_per_day=int(float(limit)), retry_after_seconds=wait)
-        return RateLimitExceeded(
-            f"Daily request limit reached: {whose} limit is {int(float(limit))} submits per day. "
-            f"It resets in {wait} s.",
-            detail,
-            headers,
-        )
-    if kind == "queue_full":
-        headers["Retry-After"] = "10"
-        detail.update(max_queue=int(float(limit)))
-        return QueueFull(
-            f"Concurrency limit reached and the team's queue is full ({int(float(limit))} "
-            "waiting submits). Retry later.",
-            detail,
-            headers,
-        )
-    if kind == "budget":
-        detail.update(
-            budget_usd=_usd(limit), estimated_cost_usd=micro_to_usd(estimate_micro), resets_in=wait
-        )
-        return BudgetExhausted(
-            f"Budget exhausted: {whose} budget of ${_usd(limit):g} for this period cannot cover "
-            f"this request's estimated ${micro_to_usd(estimate_micro):g}.",
-            detail,
-            headers,
-        )
-    if kind == "max_request":
-        detail.update(max_request_usd=_usd(limit), estimated_cost_usd=micro_to_usd(estimate_micro))
-        return RequestTooExpensive(
-            f"Request too expensive: its estimated cost ${micro_to_usd(estimate_micro):g} exceeds "
-            f"{whose} per-request limit of ${_usd(limit):g}.",
-            detail,
-            headers,
-        )
-    detail.update(target=target)
+
+
+def _daily(r: _Refused) -> QuotaRefused:
+    r.headers["Retry-After"] = str(r.wait)
+    r.detail.update(limit_per_day=int(float(r.limit)), retry_after_seconds=r.wait)
+    return RateLimitExceeded(
+        f"Daily request limit reached: {r.whose} limit is {int(float(r.limit))} submits per day. "
+        f"It resets in {r.wait} s.",
+        r.detail,
+        r.headers,
+    )
+
+
+def _queue_full(r: _Refused) -> QuotaRefused:
+    r.headers["Retry-After"] = "10"
+    r.detail.update(max_queue=int(float(r.limit)))
+    return QueueFull(
+        f"Concurrency limit reached and the team's queue is full ({int(float(r.limit))} "
+        "waiting submits). Retry later.",
+        r.detail,
+        r.headers,
+    )
+
+
+def _budget(r: _Refused) -> QuotaRefused:
+    estimate = micro_to_usd(r.estimate_micro)
+    r.detail.update(budget_usd=_usd(r.limit), estimated_cost_usd=estimate, resets_in=r.wait)
+    return BudgetExhausted(
+        f"Budget exhausted: {r.whose} budget of ${_usd(r.limit):g} for this period cannot cover "
+        f"this request's estimated ${estimate:g}.",
+        r.detail,
+        r.headers,
+    )
+
+
+def _max_request(r: _Refused) -> QuotaRefused:
+    estimate = micro_to_usd(r.estimate_micro)
+    r.detail.update(max_request_usd=_usd(r.limit), estimated_cost_usd=estimate)
+    return RequestTooExpensive(
+        f"Request too expensive: its estimated cost ${estimate:g} exceeds "
+        f"{r.whose} per-request limit of ${_usd(r.limit):g}.",
+        r.detail,
+        r.headers,
+    )
+
+
+def _access(r: _Refused) -> QuotaRefused:
+    r.detail.update(target=r.target)
     return AccessDenied(
-        f"Access denied: {target!r} is not on your team's list of allowed models and deployments.",
-        detail,
-        headers,
+        f"Access denied: {r.target!r} is not on your team's list of allowed models and "
+        "deployments.",
+        r.detail,
+        r.headers,
+    )
+
+
+_REFUSALS: dict[str, Callable[[_Refused], QuotaRefused]] = {
+    "rate": _rate,
+    "daily": _daily,
+    "queue_full": _queue_full,
+    "budget": _budget,
+    "max_request": _max_request,
+}
+
+
+def refusal(refused: LimitRefused, target: str, estimate_micro: int) -> QuotaRefused:
+    """The error of a gate script's refusal (any other kind is the access list's)."""
+    state = RateLimitState.from_info(refused.rate_limit)
+    scope = refused.scope
+    return _REFUSALS.get(refused.kind, _access)(
+        _Refused(
+            limit=refused.limit,
+            wait=max(1, int(-(-float(refused.retry_after) // 1))),
+            whose="your team's" if scope == "team" else "this API key's",
+            estimate_micro=estimate_micro,
+            target=target,
+            detail={"limit": refused.kind, "scope": scope, "team_id": refused.team},
+            headers=state.headers() if state else {},
+        )
     )
 
 
