@@ -23,9 +23,9 @@ from gateway.common.errors import CircuitOpen, GatewayError, StoreUnavailable, U
 from gateway.jobs.answers import job_path
 from gateway.jobs.capacity import AccountCapacity
 from gateway.jobs.job import LIVE, Job, JobChange, JobField, JobState
+from gateway.jobs.notices import Alerts
 from gateway.jobs.records import RequestRecords
 from gateway.jobs.schedule import PollSchedule
-from gateway.jobs.submit import Alerts
 from gateway.jobs.webhooks import Webhooks
 from gateway.money.amounts import FinishedJob, Outcome, micro_to_usd, settle
 from gateway.money.quotas import BudgetAlert

@@ -28,13 +28,11 @@ from gateway.jobs.answers import request_urls
 from gateway.jobs.dedup import CacheControl, DedupService
 from gateway.jobs.gate import Admission, Charge, Gate, Lookup, Outcome
 from gateway.jobs.job import Job, JobState
+from gateway.jobs.notices import AdmissionNotices
 from gateway.jobs.queues import TeamQueues
 from gateway.jobs.records import RequestRecord, RequestRecords, new_id
 from gateway.jobs.send import SendDecided, Sender
-from gateway.jobs.webhooks import Webhooks
 from gateway.jobs.withdrawals import Withdrawals
-from gateway.money.quotas import BudgetAlert
-from gateway.observability.metrics import Metrics
 from gateway.upstream.apis import Api
 
 FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced submit waits
@@ -64,10 +62,6 @@ class Estimator(Protocol):
         ...
 
 
-class Alerts(Protocol):
-    async def budget_alert(self, alert: BudgetAlert) -> None: ...
-
-
 class SubmitService:
     """Admits a submit and sees it to the outcome its client is answered with."""
 
@@ -80,9 +74,7 @@ class SubmitService:
         estimator: Estimator,
         sender: Sender,
         withdrawals: Withdrawals,
-        alerts: Alerts,
-        webhooks: Webhooks,
-        metrics: Metrics,
+        notices: AdmissionNotices,
     ) -> None:
         self._gate = gate
         self._records = records
@@ -91,9 +83,7 @@ class SubmitService:
         self._estimator = estimator
         self._sender = sender
         self._withdrawals = withdrawals
-        self._alerts = alerts
-        self._webhooks = webhooks
-        self._metrics = metrics
+        self._notices = notices
 
     def needs_catalog(self, api: Api, target: str) -> bool:
         """Whether a submit to ``target`` would read RunComfy's catalog (schema or price) now:
@@ -125,7 +115,7 @@ class SubmitService:
                 cred, api, target, version, lookup, Charge(estimate, rate, raw), ids=(rid, jid)
             )
         except QuotaRefused as exc:
-            self._refused(exc)
+            self._notices.refused(exc)
             raise
         except StoreUnavailable:
             # The script may have run and only its answer been lost with the connection.
@@ -168,18 +158,15 @@ class SubmitService:
         base: str,
         webhook: tuple[str, bool] | None,
     ) -> SubmitAnswer:
-        if admission.alert is not None:
-            await self._alerts.budget_alert(admission.alert)
-        if admission.outcome is Outcome.HIT and webhook is not None:
-            await self._hit_webhook(admission, target, webhook[0])
+        await self._notices.admitted(admission, target, webhook[0] if webhook else None)
         # Counted once RunComfy took the job (or may have): a submit it refused (no job) is
         # no miss or coalesced request in the metrics, as it is in no usage row.
         try:
             outcome = await self._start(admission, lookup.identity, raw)
         except (SubmitOutcomeUnknown, StoreUnavailable):
-            self._count(admission, api, target)
+            self._notices.counted(admission, api, target)
             raise
-        self._count(admission, api, target)
+        self._notices.counted(admission, api, target)
         shard, jid = admission.principal.slot, admission.record.job_id
         if admission.outcome is Outcome.QUEUED and not Charge(raw=raw).inline:
             # A large body goes to Redis only now that its job waits in the queue.
@@ -196,14 +183,6 @@ class SubmitService:
         if admission.outcome is Outcome.COALESCED:
             await self._await_owner(admission)
         return admission.outcome
-
-    async def _hit_webhook(self, admission: Admission, target: str, url: str) -> None:
-        """A hit is final at once: its webhook is called with the cached result."""
-        record = admission.record
-        job = await self._records.job(admission.principal.slot, record.job_id)
-        if job is not None:
-            result = orjson.loads(job.result_body or "{}")
-            await self._webhooks.enqueue(record.request_id, target, url, job.state.value, result)
 
     @staticmethod
     def _answer(admission: Admission, outcome: Outcome, identity: str, base: str) -> SubmitAnswer:
@@ -256,19 +235,3 @@ class SubmitService:
             raise UpstreamClientError(job.error_status or 502, error_body)
         if state is JobState.UNKNOWN:
             raise SubmitOutcomeUnknown(detail={"request_id": record.request_id})
-
-    def _refused(self, exc: QuotaRefused) -> None:
-        detail = exc.detail if isinstance(exc.detail, dict) else {}
-        team = self._metrics.labels.team(str(detail.get("team_id", "")))
-        self._metrics.quota_refusals.labels(team, str(detail.get("limit", "other"))).inc()
-
-    def _count(self, admission: Admission, api: Api, target: str) -> None:
-        metrics = self._metrics
-        team = metrics.labels.team(admission.principal.team_id)
-        model = metrics.labels.model(target, serverless=api is Api.SERVERLESS)
-        outcome = admission.outcome
-        metrics.child(metrics.cache_requests, team, model, outcome.value).inc()
-        if outcome in (Outcome.HIT, Outcome.COALESCED):
-            metrics.child(metrics.calls_avoided, model).inc()
-        if admission.saved_micro > 0:
-            metrics.cost_saved.add(admission.saved_micro, team, model)

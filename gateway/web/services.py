@@ -23,6 +23,7 @@ from gateway.jobs.capacity import AccountCapacity, Vacancies
 from gateway.jobs.dedup import DedupService, SchemaCache
 from gateway.jobs.dispatcher import Dispatcher
 from gateway.jobs.gate import Gate
+from gateway.jobs.notices import AdmissionNotices
 from gateway.jobs.poller import Poller, PollerConfig
 from gateway.jobs.proxy import ProxyService
 from gateway.jobs.queues import TeamQueues
@@ -206,9 +207,7 @@ def _job_flow(
         estimator,
         sender,
         withdrawals,
-        alerts,
-        webhooks,
-        res.metrics,
+        AdmissionNotices(records, alerts, webhooks, res.metrics),
     )
     heal_after = 3 * settings.poll_interval_seconds + settings.poll_lease_seconds
     answers = AnswerService(stores.gate, schedule, heal_after)
