@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
-# run only as ``python -m gateway``, in the subprocess smoke test coverage does not follow
-NOT_IN_PROCESS = {"gateway/__main__.py"}
+# Run only as processes, which coverage does not follow: ``python -m gateway``, and the body of
+# ``serve`` past its refusals (a taken port and a data directory in use are tested in-process;
+# serving until a signal is tested by the slow tier's subprocesses, tests/test_serving.py).
+NOT_IN_PROCESS = {"gateway/__main__.py", "gateway/cli/serve.py"}
 
 
 def main(argv: list[str] | None = None) -> int:

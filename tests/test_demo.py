@@ -17,6 +17,8 @@ import pytest
 
 from gateway.access.teams import ApiKey, TeamService
 from gateway.cli.demo import credentials as demo
+from gateway.cli.demo import start
+from gateway.simulator import SimulatorConfig
 from gateway.web.appkeys import TEAMS
 from tests.conftest import NANO, Gateway, free_port, run_cli
 
@@ -155,3 +157,58 @@ async def test_the_demo_restarts_with_the_same_token_and_key_and_its_lines_work(
 
 def demo_keys(listing: str) -> list[dict[str, str]]:
     return [k for k in json.loads(listing)["keys"] if k["active"] and k["name"] == "demo key"]
+
+
+def _a_demo(directory: Path, host: str = "127.0.0.1") -> tuple[start.Demo, demo.DemoKey]:
+    shown = start._shown_host(host)
+    the_demo = start.Demo(
+        base=f"http://{shown}:18080",
+        directory=directory,
+        admin_token="tok en'quoted",
+        simulator=SimulatorConfig(token="sim-secret"),
+        simulator_port=18081,
+    )
+    info = ApiKey("abcd1234k1", "demo", "demo", "rcg_abcd1234k1", "now", None, None, None, True)
+    return the_demo, demo.DemoKey(info, "rcg_abcd1234k1_secret")
+
+
+def test_the_demo_announces_its_curl_lines_and_the_admin_exports_ready_to_paste(
+    tmp_path: Path,
+) -> None:
+    the_demo, key = _a_demo(tmp_path)
+    text = start._announcement(the_demo, key, "valkey 9")
+    assert "runcomfy-gateway demo on http://127.0.0.1:18080 (RunComfy simulator on" in text
+    assert f"data directory : {tmp_path.resolve()} (embedded valkey 9)" in text
+    assert "curl -s -X POST http://127.0.0.1:18080/v1/models/google/nano-banana/pro/" in text
+    assert (
+        'curl -s "http://127.0.0.1:18080/v1/requests/<request_id>/result?include_cost=true"' in text
+    )
+    exports = next(line for line in text.splitlines() if line.startswith("  export "))
+    assert shlex.split(exports)[1:] == [
+        "GATEWAY_ADMIN_URL=http://127.0.0.1:18080",
+        "GATEWAY_ADMIN_TOKEN=tok en'quoted",  # quoted for the shell, pasted as given
+        "KEY=rcg_abcd1234k1_secret",
+    ]
+    assert "sim-secret" not in text  # the simulator's token is the gateway's upstream secret
+
+
+@pytest.mark.parametrize(
+    ("host", "shown", "public_url"),
+    [
+        ("0.0.0.0", "127.0.0.1", ""),
+        ("::", "[::1]", ""),
+        ("127.0.0.1", "127.0.0.1", "http://127.0.0.1:18080"),
+        ("::1", "[::1]", "http://[::1]:18080"),
+    ],
+)
+def test_the_demo_on_any_address_is_reached_on_loopback_and_names_its_urls_only_when_specific(
+    host: str, shown: str, public_url: str, tmp_path: Path
+) -> None:
+    the_demo, _ = _a_demo(tmp_path, host)
+    assert the_demo.base == f"http://{shown}:18080"
+    settings = start._settings(the_demo, host, 18080)
+    assert settings.upstream_model_api_url == settings.upstream_serverless_url
+    assert settings.upstream_model_api_url == "http://127.0.0.1:18081"
+    assert settings.upstream_token.get_secret_value() == "sim-secret"
+    assert settings.redis_url == "" and settings.data_dir == tmp_path
+    assert settings.public_url == public_url
