@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,7 +95,10 @@ class Calendar:
         return datetime(day.year, day.month, day.day, tzinfo=self.zone).timestamp()
 
     def periods(self, at: float) -> list[Period]:
-        today = datetime.fromtimestamp(at, self.zone).date()
+        # from the whole second: fromtimestamp rounds to the microsecond, and an instant within
+        # half a microsecond of midnight would otherwise be dated the next day (midnights fall
+        # on whole seconds in every zone)
+        today = datetime.fromtimestamp(math.floor(at), self.zone).date()
         out: list[Period] = []
         for delta in (-1, 0, 1):
             d = today + timedelta(days=delta)

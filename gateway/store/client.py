@@ -17,6 +17,7 @@ needs nothing else from a cluster.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, cast
@@ -101,6 +102,13 @@ class StoreClusterPipeline(ClusterPipeline):
             raise unavailable() from exc
 
 
+# redis-py 5.0 builds a cluster pipeline from the client alone; later versions also pass the
+# ``transaction`` flag (and 5.0 refuses a true one in ``pipeline()`` itself).
+_PIPELINE_TAKES_TRANSACTION = (
+    "transaction" in inspect.signature(ClusterPipeline.__init__).parameters
+)
+
+
 class ObservedRedis(aioredis.Redis):
     """A client that reports each command's name, latency and failure (for metrics)."""
 
@@ -130,7 +138,11 @@ class ObservedRedisCluster(RedisCluster):
         if shard_hint:
             raise rexc.RedisClusterException("shard_hint is deprecated in cluster mode")
         # redis-py's annotations leave _event_dispatcher abstract; its own pipeline() is the same
-        return StoreClusterPipeline(self, transaction)  # type: ignore[abstract]
+        if _PIPELINE_TAKES_TRANSACTION:
+            return StoreClusterPipeline(self, transaction)  # type: ignore[abstract]
+        if transaction:
+            raise rexc.RedisClusterException("transaction is deprecated in cluster mode")
+        return StoreClusterPipeline(self)  # type: ignore[abstract]
 
     async def initialize(self, *args: Any, **kwargs: Any) -> ObservedRedisCluster:
         """Read the slot map (commands and pipelines call this whenever it is stale); a failure
