@@ -57,6 +57,8 @@ def usd_text(micro: int) -> str:
 def scale_micro(micro: int, factor: float, at_most: int) -> int:
     """``micro`` times a non-negative ``factor`` (a count, a duration, a multiplier), rounded
     half up, and at most ``at_most``: no factor, however large, overflows a counter."""
+    if (type(factor) is int or (type(factor) is float and factor.is_integer())) and factor >= 0:
+        return min(micro * int(factor), at_most)  # a whole count, the common case: exact as is
     by = _decimal(factor)
     if not by.is_finite() or by < 0:
         raise ValueError(f"not a non-negative factor: {factor!r}")

@@ -81,10 +81,13 @@ class ScriptArgs(Generic[R]):
 
     def _values(self, keys: bool) -> list[Wire]:
         out: list[Wire] = []
+        plain = _PLAIN
         for name, trailing in _plan(type(self))[0 if keys else 1]:
             value = getattr(self, name)
             if trailing:
-                out += [_wire(v) for v in value]
+                out += [v if type(v) in plain else _wire(v) for v in value]
+            elif type(value) in plain:  # most values: sent as they are, no call
+                out.append(value)
             else:
                 out.append(_wire(value))
         return out
