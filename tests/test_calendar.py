@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 
 from gateway.money.quotas import Calendar, Period
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None)
+# The same 300 examples on every run: 130 years of every zone's history hold one-off quirks
+# (two found so far, pinned below as examples), and CI must not be where the next one is met
+# first. When changing the Calendar, explore with derandomize=False and pin what it finds.
+PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, derandomize=True)
 HOUR = 3600
 DAY = 24 * HOUR
 KINDS = ("d", "w", "m")
@@ -111,16 +114,22 @@ def test_a_period_has_the_same_id_and_bounds_from_any_instant_in_it(
 
 @PROPERTY_SETTINGS
 @given(dst_zones, instants)
+# Lord Howe moved from +10 to +10:30 at midnight on 1981-03-01: that midnight never happened on
+# its clocks, February ended at the jump, and 1 March had 23.5 hours (found by this test)
+@example(ZoneInfo("Australia/Lord_Howe"), 350_000_000.0)
+@example(ZoneInfo("Australia/Lord_Howe"), 352_230_000.0)
 def test_dst_makes_days_and_weeks_longer_or_shorter_by_the_zones_shift(
     zone: ZoneInfo, at: float
 ) -> None:
+    """A period is its days less the shift of the clock within it; a boundary that fell in a
+    jump is where the clock jumped, so the offset in force just before it is the one to count."""
     for period in Calendar(zone).periods(at):
         if period.kind == "m":
             first = first_date(period)
             days = calendar.monthrange(first.year, first.month)[1]
         else:
             days = 7 if period.kind == "w" else 1
-        shift = offset(zone, period.end) - offset(zone, period.start)
+        shift = offset(zone, period.end - 1) - offset(zone, period.start - 1)
         assert period.end - period.start == days * DAY - shift
         if period.kind == "d":
             assert period.end - period.start in DST_ZONES[str(zone)]
