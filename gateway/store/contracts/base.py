@@ -62,8 +62,7 @@ def _plan(cls: type) -> _Plan:
 
 
 def _wire(value: Value) -> Wire:
-    if type(value) in _PLAIN:  # the common case first (a bool is not one: its type is bool)
-        return value  # type: ignore[return-value]
+    """A value that is not plain (``_values`` sends those as they are)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -86,7 +85,7 @@ class ScriptArgs(Generic[R]):
             value = getattr(self, name)
             if trailing:
                 out += [v if type(v) in plain else _wire(v) for v in value]
-            elif type(value) in plain:  # most values: sent as they are, no call
+            elif type(value) in plain:  # most values: sent as they are (a bool's type is bool)
                 out.append(value)
             else:
                 out.append(_wire(value))
