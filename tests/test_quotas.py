@@ -563,6 +563,24 @@ async def test_usage_shows_requests_spend_savings_and_hit_rate_by_day_and_model(
     assert status == 200
 
 
+@pytest.mark.parametrize("scope", ["team", "key"])
+async def test_a_limit_beyond_what_redis_counts_exactly_is_422_and_the_team_stays_readable(
+    gateway: Gateway, scope: str
+) -> None:
+    key = await gateway.new_team("design", daily_requests=10)
+    kid = key.split("_")[1]
+    huge = 2**64 + 1
+    payload: dict[str, Any] = (
+        {"daily_requests": huge} if scope == "team" else {"keys": {kid: {"daily_requests": huge}}}
+    )
+    status, body = await gateway.admin("PUT", "/admin/v1/teams/design/limits", payload)
+    assert status == 422
+    assert_error_shape(body, 422001)
+    status, read = await gateway.admin("GET", "/admin/v1/teams/design/limits")
+    assert status == 200 and read["daily_requests"] == 10
+    assert (await gateway.admin("GET", "/admin/v1/teams/design/usage"))[0] == 200
+
+
 async def test_limits_are_validated_and_read_back_as_set(gateway: Gateway) -> None:
     await gateway.new_team("design")
     status, body = await gateway.admin(

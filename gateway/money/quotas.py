@@ -160,7 +160,9 @@ class KeyLimits(BaseModel):
     # stay an integer Redis accepts (a rate of 1e-300 made every submit of the team a 500).
     rate_per_minute: float | None = Field(default=None, ge=1e-6, le=1_000_000)
     rate_burst: int | None = Field(default=None, ge=1, le=1_000_000)
-    daily_requests: int | None = Field(default=None, ge=0)
+    # Counted exactly in Redis and Lua (floats, exact below 2**53): a limit of 2**64 was stored
+    # as given and read back as 1.8e19, and every read of the team's limits was a 500.
+    daily_requests: int | None = Field(default=None, ge=0, le=1_000_000_000_000)
     budget_usd: Usd | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)
     max_request_usd: Usd | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)
 
