@@ -7,6 +7,7 @@ reaches RunComfy; JSON bodies are refused in RunComfy's error shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import time
@@ -132,6 +133,40 @@ async def raw_exchange(url: str, request: bytes) -> bytes:
 def status_of(response: bytes) -> int:
     assert response.startswith((b"HTTP/1.0 ", b"HTTP/1.1 ")), response[:200]
     return int(response.split(b" ", 2)[1])
+
+
+async def test_a_client_still_sending_its_over_limit_body_reads_its_413(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    """Most clients write the whole body, then read. The gateway stops reading at the limit and
+    answers; closing at once would reset the connection under the bytes still arriving, and the
+    client would get a reset instead of its 413: the small rest is read and discarded first."""
+    gw: Gateway = await gateway_factory(max_body_bytes=LIMIT)
+    key = await gw.new_team("design")
+    body = padded(4 * LIMIT)
+    head = (
+        f"POST /v1/models/{NANO} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    parts = urlsplit(gw.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(head + b"%x\r\n%s\r\n" % (2 * LIMIT, body[: 2 * LIMIT]))
+        await asyncio.sleep(0.3)  # past the limit: the gateway has answered 413 by now
+        for start in range(2 * LIMIT, len(body), LIMIT):  # and the client is still sending
+            writer.write(b"%x\r\n%s\r\n" % (LIMIT, body[start : start + LIMIT]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(5.0):
+            answer = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    assert status_of(answer) == 413
+    assert await simulator.count("model.submit") == 0
 
 
 @pytest.mark.parametrize(

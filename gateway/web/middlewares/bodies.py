@@ -2,10 +2,12 @@
 
 aiohttp reads a body only when asked, so nothing reads one before the route knows who is
 asking: an unknown route, a malformed credential or a refused caller is answered without
-reading the body, and the connection is then closed rather than drained (the server's
-``lingering_time`` is 0). The middleware refuses, unread, a declared ``Content-Length`` over
-``GATEWAY_MAX_BODY_BYTES`` (413) and a ``Content-Encoding`` other than gzip or deflate (415,
-rather than aiohttp's "install Brotli"). Routes read bodies with :func:`read_body`:
+reading the body; what is left of it is then read and discarded only when it is small and
+arrives at once (:func:`_discard_small_rest`), else the connection is closed rather than drained
+(the server's own ``lingering_time`` is 0). The middleware refuses, unread, a declared
+``Content-Length`` over ``GATEWAY_MAX_BODY_BYTES`` (413) and a ``Content-Encoding`` other than
+gzip or deflate (415, rather than aiohttp's "install Brotli"). Routes read bodies with
+:func:`read_body`:
 
 * the whole body within ``GATEWAY_CLIENT_BODY_TIMEOUT_SECONDS``, else 408 and the connection
   closed (aiohttp bounds neither how long a body may take nor, by itself, what it inflates to);
@@ -33,6 +35,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.common.errors import (
     BadRequest,
@@ -53,6 +56,10 @@ UNVERIFIED_BODY_BYTES = 64 * 1024
 """What a body may be read up to before its caller was verified in Redis."""
 READ_CHUNK = 256 * 1024
 DISCARD_WITHIN = 1.0  # seconds a small unread remainder may take to arrive before the close
+DISCARD_UP_TO = 1024 * 1024
+"""The most of a refused or unread body discarded so that its client reads the answer: a client
+that writes its whole body before reading (most do) gets a reset instead of its 413 when the
+connection closes under bytes still in flight. Past it, the close is cheaper than the bytes."""
 CODINGS = frozenset({"", "identity", "gzip", "deflate"})
 
 
@@ -91,22 +98,23 @@ def _refusal(request: web.Request) -> GatewayError | None:
 
 async def _discard_small_rest(request: web.Request) -> bool:
     """Whether the connection may be kept: its body was read, or what the route left of it was
-    small, plain and there, and has been read and discarded now.
+    small and came at once (at most :data:`DISCARD_UP_TO` bytes within
+    :data:`DISCARD_WITHIN` s), and has been read and discarded now, raw, never inflated.
 
-    The server never drains a body itself (``lingering_time`` 0): draining a large or
-    compressed one would cost the gateway what the client did not pay for, so such a connection
-    is closed after its answer instead."""
+    The server never drains a body itself (``lingering_time`` 0): draining a large or slow one
+    would cost the gateway what the client did not pay for, so such a connection is closed
+    after its answer instead."""
     if RAW_BODY in request or request.content.at_eof():
         return True
-    if _encoding(request) not in ("", "identity"):
-        return False
     declared = request.content_length
-    if declared is not None and declared > UNVERIFIED_BODY_BYTES:
+    if declared is not None and declared > DISCARD_UP_TO:
         return False
+    discarded = 0
     try:
         async with asyncio.timeout(DISCARD_WITHIN):
-            await request.content.read(UNVERIFIED_BODY_BYTES + 1)
-    except (TimeoutError, OSError):
+            while discarded <= DISCARD_UP_TO and not request.content.at_eof():
+                discarded += len(await request.content.read(DISCARD_UP_TO + 1 - discarded))
+    except (TimeoutError, OSError, RequestPayloadError):
         return False
     return request.content.at_eof()
 
