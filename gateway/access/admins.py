@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Literal, cast
 
 from gateway.access.credentials import ADMIN_TOKEN_ID_RE, AdminTokenCredential, new_admin_token
 from gateway.common.clock import now_iso
 from gateway.common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from gateway.common.records import record
 from gateway.store.client import Store
 from gateway.store.contracts import AdminTokenCreateArgs, AdminTokenRevokeArgs, TokenCreation
 from gateway.store.layout import Layout
@@ -28,7 +29,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _CREATE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdminActor:
     """A verified caller of the admin API, as the audit log names it."""
 
@@ -44,7 +45,7 @@ class AdminActor:
 BOOTSTRAP = AdminActor(name="bootstrap", role="admin", token_id="bootstrap")  # noqa: S106
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdminToken:
     """What anyone may see of a named admin token: never the token or its hash."""
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ import structlog
 
 from gateway.access.admins import AdminActor
 from gateway.common.jsonutil import dumps, loads
+from gateway.common.records import record
 from gateway.observability.logs import SecretScrubber
 from gateway.store.client import Store
 from gateway.store.layout import Layout
@@ -63,7 +63,7 @@ def fingerprint_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}/…#sha256:{digest}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuditQuery:
     """Filters of a page of the audit log, newest first; ``cursor`` continues a page."""
 
@@ -88,7 +88,7 @@ class AuditQuery:
         return entry.target == team or entry.target.startswith(team + "/")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuditEntry:
     id: str
     at: str

@@ -16,7 +16,8 @@ import hmac
 import re
 import secrets
 import string
-from dataclasses import dataclass
+
+from gateway.common.records import record
 
 KEY_PREFIX = "rcg_"
 ADMIN_TOKEN_PREFIX = "rca_"  # noqa: S105 - a prefix, not a secret
@@ -36,7 +37,7 @@ _ADMIN_TOKEN_RE = re.compile(
 ADMIN_TOKEN_ID_RE = re.compile(rf"^[a-z0-9]{{{ADMIN_TOKEN_ID_LEN}}}$")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyCredential:
     """A syntactically valid team key: where to look it up, and its digest to compare."""
 
@@ -49,12 +50,12 @@ class KeyCredential:
         return self.slot + self.kid
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdminCredential:
     """The caller presented the bootstrap admin token (``GATEWAY_ADMIN_TOKEN``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdminTokenCredential:
     """A syntactically valid named admin token, still to be verified in Redis."""
 
@@ -62,7 +63,7 @@ class AdminTokenCredential:
     digest: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvalidCredential:
     """A bearer token that is neither a well-formed key nor an admin token."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from gateway.access.credentials import (
 )
 from gateway.common.clock import iso_from_epoch, now_iso
 from gateway.common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from gateway.common.records import record
 from gateway.store.client import Store
 from gateway.store.contracts import (
     AuthenticateArgs,
@@ -42,7 +43,7 @@ TEAM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DELETE_RETRIES = 5
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TeamPrincipal:
     """A caller verified as holding a live key of ``team_id``."""
 
@@ -51,7 +52,7 @@ class TeamPrincipal:
     key_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Team:
     team_id: str
     name: str
@@ -61,7 +62,7 @@ class Team:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ApiKey:
     """What an admin may see of a key: never the key or its hash.
 
@@ -83,7 +84,7 @@ class ApiKey:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Expiry:
     """When a new key stops working: ``in_seconds`` from now, or ``at``; neither means never."""
 

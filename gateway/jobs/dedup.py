@@ -26,13 +26,13 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import structlog
 
 from gateway.common.errors import BadRequest, GatewayError, UpstreamClientError, ValidationFailed
+from gateway.common.records import record
 from gateway.jobs.canonical import SECRET_BYTES, RequestIdentity
 from gateway.jobs.gate import Lookup
 from gateway.jobs.seeds import model_request_pinned, serverless_request_pinned
@@ -61,7 +61,7 @@ class Policy(StrEnum):
     CACHE = "cache"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CacheControl:
     no_cache: bool = False
     no_store: bool = False

@@ -9,13 +9,13 @@ rate. What the gateway does with the records afterwards, with no key in sight, i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway.access.credentials import KeyCredential
 from gateway.access.teams import TeamPrincipal, unauthorized_reason
 from gateway.common.clock import now_iso
 from gateway.common.errors import PollRateExceeded
+from gateway.common.records import record
 from gateway.jobs.job import Job
 from gateway.jobs.records import (
     REQUEST_ID_RE,
@@ -49,7 +49,7 @@ from gateway.upstream.apis import Api
 INLINE_BODY_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Charge:
     """What a new job would cost, for the budget checks at admission."""
 
@@ -65,7 +65,7 @@ class Charge:
         return len(self.raw) <= INLINE_BODY_BYTES
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Lookup:
     """What a submit may reuse, from the dedup policy and the caller's cache controls."""
 
@@ -78,7 +78,7 @@ class Lookup:
     webhook_intermediate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Admission:
     principal: TeamPrincipal
     record: RequestRecord
@@ -90,7 +90,7 @@ class Admission:
     alert: BudgetAlert | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Submit:
     """One submit being admitted, with the ids its request and job will have."""
 
@@ -105,7 +105,7 @@ class _Submit:
     created_at: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Placement:
     """Where a submit is admitted: its team's shard, or (cache scope ``shared``) the shared one,
     whose admission the team's shard has already half done (key, policy, outcome-free limits)."""

@@ -10,10 +10,11 @@ loads as its default, so jobs admitted before an upgrade still settle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from enum import StrEnum
 from typing import Final
 
+from gateway.common.records import record
 from gateway.upstream.apis import Api
 
 
@@ -90,7 +91,7 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Job:
     """A job as read from its hash; fields the hash lacks are None (or 0, False, "")."""
 
@@ -168,7 +169,7 @@ class Job:
         return self.state in TERMINAL
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JobChange:
     """Fields a state change writes along with the new state; None leaves a field as it is."""
 

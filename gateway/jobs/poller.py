@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ import structlog
 
 from gateway.common.background import sleep_unless
 from gateway.common.errors import CircuitOpen, GatewayError, StoreUnavailable, UpstreamClientError
+from gateway.common.records import record
 from gateway.jobs.answers import job_path
 from gateway.jobs.capacity import AccountCapacity
 from gateway.jobs.job import LIVE, Job, JobChange, JobField, JobState
@@ -66,7 +66,7 @@ def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PollerConfig:
     interval: float
     max_interval: float

@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from enum import StrEnum
 
+from gateway.common.records import record
 from gateway.jobs.job import NO_CHANGE, Job, JobChange, JobState
 from gateway.money.quotas import BudgetAlert, Calendar, QuotaConfig
 from gateway.store.client import Store
@@ -46,7 +46,7 @@ _APIS = {api.value: api for api in Api}
 _ROLES = {role.value: role for role in Role}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RequestRecord:
     request_id: str
     team_id: str
@@ -75,13 +75,13 @@ class RequestRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JobUpdate:
     previous: str
     alert: BudgetAlert | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Lifetimes:
     request_ttl: int
     job_lifetime: int

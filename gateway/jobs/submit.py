@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import orjson
@@ -24,6 +24,7 @@ from gateway.common.errors import (
     SubmitOutcomeUnknown,
     UpstreamClientError,
 )
+from gateway.common.records import record
 from gateway.jobs.answers import request_urls
 from gateway.jobs.dedup import CacheControl, DedupService
 from gateway.jobs.gate import Admission, Charge, Gate, Lookup, Outcome
@@ -38,7 +39,7 @@ from gateway.upstream.apis import Api
 FOLLOWER_WAIT_STEP = (0.01, 0.1)  # first and largest pause while a coalesced submit waits
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SubmitAnswer:
     """What a submit is answered: the request, its outcome, RunComfy's body and headers."""
 

@@ -27,7 +27,6 @@ import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +38,7 @@ from aiohttp.resolver import ThreadedResolver
 
 from gateway.common.background import sleep_unless
 from gateway.common.errors import BadRequest, StoreUnavailable
+from gateway.common.records import record
 from gateway.jobs.job import Job
 from gateway.store.client import Store
 from gateway.store.contracts import DeliveryEnqueueArgs, PollClaimArgs
@@ -51,7 +51,7 @@ MAX_URL_LENGTH = 2048
 _JITTER = random.Random()  # its own generator: the global one belongs to the application
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WebhookPolicy:
     allow_private: bool
     allowed_hosts: frozenset[str]
@@ -163,7 +163,7 @@ def _with_embedded(
     return found
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeliveryConfig:
     timeout: float
     max_attempts: int

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
 
 import orjson
 import structlog
 
 from gateway.common.background import sleep_unless
 from gateway.common.errors import StoreUnavailable
+from gateway.common.records import record
 from gateway.jobs.capacity import Vacancies
 from gateway.jobs.job import JobChange, JobState
 from gateway.jobs.records import RequestRecords
@@ -28,7 +28,7 @@ WITHDRAW_WITHIN = 60.0  # seconds an interrupted admission is looked for, to tak
 WITHDRAW_PAUSE = 0.1  # seconds between two withdrawals (more while Redis keeps failing)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Interrupted:
     """An admission that may have run: its shard, job and request ids, and until when to try."""
 

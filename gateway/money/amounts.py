@@ -13,9 +13,10 @@ gives one, a serverless deployment's rate times the run the poller saw, else the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
+
+from gateway.common.records import record
 
 MICRO = 1_000_000
 MAX_USD = Decimal("999999999999.999999")
@@ -94,7 +95,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FinishedJob:
     """What the gateway knows of a job's cost when it ends."""
 

@@ -21,7 +21,6 @@ import math
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -38,6 +37,7 @@ from pydantic import (
 )
 
 from gateway.common.errors import GatewayError, UpstreamClientError
+from gateway.common.records import record
 from gateway.money.amounts import MICRO, scale_micro, settle_serverless_micro, usd_to_micro
 from gateway.store.client import Store
 from gateway.store.layout import Layout
@@ -81,7 +81,7 @@ Unit = Literal["output", "second"]
 Source = Literal["catalog", "override", "deployment", "unknown"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Estimate:
     """A request's expected cost and how it was derived.
 
@@ -162,7 +162,7 @@ class DeploymentPrice(BaseModel):
     estimated_seconds: float = Field(gt=0, le=86_400, allow_inf_nan=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PriceBook:
     """Every override, as stored in Redis."""
 
@@ -181,7 +181,7 @@ class PriceBook:
 # --- the estimator -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CatalogPrice:
     """What the estimate needs from a model's catalog entry."""
 
@@ -197,7 +197,7 @@ class CatalogPrice:
         return spec.get("default") if isinstance(spec, dict) else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Cached:
     expires: float
     value: CatalogPrice | str  # a reason when the model has no usable price

@@ -14,7 +14,6 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -33,6 +32,7 @@ from gateway.common.errors import (
     RateLimitExceeded,
     RequestTooExpensive,
 )
+from gateway.common.records import record
 from gateway.money.amounts import micro_to_decimal, micro_to_usd, usd_to_micro
 from gateway.observability.metrics import Metrics
 from gateway.store.client import Store
@@ -67,7 +67,7 @@ BudgetPeriod = Annotated[
 # --- periods ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Period:
     kind: str  # d, w or m
     id: str
@@ -269,7 +269,7 @@ class Limits(KeyLimits):
 # --- refusals and RateLimit headers ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RateLimitState:
     """The tightest submit limit as the admission script saw it."""
 
@@ -298,7 +298,7 @@ def _usd(micro: str) -> float:
     return micro_to_usd(int(float(micro)))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Refused:
     """What the message of every kind of refusal draws on."""
 
@@ -402,7 +402,7 @@ def refusal(refused: LimitRefused, target: str, estimate_micro: int) -> QuotaRef
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BudgetAlert:
     team_id: str
     level: int
@@ -424,7 +424,7 @@ class BudgetAlert:
 # --- admin: limits, usage, unreconciled ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class QuotaConfig:
     default_queue_depth: int
     usage_retention: int

@@ -53,13 +53,13 @@ old and new replicas can share one Redis during a rolling upgrade without misrea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from gateway.common.records import record
 
 LAYOUT_VERSION = "v1"
 UNKNOWN_SUBMITS_CAP = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Layout:
     """Builds key names under one namespace."""
 

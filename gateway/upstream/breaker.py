@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
 
 from gateway.common.errors import CircuitOpen
+from gateway.common.records import record
 
 
 class BreakerState(IntEnum):
@@ -35,7 +35,7 @@ class BreakerState(IntEnum):
     OPEN = 2
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BreakerConfig:
     failures: int  # consecutive failed attempts that open the breaker; 0 disables it
     open_seconds: float  # how long it stays open before a probe

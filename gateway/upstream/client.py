@@ -25,7 +25,6 @@ import io
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +44,7 @@ from gateway.common.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.common.records import record
 from gateway.observability.logs import MIN_SECRET_LENGTH, REDACTED
 from gateway.observability.metrics import Metrics
 from gateway.upstream.breaker import BreakerConfig, BreakerState, CircuitBreaker
@@ -65,7 +65,7 @@ class UpstreamName(StrEnum):
     SERVERLESS = "serverless"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UpstreamConfig:
     name: UpstreamName
     base_url: str
@@ -79,7 +79,7 @@ class UpstreamConfig:
     breaker: BreakerConfig
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UpstreamReply:
     """A successful (2xx) answer from RunComfy."""
 

@@ -9,13 +9,13 @@ object stands between them (:class:`gateway.jobs.capacity.Vacancies`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.access.admins import AdminTokens
 from gateway.access.audit import AuditLog
 from gateway.access.teams import TeamService
+from gateway.common.records import record
 from gateway.jobs.alerts import BudgetAlerts
 from gateway.jobs.answers import AnswerService
 from gateway.jobs.cancels import CancelService
@@ -47,7 +47,7 @@ from gateway.upstream.catalog import Catalog
 from gateway.upstream.client import UpstreamClient
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resources:
     """What the cleanup contexts opened, which the services use."""
 
@@ -61,7 +61,7 @@ class Resources:
     clock_offset: float = 0.0  # tests of period ends shift the clock; production never does
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Services:
     """Every service, built once per application (see :func:`build_services`)."""
 
@@ -100,7 +100,7 @@ class PricedCharge:
         return api is Api.SERVERLESS or self._pricing.catalog_price_cached(target)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _JobStores:
     """The parts of Redis the job services read and write, each behind its own object."""
 
@@ -112,7 +112,7 @@ class _JobStores:
     schedule: PollSchedule
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _JobFlow:
     """The services a job passes through, from its submit to its end."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from gateway.common.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from gateway.common.records import record
 from gateway.web.callers import require_admin, require_catalog_caller, require_viewer
 
 Json = dict[str, Any]
@@ -37,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Guard = Callable[[web.Request], Awaitable[object]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Relayed:
     """RunComfy's own 4xx for the caller's input, passed on with RunComfy's body and code
     (:class:`~gateway.common.errors.UpstreamClientError`, whose status is RunComfy's)."""
@@ -99,7 +100,7 @@ class Auth(Enum):
         }.get(self)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Param:
     name: str
     where: Where
@@ -108,7 +109,7 @@ class Param:
     required: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ok:
     """A success answer: its status, body (a response model or a JSON schema) and headers."""
 
@@ -123,7 +124,7 @@ _VARIABLE = re.compile(r"\{(\w+)(?::([^{}]+))?\}")
 _LITERAL = re.compile(r"^[\w-]+$")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Operation:
     """One row: ``route`` is the router's pattern; a variable that admits one word only
     (``{leaf:status}``) is that word in the documented path, any other ``{name:regex}`` is

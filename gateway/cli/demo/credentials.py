@@ -12,12 +12,12 @@ import contextlib
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.access.credentials import KeyCredential, parse_bearer
 from gateway.access.teams import ApiKey, TeamService
 from gateway.common.errors import Conflict, Unauthorized
+from gateway.common.records import record
 
 CREDENTIALS_FILE = "demo-credentials.json"
 DEMO_TEAM = "demo"
@@ -60,7 +60,7 @@ def admin_token(directory: Path, explicit: str = "") -> str:
     return token
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DemoKey:
     info: ApiKey
     key: str

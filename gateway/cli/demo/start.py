@@ -10,7 +10,6 @@ import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -21,6 +20,7 @@ from gateway.cli import launch
 from gateway.cli.common import admin_variables
 from gateway.cli.config import load_settings
 from gateway.cli.demo import credentials
+from gateway.common.records import record
 from gateway.observability.logs import configure_logging
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
@@ -29,7 +29,7 @@ from gateway.web.appkeys import EMBEDDED_REDIS, TEAMS
 from gateway.web.serving import OLD_DATA_DIR, warn_about_old_data
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Demo:
     """Where this demo runs: what the announcement tells people and the settings are made of."""
 

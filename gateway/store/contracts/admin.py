@@ -3,14 +3,14 @@ policy, purging cached results, resolving submits of unknown outcome."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from gateway.common.records import record
 from gateway.store.contracts.base import Done, ScriptArgs, key, rest
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class ReplaceHashArgs(ScriptArgs[Done]):
     script: ClassVar[str] = "replace_hash"
     hash_key: str = key()
@@ -20,7 +20,7 @@ class ReplaceHashArgs(ScriptArgs[Done]):
         return Done.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Purged:
     purged: int  # cached entries that existed
 
@@ -29,7 +29,7 @@ class Purged:
         return cls(int(raw))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class PurgeTargetArgs(ScriptArgs[Purged]):
     script: ClassVar[str] = "purge_target"
     target_index: str = key()
@@ -46,7 +46,7 @@ class Resolution(StrEnum):
     REFUNDED = "refunded"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resolved:
     found: bool  # False: the job is not in the ledger
     reserved_micro: int = 0
@@ -60,7 +60,7 @@ class Resolved:
         return cls(True, int(reserved), int(settled))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class ResolveUnreconciledArgs(ScriptArgs[Resolved]):
     script: ClassVar[str] = "resolve_unreconciled"
     unreconciled: str = key()

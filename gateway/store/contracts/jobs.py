@@ -3,14 +3,14 @@ cap, and the due sets of the poller and the webhook worker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from gateway.common.records import record
 from gateway.store.contracts.base import Done, ScriptArgs, key, rest
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JobUpdated:
     """The job's previous state ('gone': it expired; 'followed': more requests follow it than
     expected), and the budget alert its end crossed (``alert_level`` 0: none)."""
@@ -29,7 +29,7 @@ class JobUpdated:
         return cls(str(previous), int(level), str(spend_record), int(committed), int(budget))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class JobUpdateArgs(ScriptArgs[JobUpdated]):
     script: ClassVar[str] = "job_update"
     job_record: str = key()
@@ -67,7 +67,7 @@ class DetachVerdict(StrEnum):
     LAST = "last"  # the last follower left: cancel the job (state given)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Detached:
     verdict: DetachVerdict
     state: str  # the job's, for TERMINAL and LAST; else ''
@@ -77,7 +77,7 @@ class Detached:
         return cls(DetachVerdict(str(raw[0])), str(raw[1]) if len(raw) > 1 else "")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class DetachArgs(ScriptArgs[Detached]):
     script: ClassVar[str] = "detach"
     job_record: str = key()
@@ -87,7 +87,7 @@ class DetachArgs(ScriptArgs[Detached]):
         return Detached.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reattached:
     reattached: bool  # False: the request was not detached
 
@@ -96,7 +96,7 @@ class Reattached:
         return cls(int(raw) == 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class ReattachArgs(ScriptArgs[Reattached]):
     script: ClassVar[str] = "reattach"
     job_record: str = key()
@@ -106,7 +106,7 @@ class ReattachArgs(ScriptArgs[Reattached]):
         return Reattached.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BodyStored:
     stored: bool  # False: the job no longer waits for its body
 
@@ -115,7 +115,7 @@ class BodyStored:
         return cls(int(raw) == 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class QueueBodyArgs(ScriptArgs[BodyStored]):
     script: ClassVar[str] = "queue_body"
     job_record: str = key()
@@ -125,7 +125,7 @@ class QueueBodyArgs(ScriptArgs[BodyStored]):
         return BodyStored.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Requeued:
     requeued: bool  # False: the job had moved on
 
@@ -134,7 +134,7 @@ class Requeued:
         return cls(int(raw) == 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class RequeueArgs(ScriptArgs[Requeued]):
     script: ClassVar[str] = "requeue"
     job_record: str = key()
@@ -147,7 +147,7 @@ class RequeueArgs(ScriptArgs[Requeued]):
         return Requeued.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Dispatched:
     """One dispatch pass over a team: jobs to send now, slots that expired mid-submit, jobs
     still queued, and queued jobs whose body never arrived (their admitting replica died)."""
@@ -168,7 +168,7 @@ class Dispatched:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class DispatchArgs(ScriptArgs[Dispatched]):
     script: ClassVar[str] = "dispatch"
     team_limits: str = key()
@@ -188,7 +188,7 @@ class AccountSlotOp(StrEnum):
     RELEASE = "release"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccountSlotHeld:
     held: bool  # whether the member holds an account slot afterwards
 
@@ -197,7 +197,7 @@ class AccountSlotHeld:
         return cls(int(raw) == 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class AccountSlotArgs(ScriptArgs[AccountSlotHeld]):
     script: ClassVar[str] = "account_slot"
     account_running: str = key()
@@ -210,7 +210,7 @@ class AccountSlotArgs(ScriptArgs[AccountSlotHeld]):
         return AccountSlotHeld.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Removed:
     removed: bool
 
@@ -219,7 +219,7 @@ class Removed:
         return cls(int(raw) == 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class ZremIfOlderArgs(ScriptArgs[Removed]):
     script: ClassVar[str] = "zrem_if_older"
     sorted_set: str = key()
@@ -230,7 +230,7 @@ class ZremIfOlderArgs(ScriptArgs[Removed]):
         return Removed.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Claimed:
     members: list[str]
 
@@ -239,7 +239,7 @@ class Claimed:
         return cls([str(m) for m in raw])
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class PollClaimArgs(ScriptArgs[Claimed]):
     script: ClassVar[str] = "poll_claim"
     due_set: str = key()
@@ -255,7 +255,7 @@ class ScheduleMode(StrEnum):
     ANY = "ANY"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Scheduled:
     added: int
 
@@ -264,7 +264,7 @@ class Scheduled:
         return cls(int(raw))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class PollScheduleArgs(ScriptArgs[Scheduled]):
     script: ClassVar[str] = "poll_schedule"
     due_set: str = key()
@@ -276,7 +276,7 @@ class PollScheduleArgs(ScriptArgs[Scheduled]):
         return Scheduled.parse(raw)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class DeliveryEnqueueArgs(ScriptArgs[Done]):
     script: ClassVar[str] = "delivery_enqueue"
     delivery_record: str = key()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar
 
+from gateway.common.records import record
 from gateway.store.contracts.base import ScriptArgs, key, pairs
 
 
@@ -33,14 +33,14 @@ class ExpiryKind(StrEnum):
     AT = "at"  # epoch seconds
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyRefused:
     """A ``{0, reason}`` reply: the presented key does not work."""
 
     reason: KeyRefusal
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Authenticated:
     team_id: str
 
@@ -52,7 +52,7 @@ class Authenticated:
         return cls(str(value))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class AuthenticateArgs(ScriptArgs[KeyRefused | Authenticated]):
     script: ClassVar[str] = "authenticate"
     key_record: str = key()
@@ -62,7 +62,7 @@ class AuthenticateArgs(ScriptArgs[KeyRefused | Authenticated]):
         return Authenticated.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CreateKeyReply:
     refusal: KeyChangeRefusal | None
     expires: str  # epoch seconds, '' never
@@ -75,7 +75,7 @@ class CreateKeyReply:
         return cls(None, str(value))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class CreateKeyArgs(ScriptArgs[CreateKeyReply]):
     script: ClassVar[str] = "create_key"
     team_record: str = key()
@@ -94,7 +94,7 @@ class CreateKeyArgs(ScriptArgs[CreateKeyReply]):
         return CreateKeyReply.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RotateKeyReply:
     refusal: KeyChangeRefusal | None
     old_expires: str
@@ -108,7 +108,7 @@ class RotateKeyReply:
         return cls(None, str(old_expires), str(new_expires))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class RotateKeyArgs(ScriptArgs[RotateKeyReply]):
     script: ClassVar[str] = "rotate_key"
     old_key_record: str = key()
@@ -131,7 +131,7 @@ class RotateKeyArgs(ScriptArgs[RotateKeyReply]):
         return RotateKeyReply.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RecordReply:
     """A record as a whole (HGETALL), or None when there is none."""
 
@@ -142,7 +142,7 @@ class RecordReply:
         return cls(pairs(raw) if raw else None)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class RevokeKeyArgs(ScriptArgs[RecordReply]):
     script: ClassVar[str] = "revoke_key"
     key_record: str = key()
@@ -158,7 +158,7 @@ class TeamDeletion(IntEnum):
     DELETED = 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeleteTeamReply:
     result: TeamDeletion
 
@@ -167,7 +167,7 @@ class DeleteTeamReply:
         return cls(TeamDeletion(int(raw)))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class DeleteTeamArgs(ScriptArgs[DeleteTeamReply]):
     script: ClassVar[str] = "delete_team"
     team_record: str = key()
@@ -179,7 +179,7 @@ class DeleteTeamArgs(ScriptArgs[DeleteTeamReply]):
         return DeleteTeamReply.parse(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NowReply:
     seconds: float
 
@@ -188,7 +188,7 @@ class NowReply:
         return cls(float(raw))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class NowArgs(ScriptArgs[NowReply]):
     script: ClassVar[str] = "now"
 
@@ -202,7 +202,7 @@ class TokenCreation(IntEnum):
     CREATED = 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdminTokenCreateReply:
     result: TokenCreation
 
@@ -211,7 +211,7 @@ class AdminTokenCreateReply:
         return cls(TokenCreation(int(raw)))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class AdminTokenCreateArgs(ScriptArgs[AdminTokenCreateReply]):
     script: ClassVar[str] = "admin_token_create"
     token_record: str = key()
@@ -232,7 +232,7 @@ class AdminTokenCreateArgs(ScriptArgs[AdminTokenCreateReply]):
 LAST_ADMIN = "last_admin"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdminTokenRevokeReply:
     record: dict[str, str] | None  # None: no such token
     last_admin: bool = False  # refused: it is the last active admin token
@@ -244,7 +244,7 @@ class AdminTokenRevokeReply:
         return cls(pairs(raw) if raw else None)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class AdminTokenRevokeArgs(ScriptArgs[AdminTokenRevokeReply]):
     script: ClassVar[str] = "admin_token_revoke"
     token_record: str = key()
