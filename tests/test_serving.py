@@ -300,7 +300,8 @@ async def test_an_upgrade_moves_the_old_data_by_the_printed_command_and_keeps_th
     # this version, with neither GATEWAY_DATA_DIR nor GATEWAY_ADMIN_TOKEN
     await _stop(await _serve(env, checkout, port, tmp_path / "b"))
     text = (tmp_path / "b").read_text()
-    assert f"gateway_listening              urls=['http://127.0.0.1:{port}']" in text
+    [listening] = [line for line in text.splitlines() if "gateway_listening" in line]
+    assert f"urls=['http://127.0.0.1:{port}']" in listening and "redis_path=pipelined" in listening
     assert "admin_token_unset" in text and "nobody can create teams or keys" in text
     assert f"data_dir={tmp_path / 'xdg' / 'runcomfy-gateway'}" in text
     match = re.search(r"old_data_dir_found .*run: (mv [^']+)'", text)

@@ -130,6 +130,8 @@ async def test_two_workers_answer_on_one_port_and_one_scrape_counts_every_reques
     start: Any, metrics_port: str | None
 ) -> None:
     served = await start(**({"GATEWAY_METRICS_PORT": metrics_port} if metrics_port else {}))
+    [up] = await served.wait_for("supervisor_ready", 1)
+    assert up["workers"] == 2 and up["urls"] == [served.url]
     listening = served.events("gateway_listening")
     assert len({e["pid"] for e in listening}) == 2
     assert {tuple(e["urls"]) for e in listening} == {(served.url,)}

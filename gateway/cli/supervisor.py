@@ -97,6 +97,7 @@ class Supervisor:
     embedded: EmbeddedRedis | None = None
     stopping: int = 0  # the signal that asked to stop
     failure: str = ""  # why it gives up
+    all_ready: bool = False  # every worker answered once: the gateway is up
 
     def run(self) -> int:
         """Start every worker, keep them running until SIGTERM or SIGINT, then drain them."""
@@ -156,6 +157,9 @@ class Supervisor:
         if said:  # nothing: it exited before it was ready, seen by _on_exit
             child.ready = True
             log.info("worker_ready", worker=child.index, worker_pid=self._pid(child))
+            if not self.all_ready and all(other.ready for other in self.children):
+                self.all_ready = True
+                log.info("supervisor_ready", workers=len(self.children), urls=self.urls)
 
     def _on_exit(self, child: Child, now: float) -> None:
         process, child.process = child.process, None
