@@ -290,6 +290,14 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(
         default=400, ge=1, description="How long daily usage counters and past budgets are kept."
     )
+    workers: int | Literal["auto"] = Field(
+        default=1,
+        description="Processes `serve` runs (`serve --workers`): 1 is one process, as ever; "
+        "more start a supervisor that runs the embedded Redis once and that many workers on the "
+        "same port, each draining on SIGTERM, a crashed one restarted. `auto`: the CPUs this "
+        "process may use (its CPU affinity and cgroup CPU quota). Containers scaled by "
+        "replicas (the Helm chart) keep 1.",
+    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )
@@ -310,6 +318,19 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         return check_url(value)
+
+    @field_validator("workers", mode="plain")
+    @classmethod
+    def _workers(cls, value: object) -> int | Literal["auto"]:
+        if value == "auto":
+            return "auto"
+        try:
+            count = int(str(value))
+        except ValueError:
+            raise ValueError("must be a whole number of processes or auto") from None
+        if count < 1:
+            raise ValueError("must be at least 1 (or auto)")
+        return count
 
     @field_validator("quota_timezone")
     @classmethod

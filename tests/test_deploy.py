@@ -941,6 +941,7 @@ def test_helm_gateway_pods_are_probed_hardened_and_drain(
 
     config = gateway_config(documents)
     assert config["GATEWAY_HOST"] == "0.0.0.0" and config["GATEWAY_DATA_DIR"] == "/data"
+    assert config["GATEWAY_WORKERS"] == "1"  # pods scale, not processes in a pod
     assert int(config["GATEWAY_PORT"]) == container["ports"][0]["containerPort"]
     grace = float(config["GATEWAY_SHUTDOWN_GRACE_SECONDS"])
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")

@@ -22,8 +22,25 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from gateway.settings import Settings
-from gateway.web.serving import ListenError, claim_data_dir, listen, urls, warn_about_old_data
-from tests.conftest import ADMIN_TOKEN, SIM_TOKEN, Simulator, free_port, run_cli
+from gateway.web.serving import (
+    KERNEL_BALANCES,
+    ListenError,
+    claim_data_dir,
+    listen,
+    listen_for_workers,
+    log_listening,
+    redis_path,
+    urls,
+    warn_about_old_data,
+)
+from tests.conftest import (
+    ADMIN_TOKEN,
+    SIM_TOKEN,
+    Simulator,
+    free_port,
+    on_single_and_cluster,
+    run_cli,
+)
 
 
 @pytest.fixture
@@ -97,6 +114,75 @@ def test_the_listening_urls_name_the_bound_ports() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+@pytest.mark.skipif(not KERNEL_BALANCES, reason="per-worker sockets need Linux's SO_REUSEPORT")
+def test_each_worker_gets_its_own_socket_on_one_port() -> None:
+    groups = listen_for_workers("127.0.0.1", 0, 3)
+    try:
+        ports = {group[0].getsockname()[1] for group in groups}
+        assert len(groups) == 3 and len(ports) == 1 and 0 not in ports
+        assert len({group[0].fileno() for group in groups}) == 3
+        with socket.create_connection(("127.0.0.1", ports.pop()), timeout=5):
+            pass
+    finally:
+        for group in groups:
+            for sock in group:
+                sock.close()
+
+
+@pytest.mark.skipif(not KERNEL_BALANCES, reason="per-worker sockets need Linux's SO_REUSEPORT")
+def test_workers_refuse_a_port_another_program_shares_out_with_so_reuseport() -> None:
+    """SO_REUSEPORT would let the workers join that program's sockets and take half its
+    connections; the port is refused as taken instead."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(ListenError, match="already in use"):
+            listen_for_workers("127.0.0.1", port, 2)
+
+
+@pytest.mark.parametrize(
+    ("url", "pipelined", "path"),
+    [
+        ("redis://127.0.0.1:6379/0", True, ("pipelined", "plain redis:// or unix:// URL")),
+        ("unix:///data/redis.sock?db=0", True, ("pipelined", "plain redis:// or unix:// URL")),
+        ("rediss://cache:6380/0", False, ("redis-py", "TLS URL")),
+        ("redis+cluster://a:7000,b:7001", False, ("redis-py", "Cluster URL")),
+        ("rediss+sentinel://s:26379/main", False, ("redis-py", "TLS Sentinel URL")),
+    ],
+)
+def test_the_redis_path_names_the_client_and_why(
+    url: str, pipelined: bool, path: tuple[str, str]
+) -> None:
+    assert redis_path(url, pipelined) == path
+
+
+@on_single_and_cluster
+async def test_the_listening_line_says_which_redis_client_serves(
+    gateway_factory: Any, redis_url: str
+) -> None:
+    gateway = await gateway_factory()
+    with capture_logs() as events:
+        await log_listening([])(gateway.app)
+    [line] = [e for e in events if e["event"] == "gateway_listening"]
+    cluster = redis_url.startswith("redis+cluster")
+    assert line["redis_path"] == ("redis-py" if cluster else "pipelined")
+    assert line["redis_path_why"] == ("Cluster URL" if cluster else "plain redis:// or unix:// URL")
+
+
+async def test_a_workers_setting_that_is_not_a_count_is_one_line(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_WORKERS": "0"}
+    code, out, err = await run_cli("serve", "--port", "0", env=env)
+    assert (code, out) == (2, "")
+    assert err == (
+        "configuration error: GATEWAY_WORKERS: Value error, must be at least 1 (or auto)\n"
+    )
+    code, _, err = await run_cli("serve", "--workers", "many", env=env)
+    assert code == 2 and "GATEWAY_WORKERS" in err and "whole number" in err
+    assert not (tmp_path / "data").exists()
 
 
 def test_the_data_dir_is_the_users_not_the_working_directorys(
@@ -214,7 +300,8 @@ async def test_an_upgrade_moves_the_old_data_by_the_printed_command_and_keeps_th
     # this version, with neither GATEWAY_DATA_DIR nor GATEWAY_ADMIN_TOKEN
     await _stop(await _serve(env, checkout, port, tmp_path / "b"))
     text = (tmp_path / "b").read_text()
-    assert f"gateway_listening              urls=['http://127.0.0.1:{port}']" in text
+    [listening] = [line for line in text.splitlines() if "gateway_listening" in line]
+    assert f"urls=['http://127.0.0.1:{port}']" in listening and "redis_path=pipelined" in listening
     assert "admin_token_unset" in text and "nobody can create teams or keys" in text
     assert f"data_dir={tmp_path / 'xdg' / 'runcomfy-gateway'}" in text
     match = re.search(r"old_data_dir_found .*run: (mv [^']+)'", text)

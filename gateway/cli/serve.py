@@ -15,25 +15,27 @@ from gateway.cli.config import load_settings
 @click.command("serve")
 @click.option("--host", default=None, help="Listen address (GATEWAY_HOST).")
 @click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    default=None,
+    metavar="N|auto",
+    help="Processes serving the port: a number, or auto for the CPUs this process may use "
+    "(GATEWAY_WORKERS; default 1).",
+)
+@click.option("--worker", "worker", default=None, hidden=True, help="Set by the supervisor.")
+def serve(host: str | None, port: int | None, workers: str | None, worker: str | None) -> None:
     """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
-    from gateway.cli import launch
-    from gateway.observability.logs import configure_logging
-    from gateway.web.app import MetricsListenerError, create_app, freeze_startup_objects
-    from gateway.web.serving import log_listening, warn_about_old_data
+    from gateway.cli import launch, supervisor
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, workers=workers)
+    if worker is not None:
+        supervisor.serve_worker(settings, supervisor.WorkerSpec.parse(worker))
+        return
+    count = supervisor.worker_count(settings.workers)
+    if count > 1:
+        sys.exit(supervisor.supervise(settings, count))
     sockets = launch.bind(settings.host, settings.port)
     claimed = None if settings.redis_url else launch.claim(settings.data_dir)
-    configure_logging(settings.log_level, settings.log_format, launch.secrets_of(settings))
-    if not settings.redis_url:
-        warn_about_old_data(settings.data_dir)
-    app = create_app(settings)
-    app.on_startup.append(freeze_startup_objects)  # runs after every cleanup_ctx has started
-    app.on_startup.append(log_listening(sockets))
-    try:
-        launch.run(app, settings, sockets)
-    except MetricsListenerError as exc:
-        click.echo(f"cannot start: {exc}", err=True)
-        sys.exit(2)
+    launch.start_logging(settings)
+    launch.serve_gateway(settings, sockets)
     del claimed  # held until here

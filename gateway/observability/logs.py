@@ -121,7 +121,9 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        # One write per line (print() makes two under PYTHONUNBUFFERED, as in the image):
+        # the workers of `serve --workers N` share stdout, and their lines must not interleave.
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(

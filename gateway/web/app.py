@@ -53,6 +53,7 @@ from gateway.web.appkeys import (
     SETTINGS,
     TEAMS,
     WEBHOOKS,
+    WORKER,
     Lifecycle,
 )
 from gateway.web.middlewares.bodies import setup_bodies
@@ -76,12 +77,15 @@ async def metrics_listener_ctx(app: web.Application) -> AsyncIterator[None]:
     so Prometheus sees the whole start-up and drain."""
     settings = app[SETTINGS]
     host, port = settings.metrics_listen_host, settings.metrics_port
+    worker = app.get(WORKER)  # workers share the port, each answering for all
     runner = web.AppRunner(
-        create_metrics_app(app[METRICS], app[LIFECYCLE]), access_log=None, shutdown_timeout=1.0
+        create_metrics_app(app[METRICS], app[LIFECYCLE], worker),
+        access_log=None,
+        shutdown_timeout=1.0,
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=worker is not None).start()
     except OSError as exc:
         await runner.cleanup()  # cleanup contexts do not run for a context that failed to start
         reason = exc.strerror or str(exc)

@@ -26,6 +26,7 @@ from gateway.store.scripts import Scripts
 from gateway.upstream.catalog import Catalog
 from gateway.upstream.client import UpstreamClient
 from gateway.web.services import Services
+from gateway.web.workers import Worker
 
 
 @dataclass
@@ -70,5 +71,6 @@ ADMIN_ACTOR = web.RequestKey("admin_actor", AdminActor)
 RAW_BODY = web.RequestKey("raw_body", bytes)
 LARGE_BODIES = web.AppKey("large_bodies", asyncio.Semaphore)
 METRICS_URL = web.AppKey("metrics_url", str)  # the separate metrics listener, once it listens
+WORKER = web.AppKey("worker", Worker)  # set by `serve --workers N` in each worker process
 # A test hook, never a setting: shifts Redis's clock as the scripts and the calendar see it.
 CLOCK_OFFSET = web.AppKey("clock_offset", float)

@@ -13,12 +13,17 @@ import errno
 import os
 import shlex
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
+
+from gateway.store.commands import PipelinedCommands
+from gateway.web.appkeys import COMMANDS, EMBEDDED_REDIS, SETTINGS
 
 log = structlog.get_logger(__name__)
 BACKLOG = 128  # aiohttp's default
@@ -82,30 +87,81 @@ def listen(
         ) from None
     sockets: list[socket.socket] = []
     seen: set[tuple[int, str]] = set()
-    for family, kind, proto, _, address in infos:
+    for family, _, _, _, address in infos:
         if (family, str(address[0])) in seen:
             continue
         seen.add((family, str(address[0])))
-        sock = socket.socket(family, kind, proto)
         try:
-            if os.name == "posix":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(BACKLOG)
+            sockets.append(_listening(family, address, reuse_port=False))
         except OSError as exc:
-            sock.close()
             if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6 and len(infos) > 1:
                 continue  # "localhost" on a machine without IPv6: its IPv4 address is enough
             for bound in sockets:
                 bound.close()
             raise ListenError(_explain(exc, str(address[0]), port, ports, hosts)) from None
-        sock.setblocking(False)
-        sockets.append(sock)
     if not sockets:
         raise ListenError(f"cannot listen on {_where(host, port)}: no usable address.")
     return sockets
+
+
+def _listening(family: int, address: Any, *, reuse_port: bool) -> socket.socket:
+    """A non-blocking socket listening on ``address``."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+KERNEL_BALANCES = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+"""Linux shares the connections to a port among the sockets listening on it with
+``SO_REUSEPORT`` (by a hash of each connection's addresses); elsewhere the option lets the last
+socket take them all."""
+
+
+def listen_for_workers(
+    host: str,
+    port: int,
+    workers: int,
+    ports: str = "--port or GATEWAY_PORT",
+    hosts: str = "--host or GATEWAY_HOST",
+) -> list[list[socket.socket]]:
+    """The listening sockets of each of ``workers`` processes on ``host``:``port``.
+
+    On Linux every worker gets sockets of its own, bound with ``SO_REUSEPORT``, so the kernel
+    spreads connections evenly; with one socket shared by all, the worker that wakes first
+    accepts every connection waiting (an event loop accepts until none is left), and clients
+    that keep their connections (load balancers, benchmarks) stay on few workers. The port is
+    first bound without the option, as :func:`listen` does: a port some other program holds,
+    even with ``SO_REUSEPORT``, is refused in one line instead of shared with it, and port 0
+    becomes one real port for all. Elsewhere the workers share one set of sockets.
+    """
+    first = listen(host, port, ports, hosts)
+    if not KERNEL_BALANCES:
+        return [first] * workers
+    addresses = [(sock.family, sock.getsockname()) for sock in first]
+    for sock in first:
+        sock.close()
+    every: list[list[socket.socket]] = [[] for _ in range(workers)]
+    try:
+        for group in every:
+            for family, address in addresses:
+                group.append(_listening(family, address, reuse_port=True))
+    except OSError as exc:
+        for sock in (sock for group in every for sock in group):
+            sock.close()
+        raise ListenError(_explain(exc, host, addresses[0][1][1], ports, hosts)) from None
+    return every
 
 
 def urls(sockets: list[socket.socket]) -> list[str]:
@@ -117,14 +173,31 @@ def urls(sockets: list[socket.socket]) -> list[str]:
     return found
 
 
+def redis_path(url: str, pipelined: bool) -> tuple[str, str]:
+    """Which client carries the gateway's Redis calls, and why: its own pipelined one (one
+    connection per process, calls batched per event-loop turn) or redis-py, which the TLS,
+    Cluster and Sentinel URLs need."""
+    if pipelined:
+        return "pipelined", "plain redis:// or unix:// URL"
+    scheme = urlsplit(url).scheme
+    kind = "Cluster" if "+cluster" in scheme else "Sentinel" if "+sentinel" in scheme else ""
+    if scheme.startswith("rediss"):
+        kind = f"TLS {kind}".strip()
+    return "redis-py", f"{kind or scheme} URL"
+
+
 def log_listening(
     sockets: list[socket.socket],
 ) -> Callable[[web.Application], Awaitable[None]]:
     """An ``on_startup`` hook, added last, so the line comes once everything has started:
-    from then on, connections waiting on the sockets are answered."""
+    from then on, connections waiting on the sockets are answered. It says which Redis client
+    serves, as the benchmarks of one and the other differ."""
 
-    async def announce(_: web.Application) -> None:
-        log.info("gateway_listening", urls=urls(sockets))
+    async def announce(app: web.Application) -> None:
+        embedded = app.get(EMBEDDED_REDIS)
+        url = embedded.url if embedded is not None else app[SETTINGS].redis_url
+        path, why = redis_path(url, isinstance(app[COMMANDS], PipelinedCommands))
+        log.info("gateway_listening", urls=urls(sockets), redis_path=path, redis_path_why=why)
 
     return announce
 

@@ -15,7 +15,8 @@ from aiohttp import web
 from gateway import __version__
 from gateway.common.jsonutil import json_response
 from gateway.observability.metrics import Metrics
-from gateway.web.appkeys import LIFECYCLE, METRICS, Lifecycle
+from gateway.web.appkeys import LIFECYCLE, METRICS, WORKER, Lifecycle
+from gateway.web.workers import Worker
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -34,18 +35,25 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format; unauthenticated like /healthz (keep it off the public ingress)."""
+    """Prometheus text format; unauthenticated like /healthz (keep it off the public ingress).
+    A worker of ``serve --workers N`` answers for all of them."""
+    worker = request.app.get(WORKER)
+    registry = request.app[METRICS]
     return web.Response(
-        body=request.app[METRICS].render(),
+        body=registry.render() if worker is None else await worker.scrape(registry),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
-def create_metrics_app(metrics_: Metrics, lifecycle: Lifecycle) -> web.Application:
+def create_metrics_app(
+    metrics_: Metrics, lifecycle: Lifecycle, worker: Worker | None = None
+) -> web.Application:
     """The separate metrics listener's app: ``/metrics`` and the probes, sharing the gateway's
     registry and lifecycle (so ``/readyz`` turns 503 here too while the gateway drains)."""
     app = web.Application()
     app[METRICS], app[LIFECYCLE] = metrics_, lifecycle
+    if worker is not None:
+        app[WORKER] = worker
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
