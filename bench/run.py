@@ -49,6 +49,14 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(ROOT))
 
+from peers import (  # noqa: E402
+    PEERS,
+    LoadTarget,
+    PeerUnavailable,
+    cache_dir,
+    chat_body,
+    direct_target,
+)
 from procs import (  # noqa: E402
     Monitor,
     Proc,
@@ -69,10 +77,12 @@ from report import (  # noqa: E402
     evaluate_targets,
     markdown,
     num,
+    peer_added,
     print_tables,
     ratio,
 )
 from rich.console import Console  # noqa: E402
+from scriptstats import commandstats, costs, script_names, slowest  # noqa: E402
 from servers import FLOOR_KEY  # noqa: E402
 
 console = Console(width=170)
@@ -81,6 +91,22 @@ MODEL = "google/nano-banana/pro/text-to-image"
 SIM_TOKEN = "sim-token"  # noqa: S105 - the simulator's well-known test token
 ADMIN_TOKEN = "bench-admin-token"  # noqa: S105 - local benchmark only
 BIG_BALANCE = 1_000_000_000.0
+# Every limit the admission checks, each set high enough never to refuse in a cell (3,000
+# misses at c=64 spend ~$450), so every request takes the branches a limited team takes.
+LIMITS = {
+    "rate_per_minute": 1_000_000,
+    "rate_burst": 1_000_000,
+    "daily_requests": 1_000_000_000_000,
+    "budget_usd": "1000000000",
+    "max_concurrent": 100_000,
+}
+SENTINEL_SERVICE = "bench"
+VARIANTS = ("gateway_limits", "gateway_redispy")  # measured at Plan.variants_* only
+S1_VARIANT_NAMES = {  # target -> its prefix in scenario 1's "added"
+    "gateway_nopoll": "poller_deferred",
+    "gateway_limits": "limits",
+    "gateway_redispy": "redispy",
+}
 DONE_WORDS = {"completed", "succeeded", "failed", "cancelled"}
 
 # --- plans ---------------------------------------------------------------------------------------
@@ -104,14 +130,36 @@ class Plan:
     s4_jobs: int
     s4_batch: int
     profile: bool
+    # the admission's real branches (a team with every limit set) and the redis-py connection,
+    # measured beside the plain gateway at these concurrencies only
+    variants_s1: tuple[int, ...]
+    variants_s2: tuple[int, ...]
+    script_calls: int  # scenario 6: sequential misses, hits and polls, each
 
 
 FULL = Plan(
     quick=False,
     s1_cells={1: (600, 50), 16: (2000, 200), 64: (3000, 300)},
-    s1_targets=("direct", "gateway", "gateway_nopoll", "proxy", "nginx"),
+    s1_targets=(
+        "direct",
+        "gateway",
+        "gateway_limits",
+        "gateway_redispy",
+        "gateway_nopoll",
+        "proxy",
+        "nginx",
+    ),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "redis_floor", "bare", "nginx", "proxy", "direct"),
+    s2_targets=(
+        "gateway",
+        "gateway_limits",
+        "gateway_redispy",
+        "redis_floor",
+        "bare",
+        "nginx",
+        "proxy",
+        "direct",
+    ),
     s2_seconds=5,
     s2_warmup_seconds=1,
     s3_submits=200,
@@ -121,13 +169,16 @@ FULL = Plan(
     s4_jobs=10_000,
     s4_batch=2_000,
     profile=True,
+    variants_s1=(1, 16),
+    variants_s2=(16,),
+    script_calls=200,
 )
 QUICK = Plan(
     quick=True,
     s1_cells={1: (150, 20), 16: (400, 50), 64: (640, 64)},
-    s1_targets=("direct", "gateway", "gateway_nopoll"),
+    s1_targets=("direct", "gateway", "gateway_limits", "gateway_redispy", "gateway_nopoll"),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "redis_floor", "bare", "nginx"),
+    s2_targets=("gateway", "gateway_limits", "gateway_redispy", "redis_floor", "bare", "nginx"),
     s2_seconds=2,
     s2_warmup_seconds=1,
     s3_submits=60,
@@ -137,6 +188,9 @@ QUICK = Plan(
     s4_jobs=600,
     s4_batch=2_000,
     profile=False,
+    variants_s1=(1, 16),
+    variants_s2=(16,),
+    script_calls=50,
 )
 
 
@@ -155,6 +209,7 @@ class Gateway:
     namespace: str
     key: str = ""
     team: str = ""
+    limits_key: str = ""  # a key of a second team with every limit set (LIMITS)
 
     @property
     def url(self) -> str:
@@ -224,6 +279,8 @@ class Bench:
         self.nginx_note = ""
         self.gateway: Gateway | None = None
         self.gateway_nopoll: Gateway | None = None
+        self.gateway_redispy: Gateway | None = None
+        self.redispy_note = ""
         self.wrk = shutil.which("wrk")
         self.pyspy = shutil.which("py-spy") or (
             str(Path(PY).parent / "py-spy") if (Path(PY).parent / "py-spy").exists() else None
@@ -397,8 +454,24 @@ http {{
 
     def new_team(self, gw: Gateway) -> str:
         """A new team and key on ``gw`` (an empty per-team cache); returns the key."""
+        gw.team, gw.key = self.create_team(gw)
+        return gw.key
+
+    def limited_key(self, gw: Gateway) -> str:
+        """The key of a second team of ``gw`` with rate, daily, budget and concurrency limits."""
+        if not gw.limits_key:
+            team, gw.limits_key = self.create_team(gw, "limits")
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            url = f"{gw.url}/admin/v1/teams/{team}/limits"
+            status, _, body = http("PUT", url, LIMITS, admin)
+            if status != 200:
+                raise RuntimeError(f"limits set failed: {status} {body}")
+        return gw.limits_key
+
+    def create_team(self, gw: Gateway, suffix: str = "") -> tuple[str, str]:
+        """A new team with one key on ``gw``: (team, key)."""
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        team = f"bench-{int(time.time() * 1000) % 10_000_000}-{len(self.procs)}"
+        team = f"bench-{int(time.time() * 1000) % 10_000_000}-{len(self.procs)}{suffix}"
         status, _, body = http("POST", f"{gw.url}/admin/v1/teams", {"team_id": team}, admin)
         if status != 201:
             raise RuntimeError(f"team create failed: {status} {body}")
@@ -407,8 +480,52 @@ http {{
         )
         if status != 201:
             raise RuntimeError(f"key create failed: {status} {body}")
-        gw.key, gw.team = body["key"], team
-        return gw.key
+        return team, str(body["key"])
+
+    def start_redispy(self) -> Gateway | None:
+        """A second gateway whose Redis URL names a Sentinel watching the bench Redis: it finds
+        the same Redis through it and talks to it over redis-py (as TLS, Cluster and Sentinel
+        URLs do), not over the pipelined connection a ``redis://`` URL gets. None, with the
+        reason in ``redispy_note``, when it cannot run."""
+        if self.gateway_redispy is not None or self.redispy_note:
+            return self.gateway_redispy
+        if self.redis_unix:
+            self.redispy_note = "redis-py path: needs Redis over TCP for its Sentinel"
+            return None
+        from gateway.store.embedded import find_redis_server
+
+        port = free_port()
+        conf = self.work / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.work}\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.redis_server.port} 1\n"
+        )
+        self._spawn("sentinel", [str(find_redis_server()), str(conf), "--sentinel"])
+        import redis
+
+        probe = redis.Redis(port=port, decode_responses=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if probe.sentinel_get_master_addr_by_name(SENTINEL_SERVICE):
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                self.redispy_note = "redis-py path: the Sentinel did not start"
+                return None
+            time.sleep(0.1)
+        probe.close()
+        url = f"redis+sentinel://127.0.0.1:{port}/{SENTINEL_SERVICE}"
+        self.gateway_redispy = self.start_gateway("redispy", primary=False, GATEWAY_REDIS_URL=url)
+        return self.gateway_redispy
+
+    def stop_variants(self) -> None:
+        """Stop the secondary gateways (the Sentinel stays; it costs nothing idle)."""
+        for gw in (self.gateway_nopoll, self.gateway_redispy):
+            if gw is not None:
+                gw.proc.stop()
+        self.gateway_nopoll = self.gateway_redispy = None
 
     def stop_gateway(self) -> None:
         if self.gateway is not None:
@@ -484,9 +601,10 @@ http {{
         return out
 
     def watched(self, target: str) -> dict[str, Proc | None]:
+        gw = self.gateway_of(target)
+        if gw is not None:
+            return {"server": gw.proc, "simulator": self.sim}
         server = {
-            "gateway": self.gateway.proc if self.gateway else None,
-            "gateway_nopoll": self.gateway_nopoll.proc if self.gateway_nopoll else None,
             "bare": self.bare,
             "redis_floor": self.floor,
             "proxy": self.proxy,
@@ -583,11 +701,21 @@ http {{
             spec["body"] = body
         return self.loadgen(spec, watch)
 
+    def gateway_of(self, target: str) -> Gateway | None:
+        """The gateway process behind a ``gateway*`` target (None for the others)."""
+        return {
+            "gateway": self.gateway,
+            "gateway_limits": self.gateway,
+            "gateway_nopoll": self.gateway_nopoll,
+            "gateway_redispy": self.gateway_redispy,
+        }.get(target)
+
     def base_url(self, target: str) -> str:
+        gw = self.gateway_of(target)
+        if gw is not None:
+            return gw.url
         return {
             "direct": self.sim_url,
-            "gateway": self.gateway.url if self.gateway else "",
-            "gateway_nopoll": self.gateway_nopoll.url if self.gateway_nopoll else "",
             "proxy": f"http://127.0.0.1:{self.proxy_port}",
             "nginx": f"http://127.0.0.1:{self.nginx_port}",
             "bare": f"http://127.0.0.1:{self.bare_port}",
@@ -595,22 +723,28 @@ http {{
         }[target]
 
     def auth(self, target: str) -> str:
-        if target == "gateway" and self.gateway:
-            return f"Bearer {self.gateway.key}"
-        if target == "gateway_nopoll" and self.gateway_nopoll:
-            return f"Bearer {self.gateway_nopoll.key}"
+        gw = self.gateway_of(target)
+        if gw is not None:
+            return f"Bearer {self.limited_key(gw) if target == 'gateway_limits' else gw.key}"
         if target == "redis_floor":
             return f"Bearer {FLOOR_KEY}"
         return f"Bearer {SIM_TOKEN}"
 
-    def available(self, target: str) -> bool:
-        return target != "nginx" or self.nginx is not None
+    def skipped(self, target: str, conc: int, variants: tuple[int, ...]) -> str | None:
+        """None to measure ``target`` at ``conc``; else why not ("": leave the row out)."""
+        if target == "nginx" and self.nginx is None:
+            return self.nginx_note
+        if target in VARIANTS and conc not in variants:
+            return ""
+        if target == "gateway_redispy" and self.start_redispy() is None:
+            return self.redispy_note
+        return None
 
     # -- scenario 1: submit, cache miss ---------------------------------------------------------
 
     def scenario1(self) -> dict[str, Any]:
         console.rule("[bold]1. submit, cache miss: added latency")
-        gw = self.start_gateway("s1")
+        self.start_gateway("s1")
         if "gateway_nopoll" in self.plan.s1_targets:
             # The same gateway with its first poll 10 minutes away: the submit path alone,
             # without the poller's work for earlier jobs competing for the event loop.
@@ -621,8 +755,10 @@ http {{
         for conc, (count, warm) in self.plan.s1_cells.items():
             row: dict[str, Any] = {}
             for target in self.plan.s1_targets:
-                if not self.available(target):
-                    row[target] = {"skipped": self.nginx_note}
+                why = self.skipped(target, conc, self.plan.variants_s1)
+                if why is not None:
+                    if why:
+                        row[target] = {"skipped": why}
                     continue
                 self.sim_reset()
                 label = f"s1-{target}-c{conc}-{time.time_ns()}"
@@ -640,8 +776,9 @@ http {{
                     "max_seconds": 120,
                 }
                 res = self.loadgen(spec, self.watched(target))
-                if target == "gateway":
-                    res["drain_wait_s"] = round(self.wait_drained(gw), 2)
+                polled = self.gateway_of(target)
+                if polled is not None and target != "gateway_nopoll":
+                    res["drain_wait_s"] = round(self.wait_drained(polled), 2)
                 row[target] = res
                 console.print(
                     f"  c={conc:<3} {TARGET_LABELS[target]:<38} p50 {res['p50_ms']:7.3f} ms  "
@@ -660,10 +797,11 @@ http {{
                     "p99_ratio": ratio(g["p99_ms"], d["p99_ms"]),
                     "rps_ratio": ratio(g["rps"], d["rps"]),
                 }
-                n = row.get("gateway_nopoll")
-                if n and "p50_ms" in n:
-                    added[key]["poller_deferred_p50_ms"] = round(n["p50_ms"] - d["p50_ms"], 3)
-                    added[key]["poller_deferred_p99_ms"] = round(n["p99_ms"] - d["p99_ms"], 3)
+                for target, name in S1_VARIANT_NAMES.items():
+                    n = row.get(target)
+                    if n and "p50_ms" in n:
+                        added[key][f"{name}_p50_ms"] = round(n["p50_ms"] - d["p50_ms"], 3)
+                        added[key][f"{name}_p99_ms"] = round(n["p99_ms"] - d["p99_ms"], 3)
         if self.gateway_nopoll is not None:
             self.gateway_nopoll.proc.stop()
             self.gateway_nopoll = None
@@ -672,33 +810,37 @@ http {{
 
     # -- scenario 2: hit and status -------------------------------------------------------------
 
-    def _gateway_completed_request(self, gw: Gateway, prompt: str) -> str:
-        hdr = {"Authorization": f"Bearer {gw.key}"}
-        status, _, body = http("POST", f"{gw.url}/v1/models/{MODEL}", {"prompt": prompt}, hdr)
+    def completed_request(self, target: str) -> tuple[str, str]:
+        """(request id, prompt) of a job completed through ``target`` (a gateway) with its key;
+        the same prompt sent again is checked to be a cache hit."""
+        url, hdr = self.base_url(target), {"Authorization": self.auth(target)}
+        prompt = f"bench hit {target} {time.time_ns()}"
+        status, _, body = http("POST", f"{url}/v1/models/{MODEL}", {"prompt": prompt}, hdr)
         assert status == 200, body
-        rid = body["request_id"]
+        rid = str(body["request_id"])
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            st = http("GET", f"{gw.url}/v1/requests/{rid}/status", headers=hdr)[2]
-            if st.get("status") in DONE_WORDS:
-                return str(rid)
+        while (
+            http("GET", f"{url}/v1/requests/{rid}/status", headers=hdr)[2].get("status")
+            not in DONE_WORDS
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{target} never completed the scenario-2 job")
             time.sleep(0.1)
-        raise RuntimeError("the gateway never completed the scenario-2 job")
+        _, hdrs, _ = http("POST", f"{url}/v1/models/{MODEL}", {"prompt": prompt}, hdr)
+        if hdrs.get("X-Gateway-Cache") != "hit":
+            raise RuntimeError(f"expected a cache hit, got {hdrs.get('X-Gateway-Cache')}")
+        return rid, prompt
 
     def scenario2(self) -> dict[str, Any]:
         console.rule("[bold]2. cache hit and status poll: throughput")
-        gw = self.gateway or self.start_gateway("s2")
-        prompt = f"bench hit {time.time_ns()}"
-        rid = self._gateway_completed_request(gw, prompt)
-        hit_body = json.dumps({"prompt": prompt})
-        _, hdrs, _ = http(
-            "POST",
-            f"{gw.url}/v1/models/{MODEL}",
-            json.loads(hit_body),
-            {"Authorization": f"Bearer {gw.key}"},
-        )
-        if hdrs.get("X-Gateway-Cache") != "hit":
-            raise RuntimeError(f"expected a cache hit, got {hdrs.get('X-Gateway-Cache')}")
+        if self.gateway is None:
+            self.start_gateway("s2")
+        completed = {
+            target: self.completed_request(target)
+            for target in self.plan.s2_targets
+            if target.startswith("gateway") and self.skipped(target, 0, (0,)) is None
+        }
+        rid, prompt = completed["gateway"]
         self.sim_reset()
         sim_rid = http(
             "POST",
@@ -711,17 +853,19 @@ http {{
             for conc in self.plan.s2_concurrency:
                 row: dict[str, Any] = {}
                 for target in self.plan.s2_targets:
-                    if not self.available(target):
-                        row[target] = {"skipped": self.nginx_note}
+                    why = self.skipped(target, conc, self.plan.variants_s2)
+                    if why is not None:
+                        if why:
+                            row[target] = {"skipped": why}
                         continue
                     base = self.base_url(target)
+                    the_rid, the_prompt = completed.get(target, (rid, prompt))
                     if path == "status":
-                        the_rid = rid if target == "gateway" else sim_rid
+                        the_rid = sim_rid if target in ("direct", "proxy", "nginx") else the_rid
                         url, method, body = f"{base}/v1/requests/{the_rid}/status", "GET", None
-                        if target in ("bare", "redis_floor"):
-                            url = f"{base}/v1/requests/{rid}/status"
                     else:
-                        url, method, body = f"{base}/v1/models/{MODEL}", "POST", hit_body
+                        url, method = f"{base}/v1/models/{MODEL}", "POST"
+                        body = json.dumps({"prompt": the_prompt})
                     mem0 = (self._redis_used(), int(self.redis.dbsize()))
                     res = self.measure_duration(target, url, method, self.auth(target), body, conc)
                     if path == "hit" and target == "gateway":
@@ -872,6 +1016,7 @@ http {{
 
     def scenario3(self) -> dict[str, Any]:
         console.rule("[bold]3. upstream calls per job and cost, realistic workload")
+        self.stop_variants()
         p = self.plan
         queue_s, run_s, poll_s = 0.5, 1.0, 0.5
         runs: dict[str, Any] = {}
@@ -971,6 +1116,183 @@ http {{
             "runs": runs,
             "comparisons": comparisons,
         }
+
+    # -- scenario 5: peer gateways --------------------------------------------------------------
+
+    def scenario5(self) -> dict[str, Any]:
+        """LiteLLM and Portkey forwarding a chat completion to the OpenAI stub, beside direct ->
+        stub, at scenario 1's concurrencies and counts, with the same load generator."""
+        console.rule("[bold]5. peer gateways -> OpenAI-compatible stub: added latency")
+        port = free_port()
+        stub = self._spawn(
+            "openai-stub",
+            [PY, str(BENCH / "servers.py"), "--mode", "openai", "--port", str(port)],
+        )
+        stub_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{stub_url}/", stub, ok=(404,))
+        running: dict[str, tuple[Proc | None, LoadTarget]] = {
+            "stub_direct": (None, direct_target(stub_url))
+        }
+        unavailable: dict[str, str] = {}
+        for peer in PEERS:
+            console.print(f"  starting {peer.label} (installs on first use into {cache_dir()})")
+            try:
+                running[peer.name] = peer.start(self._spawn, self.work, stub_url)
+            except PeerUnavailable as exc:
+                unavailable[peer.name] = f"{peer.name}: {exc}"
+                console.print(f"  [yellow]{peer.name} unavailable[/]: {exc}")
+        cells: dict[str, dict[str, Any]] = {}
+        try:
+            for conc, (count, warm) in self.plan.s1_cells.items():
+                row: dict[str, Any] = {}
+                for name in ("stub_direct", *(p.name for p in PEERS)):
+                    if name in unavailable:
+                        row[name] = {"skipped": unavailable[name]}
+                        continue
+                    proc, target = running[name]
+                    spec = {
+                        "url": target.url,
+                        "method": "POST",
+                        "headers": target.headers,
+                        "body": chat_body(),
+                        "concurrency": conc,
+                        "requests": count,
+                        "warmup": warm,
+                        "max_seconds": 120,
+                    }
+                    res = self.loadgen(spec, {"server": proc or stub, "upstream": stub})
+                    row[name] = res
+                    console.print(
+                        f"  c={conc:<3} {TARGET_LABELS[name]:<38} p50 {res['p50_ms']:7.3f} ms  "
+                        f"p99 {res['p99_ms']:7.3f} ms  {res['rps']:8.1f} req/s  "
+                        f"ok {res['ok']}/{res['requests']}"
+                    )
+                cells[f"c{conc}"] = row
+        finally:
+            for proc, _ in running.values():
+                if proc is not None:
+                    proc.stop()
+            stub.stop()
+        return {
+            "versions": {p.name: p.version for p in PEERS},
+            "cells": cells,
+            "added": peer_added(cells),
+        }
+
+    # -- scenario 6: what each script costs inside Redis ----------------------------------------
+
+    def scenario6(self) -> dict[str, Any]:
+        """Sequential misses (each polled to completion), hits and status polls at c=1 on a
+        flushed Redis, every command in SLOWLOG (threshold 0): each script's calls per request
+        and microseconds per call inside Redis."""
+        console.rule("[bold]6. each Redis script's cost inside Redis, c=1")
+        self.stop_variants()
+        self.redis.flushall()
+        self.sim_reset()
+        gw = self.start_gateway("scripts")
+        n, names = self.plan.script_calls, script_names()
+        rid, prompt = self.completed_request("gateway")  # also loads the scripts (NOSCRIPT)
+        saved = self.redis.config_get("slowlog-*")
+        self.redis.config_set("slowlog-log-slower-than", 0)
+        self.redis.config_set("slowlog-max-len", 1_000_000)
+        auth = {"Authorization": f"Bearer {gw.key}", "Content-Type": "application/json"}
+        loads = {
+            "miss": (f"{gw.url}/v1/models/{MODEL}", "POST", f"s6 miss {time.time_ns()} %%I%%"),
+            "hit": (f"{gw.url}/v1/models/{MODEL}", "POST", json.dumps({"prompt": prompt})),
+            "status": (f"{gw.url}/v1/requests/{rid}/status", "GET", None),
+        }
+        phases: dict[str, Any] = {}
+        try:
+            for phase, (url, method, body) in loads.items():
+                if phase == "miss":
+                    body = json.dumps({"prompt": body})
+                self.redis.slowlog_reset()
+                self.redis.config_resetstat()
+                spec = {"url": url, "method": method, "headers": auth, "concurrency": 1}
+                spec.update(requests=n, warmup=0, max_seconds=120)
+                if body is not None:
+                    spec["body"] = body
+                res = self.loadgen(spec, {"server": gw.proc})
+                if phase == "miss":
+                    self.wait_drained(gw)  # each miss's job polled to completion: its whole life
+                entries = self.redis.slowlog_get(1_000_000)
+                phases[phase] = {
+                    "requests": n,
+                    "ok": res["ok"],
+                    "p50_ms": res["p50_ms"],
+                    "costs": costs(entries, names, n),
+                    "slowest": slowest(entries, names),
+                    "commandstats": commandstats(self.redis.info("commandstats")),
+                }
+                top = phases[phase]["costs"][:4]
+                console.print(
+                    f"  {phase:<6} {n} requests: "
+                    + ", ".join(
+                        f"{c['what']} {c['usec_per_call']} us x{c['calls_per_request']}"
+                        for c in top
+                    )
+                )
+        finally:
+            for name, value in saved.items():
+                self.redis.config_set(name, value)
+        self.stop_gateway()
+        return {"calls_per_phase": n, "phases": phases}
+
+    # -- scenario 7: several worker processes -----------------------------------------------------
+
+    def scenario7(self) -> dict[str, Any]:
+        """The gateway at N worker processes vs the bare aiohttp server at N processes (one port,
+        SO_REUSEPORT), status polls at c=64; skipped while ``serve`` has no ``--workers``."""
+        console.rule("[bold]7. gateway at N workers vs bare aiohttp at N processes")
+        helptext = subprocess.run(  # noqa: S603
+            [PY, "-m", "gateway", "serve", "--help"], capture_output=True, text=True, check=False
+        ).stdout
+        if "--workers" not in helptext:
+            reason = "runcomfy-gateway serve has no --workers option in this tree"
+            console.print(f"  [yellow]skipped[/]: {reason}")
+            return {"skipped": reason}
+        workers = len(os.sched_getaffinity(0))
+        self.stop_variants()
+        gw = self.start_gateway("workers", GATEWAY_WORKERS=str(workers))
+        rid, _ = self.completed_request("gateway")
+        port = free_port()
+        bare = [
+            self._spawn(
+                f"bare-reuse-{i}",
+                [
+                    PY,
+                    str(BENCH / "servers.py"),
+                    "--mode",
+                    "bare",
+                    "--port",
+                    str(port),
+                    "--reuse-port",
+                ],
+            )
+            for i in range(workers)
+        ]
+        wait_http(f"http://127.0.0.1:{port}/", bare[0])
+        path = f"/v1/requests/{rid}/status"
+        try:
+            cells = {
+                "gateway": self.measure_duration(
+                    "gateway", f"{gw.url}{path}", "GET", self.auth("gateway"), None, 64
+                ),
+                "bare": self._measure_procs(bare, f"http://127.0.0.1:{port}{path}"),
+            }
+        finally:
+            for proc in bare:
+                proc.stop()
+        self.stop_gateway()
+        return {"workers": workers, "concurrency": 64, "cells": cells}
+
+    def _measure_procs(self, procs: list[Proc], url: str) -> dict[str, Any]:
+        """Status load on a server of several processes (their CPU summed)."""
+        saved, self.bare = self.bare, procs[0]
+        try:
+            return self.measure_duration("bare", url, "GET", f"Bearer {SIM_TOKEN}", None, 64)
+        finally:
+            self.bare = saved
 
     # -- scenario 4: memory ---------------------------------------------------------------------
 
@@ -1140,7 +1462,13 @@ def main() -> int:
         default=None,
         help="py-spy profiles of the gateway (default: on in the full run)",
     )
-    parser.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,2")
+    parser.add_argument(
+        "--only",
+        default="1,2,3,4,5,6,7",
+        help="scenarios to run, e.g. 1,2 (5: peers, 6: script costs, 7: workers)",
+    )
+    parser.add_argument("--peers", action="store_true", help="only the peers: --only 5")
+    parser.add_argument("--scripts", action="store_true", help="only script costs: --only 6")
     parser.add_argument(
         "--redis-unix", action="store_true", help="Redis over a unix socket instead of TCP"
     )
@@ -1168,6 +1496,9 @@ def main() -> int:
     if args.profile is not None:
         plan = Plan(**{**plan.__dict__, "profile": args.profile})
     only = {s.strip() for s in args.only.split(",")}
+    if args.peers or args.scripts:
+        only = {"5"} if args.peers else set()
+        only |= {"6"} if args.scripts else set()
     out_path = args.out or RESULTS / ("latest-quick.json" if plan.quick else "latest.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -1212,10 +1543,13 @@ def main() -> int:
         timings = results["scenario_seconds"] = {}
         steps = [
             ("s1", "1", bench.scenario1),
+            ("peers", "5", bench.scenario5),
             ("s2", "2", bench.scenario2),
             ("profile", "2" if plan.profile else "-", lambda: bench.profile(results["s2"])),
             ("s3", "3", bench.scenario3),
             ("s4", "4", bench.scenario4),
+            ("scripts", "6", bench.scenario6),
+            ("workers", "7", bench.scenario7),
         ]
         for key, number, step in steps:
             if number in only:
