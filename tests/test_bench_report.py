@@ -10,7 +10,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from report import all_tables, evaluate_targets, markdown, peer_added
-from scriptstats import costs, script_names, what
+from scriptstats import costs, script_names, slowest, what
 
 
 def cell(p50: float, p99: float, rps: float = 100.0) -> dict[str, Any]:
@@ -100,11 +100,14 @@ def test_each_scripts_slowlog_time_is_named_and_counted_per_request() -> None:
         {"command": f"EVALSHA {admit} 3 a b c", "duration": 50},
         {"command": "HGETALL k", "duration": 4},
         {"command": "EVALSHA 0123456789abcdef0123 1 k", "duration": 9},
+        {"command": b"SLOWLOG GET 100", "duration": 900, "client_name": b"rcg-bench"},
     ]
     assert what(entries[0], names) == "script admit"
-    found = {c["what"]: c for c in costs(entries, names, requests=2)}
+    found = {c["what"]: c for c in costs(entries, names, requests=2, ours="rcg-bench")}
     assert found["script admit"]["calls_per_request"] == 1.0
     assert found["script admit"]["usec_per_call"] == 40.0
     assert found["script admit"]["max_usec"] == 50
     assert found["HGETALL"]["usec_per_request"] == 2.0
     assert "script 0123456789ab" in found  # a script the gateway does not load, by its SHA
+    assert "SLOWLOG" not in found  # the benchmark's own connection
+    assert [e["what"] for e in slowest(entries, names, "rcg-bench", 1)] == ["script admit"]
