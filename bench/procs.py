@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 HZ = os.sysconf("SC_CLK_TCK")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an env proxy
@@ -149,6 +149,20 @@ class Proc:
                     os.kill(self.pid, signal.SIGKILL)
                 self.popen.wait(5)
         self._log.close()
+
+
+class CpuSource(Protocol):
+    def cpu(self) -> float: ...
+
+
+class ProcGroup:
+    """Several processes serving as one (e.g. one port, SO_REUSEPORT): their CPU summed."""
+
+    def __init__(self, procs: list[Proc]) -> None:
+        self.procs = procs
+
+    def cpu(self) -> float:
+        return sum(p.cpu() for p in self.procs)
 
 
 def wait_http(

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,10 @@ from peers import (  # noqa: E402
     direct_target,
 )
 from procs import (  # noqa: E402
+    CpuSource,
     Monitor,
     Proc,
+    ProcGroup,
     cpu_model,
     free_port,
     http,
@@ -586,7 +589,7 @@ http {{
 
     # -- load -----------------------------------------------------------------------------------
 
-    def cpu_snapshot(self, extra: dict[str, Proc | None]) -> dict[str, float]:
+    def cpu_snapshot(self, extra: Mapping[str, CpuSource | None]) -> dict[str, float]:
         snap = {name: p.cpu() for name, p in extra.items() if p is not None}
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         snap["_children"] = ru.ru_utime + ru.ru_stime
@@ -625,7 +628,9 @@ http {{
         )
         return (proc_stat(pid) or (0, 0.0, 0))[1] if pid else 0.0
 
-    def loadgen(self, spec: dict[str, Any], watch: dict[str, Proc | None]) -> dict[str, Any]:
+    def loadgen(
+        self, spec: dict[str, Any], watch: Mapping[str, CpuSource | None]
+    ) -> dict[str, Any]:
         spec_path = self.work / "spec.json"
         out_path = self.work / "loadgen-out.json"
         spec_path.write_text(json.dumps(spec))
@@ -650,7 +655,7 @@ http {{
         body: str | None,
         conc: int,
         seconds: float,
-        watch: dict[str, Proc | None],
+        watch: Mapping[str, CpuSource | None],
         warmup: float,
     ) -> dict[str, Any]:
         assert self.wrk
@@ -682,10 +687,17 @@ http {{
         return result
 
     def measure_duration(
-        self, target: str, url: str, method: str, auth: str, body: str | None, conc: int
+        self,
+        target: str,
+        url: str,
+        method: str,
+        auth: str,
+        body: str | None,
+        conc: int,
+        watch: Mapping[str, CpuSource | None] | None = None,
     ) -> dict[str, Any]:
         """Scenario 2's throughput cell: wrk if installed, else the own load generator."""
-        watch = self.watched(target)
+        watch = self.watched(target) if watch is None else watch
         p = self.plan
         if self.wrk:
             return self.run_wrk(
@@ -1287,27 +1299,23 @@ http {{
             for i in range(workers)
         ]
         wait_http(f"http://127.0.0.1:{port}/", bare[0])
+        time.sleep(1.0)  # the other processes on the port: no way to address one of them
         path = f"/v1/requests/{rid}/status"
         try:
+            bare_url, token = f"http://127.0.0.1:{port}{path}", f"Bearer {SIM_TOKEN}"
             cells = {
                 "gateway": self.measure_duration(
                     "gateway", f"{gw.url}{path}", "GET", self.auth("gateway"), None, 64
                 ),
-                "bare": self._measure_procs(bare, f"http://127.0.0.1:{port}{path}"),
+                "bare": self.measure_duration(
+                    "bare", bare_url, "GET", token, None, 64, {"server": ProcGroup(bare)}
+                ),
             }
         finally:
             for proc in bare:
                 proc.stop()
         self.stop_gateway()
         return {"workers": workers, "concurrency": 64, "cells": cells}
-
-    def _measure_procs(self, procs: list[Proc], url: str) -> dict[str, Any]:
-        """Status load on a server of several processes (their CPU summed)."""
-        saved, self.bare = self.bare, procs[0]
-        try:
-            return self.measure_duration("bare", url, "GET", f"Bearer {SIM_TOKEN}", None, 64)
-        finally:
-            self.bare = saved
 
     # -- scenario 4: memory ---------------------------------------------------------------------
 
