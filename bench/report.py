@@ -462,11 +462,21 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("miss c=1: added p99", "<= 1 ms over direct", f"{p99:+.3f} ms", p99 <= 1.0)
     _bare_targets(results, found)
     _savings_targets(results, found)
-    # issue #18's targets: near the Redis floor, below the peers
+    # the performance goals: near the Redis floor, below the peers
     if added:
         p50, p99 = added["p50_ms"], added["p99_ms"]
-        add("miss c=1: added p50 (#18)", "<= 0.6 ms over direct", f"{p50:+.3f} ms", p50 <= 0.6)
-        add("miss c=1: added p99 (#18)", "<= 1.5 ms over direct", f"{p99:+.3f} ms", p99 <= 1.5)
+        add(
+            "miss c=1: added p50 (floor goal)",
+            "<= 0.6 ms over direct",
+            f"{p50:+.3f} ms",
+            p50 <= 0.6,
+        )
+        add(
+            "miss c=1: added p99 (floor goal)",
+            "<= 1.5 ms over direct",
+            f"{p99:+.3f} ms",
+            p99 <= 1.5,
+        )
     _floor_targets(results, found)
     _peer_targets(results, found)
     return list(found)

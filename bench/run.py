@@ -19,7 +19,16 @@ latencies), ``wrk --latency`` for the throughput scenario when wrk is installed,
      aiohttp vs nginx->simulator (+ naive proxy, direct simulator) at concurrency 16 and 64;
   3. upstream calls per job and cost for a realistic workload, direct vs through the gateway,
      with 1 and with many polling clients per job;
-  4. gateway RSS and Redis used_memory per 10,000 in-flight jobs and per 10,000 cached results.
+  4. gateway RSS and Redis used_memory per 10,000 in-flight jobs and per 10,000 cached results;
+  5. peer gateways (LiteLLM, Portkey; bench/peers.py) in front of an OpenAI-compatible stub, at
+     scenario 1's concurrencies: each one's added latency beside the gateway's;
+  6. each Redis script's calls per request and microseconds inside Redis (SLOWLOG, INFO
+     commandstats) for misses, hits and status polls at c=1;
+  7. the gateway at N worker processes vs bare aiohttp at N processes (when serve has --workers).
+
+Scenarios 1 and 2 also measure two variants of the gateway at a few concurrencies: a team with
+every limit set (the admission's real branches) and a gateway on redis-py (through a Sentinel)
+instead of the pipelined connection.
 
 Then targets PASS/MISS, a comparison with bench/results/previous.json when present, and (full
 run, or ``--profile``) py-spy profiles of the gateway on the status and hit paths.
@@ -1173,7 +1182,7 @@ http {{
                         "concurrency": conc,
                         "requests": count,
                         "warmup": warm,
-                        "max_seconds": 120,
+                        "max_seconds": 300,  # LiteLLM ran at ~10 req/s on a busy machine
                     }
                     res = self.loadgen(spec, {"server": proc or stub, "upstream": stub})
                     row[name] = res
