@@ -266,6 +266,14 @@ def parse_wrk(text: str) -> dict[str, Any]:
     }
 
 
+def print_cell(conc: int, target: str, res: dict[str, Any]) -> None:
+    """One latency cell (scenarios 1 and 5) as it is measured."""
+    console.print(
+        f"  c={conc:<3} {TARGET_LABELS[target]:<38} p50 {res['p50_ms']:7.3f} ms  "
+        f"p99 {res['p99_ms']:7.3f} ms  {res['rps']:8.1f} req/s  ok {res['ok']}/{res['requests']}"
+    )
+
+
 # --- the bench -----------------------------------------------------------------------------------
 
 
@@ -804,11 +812,7 @@ http {{
                 if polled is not None and target != "gateway_nopoll":
                     res["drain_wait_s"] = round(self.wait_drained(polled), 2)
                 row[target] = res
-                console.print(
-                    f"  c={conc:<3} {TARGET_LABELS[target]:<38} p50 {res['p50_ms']:7.3f} ms  "
-                    f"p99 {res['p99_ms']:7.3f} ms  {res['rps']:8.1f} req/s  "
-                    f"ok {res['ok']}/{res['requests']}"
-                )
+                print_cell(conc, target, res)
             cells[f"c{conc}"] = row
         added: dict[str, Any] = {}
         for key, row in cells.items():
@@ -1154,17 +1158,7 @@ http {{
         )
         stub_url = f"http://127.0.0.1:{port}"
         wait_http(f"{stub_url}/", stub, ok=(404,))
-        running: dict[str, tuple[Proc | None, LoadTarget]] = {
-            "stub_direct": (None, direct_target(stub_url))
-        }
-        unavailable: dict[str, str] = {}
-        for peer in PEERS:
-            console.print(f"  starting {peer.label} (installs on first use into {cache_dir()})")
-            try:
-                running[peer.name] = peer.start(self._spawn, self.work, stub_url)
-            except PeerUnavailable as exc:
-                unavailable[peer.name] = f"{peer.name}: {exc}"
-                console.print(f"  [yellow]{peer.name} unavailable[/]: {exc}")
+        running, unavailable = self._start_peers(stub_url)
         cells: dict[str, dict[str, Any]] = {}
         try:
             for conc, (count, warm) in self.plan.s1_cells.items():
@@ -1184,13 +1178,8 @@ http {{
                         "warmup": warm,
                         "max_seconds": 300,  # LiteLLM ran at ~10 req/s on a busy machine
                     }
-                    res = self.loadgen(spec, {"server": proc or stub, "upstream": stub})
-                    row[name] = res
-                    console.print(
-                        f"  c={conc:<3} {TARGET_LABELS[name]:<38} p50 {res['p50_ms']:7.3f} ms  "
-                        f"p99 {res['p99_ms']:7.3f} ms  {res['rps']:8.1f} req/s  "
-                        f"ok {res['ok']}/{res['requests']}"
-                    )
+                    row[name] = self.loadgen(spec, {"server": proc or stub, "upstream": stub})
+                    print_cell(conc, name, row[name])
                 cells[f"c{conc}"] = row
         finally:
             for proc, _ in running.values():
@@ -1202,6 +1191,24 @@ http {{
             "cells": cells,
             "added": peer_added(cells),
         }
+
+    def _start_peers(
+        self, stub_url: str
+    ) -> tuple[dict[str, tuple[Proc | None, LoadTarget]], dict[str, str]]:
+        """Each peer started in front of the stub (and the direct target), and why the others
+        could not be."""
+        running: dict[str, tuple[Proc | None, LoadTarget]] = {
+            "stub_direct": (None, direct_target(stub_url))
+        }
+        unavailable: dict[str, str] = {}
+        for peer in PEERS:
+            console.print(f"  starting {peer.label} (installs on first use into {cache_dir()})")
+            try:
+                running[peer.name] = peer.start(self._spawn, self.work, stub_url)
+            except PeerUnavailable as exc:
+                unavailable[peer.name] = f"{peer.name}: {exc}"
+                console.print(f"  [yellow]{peer.name} unavailable[/]: {exc}")
+        return running, unavailable
 
     # -- scenario 6: what each script costs inside Redis ----------------------------------------
 
