@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,10 @@ class Peer:
     def health_path(self) -> str:
         raise NotImplementedError
 
+    def runtime(self) -> str:
+        """What the peer runs on (recorded with its results)."""
+        raise NotImplementedError
+
     def target(self, port: int, stub_url: str) -> LoadTarget:
         raise NotImplementedError
 
@@ -183,6 +188,9 @@ class LiteLLM(Peer):
     def health_path(self) -> str:
         return "/health/liveliness"
 
+    def runtime(self) -> str:
+        return f"CPython {platform.python_version()} (the benchmark's), 1 worker"
+
     def target(self, port: int, stub_url: str) -> LoadTarget:
         return LoadTarget(
             f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -217,6 +225,13 @@ class Portkey(Peer):
 
     def health_path(self) -> str:
         return "/"
+
+    def runtime(self) -> str:
+        node = shutil.which("node")
+        if not node:
+            return "Node.js not installed"
+        done = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+        return f"Node.js {done.stdout.strip()}"
 
     def target(self, port: int, stub_url: str) -> LoadTarget:
         return LoadTarget(

@@ -305,7 +305,12 @@ def peers_table(results: dict[str, Any]) -> TableData:
         left=(1,),
         footer="added: over direct -> stub for the peers, over direct -> simulator for the "
         "gateway (scenario 1's rows); the stub and the simulator both answer from memory. "
-        "Peer versions: " + ", ".join(f"{k} {v}" for k, v in peers["versions"].items()) + ".",
+        "Peer versions: "
+        + ", ".join(
+            f"{k} {v} ({peers.get('runtimes', {}).get(k, '?')})"
+            for k, v in peers["versions"].items()
+        )
+        + ".",
     )
 
 

@@ -1188,6 +1188,7 @@ http {{
             stub.stop()
         return {
             "versions": {p.name: p.version for p in PEERS},
+            "runtimes": {p.name: p.runtime() for p in PEERS},
             "cells": cells,
             "added": peer_added(cells),
         }
