@@ -19,7 +19,16 @@ latencies), ``wrk --latency`` for the throughput scenario when wrk is installed,
      aiohttp vs nginx->simulator (+ naive proxy, direct simulator) at concurrency 16 and 64;
   3. upstream calls per job and cost for a realistic workload, direct vs through the gateway,
      with 1 and with many polling clients per job;
-  4. gateway RSS and Redis used_memory per 10,000 in-flight jobs and per 10,000 cached results.
+  4. gateway RSS and Redis used_memory per 10,000 in-flight jobs and per 10,000 cached results;
+  5. peer gateways (LiteLLM, Portkey; bench/peers.py) in front of an OpenAI-compatible stub, at
+     scenario 1's concurrencies: each one's added latency beside the gateway's;
+  6. each Redis script's calls per request and microseconds inside Redis (SLOWLOG, INFO
+     commandstats) for misses, hits and status polls at c=1;
+  7. the gateway at N worker processes vs bare aiohttp at N processes (when serve has --workers).
+
+Scenarios 1 and 2 also measure two variants of the gateway at a few concurrencies: a team with
+every limit set (the admission's real branches) and a gateway on redis-py (through a Sentinel)
+instead of the pipelined connection.
 
 Then targets PASS/MISS, a comparison with bench/results/previous.json when present, and (full
 run, or ``--profile``) py-spy profiles of the gateway on the status and hit paths.
@@ -35,16 +44,12 @@ import platform
 import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,28 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(ROOT))
 
+from peers import (  # noqa: E402
+    PEERS,
+    LoadTarget,
+    PeerUnavailable,
+    cache_dir,
+    chat_body,
+    direct_target,
+)
+from procs import (  # noqa: E402
+    CpuSource,
+    Monitor,
+    Proc,
+    ProcGroup,
+    cpu_model,
+    free_port,
+    http,
+    loadavg,
+    machine_busy_seconds,
+    proc_stat,
+    rss_kb,
+    wait_http,
+)
 from profiling import render_profile_text, summarise_profile  # noqa: E402
 from report import (  # noqa: E402
     TARGET_LABELS,
@@ -62,10 +89,12 @@ from report import (  # noqa: E402
     evaluate_targets,
     markdown,
     num,
+    peer_added,
     print_tables,
     ratio,
 )
 from rich.console import Console  # noqa: E402
+from scriptstats import BENCH_CLIENT, commandstats, costs, script_names, slowest  # noqa: E402
 from servers import FLOOR_KEY  # noqa: E402
 
 console = Console(width=170)
@@ -73,10 +102,24 @@ PY = sys.executable
 MODEL = "google/nano-banana/pro/text-to-image"
 SIM_TOKEN = "sim-token"  # noqa: S105 - the simulator's well-known test token
 ADMIN_TOKEN = "bench-admin-token"  # noqa: S105 - local benchmark only
-HZ = os.sysconf("SC_CLK_TCK")
 BIG_BALANCE = 1_000_000_000.0
+# Every limit the admission checks, each set high enough never to refuse in a cell (3,000
+# misses at c=64 spend ~$450), so every request takes the branches a limited team takes.
+LIMITS = {
+    "rate_per_minute": 1_000_000,
+    "rate_burst": 1_000_000,
+    "daily_requests": 1_000_000_000_000,
+    "budget_usd": "1000000000",
+    "max_concurrent": 100_000,
+}
+SENTINEL_SERVICE = "bench"
+VARIANTS = ("gateway_limits", "gateway_redispy")  # measured at Plan.variants_* only
+S1_VARIANT_NAMES = {  # target -> its prefix in scenario 1's "added"
+    "gateway_nopoll": "poller_deferred",
+    "gateway_limits": "limits",
+    "gateway_redispy": "redispy",
+}
 DONE_WORDS = {"completed", "succeeded", "failed", "cancelled"}
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an env proxy
 
 # --- plans ---------------------------------------------------------------------------------------
 
@@ -99,14 +142,36 @@ class Plan:
     s4_jobs: int
     s4_batch: int
     profile: bool
+    # the admission's real branches (a team with every limit set) and the redis-py connection,
+    # measured beside the plain gateway at these concurrencies only
+    variants_s1: tuple[int, ...]
+    variants_s2: tuple[int, ...]
+    script_calls: int  # scenario 6: sequential misses, hits and polls, each
 
 
 FULL = Plan(
     quick=False,
     s1_cells={1: (600, 50), 16: (2000, 200), 64: (3000, 300)},
-    s1_targets=("direct", "gateway", "gateway_nopoll", "proxy", "nginx"),
+    s1_targets=(
+        "direct",
+        "gateway",
+        "gateway_limits",
+        "gateway_redispy",
+        "gateway_nopoll",
+        "proxy",
+        "nginx",
+    ),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "redis_floor", "bare", "nginx", "proxy", "direct"),
+    s2_targets=(
+        "gateway",
+        "gateway_limits",
+        "gateway_redispy",
+        "redis_floor",
+        "bare",
+        "nginx",
+        "proxy",
+        "direct",
+    ),
     s2_seconds=5,
     s2_warmup_seconds=1,
     s3_submits=200,
@@ -116,13 +181,16 @@ FULL = Plan(
     s4_jobs=10_000,
     s4_batch=2_000,
     profile=True,
+    variants_s1=(1, 16),
+    variants_s2=(16,),
+    script_calls=200,
 )
 QUICK = Plan(
     quick=True,
     s1_cells={1: (150, 20), 16: (400, 50), 64: (640, 64)},
-    s1_targets=("direct", "gateway", "gateway_nopoll"),
+    s1_targets=("direct", "gateway", "gateway_limits", "gateway_redispy", "gateway_nopoll"),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "redis_floor", "bare", "nginx"),
+    s2_targets=("gateway", "gateway_limits", "gateway_redispy", "redis_floor", "bare", "nginx"),
     s2_seconds=2,
     s2_warmup_seconds=1,
     s3_submits=60,
@@ -132,94 +200,10 @@ QUICK = Plan(
     s4_jobs=600,
     s4_batch=2_000,
     profile=False,
+    variants_s1=(1, 16),
+    variants_s2=(16,),
+    script_calls=50,
 )
-
-
-# --- small helpers -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http(
-    method: str,
-    url: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 30.0,
-) -> tuple[int, dict[str, str], Any]:
-    """One control-plane request (urllib, no proxies); JSON in and out."""
-    assert url.startswith("http://127.0.0.1:"), url
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))  # noqa: S310
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            raw = resp.read()
-            status, hdrs = resp.status, dict(resp.headers.items())
-    except urllib.error.HTTPError as exc:
-        raw, status, hdrs = exc.read(), exc.code, dict(exc.headers.items())
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = raw.decode(errors="replace")
-    return status, hdrs, parsed
-
-
-def proc_stat(pid: int) -> tuple[int, float, int] | None:
-    """(ppid, cpu seconds, start time in ticks) of a live process, from /proc/<pid>/stat."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return int(rest[1]), (int(rest[11]) + int(rest[12])) / HZ, int(rest[19])
-
-
-def proc_comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_stat(int(entry))
-            if st and st[0] == pid:
-                out.append(int(entry))
-    return out
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (user+nice+system+irq+softirq+steal)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    v = [int(x) for x in fields]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / HZ
-
-
-def loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def rel(path: Path) -> str:
@@ -230,67 +214,6 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-# --- processes -----------------------------------------------------------------------------------
-
-
-class Proc:
-    """A server this run started; stopped by its own pid only."""
-
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None):
-        self.name, self.log_path = name, log
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(  # noqa: S603 - fixed argv
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(log.parent),
-            start_new_session=True,
-        )
-        self.pid = self.popen.pid
-
-    def pids(self) -> list[int]:
-        return [self.pid, *children_of(self.pid)]
-
-    def cpu(self) -> float:
-        return sum((proc_stat(p) or (0, 0.0, 0))[1] for p in self.pids())
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        self._log.close()
-
-
-def wait_http(
-    url: str, proc: Proc | None, timeout: float = 30.0, ok: tuple[int, ...] = (200,)
-) -> None:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}")
-        try:
-            status, _, _ = http("GET", url, timeout=2)
-            if status in ok:
-                return
-            last = status
-        except OSError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer in {timeout} s (last: {last})")
-
-
 @dataclass
 class Gateway:
     proc: Proc
@@ -298,6 +221,7 @@ class Gateway:
     namespace: str
     key: str = ""
     team: str = ""
+    limits_key: str = ""  # a key of a second team with every limit set (LIMITS)
 
     @property
     def url(self) -> str:
@@ -342,6 +266,14 @@ def parse_wrk(text: str) -> dict[str, Any]:
     }
 
 
+def print_cell(conc: int, target: str, res: dict[str, Any]) -> None:
+    """One latency cell (scenarios 1 and 5) as it is measured."""
+    console.print(
+        f"  c={conc:<3} {TARGET_LABELS[target]:<38} p50 {res['p50_ms']:7.3f} ms  "
+        f"p99 {res['p99_ms']:7.3f} ms  {res['rps']:8.1f} req/s  ok {res['ok']}/{res['requests']}"
+    )
+
+
 # --- the bench -----------------------------------------------------------------------------------
 
 
@@ -367,6 +299,8 @@ class Bench:
         self.nginx_note = ""
         self.gateway: Gateway | None = None
         self.gateway_nopoll: Gateway | None = None
+        self.gateway_redispy: Gateway | None = None
+        self.redispy_note = ""
         self.wrk = shutil.which("wrk")
         self.pyspy = shutil.which("py-spy") or (
             str(Path(PY).parent / "py-spy") if (Path(PY).parent / "py-spy").exists() else None
@@ -385,7 +319,10 @@ class Bench:
         self.redis_server = EmbeddedRedis(self.work / "redis", persistent=False, port=port)
         self.redis_server.start()
         self.redis_url = self.redis_server.url
-        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        # named, so that scenario 6 can leave the bench's own commands out of SLOWLOG's
+        self.redis = redis.Redis.from_url(
+            self.redis_url, decode_responses=True, client_name=BENCH_CLIENT
+        )
         self.sim_port = free_port()
         self.sim = self._spawn(
             "simulator",
@@ -540,8 +477,24 @@ http {{
 
     def new_team(self, gw: Gateway) -> str:
         """A new team and key on ``gw`` (an empty per-team cache); returns the key."""
+        gw.team, gw.key = self.create_team(gw)
+        return gw.key
+
+    def limited_key(self, gw: Gateway) -> str:
+        """The key of a second team of ``gw`` with rate, daily, budget and concurrency limits."""
+        if not gw.limits_key:
+            team, gw.limits_key = self.create_team(gw, "limits")
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            url = f"{gw.url}/admin/v1/teams/{team}/limits"
+            status, _, body = http("PUT", url, LIMITS, admin)
+            if status != 200:
+                raise RuntimeError(f"limits set failed: {status} {body}")
+        return gw.limits_key
+
+    def create_team(self, gw: Gateway, suffix: str = "") -> tuple[str, str]:
+        """A new team with one key on ``gw``: (team, key)."""
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        team = f"bench-{int(time.time() * 1000) % 10_000_000}-{len(self.procs)}"
+        team = f"bench-{int(time.time() * 1000) % 10_000_000}-{len(self.procs)}{suffix}"
         status, _, body = http("POST", f"{gw.url}/admin/v1/teams", {"team_id": team}, admin)
         if status != 201:
             raise RuntimeError(f"team create failed: {status} {body}")
@@ -550,8 +503,52 @@ http {{
         )
         if status != 201:
             raise RuntimeError(f"key create failed: {status} {body}")
-        gw.key, gw.team = body["key"], team
-        return gw.key
+        return team, str(body["key"])
+
+    def start_redispy(self) -> Gateway | None:
+        """A second gateway whose Redis URL names a Sentinel watching the bench Redis: it finds
+        the same Redis through it and talks to it over redis-py (as TLS, Cluster and Sentinel
+        URLs do), not over the pipelined connection a ``redis://`` URL gets. None, with the
+        reason in ``redispy_note``, when it cannot run."""
+        if self.gateway_redispy is not None or self.redispy_note:
+            return self.gateway_redispy
+        if self.redis_unix:
+            self.redispy_note = "redis-py path: needs Redis over TCP for its Sentinel"
+            return None
+        from gateway.store.embedded import find_redis_server
+
+        port = free_port()
+        conf = self.work / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.work}\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.redis_server.port} 1\n"
+        )
+        self._spawn("sentinel", [str(find_redis_server()), str(conf), "--sentinel"])
+        import redis
+
+        probe = redis.Redis(port=port, decode_responses=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if probe.sentinel_get_master_addr_by_name(SENTINEL_SERVICE):
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                self.redispy_note = "redis-py path: the Sentinel did not start"
+                return None
+            time.sleep(0.1)
+        probe.close()
+        url = f"redis+sentinel://127.0.0.1:{port}/{SENTINEL_SERVICE}"
+        self.gateway_redispy = self.start_gateway("redispy", primary=False, GATEWAY_REDIS_URL=url)
+        return self.gateway_redispy
+
+    def stop_variants(self) -> None:
+        """Stop the secondary gateways (the Sentinel stays; it costs nothing idle)."""
+        for gw in (self.gateway_nopoll, self.gateway_redispy):
+            if gw is not None:
+                gw.proc.stop()
+        self.gateway_nopoll = self.gateway_redispy = None
 
     def stop_gateway(self) -> None:
         if self.gateway is not None:
@@ -609,7 +606,7 @@ http {{
 
     # -- load -----------------------------------------------------------------------------------
 
-    def cpu_snapshot(self, extra: dict[str, Proc | None]) -> dict[str, float]:
+    def cpu_snapshot(self, extra: Mapping[str, CpuSource | None]) -> dict[str, float]:
         snap = {name: p.cpu() for name, p in extra.items() if p is not None}
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         snap["_children"] = ru.ru_utime + ru.ru_stime
@@ -627,9 +624,10 @@ http {{
         return out
 
     def watched(self, target: str) -> dict[str, Proc | None]:
+        gw = self.gateway_of(target)
+        if gw is not None:
+            return {"server": gw.proc, "simulator": self.sim}
         server = {
-            "gateway": self.gateway.proc if self.gateway else None,
-            "gateway_nopoll": self.gateway_nopoll.proc if self.gateway_nopoll else None,
             "bare": self.bare,
             "redis_floor": self.floor,
             "proxy": self.proxy,
@@ -647,7 +645,9 @@ http {{
         )
         return (proc_stat(pid) or (0, 0.0, 0))[1] if pid else 0.0
 
-    def loadgen(self, spec: dict[str, Any], watch: dict[str, Proc | None]) -> dict[str, Any]:
+    def loadgen(
+        self, spec: dict[str, Any], watch: Mapping[str, CpuSource | None]
+    ) -> dict[str, Any]:
         spec_path = self.work / "spec.json"
         out_path = self.work / "loadgen-out.json"
         spec_path.write_text(json.dumps(spec))
@@ -672,7 +672,7 @@ http {{
         body: str | None,
         conc: int,
         seconds: float,
-        watch: dict[str, Proc | None],
+        watch: Mapping[str, CpuSource | None],
         warmup: float,
     ) -> dict[str, Any]:
         assert self.wrk
@@ -704,10 +704,17 @@ http {{
         return result
 
     def measure_duration(
-        self, target: str, url: str, method: str, auth: str, body: str | None, conc: int
+        self,
+        target: str,
+        url: str,
+        method: str,
+        auth: str,
+        body: str | None,
+        conc: int,
+        watch: Mapping[str, CpuSource | None] | None = None,
     ) -> dict[str, Any]:
         """Scenario 2's throughput cell: wrk if installed, else the own load generator."""
-        watch = self.watched(target)
+        watch = self.watched(target) if watch is None else watch
         p = self.plan
         if self.wrk:
             return self.run_wrk(
@@ -726,11 +733,21 @@ http {{
             spec["body"] = body
         return self.loadgen(spec, watch)
 
+    def gateway_of(self, target: str) -> Gateway | None:
+        """The gateway process behind a ``gateway*`` target (None for the others)."""
+        return {
+            "gateway": self.gateway,
+            "gateway_limits": self.gateway,
+            "gateway_nopoll": self.gateway_nopoll,
+            "gateway_redispy": self.gateway_redispy,
+        }.get(target)
+
     def base_url(self, target: str) -> str:
+        gw = self.gateway_of(target)
+        if gw is not None:
+            return gw.url
         return {
             "direct": self.sim_url,
-            "gateway": self.gateway.url if self.gateway else "",
-            "gateway_nopoll": self.gateway_nopoll.url if self.gateway_nopoll else "",
             "proxy": f"http://127.0.0.1:{self.proxy_port}",
             "nginx": f"http://127.0.0.1:{self.nginx_port}",
             "bare": f"http://127.0.0.1:{self.bare_port}",
@@ -738,22 +755,28 @@ http {{
         }[target]
 
     def auth(self, target: str) -> str:
-        if target == "gateway" and self.gateway:
-            return f"Bearer {self.gateway.key}"
-        if target == "gateway_nopoll" and self.gateway_nopoll:
-            return f"Bearer {self.gateway_nopoll.key}"
+        gw = self.gateway_of(target)
+        if gw is not None:
+            return f"Bearer {self.limited_key(gw) if target == 'gateway_limits' else gw.key}"
         if target == "redis_floor":
             return f"Bearer {FLOOR_KEY}"
         return f"Bearer {SIM_TOKEN}"
 
-    def available(self, target: str) -> bool:
-        return target != "nginx" or self.nginx is not None
+    def skipped(self, target: str, conc: int, variants: tuple[int, ...]) -> str | None:
+        """None to measure ``target`` at ``conc``; else why not ("": leave the row out)."""
+        if target == "nginx" and self.nginx is None:
+            return self.nginx_note
+        if target in VARIANTS and conc not in variants:
+            return ""
+        if target == "gateway_redispy" and self.start_redispy() is None:
+            return self.redispy_note
+        return None
 
     # -- scenario 1: submit, cache miss ---------------------------------------------------------
 
     def scenario1(self) -> dict[str, Any]:
         console.rule("[bold]1. submit, cache miss: added latency")
-        gw = self.start_gateway("s1")
+        self.start_gateway("s1")
         if "gateway_nopoll" in self.plan.s1_targets:
             # The same gateway with its first poll 10 minutes away: the submit path alone,
             # without the poller's work for earlier jobs competing for the event loop.
@@ -764,8 +787,10 @@ http {{
         for conc, (count, warm) in self.plan.s1_cells.items():
             row: dict[str, Any] = {}
             for target in self.plan.s1_targets:
-                if not self.available(target):
-                    row[target] = {"skipped": self.nginx_note}
+                why = self.skipped(target, conc, self.plan.variants_s1)
+                if why is not None:
+                    if why:
+                        row[target] = {"skipped": why}
                     continue
                 self.sim_reset()
                 label = f"s1-{target}-c{conc}-{time.time_ns()}"
@@ -783,14 +808,11 @@ http {{
                     "max_seconds": 120,
                 }
                 res = self.loadgen(spec, self.watched(target))
-                if target == "gateway":
-                    res["drain_wait_s"] = round(self.wait_drained(gw), 2)
+                polled = self.gateway_of(target)
+                if polled is not None and target != "gateway_nopoll":
+                    res["drain_wait_s"] = round(self.wait_drained(polled), 2)
                 row[target] = res
-                console.print(
-                    f"  c={conc:<3} {TARGET_LABELS[target]:<38} p50 {res['p50_ms']:7.3f} ms  "
-                    f"p99 {res['p99_ms']:7.3f} ms  {res['rps']:8.1f} req/s  "
-                    f"ok {res['ok']}/{res['requests']}"
-                )
+                print_cell(conc, target, res)
             cells[f"c{conc}"] = row
         added: dict[str, Any] = {}
         for key, row in cells.items():
@@ -803,10 +825,11 @@ http {{
                     "p99_ratio": ratio(g["p99_ms"], d["p99_ms"]),
                     "rps_ratio": ratio(g["rps"], d["rps"]),
                 }
-                n = row.get("gateway_nopoll")
-                if n and "p50_ms" in n:
-                    added[key]["poller_deferred_p50_ms"] = round(n["p50_ms"] - d["p50_ms"], 3)
-                    added[key]["poller_deferred_p99_ms"] = round(n["p99_ms"] - d["p99_ms"], 3)
+                for target, name in S1_VARIANT_NAMES.items():
+                    n = row.get(target)
+                    if n and "p50_ms" in n:
+                        added[key][f"{name}_p50_ms"] = round(n["p50_ms"] - d["p50_ms"], 3)
+                        added[key][f"{name}_p99_ms"] = round(n["p99_ms"] - d["p99_ms"], 3)
         if self.gateway_nopoll is not None:
             self.gateway_nopoll.proc.stop()
             self.gateway_nopoll = None
@@ -815,33 +838,37 @@ http {{
 
     # -- scenario 2: hit and status -------------------------------------------------------------
 
-    def _gateway_completed_request(self, gw: Gateway, prompt: str) -> str:
-        hdr = {"Authorization": f"Bearer {gw.key}"}
-        status, _, body = http("POST", f"{gw.url}/v1/models/{MODEL}", {"prompt": prompt}, hdr)
+    def completed_request(self, target: str) -> tuple[str, str]:
+        """(request id, prompt) of a job completed through ``target`` (a gateway) with its key;
+        the same prompt sent again is checked to be a cache hit."""
+        url, hdr = self.base_url(target), {"Authorization": self.auth(target)}
+        prompt = f"bench hit {target} {time.time_ns()}"
+        status, _, body = http("POST", f"{url}/v1/models/{MODEL}", {"prompt": prompt}, hdr)
         assert status == 200, body
-        rid = body["request_id"]
+        rid = str(body["request_id"])
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            st = http("GET", f"{gw.url}/v1/requests/{rid}/status", headers=hdr)[2]
-            if st.get("status") in DONE_WORDS:
-                return str(rid)
+        while (
+            http("GET", f"{url}/v1/requests/{rid}/status", headers=hdr)[2].get("status")
+            not in DONE_WORDS
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{target} never completed the scenario-2 job")
             time.sleep(0.1)
-        raise RuntimeError("the gateway never completed the scenario-2 job")
+        _, hdrs, _ = http("POST", f"{url}/v1/models/{MODEL}", {"prompt": prompt}, hdr)
+        if hdrs.get("X-Gateway-Cache") != "hit":
+            raise RuntimeError(f"expected a cache hit, got {hdrs.get('X-Gateway-Cache')}")
+        return rid, prompt
 
     def scenario2(self) -> dict[str, Any]:
         console.rule("[bold]2. cache hit and status poll: throughput")
-        gw = self.gateway or self.start_gateway("s2")
-        prompt = f"bench hit {time.time_ns()}"
-        rid = self._gateway_completed_request(gw, prompt)
-        hit_body = json.dumps({"prompt": prompt})
-        _, hdrs, _ = http(
-            "POST",
-            f"{gw.url}/v1/models/{MODEL}",
-            json.loads(hit_body),
-            {"Authorization": f"Bearer {gw.key}"},
-        )
-        if hdrs.get("X-Gateway-Cache") != "hit":
-            raise RuntimeError(f"expected a cache hit, got {hdrs.get('X-Gateway-Cache')}")
+        if self.gateway is None:
+            self.start_gateway("s2")
+        completed = {
+            target: self.completed_request(target)
+            for target in self.plan.s2_targets
+            if target.startswith("gateway") and self.skipped(target, 0, (0,)) is None
+        }
+        rid, prompt = completed["gateway"]
         self.sim_reset()
         sim_rid = http(
             "POST",
@@ -854,17 +881,19 @@ http {{
             for conc in self.plan.s2_concurrency:
                 row: dict[str, Any] = {}
                 for target in self.plan.s2_targets:
-                    if not self.available(target):
-                        row[target] = {"skipped": self.nginx_note}
+                    why = self.skipped(target, conc, self.plan.variants_s2)
+                    if why is not None:
+                        if why:
+                            row[target] = {"skipped": why}
                         continue
                     base = self.base_url(target)
+                    the_rid, the_prompt = completed.get(target, (rid, prompt))
                     if path == "status":
-                        the_rid = rid if target == "gateway" else sim_rid
+                        the_rid = sim_rid if target in ("direct", "proxy", "nginx") else the_rid
                         url, method, body = f"{base}/v1/requests/{the_rid}/status", "GET", None
-                        if target in ("bare", "redis_floor"):
-                            url = f"{base}/v1/requests/{rid}/status"
                     else:
-                        url, method, body = f"{base}/v1/models/{MODEL}", "POST", hit_body
+                        url, method = f"{base}/v1/models/{MODEL}", "POST"
+                        body = json.dumps({"prompt": the_prompt})
                     mem0 = (self._redis_used(), int(self.redis.dbsize()))
                     res = self.measure_duration(target, url, method, self.auth(target), body, conc)
                     if path == "hit" and target == "gateway":
@@ -1015,6 +1044,7 @@ http {{
 
     def scenario3(self) -> dict[str, Any]:
         console.rule("[bold]3. upstream calls per job and cost, realistic workload")
+        self.stop_variants()
         p = self.plan
         queue_s, run_s, poll_s = 0.5, 1.0, 0.5
         runs: dict[str, Any] = {}
@@ -1114,6 +1144,216 @@ http {{
             "runs": runs,
             "comparisons": comparisons,
         }
+
+    # -- scenario 5: peer gateways --------------------------------------------------------------
+
+    def scenario5(self) -> dict[str, Any]:
+        """LiteLLM and Portkey forwarding a chat completion to the OpenAI stub, beside direct ->
+        stub, at scenario 1's concurrencies and counts, with the same load generator."""
+        console.rule("[bold]5. peer gateways -> OpenAI-compatible stub: added latency")
+        port = free_port()
+        stub = self._spawn(
+            "openai-stub",
+            [PY, str(BENCH / "servers.py"), "--mode", "openai", "--port", str(port)],
+        )
+        stub_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{stub_url}/", stub, ok=(404,))
+        running, unavailable = self._start_peers(stub_url)
+        cells: dict[str, dict[str, Any]] = {}
+        try:
+            for conc, (count, warm) in self.plan.s1_cells.items():
+                row: dict[str, Any] = {}
+                for name in ("stub_direct", *(p.name for p in PEERS)):
+                    if name in unavailable:
+                        row[name] = {"skipped": unavailable[name]}
+                        continue
+                    proc, target = running[name]
+                    spec = {
+                        "url": target.url,
+                        "method": "POST",
+                        "headers": target.headers,
+                        "body": chat_body(),
+                        "concurrency": conc,
+                        "requests": count,
+                        "warmup": warm,
+                        "max_seconds": 300,  # LiteLLM ran at ~10 req/s on a busy machine
+                    }
+                    row[name] = self.loadgen(spec, {"server": proc or stub, "upstream": stub})
+                    print_cell(conc, name, row[name])
+                cells[f"c{conc}"] = row
+        finally:
+            for proc, _ in running.values():
+                if proc is not None:
+                    proc.stop()
+            stub.stop()
+        return {
+            "versions": {p.name: p.version for p in PEERS},
+            "runtimes": {p.name: p.runtime() for p in PEERS},
+            "cells": cells,
+            "added": peer_added(cells),
+        }
+
+    def _start_peers(
+        self, stub_url: str
+    ) -> tuple[dict[str, tuple[Proc | None, LoadTarget]], dict[str, str]]:
+        """Each peer started in front of the stub (and the direct target), and why the others
+        could not be."""
+        running: dict[str, tuple[Proc | None, LoadTarget]] = {
+            "stub_direct": (None, direct_target(stub_url))
+        }
+        unavailable: dict[str, str] = {}
+        for peer in PEERS:
+            console.print(f"  starting {peer.label} (installs on first use into {cache_dir()})")
+            try:
+                running[peer.name] = peer.start(self._spawn, self.work, stub_url)
+            except PeerUnavailable as exc:
+                unavailable[peer.name] = f"{peer.name}: {exc}"
+                console.print(f"  [yellow]{peer.name} unavailable[/]: {exc}")
+        return running, unavailable
+
+    # -- scenario 6: what each script costs inside Redis ----------------------------------------
+
+    def scenario6(self) -> dict[str, Any]:
+        """Sequential misses (each polled to completion), hits and status polls at c=1 on a
+        flushed Redis, each path twice: once with SLOWLOG off (INFO commandstats' EVALSHA time,
+        unperturbed), once logging every command (each script's calls per request and
+        microseconds per call; logging its inner commands costs the script a little)."""
+        console.rule("[bold]6. each Redis script's cost inside Redis, c=1")
+        self.stop_variants()
+        self.redis.flushall()
+        self.sim_reset()
+        gw = self.start_gateway("scripts")
+        rid, prompt = self.completed_request("gateway")  # also loads the scripts (NOSCRIPT)
+        saved = self.redis.config_get("slowlog-*")
+        self.redis.config_set("slowlog-max-len", 1_000_000)
+        loads = {
+            "miss": (f"/v1/models/{MODEL}", "POST", None),
+            "hit": (f"/v1/models/{MODEL}", "POST", json.dumps({"prompt": prompt})),
+            "status": (f"/v1/requests/{rid}/status", "GET", None),
+        }
+        phases: dict[str, Any] = {}
+        try:
+            calibration = self._calibrate_scripts()
+            console.print(f"  a script of 10 HINCRBY: {calibration} us per call (the yardstick)")
+            for phase, (path, method, body) in loads.items():
+                plain = self._script_pass(gw, phase, path, method, body, logged=False)
+                logged = self._script_pass(gw, phase, path, method, body, logged=True)
+                logged["commandstats_unlogged"] = plain["commandstats"]
+                phases[phase] = logged
+                top = [c for c in logged["costs"] if c["what"].startswith("script")][:4]
+                evalsha = plain["commandstats"].get("evalsha", {})
+                console.print(
+                    f"  {phase:<6} EVALSHA {evalsha.get('usec_per_call')} us/call unlogged; "
+                    + ", ".join(
+                        f"{c['what']} {c['usec_per_call']} us x{c['calls_per_request']}"
+                        for c in top
+                    )
+                )
+        finally:
+            for name, value in saved.items():
+                self.redis.config_set(name, value)
+        self.stop_gateway()
+        return {
+            "calls_per_phase": self.plan.script_calls,
+            "ten_hincrby_usec_per_call": calibration,
+            "phases": phases,
+        }
+
+    def _calibrate_scripts(self) -> float:
+        """INFO commandstats' µs per call of a script making 10 ``HINCRBY`` calls, sent 200
+        times in a row with SLOWLOG off: what a ``redis.call`` costs on this Redis build."""
+        script = self.redis.register_script(
+            "for i = 1, 10 do redis.call('HINCRBY', KEYS[1], 'f' .. i, 1) end return 1"
+        )
+        script(keys=["rcg-bench:calibration"])  # loaded, so every call below is one EVALSHA
+        self.redis.config_set("slowlog-log-slower-than", -1)
+        self.redis.config_resetstat()
+        for _ in range(200):
+            script(keys=["rcg-bench:calibration"])
+        stats = commandstats(self.redis.info("commandstats"))
+        self.redis.delete("rcg-bench:calibration")
+        return stats.get("evalsha", {}).get("usec_per_call", 0.0)
+
+    def _script_pass(
+        self, gw: Gateway, phase: str, path: str, method: str, body: str | None, *, logged: bool
+    ) -> dict[str, Any]:
+        """One path's requests at c=1 with fresh INFO commandstats (and SLOWLOG if ``logged``)."""
+        n, names = self.plan.script_calls, script_names()
+        self.redis.config_set("slowlog-log-slower-than", 0 if logged else -1)
+        self.redis.slowlog_reset()
+        self.redis.config_resetstat()
+        if phase == "miss":
+            body = json.dumps({"prompt": f"s6 miss {time.time_ns()} %%I%%"})
+        auth = {"Authorization": f"Bearer {gw.key}", "Content-Type": "application/json"}
+        spec = {"url": gw.url + path, "method": method, "headers": auth, "concurrency": 1}
+        spec.update(requests=n, warmup=0, max_seconds=120)
+        if body is not None:
+            spec["body"] = body
+        res = self.loadgen(spec, {"server": gw.proc})
+        if phase == "miss":
+            self.wait_drained(gw)  # each miss's job polled to completion: its whole life
+        stats = commandstats(self.redis.info("commandstats"))
+        entries = self.redis.slowlog_get(1_000_000) if logged else []
+        return {
+            "requests": n,
+            "ok": res["ok"],
+            "p50_ms": res["p50_ms"],
+            "costs": costs(entries, names, n, BENCH_CLIENT),
+            "slowest": slowest(entries, names, BENCH_CLIENT),
+            "commandstats": stats,
+        }
+
+    # -- scenario 7: several worker processes -----------------------------------------------------
+
+    def scenario7(self) -> dict[str, Any]:
+        """The gateway at N worker processes vs the bare aiohttp server at N processes (one port,
+        SO_REUSEPORT), status polls at c=64; skipped while ``serve`` has no ``--workers``."""
+        console.rule("[bold]7. gateway at N workers vs bare aiohttp at N processes")
+        helptext = subprocess.run(  # noqa: S603
+            [PY, "-m", "gateway", "serve", "--help"], capture_output=True, text=True, check=False
+        ).stdout
+        if "--workers" not in helptext:
+            reason = "runcomfy-gateway serve has no --workers option in this tree"
+            console.print(f"  [yellow]skipped[/]: {reason}")
+            return {"skipped": reason}
+        workers = len(os.sched_getaffinity(0))
+        self.stop_variants()
+        gw = self.start_gateway("workers", GATEWAY_WORKERS=str(workers))
+        rid, _ = self.completed_request("gateway")
+        port = free_port()
+        bare = [
+            self._spawn(
+                f"bare-reuse-{i}",
+                [
+                    PY,
+                    str(BENCH / "servers.py"),
+                    "--mode",
+                    "bare",
+                    "--port",
+                    str(port),
+                    "--reuse-port",
+                ],
+            )
+            for i in range(workers)
+        ]
+        wait_http(f"http://127.0.0.1:{port}/", bare[0])
+        time.sleep(1.0)  # the other processes on the port: no way to address one of them
+        path = f"/v1/requests/{rid}/status"
+        try:
+            bare_url, token = f"http://127.0.0.1:{port}{path}", f"Bearer {SIM_TOKEN}"
+            cells = {
+                "gateway": self.measure_duration(
+                    "gateway", f"{gw.url}{path}", "GET", self.auth("gateway"), None, 64
+                ),
+                "bare": self.measure_duration(
+                    "bare", bare_url, "GET", token, None, 64, {"server": ProcGroup(bare)}
+                ),
+            }
+        finally:
+            for proc in bare:
+                proc.stop()
+        self.stop_gateway()
+        return {"workers": workers, "concurrency": 64, "cells": cells}
 
     # -- scenario 4: memory ---------------------------------------------------------------------
 
@@ -1238,77 +1478,6 @@ http {{
         return out
 
 
-# --- load monitor -------------------------------------------------------------------------------
-
-
-class Monitor(threading.Thread):
-    """Samples load average and which other processes use CPU while the benchmark runs."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.stop_event = threading.Event()
-        self.samples: list[list[float]] = []
-        self.first: dict[int, tuple[float, str]] = {}
-        self.last: dict[int, tuple[float, str]] = {}
-        self.me = os.getpid()
-        self.boot_ticks_at_start = 0
-
-    def _ours(self, pid: int, table: dict[int, int]) -> bool:
-        seen = 0
-        while pid > 1 and seen < 64:
-            if pid == self.me:
-                return True
-            pid = table.get(pid, 1)
-            seen += 1
-        return False
-
-    def scan(self) -> None:
-        table: dict[int, int] = {}
-        stats: dict[int, tuple[float, int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                st = proc_stat(int(entry))
-                if st:
-                    table[int(entry)] = st[0]
-                    stats[int(entry)] = (st[1], st[2])
-        for pid, (cpu, start) in stats.items():
-            if self._ours(pid, table):
-                continue
-            if pid not in self.first:
-                # a process born during the run counts from zero
-                base = 0.0 if start > self.boot_ticks_at_start else cpu
-                self.first[pid] = (base, proc_comm(pid))
-            self.last[pid] = (cpu, self.first[pid][1])
-
-    def run(self) -> None:
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        self.boot_ticks_at_start = int(uptime * HZ)
-        while not self.stop_event.is_set():
-            self.samples.append(loadavg())
-            with contextlib.suppress(Exception):
-                self.scan()
-            self.stop_event.wait(5.0)
-
-    def report(self) -> dict[str, Any]:
-        used: dict[int, tuple[float, str]] = {}
-        for pid, (cpu, name) in self.last.items():
-            delta = cpu - self.first[pid][0]
-            if delta > 0.05:
-                used[pid] = (delta, name)
-        by_name: dict[str, float] = {}
-        for delta, name in used.values():
-            by_name[name] = by_name.get(name, 0.0) + delta
-        busiest = sorted(by_name.items(), key=lambda item: -item[1])[:10]
-        ones = [s[0] for s in self.samples]
-        return {
-            "loadavg_1m_min": min(ones) if ones else None,
-            "loadavg_1m_max": max(ones) if ones else None,
-            "loadavg_1m_mean": round(sum(ones) / len(ones), 2) if ones else None,
-            "other_processes_using_cpu": len(used),
-            "other_cpu_seconds_by_command": {k: round(v, 1) for k, v in busiest},
-        }
-
-
 # --- machine ---------------------------------------------------------------------------------
 
 
@@ -1354,7 +1523,13 @@ def main() -> int:
         default=None,
         help="py-spy profiles of the gateway (default: on in the full run)",
     )
-    parser.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,2")
+    parser.add_argument(
+        "--only",
+        default="1,2,3,4,5,6,7",
+        help="scenarios to run, e.g. 1,2 (5: peers, 6: script costs, 7: workers)",
+    )
+    parser.add_argument("--peers", action="store_true", help="only the peers: --only 5")
+    parser.add_argument("--scripts", action="store_true", help="only script costs: --only 6")
     parser.add_argument(
         "--redis-unix", action="store_true", help="Redis over a unix socket instead of TCP"
     )
@@ -1382,6 +1557,9 @@ def main() -> int:
     if args.profile is not None:
         plan = Plan(**{**plan.__dict__, "profile": args.profile})
     only = {s.strip() for s in args.only.split(",")}
+    if args.peers or args.scripts:
+        only = {"5"} if args.peers else set()
+        only |= {"6"} if args.scripts else set()
     out_path = args.out or RESULTS / ("latest-quick.json" if plan.quick else "latest.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -1426,10 +1604,13 @@ def main() -> int:
         timings = results["scenario_seconds"] = {}
         steps = [
             ("s1", "1", bench.scenario1),
+            ("peers", "5", bench.scenario5),
             ("s2", "2", bench.scenario2),
             ("profile", "2" if plan.profile else "-", lambda: bench.profile(results["s2"])),
             ("s3", "3", bench.scenario3),
             ("s4", "4", bench.scenario4),
+            ("scripts", "6", bench.scenario6),
+            ("workers", "7", bench.scenario7),
         ]
         for key, number, step in steps:
             if number in only:

@@ -38,6 +38,14 @@ FLOOR_KEY = "rcg_benchfloor_key"  # the bearer token the redis mode accepts
 UNAUTHORIZED = (  # RunComfy's error shape, like every error of the gateway
     b'{"error_code":401001,"error_message":"The API key is not valid.","detail":"invalid_key"}'
 )
+CHAT_COMPLETION = (
+    b'{"id":"chatcmpl-bench0001","object":"chat.completion","created":1764547200,'
+    b'"model":"bench-model","system_fingerprint":"fp_bench",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":"The bench stub answers '
+    b'from memory."},"logprobs":null,"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}'
+)
+NOT_FOUND = b'{"error":{"message":"not found","type":"invalid_request_error","code":null}}'
 FLOOR_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return false end
 return redis.call('HGET', KEYS[1], 'body')
@@ -87,6 +95,21 @@ def redis_app(redis_url: str) -> web.Application:
     return app
 
 
+def openai_app() -> web.Application:
+    async def complete(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=CHAT_COMPLETION, content_type="application/json")
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404, body=NOT_FOUND, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", complete)
+    app.router.add_post("/chat/completions", complete)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
 def proxy_app(upstream: str) -> web.Application:
     upstream = upstream.rstrip("/")
     session_key = web.AppKey("session", aiohttp.ClientSession)
@@ -120,10 +143,13 @@ def proxy_app(upstream: str) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="bench baseline servers")
-    parser.add_argument("--mode", choices=("bare", "proxy", "redis"), required=True)
+    parser.add_argument("--mode", choices=("bare", "proxy", "redis", "openai"), required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="", help="proxy mode: http://127.0.0.1:PORT")
     parser.add_argument("--redis", default="", help="redis mode: the Redis URL")
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="SO_REUSEPORT: several processes on one port"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -137,9 +163,18 @@ def main() -> None:
         app = bare_app()
     elif args.mode == "redis":
         app = redis_app(args.redis)
+    elif args.mode == "openai":
+        app = openai_app()
     else:
         app = proxy_app(args.upstream)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+        reuse_port=args.reuse_port or None,
+    )
 
 
 if __name__ == "__main__":
