@@ -1,0 +1,379 @@
+"""The admin console over real HTTP (no browser): sessions, CSRF, roles, headers, and that its
+changes are the admin API's own (validation messages, audit records, numbers).
+
+The browser walks are in tests/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from gateway.web.appkeys import SETTINGS
+from gateway.web.console.render import CSP
+from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Gateway, redis_text
+
+UI = "/admin/ui"
+
+
+class Browser:
+    """A browser's view of the console: its own cookie jar, following no redirect."""
+
+    def __init__(self, gw: Gateway, session: aiohttp.ClientSession) -> None:
+        self.gw = gw
+        self.session = session
+        self.csrf = ""
+
+    async def get(self, path: str) -> tuple[int, str, Any]:
+        async with self.session.get(self.gw.url + path, allow_redirects=False) as resp:
+            text = await resp.text()
+            if match := re.search(r'<meta name="csrf-token" content="([^"]+)"', text):
+                self.csrf = match[1]
+            return resp.status, text, resp.headers
+
+    async def post(
+        self, path: str, data: dict[str, str], *, csrf: bool = True, **headers: str
+    ) -> tuple[int, str, Any]:
+        form = {**data, "csrf_token": self.csrf} if csrf else data
+        async with self.session.post(
+            self.gw.url + path, data=form, allow_redirects=False, headers=headers
+        ) as resp:
+            return resp.status, await resp.text(), resp.headers
+
+    async def sign_in(self, token: str = ADMIN_TOKEN) -> None:
+        status, _, headers = await self.post(f"{UI}/login", {"token": token}, csrf=False)
+        assert status == 303, status
+        assert headers["Location"] == f"{UI}/teams"
+        status, _, _ = await self.get(f"{UI}/teams")
+        assert status == 200
+        assert self.csrf
+
+
+@pytest.fixture
+async def console(gateway_factory: Any) -> Gateway:
+    gw: Gateway = await gateway_factory(console=True)
+    return gw
+
+
+@pytest.fixture
+async def browser(console: Gateway) -> AsyncIterator[Browser]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield Browser(console, session)
+
+
+async def new_browser(gw: Gateway) -> Browser:
+    return Browser(gw, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)))
+
+
+async def named_admin(gw: Gateway, name: str, role: str) -> dict[str, Any]:
+    status, body = await gw.admin("POST", "/admin/v1/admins", {"name": name, "role": role})
+    assert status == 201, body
+    return dict(body)
+
+
+async def test_the_console_is_not_served_unless_turned_on(gateway: Gateway) -> None:
+    for path in (UI, f"{UI}/", f"{UI}/login", f"{UI}/teams", f"{UI}/static/htmx.min.js"):
+        status, _, _ = await gateway.request("GET", path)
+        assert status == 404, path
+    status, _, _ = await gateway.request("POST", f"{UI}/login", data=b"token=x")
+    assert status == 404
+
+
+async def test_without_a_session_every_page_sends_to_the_sign_in_page(browser: Browser) -> None:
+    for path in (f"{UI}/teams", f"{UI}/teams/x", f"{UI}/audit", f"{UI}/admins"):
+        status, _, headers = await browser.get(path)
+        assert status == 303
+        assert headers["Location"].startswith(f"{UI}/login?next=")
+    status, _, headers = await browser.post(f"{UI}/teams", {"team_id": "x"}, csrf=False)
+    assert status == 303
+    status, _ = await browser.gw.admin("GET", "/admin/v1/teams/x")
+    assert status == 404
+
+
+async def test_a_forged_session_cookie_is_no_session(console: Gateway) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        session.cookie_jar.update_cookies({"rcg_console": "A" * 43})
+        async with session.get(console.url + f"{UI}/teams", allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"].startswith(f"{UI}/login")
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_holding_no_token(
+    browser: Browser, console: Gateway
+) -> None:
+    status, _, headers = await browser.post(f"{UI}/login", {"token": ADMIN_TOKEN}, csrf=False)
+    assert status == 303
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Path=/admin/ui" in cookie
+    assert "Secure" not in cookie  # plain http here; https: see the next test
+    assert ADMIN_TOKEN not in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert len(value) >= 43  # 256 bits, url-safe base64
+    settings = console.app[SETTINGS]
+    stored = await redis_text(settings.redis_url, settings.redis_namespace)
+    assert value not in stored
+    assert ADMIN_TOKEN not in stored
+
+
+async def test_over_https_the_cookie_is_secure(browser: Browser) -> None:
+    status, _, headers = await browser.post(
+        f"{UI}/login", {"token": ADMIN_TOKEN}, csrf=False, **{"X-Forwarded-Proto": "https"}
+    )
+    assert status == 303
+    assert "Secure" in headers["Set-Cookie"]
+
+
+async def test_a_wrong_token_or_a_team_key_does_not_sign_in(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design")
+    for token in ("nope", key, ADMIN_TOKEN + "x", "rca_aaaaaaaaaaaa_" + "a" * 40):
+        status, text, headers = await browser.post(f"{UI}/login", {"token": token}, csrf=False)
+        assert status == 401, token
+        assert "Set-Cookie" not in headers
+        assert token not in text
+
+
+async def test_every_page_has_a_strict_content_security_policy(browser: Browser) -> None:
+    await browser.sign_in()
+    for path in (f"{UI}/teams", f"{UI}/audit", f"{UI}/admins", f"{UI}/pricing", f"{UI}/login"):
+        status, text, headers = await browser.get(path)
+        assert status == 200, path
+        assert headers["Content-Security-Policy"] == CSP
+        assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Cache-Control"] == "no-store"
+        assert "<script>" not in text and " style=" not in text and "<style" not in text
+        assert "https://" not in re.sub(r'placeholder="[^"]*"', "", text)  # nothing from a CDN
+
+
+async def test_a_change_without_the_csrf_token_or_from_another_origin_is_refused(
+    browser: Browser, console: Gateway
+) -> None:
+    await browser.sign_in()
+    status, _, _ = await browser.post(f"{UI}/teams", {"team_id": "nocsrf"}, csrf=False)
+    assert status == 403
+    status, _, _ = await browser.post(
+        f"{UI}/teams", {"team_id": "nocsrf", "csrf_token": "x"}, csrf=False
+    )
+    assert status == 403
+    status, _, _ = await browser.post(
+        f"{UI}/teams", {"team_id": "nocsrf"}, Origin="https://evil.example"
+    )
+    assert status == 403
+    status, _ = await console.admin("GET", "/admin/v1/teams/nocsrf")
+    assert status == 404
+    status, _, _ = await browser.post(f"{UI}/teams", {"team_id": "withcsrf"}, Origin=console.url)
+    assert status == 303
+    status, _ = await console.admin("GET", "/admin/v1/teams/withcsrf")
+    assert status == 200
+
+
+async def test_a_change_is_the_apis_own_and_audited_under_the_signed_in_admin(
+    browser: Browser, console: Gateway
+) -> None:
+    alice = await named_admin(console, "alice", "admin")
+    await browser.sign_in(alice["token"])
+    status, _, headers = await browser.post(f"{UI}/teams", {"team_id": "design", "name": "Design"})
+    assert status == 303
+    assert headers["Location"] == f"{UI}/teams/design"
+    status, body = await console.admin("GET", "/admin/v1/audit?action=team.create")
+    [entry] = body["entries"]
+    assert (entry["actor"], entry["role"], entry["token_id"]) == (
+        "alice",
+        "admin",
+        alice["token_id"],
+    )
+    assert entry["target"] == "team/design"
+
+
+async def test_a_refusal_shows_the_apis_message_next_to_its_field(
+    browser: Browser, console: Gateway
+) -> None:
+    await browser.sign_in()
+    status, text, _ = await browser.post(f"{UI}/teams", {"team_id": "Not A Team!"})
+    assert status == 422
+    assert 'id="team_id-error"' in text
+    assert "String should match pattern" in text
+    await console.new_team("design")
+    status, text, _ = await browser.post(
+        f"{UI}/teams/design/limits",
+        {"rate_per_minute": "lots", "budget_usd": "-1", "budget_period": "month"},
+    )
+    assert status == 422
+    assert 'id="rate_per_minute-error"' in text and 'id="budget_usd-error"' in text
+    assert "Input should be a valid number" in text
+    assert "greater than or equal to 0" in text
+    assert 'value="lots"' in text  # what was typed stays in the form
+
+
+async def test_limits_set_in_the_form_are_the_apis_limits(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    await browser.sign_in()
+    form = {
+        "budget_usd": "250",
+        "budget_period": "week",
+        "daily_requests": "2000",
+        "rate_per_minute": "60",
+        "rate_burst": "10",
+        "models": "google/*, openai/*",
+        "deployments": "",
+    }
+    status, text, _ = await browser.post(f"{UI}/teams/design/limits", form)
+    assert status == 200, text
+    assert "Limits saved" in text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["budget_usd"] == 250 and limits["budget_period"] == "week"
+    assert limits["daily_requests"] == 2000 and limits["rate_per_minute"] == 60
+    assert limits["models"] == ["google/*", "openai/*"] and limits["deployments"] == []
+    assert limits["max_concurrent"] is None
+
+
+async def test_a_key_is_shown_once_and_never_again(browser: Browser, console: Gateway) -> None:
+    await console.new_team("design")
+    await browser.sign_in()
+    status, text, _ = await browser.post(f"{UI}/teams/design/keys", {"name": "laptop"})
+    assert status == 200
+    key = re.search(r'<code id="new-key">([^<]+)</code>', text)
+    assert key is not None
+    status, body, _ = await console.request(
+        "POST", f"/v1/models/{NANO}", key=key[1], json={"prompt": "x"}
+    )
+    assert status == 200, body
+    for path in (
+        f"{UI}/teams/design",
+        f"{UI}/audit",
+        f"{UI}/teams/design/usage",
+        f"{UI}/teams/design/limits",
+    ):
+        status, page_text, _ = await browser.get(path)
+        assert status == 200
+        assert key[1] not in page_text and key[1].rsplit("_", 1)[1] not in page_text
+        assert SIM_TOKEN not in page_text and ADMIN_TOKEN not in page_text
+
+
+async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    viewer = await named_admin(console, "grafana-bot", "viewer")
+    await browser.sign_in(viewer["token"])
+    for path in (
+        f"{UI}/teams",
+        f"{UI}/teams/design",
+        f"{UI}/teams/design/limits",
+        f"{UI}/admins",
+        f"{UI}/teams/design/cache",
+        f"{UI}/teams/design/unreconciled",
+    ):
+        status, text, _ = await browser.get(path)
+        assert status == 200, path
+        buttons = re.findall(r'<button type="submit"[^>]*>([^<]+)</button>', text)
+        assert buttons == ["Sign out"], (path, buttons)
+    for path, form in (
+        (f"{UI}/teams", {"team_id": "forged"}),
+        (f"{UI}/teams/design/delete", {"confirm": "design"}),
+        (f"{UI}/teams/design/keys", {"name": "x"}),
+        (f"{UI}/teams/design/limits", {"budget_usd": "1"}),
+        (f"{UI}/admins", {"name": "mallory", "role": "admin"}),
+    ):
+        status, _, _ = await browser.post(path, form)
+        assert status == 403, path
+    status, body = await console.admin("GET", "/admin/v1/teams")
+    assert [t["team_id"] for t in body["teams"]] == ["design"]
+    status, body = await console.admin("GET", "/admin/v1/audit?actor=grafana-bot")
+    assert body["entries"] == []
+
+
+async def test_revoking_the_admin_token_ends_its_session(
+    browser: Browser, console: Gateway
+) -> None:
+    alice = await named_admin(console, "alice", "admin")
+    await browser.sign_in(alice["token"])
+    status, _ = await console.admin("DELETE", f"/admin/v1/admins/{alice['token_id']}")
+    assert status == 200
+    status, _, headers = await browser.get(f"{UI}/teams")
+    assert status == 303
+    assert "reason=revoked" in headers["Location"]
+    status, _, headers = await browser.post(f"{UI}/teams", {"team_id": "late"})
+    assert status == 303
+    status, _ = await console.admin("GET", "/admin/v1/teams/late")
+    assert status == 404
+
+
+async def test_a_bootstrap_session_ends_when_the_bootstrap_token_changes(
+    gateway_factory: Any, console: Gateway, browser: Browser
+) -> None:
+    await browser.sign_in()
+    from pydantic import SecretStr
+
+    other = await gateway_factory(
+        console=True, admin_token=SecretStr("another-bootstrap-token-xyz")
+    )
+    cookies = browser.session.cookie_jar.filter_cookies(URL(console.url + UI + "/"))
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        session.cookie_jar.update_cookies(
+            {"rcg_console": cookies["rcg_console"].value}, URL(other.url + UI + "/")
+        )
+        async with session.get(other.url + f"{UI}/teams", allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert "reason=revoked" in resp.headers["Location"]
+
+
+async def test_sign_out_ends_the_session(browser: Browser) -> None:
+    await browser.sign_in()
+    cookies = browser.session.cookie_jar.filter_cookies(URL(browser.gw.url + UI + "/"))
+    value = cookies["rcg_console"].value
+    status, _, _ = await browser.post(f"{UI}/logout", {})
+    assert status == 303
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        session.cookie_jar.update_cookies({"rcg_console": value}, URL(browser.gw.url + UI + "/"))
+        async with session.get(browser.gw.url + f"{UI}/teams", allow_redirects=False) as resp:
+            assert resp.status == 303
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{UI}/static/..%2Fconsole.js",
+        f"{UI}/static/%2e%2e/render.py",
+        f"{UI}/static/%2e%2e%2frender.py",
+        f"{UI}/static/../render.py",
+        f"{UI}/static/templates%2Fbase.html",
+        f"{UI}/static/",
+        f"{UI}/teams%2Fdesign",
+    ],
+)
+async def test_path_tricks_under_the_console_find_nothing(
+    browser: Browser, console: Gateway, path: str
+) -> None:
+    await browser.sign_in()
+    async with browser.session.get(console.url + path, allow_redirects=False) as resp:
+        assert resp.status == 404, (path, resp.status)
+
+
+async def test_the_console_cookie_opens_nothing_of_the_admin_api(browser: Browser) -> None:
+    await browser.sign_in()
+    for path in ("/admin/v1/teams", f"{UI}/%2e%2e/v1/teams", f"{UI}/../v1/teams"):
+        async with browser.session.get(browser.gw.url + path, allow_redirects=False) as resp:
+            assert resp.status == 401, path
+
+
+async def test_the_static_files_are_served_from_the_package(browser: Browser) -> None:
+    for name, kind in (("htmx.min.js", "text/javascript"), ("console.css", "text/css")):
+        status, text, headers = await browser.get(f"{UI}/static/{name}")
+        assert status == 200
+        assert headers["Content-Type"].startswith(kind)
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert text
