@@ -6,17 +6,22 @@ The browser walks are in tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from yarl import URL
 
-from gateway.web.appkeys import SETTINGS
+from gateway.cli.demo import start
+from gateway.store.client import connect
+from gateway.web.appkeys import METRICS, SERVICES, SETTINGS
 from gateway.web.console.render import CSP
-from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Gateway, redis_text
+from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Gateway, Simulator, redis_text
+from tests.test_demo import _a_demo
 
 UI = "/admin/ui"
 
@@ -150,7 +155,7 @@ async def test_every_page_has_a_strict_content_security_policy(browser: Browser)
         assert headers["Content-Security-Policy"] == CSP
         assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
         assert headers["X-Frame-Options"] == "DENY"
-        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Referrer-Policy"] == "same-origin"
         assert headers["Cache-Control"] == "no-store"
         assert "<script>" not in text and " style=" not in text and "<style" not in text
         assert "https://" not in re.sub(r'placeholder="[^"]*"', "", text)  # nothing from a CDN
@@ -377,3 +382,66 @@ async def test_the_static_files_are_served_from_the_package(browser: Browser) ->
         assert headers["Content-Type"].startswith(kind)
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert text
+
+
+async def test_the_usage_page_shows_the_apis_numbers_and_metrics_agree(
+    browser: Browser, console: Gateway, simulator: Simulator
+) -> None:
+    key = await console.new_team("design", budget_usd=100)
+    status, sub, _ = await console.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "a lighthouse"}
+    )
+    assert status == 200, sub
+    for _ in range(100):
+        _, state, _ = await console.request(
+            "GET", f"/v1/requests/{sub['request_id']}/status", key=key
+        )
+        if state["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    await console.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "a lighthouse"})
+    await browser.sign_in()
+    _, text, _ = await browser.get(f"{UI}/teams/design/usage")
+    _, usage = await console.admin("GET", "/admin/v1/teams/design/usage")
+    budget = usage["budget"]
+    assert budget["settled_usd"] > 0
+    assert f"${budget['settled_usd']} settled + ${budget['reserved_usd']} reserved" in text
+    assert f"of ${budget['budget_usd']}" in text
+    totals = re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", text)
+    assert dict(totals) == {name: str(value) for name, value in usage["totals"].items()}
+    assert usage["totals"]["hit"] == 1
+    services = console.app[SERVICES]  # what the redis probe and the team gauges do, now
+    console.app[METRICS].set_teams(await services.teams.team_ids())
+    await services.quotas.export(services.teams, console.app[METRICS])
+    _, metrics, _ = await console.request("GET", "/metrics")
+    spend = re.search(r'gateway_team_spend_usd\{team="design"\} (\S+)', metrics)
+    assert spend is not None
+    assert float(spend[1]) == budget["settled_usd"]
+
+
+async def test_a_session_lasts_the_configured_time_in_redis(
+    gateway_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(console=True, console_session_seconds=600)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        browser = Browser(gw, session)
+        _, _, headers = await browser.post(f"{UI}/login", {"token": ADMIN_TOKEN}, csrf=False)
+        assert "Max-Age=600" in headers["Set-Cookie"]
+    settings = gw.app[SETTINGS]
+    client = connect(settings.redis_url)
+    try:
+        names = [n async for n in client.scan_iter(match=f"{settings.redis_namespace}:*session*")]
+        assert len(names) == 1
+        assert str(names[0]).startswith(f"{settings.redis_namespace}:v1:{{console}}:session:")
+        assert 590 <= await client.ttl(names[0]) <= 600
+    finally:
+        await client.aclose()
+
+
+def test_the_demo_turns_the_console_on_and_prints_its_url(tmp_path: Path) -> None:
+    the_demo, key = _a_demo(tmp_path)
+    text = start._announcement(the_demo, key, "valkey 9")
+    assert (
+        "The admin console (sign in with the admin token): http://127.0.0.1:18080/admin/ui/" in text
+    )
+    assert start._settings(the_demo, "127.0.0.1", 18080).console
