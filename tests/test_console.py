@@ -445,3 +445,113 @@ def test_the_demo_turns_the_console_on_and_prints_its_url(tmp_path: Path) -> Non
         "The admin console (sign in with the admin token): http://127.0.0.1:18080/admin/ui/" in text
     )
     assert start._settings(the_demo, "127.0.0.1", 18080).console
+
+
+async def test_an_admin_token_made_in_the_console_is_shown_once_and_revoked_there(
+    browser: Browser, console: Gateway
+) -> None:
+    await browser.sign_in()
+    status, text, _ = await browser.post(f"{UI}/admins", {"name": "Bad Name!", "role": "admin"})
+    assert status == 422
+    assert 'id="name-error"' in text
+    status, text, _ = await browser.post(f"{UI}/admins", {"name": "carol", "role": "viewer"})
+    assert status == 200
+    token = re.search(r'<code id="new-token">([^<]+)</code>', text)
+    assert token is not None
+    status, who, _ = await console.request("GET", "/admin/v1/whoami", key=token[1])
+    assert status == 200 and who == {"name": "carol", "role": "viewer", "token_id": who["token_id"]}
+    _, listing, _ = await browser.get(f"{UI}/admins")
+    assert token[1] not in listing and who["token_id"] in listing
+    status, text, _ = await browser.post(f"{UI}/admins/{who['token_id']}/revoke", {})
+    assert status == 200
+    assert f"Admin token {who['token_id']} revoked." in text
+    status, _, _ = await console.request("GET", "/admin/v1/whoami", key=token[1])
+    assert status == 401
+
+
+async def test_a_cache_purge_from_the_console_is_the_apis(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design")
+    for _ in range(2):
+        status, body, _ = await console.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "same"}
+        )
+        assert status == 200, body
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/cache")
+    assert status == 200
+    status, text, _ = await browser.post(f"{UI}/teams/design/cache", {"scope": "model"})
+    assert status == 422 and "Name the model to purge." in text
+    status, text, _ = await browser.post(
+        f"{UI}/teams/design/cache", {"scope": "model", "model": NANO}
+    )
+    assert status == 200, text
+    assert re.search(rf"Purged \d+ cached results of {NANO}\.", text)
+    status, text, _ = await browser.post(f"{UI}/teams/design/cache", {"scope": "team"})
+    assert "Purged 0 cached results of the team." in text
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
+    targets = [e["target"] for e in audit["entries"]]
+    assert targets == ["team/design/cache", f"team/design/cache/model/{NANO}"]
+
+
+async def test_the_estimate_preview_is_the_apis_estimate(
+    browser: Browser, console: Gateway
+) -> None:
+    viewer = await named_admin(console, "auditor", "viewer")
+    await browser.sign_in(viewer["token"])
+    form = {"model_id": NANO, "request_body": '{"prompt": "x"}'}
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", form)
+    assert status == 200, text
+    _, estimate = await console.admin(
+        "POST", "/admin/v1/pricing/estimate", {"model_id": NANO, "body": {"prompt": "x"}}
+    )
+    assert f"${estimate['micro'] / 1_000_000:.6f}" in text
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", {**form, "request_body": "["})
+    assert status == 422 and "The request body is not a JSON object." in text
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", {**form, "model_id": "a b"})
+    assert status == 422 and 'id="model_id-error"' in text
+
+
+async def test_an_unreconciled_submit_is_resolved_from_the_console(
+    gateway_factory: Any, simulator: Simulator
+) -> None:
+    gw = await gateway_factory(console=True, upstream_submit_timeout=0.3)
+    key = await gw.new_team("design", budget_usd=1)
+    await simulator.fault(route="model.submit", action="delay", delay=0.8, after=True)
+    status, _, _ = await gw.request("POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"})
+    assert status == 504
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        browser = Browser(gw, session)
+        await browser.sign_in()
+        _, text, _ = await browser.get(f"{UI}/teams/design/unreconciled")
+        _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
+        [entry] = ledger["jobs"]
+        assert entry["job_id"] in text and "1 unreconciled" in text
+        path = f"{UI}/teams/design/unreconciled/{entry['job_id']}"
+        status, text, _ = await browser.post(path, {"outcome": "maybe"})
+        assert status == 422
+        status, text, _ = await browser.post(path, {"outcome": "refunded"})
+        assert status == 200, text
+        assert f"Job {entry['job_id']} refunded" in text and "0 unreconciled" in text
+    _, audit = await gw.admin("GET", "/admin/v1/audit?action=unreconciled.resolve")
+    assert [e["actor"] for e in audit["entries"]] == ["bootstrap"]
+
+
+async def test_a_team_is_deleted_only_once_its_id_is_typed(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/delete")
+    assert status == 200 and "Type" in text
+    status, text, _ = await browser.post(f"{UI}/teams/design/delete", {"confirm": "desig"})
+    assert status == 422
+    status, _ = await console.admin("GET", "/admin/v1/teams/design")
+    assert status == 200
+    status, text, _ = await browser.post(f"{UI}/teams/design/delete", {"confirm": "design"})
+    assert status == 200 and "Team design deleted" in text
+    status, _ = await console.admin("GET", "/admin/v1/teams/design")
+    assert status == 404
+    status, text, _ = await browser.get(f"{UI}/teams/design")
+    assert status == 404 and 'id="error-message"' in text

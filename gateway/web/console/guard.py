@@ -28,7 +28,7 @@ from multidict import MultiDict, MultiDictProxy
 from gateway.access.admins import BOOTSTRAP
 from gateway.common.errors import GatewayError, NotFound
 from gateway.upstream.urls import public_base
-from gateway.web.appkeys import ADMINS, SETTINGS
+from gateway.web.appkeys import ADMIN_ACTOR, ADMINS, SETTINGS
 from gateway.web.console.api import AdminApi, allowed
 from gateway.web.console.render import PREFIX, SECURITY_HEADERS, html, redirect
 from gateway.web.console.sessions import COOKIE, Session, SessionStore, digest
@@ -124,31 +124,43 @@ def page(
     nothing (``change=False``: signing out) is open to viewers too."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        sessions = request.app[CONSOLE_SESSIONS]
-        session_id = request.cookies.get(COOKIE, "")
-        session = await sessions.find(session_id)
-        if session is None:
-            return to_sign_in(request)
-        if not await still_valid(request, session):
-            await sessions.end(session_id)
-            return to_sign_in(request, "revoked")
-        ctx = Ctx(request, session, session_id, AdminApi(request, session.actor))
-        if request.method == "POST":
-            if (request.content_length or 0) > MAX_FORM_BYTES:
-                return refused(request, 413, "The form is too large.")
-            if not same_origin(request):
-                return refused(request, 403, "The form came from another site.")
-            posted = await request.post()
-            texts = ((k, v) for k, v in posted.items() if isinstance(v, str))
-            ctx.form = MultiDictProxy(MultiDict(texts))
-            token = ctx.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
-            if not session.csrf_matches(str(token) if token else None):
-                return refused(request, 403, "The form is out of date: reload the page.")
-            if change and not session.actor.is_admin:
-                return refused(request, 403, "A viewer may not change anything.")
+        try:
+            ctx = await _checked(request, change)
+        except GatewayError as exc:  # Redis unreachable, say: a page, not JSON
+            return refused(request, exc.status, exc.message)
+        if isinstance(ctx, web.Response):
+            return ctx
         try:
             return await handler(ctx)
         except GatewayError as exc:
             return ctx.page("error.html", exc.status, message=exc.message, detail=exc.detail)
 
     return guarded
+
+
+async def _checked(request: web.Request, change: bool) -> Ctx | web.Response:
+    """The request's :class:`Ctx` once every check holds, else the answer refusing it."""
+    sessions = request.app[CONSOLE_SESSIONS]
+    session_id = request.cookies.get(COOKIE, "")
+    session = await sessions.find(session_id)
+    if session is None:
+        return to_sign_in(request)
+    if not await still_valid(request, session):
+        await sessions.end(session_id)
+        return to_sign_in(request, "revoked")
+    request[ADMIN_ACTOR] = session.actor  # for the access log, as for an admin API call
+    ctx = Ctx(request, session, session_id, AdminApi(request, session.actor))
+    if request.method != "POST":
+        return ctx
+    if (request.content_length or 0) > MAX_FORM_BYTES:
+        return refused(request, 413, "The form is too large.")
+    if not same_origin(request):
+        return refused(request, 403, "The form came from another site.")
+    posted = await request.post()
+    ctx.form = MultiDictProxy(MultiDict((k, v) for k, v in posted.items() if isinstance(v, str)))
+    token = ctx.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
+    if not session.csrf_matches(str(token) if token else None):
+        return refused(request, 403, "The form is out of date: reload the page.")
+    if change and not session.actor.is_admin:
+        return refused(request, 403, "A viewer may not change anything.")
+    return ctx

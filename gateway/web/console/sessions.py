@@ -1,12 +1,12 @@
 """Console sign-ins: a random session id in a cookie, its record in Redis under its hash.
 
-The cookie holds 256 random bits and nothing else: no token, no name. Redis keeps the record
-under the SHA-256 of that id (``<ns>:v1:{console}:session:<sha256>``, a hash tag of its own:
-sessions belong to no team), so a copy of Redis gives nobody a usable cookie. The record names
-the admin token that signed in, by id (the bootstrap token by a digest of its value), and is
-re-checked on every request (:func:`gateway.web.console.guard`): revoking that token, or
-changing ``GATEWAY_ADMIN_TOKEN``, ends the session on its next request on every replica. Redis
-expires the record; a sign-out deletes it.
+The cookie holds 256 random bits and nothing else: no token, no name. Redis keeps the record,
+a JSON string, under the SHA-256 of that id (``<ns>:v1:{console}:session:<sha256>``, a hash
+tag of its own: sessions belong to no team), so a copy of Redis gives nobody a usable cookie.
+The record names the admin token that signed in, by id (the bootstrap token by a digest of its
+value), and is re-checked on every request (:func:`gateway.web.console.guard.page`): revoking
+that token, or changing ``GATEWAY_ADMIN_TOKEN``, ends the session on its next request on every
+replica. Redis expires the record; a sign-out deletes it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import cast
 
 from gateway.access.admins import AdminActor, AdminRole
+from gateway.common.jsonutil import dumps, loads
 from gateway.store.client import Store
 from gateway.store.layout import Layout
 
@@ -69,31 +70,27 @@ class SessionStore:
             csrf=secrets.token_urlsafe(SESSION_ID_BYTES),
             bootstrap_digest=bootstrap_digest,
         )
-        key = self._key(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={k: str(v) for k, v in asdict(session).items()})
-            pipe.expire(key, self.lifetime_seconds)
-            await pipe.execute()
+        # one command, so a session never exists without its expiry
+        await self._redis.set(
+            self._key(session_id), dumps(asdict(session)), ex=self.lifetime_seconds
+        )
         return session_id, session
 
     async def find(self, session_id: str | None) -> Session | None:
         """The live session of a cookie's value, or None (unknown, expired or malformed)."""
         if not session_id or len(session_id) > 128:
             return None
-        record = await self._redis.hgetall(self._key(session_id))
-        if not record:
+        record = await self._redis.get(self._key(session_id))
+        if record is None:
             return None
-        values = {str(k): str(v) for k, v in dict(record).items()}
-        try:
-            return Session(
-                name=values["name"],
-                role=cast(AdminRole, values["role"]),
-                token_id=values["token_id"],
-                csrf=values["csrf"],
-                bootstrap_digest=values.get("bootstrap_digest", ""),
-            )
-        except KeyError:
-            return None  # a record cut short (expired between fields): no session
+        values = loads(record)
+        return Session(
+            name=str(values["name"]),
+            role=cast(AdminRole, values["role"]),
+            token_id=str(values["token_id"]),
+            csrf=str(values["csrf"]),
+            bootstrap_digest=str(values["bootstrap_digest"]),
+        )
 
     async def end(self, session_id: str) -> None:
         await self._redis.delete(self._key(session_id))
