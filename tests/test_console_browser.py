@@ -314,6 +314,8 @@ def test_an_admins_day_from_sign_in_to_the_audit_log(page: Page, served: Served)
     page.screenshot("audit")
     page.open(f"{UI}/teams/design")
     page.screenshot("team-phone", width=390)
+    page.open(f"{UI}/teams")
+    page.screenshot("teams")
     assert page.csp_violations() == []
     assert key not in page.driver.page_source and SIM_TOKEN not in page.driver.page_source
 
@@ -337,6 +339,7 @@ def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_refused(
         assert buttons == ["Sign out"], (path, buttons)
     page.open(f"{UI}/teams/viewed/limits")
     assert page.field("Budget (USD per period)").get_attribute("readonly") is not None
+    page.screenshot("limits-viewer")
     csrf = page.driver.find_element(By.CSS_SELECTOR, 'meta[name="csrf-token"]')
     page.driver.execute_script(
         """
