@@ -7,6 +7,7 @@ The browser walks are in tests/test_console_browser.py.
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -555,3 +556,51 @@ async def test_a_team_is_deleted_only_once_its_id_is_typed(
     assert status == 404
     status, text, _ = await browser.get(f"{UI}/teams/design")
     assert status == 404 and 'id="error-message"' in text
+
+
+async def test_a_models_price_override_is_set_checked_and_cleared_in_the_console(
+    browser: Browser, console: Gateway
+) -> None:
+    await browser.sign_in()
+    status, _, headers = await browser.get(f"{UI}/pricing/model?model_id={NANO}")
+    assert status == 303 and headers["Location"] == f"{UI}/pricing/models/{NANO}"
+    path = f"{UI}/pricing/models/{NANO}"
+    wrong = '{"rules": [{"param": "resolution", "equals": "8K", "multiplier": 2}]}'
+    status, text, _ = await browser.post(path, {"override": wrong})
+    assert status == 422, text
+    _, api_answer = await console.admin(
+        "PUT",
+        f"/admin/v1/pricing/models/{NANO}",
+        {"rules": [{"param": "resolution", "equals": "8K", "multiplier": 2}]},
+    )
+    for item in api_answer["detail"]:
+        assert item["msg"] in html.unescape(text)  # the API's own words
+    right = '{"rules": [{"param": "resolution", "equals": "4K", "unit_price_usd": 0.3}]}'
+    status, text, _ = await browser.post(path, {"override": right})
+    assert status == 200 and "Override saved." in text
+    _, book = await console.admin("GET", "/admin/v1/pricing")
+    assert book["models"][NANO]["rules"][0]["unit_price_usd"] == 0.3
+    status, text, _ = await browser.post(f"{UI}/pricing/clear/{NANO}", {})
+    assert status == 200 and "Override cleared" in text
+    _, book = await console.admin("GET", "/admin/v1/pricing")
+    assert NANO not in book["models"]
+    _, audit = await console.admin("GET", "/admin/v1/audit?target=pricing/")
+    assert [e["action"] for e in audit["entries"]] == ["pricing.clear_model", "pricing.set_model"]
+
+
+async def test_one_cached_result_is_purged_by_its_key_after_a_confirmation(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design")
+    _, _, headers = await console.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "one"}
+    )
+    cache_key = headers["X-Gateway-Cache-Key"]
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/cache/entry?cache_key={cache_key}")
+    assert status == 200 and cache_key in text
+    status, text, _ = await browser.post(f"{UI}/teams/design/cache/entry/{cache_key}", {})
+    assert status == 200, text
+    assert f"cached result {cache_key}" in text
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
+    assert [e["target"] for e in audit["entries"]] == [f"team/design/cache/entry/{cache_key}"]

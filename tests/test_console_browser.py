@@ -316,6 +316,19 @@ def test_an_admins_day_from_sign_in_to_the_audit_log(page: Page, served: Served)
     page.screenshot("team-phone", width=390)
     page.open(f"{UI}/teams")
     page.screenshot("teams")
+    page.open(f"{UI}/pricing")
+    page.fill("Model id", NANO)
+    page.click("Estimate")
+    page.wait(lambda d: d.find_elements(By.ID, "estimate-result"), "the estimate")
+    page.fill("Model to show or edit", NANO)
+    page.click("Edit")
+    page.wait_text(f"Price of {NANO}")
+    page.fill(
+        "Override (JSON)", '{"rules": [{"param": "resolution", "equals": "8K", "multiplier": 2}]}'
+    )
+    page.click("Save override")
+    page.wait_text("'8K' is not")
+    page.screenshot("pricing-refused")
     assert page.csp_violations() == []
     assert key not in page.driver.page_source and SIM_TOKEN not in page.driver.page_source
 

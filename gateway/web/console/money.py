@@ -6,8 +6,10 @@ the CLI prints and ``/metrics`` exports; the charts draw those numbers and nothi
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -16,7 +18,8 @@ from gateway.common.jsonutil import parse_json_object
 from gateway.web.console.charts import bar_chart, burn
 from gateway.web.console.forms import Outcome, listed, refusal, text
 from gateway.web.console.guard import Ctx
-from gateway.web.console.render import PREFIX
+from gateway.web.console.render import PREFIX, redirect
+from gateway.web.routes.shared import MODEL_ID_RE
 
 LIMIT_FIELDS = (
     "rate_per_minute",
@@ -197,3 +200,78 @@ async def estimate(ctx: Ctx) -> web.StreamResponse:
     except ClientError as exc:
         return await _pricing(ctx, refusal(exc), exc.status, shown=shown)
     return await _pricing(ctx, estimate=answer, shown=shown)
+
+
+def _override_text(book: dict[str, Any], model_id: str) -> str:
+    current = book["models"].get(model_id)
+    return json.dumps(current, indent=2) if current else ""
+
+
+async def choose_model(ctx: Ctx) -> web.StreamResponse:
+    """From the pricing page's model field to that model's page."""
+    model_id = ctx.request.query.get("model_id", "").strip()
+    if not MODEL_ID_RE.fullmatch(model_id):
+        error = Outcome(error=f"{model_id!r} is not a RunComfy model id.")
+        return await _pricing(ctx, error, 422)
+    return redirect(f"{PREFIX}/pricing/models/{quote(model_id)}")
+
+
+async def _model_price(
+    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, **values: Any
+) -> web.Response:
+    model_id = ctx.request.match_info["model_id"]
+    book = await ctx.api.call("getPriceBook")
+    defaults: dict[str, Any] = {"estimate": None, "override": _override_text(book, model_id)}
+    return ctx.page(
+        "model_price.html",
+        status,
+        url=f"{PREFIX}/pricing/models/{quote(model_id)}",
+        model_id=model_id,
+        current=book["models"].get(model_id),
+        outcome=outcome or Outcome(),
+        **{**defaults, **values},
+    )
+
+
+async def model_price_page(ctx: Ctx) -> web.StreamResponse:
+    return await _model_price(ctx)
+
+
+async def set_model_price(ctx: Ctx) -> web.StreamResponse:
+    """Replace the model's override with the form's JSON, checked by the API against the
+    model's catalog entry."""
+    raw = text(ctx.form, "override") or ""
+    try:
+        body = parse_json_object(raw.encode())
+        await ctx.api.call("setModelPrice", body=body)
+    except ClientError as exc:
+        return await _model_price(ctx, refusal(exc), exc.status, override=raw)
+    return await _model_price(ctx, Outcome(message="Override saved."))
+
+
+async def clear_model_price(ctx: Ctx) -> web.StreamResponse:
+    try:
+        await ctx.api.call("clearModelPrice")
+    except ClientError as exc:
+        return await _model_price(ctx, refusal(exc), exc.status)
+    return await _model_price(ctx, Outcome(message="Override cleared: the catalog price applies."))
+
+
+async def choose_cache_entry(ctx: Ctx) -> web.StreamResponse:
+    """Confirm purging one cached result of the team (by its ``X-Gateway-Cache-Key``)."""
+    team = await ctx.api.call("getTeam")
+    cache_key = ctx.request.query.get("cache_key", "").strip()
+    if not cache_key or "/" in cache_key:
+        return await _cache(ctx, Outcome(error="Give the cache key to purge."), 422)
+    return ctx.page(
+        "purge_confirm.html",
+        team=team,
+        what=f"the cached result {cache_key}",
+        action=f"{PREFIX}/teams/{team['team_id']}/cache/entry/{quote(cache_key)}",
+    )
+
+
+async def purge_cache_entry(ctx: Ctx) -> web.StreamResponse:
+    purged = await ctx.api.call("purgeCacheEntry")
+    key = ctx.request.match_info["cache_key"]
+    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached result {key}."))
