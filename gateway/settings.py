@@ -102,6 +102,19 @@ class Settings(BaseSettings):
         default="",
         description="Address of the `GATEWAY_METRICS_PORT` listener. Empty: `GATEWAY_HOST`.",
     )
+    console: bool = Field(
+        default=False,
+        description="Serve the admin console (docs/console.md) under `/admin/ui/` on "
+        "`GATEWAY_PORT`. Off: nothing is served there (404). It signs in with an admin token and "
+        "can do no more than that token can over `/admin/v1/`.",
+    )
+    console_session_seconds: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long an admin console sign-in lasts; it ends sooner at sign-out or "
+        "when its admin token is revoked.",
+    )
     request_ttl_seconds: int = Field(
         default=7 * 24 * 3600,
         ge=60,

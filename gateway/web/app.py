@@ -56,6 +56,7 @@ from gateway.web.appkeys import (
     WORKER,
     Lifecycle,
 )
+from gateway.web.console import setup_console
 from gateway.web.middlewares.bodies import setup_bodies
 from gateway.web.middlewares.errors import setup_errors
 from gateway.web.middlewares.request_context import setup_request_context
@@ -385,4 +386,6 @@ def create_app(settings: Settings, *, clock_offset_seconds: float = 0.0) -> web.
     )
     app.on_shutdown.append(_on_shutdown)
     setup_routes(app, with_metrics=not separate_metrics)
+    if settings.console:
+        setup_console(app)
     return app

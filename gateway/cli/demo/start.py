@@ -84,6 +84,7 @@ def _settings(demo: Demo, host: str, port: int) -> Settings:
         port=port,
         log_format="console",
         log_level="warning",
+        console=True,  # the admin console, signed in with the admin token printed
     )
 
 
@@ -137,6 +138,7 @@ def _announcement(demo: Demo, demo_key: credentials.DemoKey, redis_text: str) ->
         f"  export {url_variable}={base} {token_variable}={shlex.quote(demo.admin_token)} "
         f"KEY={demo_key.key}\n"
         f"  {_program()} admin teams list\n"
+        f"\nThe admin console (sign in with the admin token): {base}/admin/ui/\n"
         "\nCtrl-C stops it.\n"
     )
 

@@ -1,0 +1,277 @@
+"""Console pages of a team's limits, usage and spend, cache, unreconciled ledger; and prices.
+
+Every number shown is the admin API's own answer (``getUsage``, ``getLimits``, ...), the same
+the CLI prints and ``/metrics`` exports; the charts draw those numbers and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gateway.common.errors import ClientError, ValidationFailed
+from gateway.common.jsonutil import parse_json_object
+from gateway.web.console.charts import bar_chart, burn
+from gateway.web.console.forms import Outcome, listed, refusal, text
+from gateway.web.console.guard import Ctx
+from gateway.web.console.render import PREFIX, redirect
+from gateway.web.routes.shared import MODEL_ID_RE
+
+LIMIT_FIELDS = (
+    "rate_per_minute",
+    "rate_burst",
+    "daily_requests",
+    "budget_usd",
+    "max_request_usd",
+    "max_concurrent",
+    "max_queue",
+    "alert_webhook",
+)
+
+
+def _team_url(ctx: Ctx, leaf: str) -> str:
+    return f"{PREFIX}/teams/{ctx.request.match_info['team_id']}/{leaf}"
+
+
+async def _limits(
+    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, shown: Any = None
+) -> web.Response:
+    team = await ctx.api.call("getTeam")
+    limits = await ctx.api.call("getLimits")
+    return ctx.page(
+        "limits.html",
+        status,
+        url=_team_url(ctx, "limits"),
+        team=team,
+        tab="limits",
+        limits=limits,
+        shown=shown if shown is not None else _as_form(limits),
+        outcome=outcome or Outcome(),
+        periods=("day", "week", "month"),
+    )
+
+
+def _as_form(limits: dict[str, Any]) -> dict[str, str]:
+    """The limits as the form's text fields."""
+    shown = {name: "" if limits[name] is None else str(limits[name]) for name in LIMIT_FIELDS}
+    shown["budget_period"] = limits["budget_period"]
+    shown["models"] = ", ".join(limits["models"]) if limits["models"] is not None else ""
+    shown["deployments"] = ", ".join(limits["deployments"])
+    return shown
+
+
+async def limits_page(ctx: Ctx) -> web.StreamResponse:
+    return await _limits(ctx)
+
+
+async def set_limits(ctx: Ctx) -> web.StreamResponse:
+    """Replace the team's limits with the form's; per-key limits are kept as they are."""
+    current = await ctx.api.call("getLimits")
+    body: dict[str, Any] = {name: text(ctx.form, name) for name in LIMIT_FIELDS}
+    body = {name: value for name, value in body.items() if value is not None}
+    body["budget_period"] = text(ctx.form, "budget_period")
+    body["models"] = listed(ctx.form, "models")
+    body["deployments"] = listed(ctx.form, "deployments") or []
+    body["keys"] = current["keys"]
+    try:
+        await ctx.api.call("setLimits", body=body)
+    except ClientError as exc:
+        shown = {name: str(ctx.form.get(name, "")) for name in (*LIMIT_FIELDS, "models")}
+        shown["budget_period"] = str(ctx.form.get("budget_period", ""))
+        shown["deployments"] = str(ctx.form.get("deployments", ""))
+        return await _limits(ctx, refusal(exc), exc.status, shown)
+    return await _limits(ctx, Outcome(message="Limits saved; they apply to the next request."))
+
+
+async def usage_page(ctx: Ctx) -> web.StreamResponse:
+    query = {k: v for k in ("from", "to") if (v := ctx.request.query.get(k, "").strip())}
+    team = await ctx.api.call("getTeam")
+    usage = await ctx.api.call("getUsage", query=query)
+    days = usage["by_day"]
+    return ctx.page(
+        "usage.html",
+        team=team,
+        tab="usage",
+        usage=usage,
+        query=query,
+        requests_chart=bar_chart([(d["day"][5:], d.get("requests", 0)) for d in days]),
+        spend_chart=bar_chart([(d["day"][5:], d.get("spend_usd", 0)) for d in days], "$"),
+        burn=burn(usage["budget"], datetime.now(UTC)),
+    )
+
+
+async def _cache(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
+    team = await ctx.api.call("getTeam")
+    usage = await ctx.api.call("getUsage")
+    return ctx.page(
+        "cache.html",
+        status,
+        url=_team_url(ctx, "cache"),
+        team=team,
+        tab="cache",
+        usage=usage,
+        outcome=outcome or Outcome(),
+    )
+
+
+async def cache_page(ctx: Ctx) -> web.StreamResponse:
+    return await _cache(ctx)
+
+
+async def purge_cache(ctx: Ctx) -> web.StreamResponse:
+    """Purge the team's cached results: all of them, or one model's."""
+    model = text(ctx.form, "model")
+    if ctx.form.get("scope") == "model" and model is None:
+        return await _cache(ctx, Outcome(error="Name the model to purge."), 422)
+    query = {"model": model} if ctx.form.get("scope") == "model" and model else None
+    try:
+        purged = await ctx.api.call("purgeTeamCache", query=query)
+    except ClientError as exc:
+        return await _cache(ctx, refusal(exc), exc.status)
+    what = f"of {model}" if query else "of the team"
+    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached results {what}."))
+
+
+async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
+    team = await ctx.api.call("getTeam")
+    ledger = await ctx.api.call("listUnreconciled")
+    return ctx.page(
+        "unreconciled.html",
+        status,
+        url=_team_url(ctx, "unreconciled"),
+        team=team,
+        tab="unreconciled",
+        jobs=ledger["jobs"],
+        outcome=outcome or Outcome(),
+    )
+
+
+async def ledger_page(ctx: Ctx) -> web.StreamResponse:
+    return await _ledger(ctx)
+
+
+async def resolve(ctx: Ctx) -> web.StreamResponse:
+    body: dict[str, Any] = {"outcome": text(ctx.form, "outcome")}
+    if (cost := text(ctx.form, "cost_usd")) is not None:
+        body["cost_usd"] = cost
+    try:
+        done = await ctx.api.call("resolveUnreconciled", body=body)
+    except ClientError as exc:
+        return await _ledger(ctx, refusal(exc), exc.status)
+    message = f"Job {done['job_id']} {done['outcome']}: ${done['settled_usd']} settled."
+    return await _ledger(ctx, Outcome(message=message))
+
+
+async def _pricing(
+    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, **values: Any
+) -> web.Response:
+    book = await ctx.api.call("getPriceBook")
+    defaults: dict[str, Any] = {"estimate": None, "shown": {}}
+    return ctx.page(
+        "pricing.html",
+        status,
+        url=f"{PREFIX}/pricing",
+        book=book,
+        outcome=outcome or Outcome(),
+        **{**defaults, **values},
+    )
+
+
+async def pricing_page(ctx: Ctx) -> web.StreamResponse:
+    return await _pricing(ctx)
+
+
+async def estimate(ctx: Ctx) -> web.StreamResponse:
+    """What a request would reserve, by the API's own estimate (changes nothing)."""
+    shown = {name: str(ctx.form.get(name, "")) for name in ("model_id", "request_body")}
+    try:
+        raw = text(ctx.form, "request_body")
+        request_body = parse_json_object(raw.encode()) if raw else {}
+    except ClientError as exc:
+        error = ValidationFailed("The request body is not a JSON object.", detail=exc.message)
+        return await _pricing(ctx, refusal(error), 422, shown=shown)
+    query = {"model_id": text(ctx.form, "model_id"), "body": request_body}
+    try:
+        answer = await ctx.api.call("estimate", body=query)
+    except ClientError as exc:
+        return await _pricing(ctx, refusal(exc), exc.status, shown=shown)
+    return await _pricing(ctx, estimate=answer, shown=shown)
+
+
+def _override_text(book: dict[str, Any], model_id: str) -> str:
+    current = book["models"].get(model_id)
+    return json.dumps(current, indent=2) if current else ""
+
+
+async def choose_model(ctx: Ctx) -> web.StreamResponse:
+    """From the pricing page's model field to that model's page."""
+    model_id = ctx.request.query.get("model_id", "").strip()
+    if not MODEL_ID_RE.fullmatch(model_id):
+        error = Outcome(error=f"{model_id!r} is not a RunComfy model id.")
+        return await _pricing(ctx, error, 422)
+    return redirect(f"{PREFIX}/pricing/models/{quote(model_id)}")
+
+
+async def _model_price(
+    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, **values: Any
+) -> web.Response:
+    model_id = ctx.request.match_info["model_id"]
+    book = await ctx.api.call("getPriceBook")
+    defaults: dict[str, Any] = {"estimate": None, "override": _override_text(book, model_id)}
+    return ctx.page(
+        "model_price.html",
+        status,
+        url=f"{PREFIX}/pricing/models/{quote(model_id)}",
+        model_id=model_id,
+        current=book["models"].get(model_id),
+        outcome=outcome or Outcome(),
+        **{**defaults, **values},
+    )
+
+
+async def model_price_page(ctx: Ctx) -> web.StreamResponse:
+    return await _model_price(ctx)
+
+
+async def set_model_price(ctx: Ctx) -> web.StreamResponse:
+    """Replace the model's override with the form's JSON, checked by the API against the
+    model's catalog entry."""
+    raw = text(ctx.form, "override") or ""
+    try:
+        body = parse_json_object(raw.encode())
+        await ctx.api.call("setModelPrice", body=body)
+    except ClientError as exc:
+        return await _model_price(ctx, refusal(exc), exc.status, override=raw)
+    return await _model_price(ctx, Outcome(message="Override saved."))
+
+
+async def clear_model_price(ctx: Ctx) -> web.StreamResponse:
+    try:
+        await ctx.api.call("clearModelPrice")
+    except ClientError as exc:
+        return await _model_price(ctx, refusal(exc), exc.status)
+    return await _model_price(ctx, Outcome(message="Override cleared: the catalog price applies."))
+
+
+async def choose_cache_entry(ctx: Ctx) -> web.StreamResponse:
+    """Confirm purging one cached result of the team (by its ``X-Gateway-Cache-Key``)."""
+    team = await ctx.api.call("getTeam")
+    cache_key = ctx.request.query.get("cache_key", "").strip()
+    if not cache_key or "/" in cache_key:
+        return await _cache(ctx, Outcome(error="Give the cache key to purge."), 422)
+    return ctx.page(
+        "purge_confirm.html",
+        team=team,
+        what=f"the cached result {cache_key}",
+        action=f"{PREFIX}/teams/{team['team_id']}/cache/entry/{quote(cache_key)}",
+    )
+
+
+async def purge_cache_entry(ctx: Ctx) -> web.StreamResponse:
+    purged = await ctx.api.call("purgeCacheEntry")
+    key = ctx.request.match_info["cache_key"]
+    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached result {key}."))
