@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from gateway.jobs.gate import Outcome
 from gateway.jobs.job import JobState
+from gateway.jobs.poller import Poller, PollerConfig, start_offsets
+from gateway.jobs.submit import SubmitAnswer
+from gateway.money.amounts import usd_to_micro
 from gateway.upstream.apis import Api
 from tests.conftest import Simulator
 from tests.job_services import BASE, JobServices, job_services
@@ -98,3 +103,150 @@ async def _await_state(world: JobServices, shard: str, jid: str) -> JobState:
             return job.state
         await asyncio.sleep(0.05)
     raise AssertionError("the queued job never left the queue")
+
+
+# --- the poller loop: few polls at a time, spread over the tick ----------------------------------
+
+
+def test_the_polls_of_a_claim_start_evenly_over_the_tick() -> None:
+    assert start_offsets(4, 0.2) == pytest.approx([0.0, 0.05, 0.1, 0.15])
+    assert start_offsets(1, 0.2) == [0.0]
+    assert start_offsets(0, 0.2) == []
+    assert start_offsets(3, -0.1) == [0.0, 0.0, 0.0]  # the claim took the whole tick: no wait
+
+
+def test_the_poller_claims_often_enough_that_a_due_job_waits_at_most_two_ticks() -> None:
+    config = PollerConfig(interval=2.0, max_interval=30.0, lease=30.0, batch=64, concurrency=64)
+    assert config.tick == 0.05  # 20 claims a second, each at most 64 jobs: 1,280 polls a second
+    assert PollerConfig(0.05, 30.0, 2.0, 4, 4).tick == 0.0125  # a quarter of a short interval
+
+
+@dataclass
+class Watch:
+    """What a poller did, in the order the event loop did it: the size of each claim, and for
+    each poll started the loop's turn and how many polls were then in flight."""
+
+    claims: list[int] = field(default_factory=list)
+    starts: list[tuple[int, int]] = field(default_factory=list)  # (loop turn, polls in flight)
+    turn: int = 0
+    in_flight: int = 0
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # a poll has started
+
+    @contextlib.contextmanager
+    def on(self, world: JobServices) -> Iterator[None]:
+        """Count the claims and polls of ``world``'s poller while the block runs."""
+        schedule, poller = world.services.schedule, world.services.poller
+        claim_due, poll_once = schedule.claim_due, poller.poll_once
+
+        async def claimed(lease: float, batch: int) -> list[tuple[str, str]]:
+            jobs = await claim_due(lease, batch)
+            if jobs:
+                self.claims.append(len(jobs))
+            return jobs
+
+        async def polled(shard: str, jid: str) -> None:
+            self.in_flight += 1
+            self.starts.append((self.turn, self.in_flight))
+            self.started.set()
+            try:
+                await poll_once(shard, jid)
+            finally:
+                self.in_flight -= 1
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(schedule, "claim_due", claimed)
+            patch.setattr(poller, "poll_once", polled)
+            yield
+
+    async def count_turns(self) -> None:
+        while True:
+            self.turn += 1
+            await asyncio.sleep(0)
+
+
+async def _run_until_ended(
+    pollers: list[Poller], world: JobServices, answers: list[SubmitAnswer]
+) -> None:
+    """Run ``pollers`` (as replicas do) until every job of ``answers`` has ended."""
+    stopping = asyncio.Event()
+    runs = [asyncio.create_task(poller.run(stopping)) for poller in pollers]
+    try:
+        for answer in answers:
+            await _ended(world, answer)
+    finally:
+        stopping.set()
+        await asyncio.gather(*runs)
+        for poller in pollers:
+            await poller.stop()
+
+
+async def _ended(world: JobServices, answer: SubmitAnswer) -> None:
+    for _ in range(400):
+        if (await world.job(answer)).terminal:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {answer.record.job_id} never ended")
+
+
+async def test_a_burst_of_jobs_is_polled_a_few_at_a_time_never_started_together(
+    redis_url: str, namespace: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    async with job_services(
+        redis_url, namespace, simulator.url, tmp_path, poll_concurrency=4
+    ) as world:
+        cred = await world.team("design", max_concurrent=100)
+        answers = [await world.submit(cred, f"fox {i}") for i in range(24)]
+        watch = Watch()
+        ticker = asyncio.create_task(watch.count_turns())
+        with watch.on(world):
+            await _run_until_ended([world.services.poller], world, answers)
+        ticker.cancel()
+        assert {(await world.job(a)).state for a in answers} == {JobState.SUCCEEDED}
+        assert max(watch.claims) <= 4  # GATEWAY_POLL_CONCURRENCY jobs a claim at most
+        assert max(in_flight for _, in_flight in watch.starts) <= 4
+        turns = [turn for turn, _ in watch.starts]
+        assert len(set(turns)) == len(turns)  # requests get a turn between any two starts
+        assert await simulator.count("model.result") == 24  # each job ended by one poll
+
+
+async def test_two_replicas_polling_the_same_jobs_settle_each_once(
+    redis_url: str, namespace: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    async with (
+        job_services(redis_url, namespace, simulator.url, tmp_path) as one,
+        job_services(redis_url, namespace, simulator.url, tmp_path) as other,
+    ):
+        cred = await one.team("design", max_concurrent=100)
+        answers = [await one.submit(cred, f"fox {i}") for i in range(40)]
+        watches = Watch(), Watch()
+        with watches[0].on(one), watches[1].on(other):
+            await _run_until_ended([one.services.poller, other.services.poller], one, answers)
+        assert {(await one.job(a)).state for a in answers} == {JobState.SUCCEEDED}
+        assert await simulator.count("model.result") == 40  # no job polled by both at once
+        polls = len(watches[0].starts) + len(watches[1].starts)
+        assert polls >= await simulator.count("model.status")  # a poll asks once, or not at all
+        ledger = await simulator.ledger()
+        budget = await one.services.quotas.budget(answers[0].principal.slot)
+        assert usd_to_micro(budget["settled_usd"]) == ledger["charged_micro"] > 0
+        assert budget["reserved_usd"] == 0
+
+
+async def test_a_stopping_poller_hands_back_the_jobs_it_claimed_and_had_not_started(
+    world: JobServices, simulator: Simulator
+) -> None:
+    await simulator.configure(queue_seconds=0.0, run_seconds=30.0)
+    cred = await world.team("design", max_concurrent=100)
+    for i in range(6):
+        await world.submit(cred, f"fox {i}")
+    watch, stopping = Watch(), asyncio.Event()
+    with watch.on(world):
+        poller, schedule = world.services.poller, world.services.schedule
+        await asyncio.sleep(world.settings.poll_interval_seconds)  # all six due
+        run = asyncio.create_task(poller.run(stopping))
+        await watch.started.wait()
+        stopping.set()  # one poll started, five waiting for their place in the spread
+        await run
+        await poller.stop()
+    assert watch.claims == [6] and len(watch.starts) < 6
+    again = await schedule.claim_due(lease=30, batch=10)
+    assert len(again) >= 6 - len(watch.starts)  # due now, not when their lease lapses
