@@ -6,9 +6,10 @@ the loop) and counters around the poller (the size of each claim, polls in fligh
 polls started within 10 ms). A client in this process submits distinct prompts (every one a
 miss) one at a time at a steady rate and times each. Each repetition runs "on" (the default poll
 interval) and "deferred" (the first poll 10 minutes away, as bench/run.py's diagnostic cell), in
-alternating order, so drift of a shared machine falls on both.
+alternating order, so drift of a shared machine falls on both; "split" serves with ``--role api``
+beside a ``--role poller`` process (its poller counters are reported, the stalls are the API's).
 
-    python bench/poller_probe.py --rate 150 --seconds 8 --repeat 3 [--run-seconds 2]
+    python bench/poller_probe.py --rate 150 --seconds 8 --repeat 3 [--run-seconds 2] [--modes on,deferred]
     python bench/poller_probe.py ... --env GATEWAY_POLL_CONCURRENCY=8   # any gateway setting
 
 Prints one JSON line per run and a summary (medians over repetitions).
@@ -40,7 +41,6 @@ SIM_TOKEN = "sim-token"  # noqa: S105 - the simulator's well-known test token
 ADMIN_TOKEN = "probe-admin-token-0123456789"  # noqa: S105 - a throwaway local gateway's
 MODEL = "google/nano-banana/pro/text-to-image"
 PROBE_OUT = "POLLER_PROBE_OUT"
-NO_POLLER = "POLLER_PROBE_NO_POLLER"
 
 
 # --- inside the gateway process ------------------------------------------------------------------
@@ -133,13 +133,6 @@ def serve_probed(port: int) -> None:
 
     probe = Probe(Path(os.environ[PROBE_OUT]))
     probe.install()
-    if os.environ.get(NO_POLLER):  # the API half of a split: another process polls
-        from gateway.jobs.poller import Poller
-
-        async def idle(self: Poller, stopping: asyncio.Event) -> None:
-            await stopping.wait()
-
-        Poller.run = idle  # type: ignore[method-assign]
     create_app = web_app.create_app
 
     def probed(settings: Any) -> Any:
@@ -253,12 +246,12 @@ def one_run(
     config = {"queue_seconds": 0, "run_seconds": args.run_seconds, "balance_usd": 1e9}
     call(sim, "POST", "/_sim/config", config)
     procs = []
-    if mode == "split":  # a second process, no traffic, does the polling
+    if mode == "split":  # serve --role api, beside a serve --role poller that gets no traffic
         port2 = free_port()
-        env2 = {**env, PROBE_OUT: str(work / f"probe-poller-{n}.json")}
+        env2 = {**env, PROBE_OUT: str(work / f"probe-poller-{n}.json"), "GATEWAY_ROLE": "poller"}
         procs.append(spawn([PY, __file__, "--serve", str(port2)], work / f"gwp-{n}.log", env2))
         wait_up(port2, "/readyz", procs[-1])
-        env[NO_POLLER] = "1"
+        env["GATEWAY_ROLE"] = "api"
     procs.append(spawn([PY, __file__, "--serve", str(port)], work / f"gw-{mode}-{n}.log", env))
     try:
         wait_up(port, "/readyz", procs[-1])
@@ -271,6 +264,9 @@ def one_run(
         for proc in procs:
             stop(proc)
     probe = json.loads(out.read_text())
+    if mode == "split":  # the poller process's counters
+        polled = json.loads((work / f"probe-poller-{n}.json").read_text())
+        probe.update({k: v for k, v in polled.items() if not k.startswith("stall")})
     return {
         "mode": mode,
         "rep": n,
@@ -289,7 +285,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--run-seconds", type=float, default=0.0, help="simulated job length")
     parser.add_argument("--env", action="append", default=[], help="GATEWAY_X=value")
-    parser.add_argument("--modes", default="on,deferred")
+    parser.add_argument("--modes", default="on,deferred,split")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +18,9 @@ from gateway.jobs.poller import Poller, PollerConfig, start_offsets
 from gateway.jobs.submit import SubmitAnswer
 from gateway.money.amounts import usd_to_micro
 from gateway.upstream.apis import Api
-from tests.conftest import Simulator
-from tests.job_services import BASE, JobServices, job_services
+from gateway.web.appkeys import METRICS
+from tests.conftest import NANO, Gateway, Simulator
+from tests.job_services import BASE, JobServices, job_services, until
 
 
 @pytest.fixture
@@ -123,13 +126,16 @@ def test_the_poller_claims_often_enough_that_a_due_job_waits_at_most_two_ticks()
 
 @dataclass
 class Watch:
-    """What a poller did, in the order the event loop did it: the size of each claim, and for
-    each poll started the loop's turn and how many polls were then in flight."""
+    """What pollers did, in the order the event loop did it: the size of each claim, for each
+    poll started the loop's turn and how many polls were then in flight, and how often a job
+    was polled while a poll of it was in flight."""
 
     claims: list[int] = field(default_factory=list)
     starts: list[tuple[int, int]] = field(default_factory=list)  # (loop turn, polls in flight)
     turn: int = 0
     in_flight: int = 0
+    polling: set[str] = field(default_factory=set)  # jobs with a poll in flight
+    overlaps: int = 0
     started: asyncio.Event = field(default_factory=asyncio.Event)  # a poll has started
 
     @contextlib.contextmanager
@@ -145,6 +151,8 @@ class Watch:
             return jobs
 
         async def polled(shard: str, jid: str) -> None:
+            self.overlaps += jid in self.polling
+            self.polling.add(jid)
             self.in_flight += 1
             self.starts.append((self.turn, self.in_flight))
             self.started.set()
@@ -152,6 +160,7 @@ class Watch:
                 await poll_once(shard, jid)
             finally:
                 self.in_flight -= 1
+                self.polling.discard(jid)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(schedule, "claim_due", claimed)
@@ -164,15 +173,13 @@ class Watch:
             await asyncio.sleep(0)
 
 
-async def _run_until_ended(
-    pollers: list[Poller], world: JobServices, answers: list[SubmitAnswer]
-) -> None:
-    """Run ``pollers`` (as replicas do) until every job of ``answers`` has ended."""
+@contextlib.asynccontextmanager
+async def _running(*pollers: Poller) -> AsyncIterator[None]:
+    """Run ``pollers`` (as replicas do) while the block runs; then stop them as replicas stop."""
     stopping = asyncio.Event()
     runs = [asyncio.create_task(poller.run(stopping)) for poller in pollers]
     try:
-        for answer in answers:
-            await _ended(world, answer)
+        yield
     finally:
         stopping.set()
         await asyncio.gather(*runs)
@@ -180,12 +187,9 @@ async def _run_until_ended(
             await poller.stop()
 
 
-async def _ended(world: JobServices, answer: SubmitAnswer) -> None:
-    for _ in range(400):
-        if (await world.job(answer)).terminal:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {answer.record.job_id} never ended")
+async def _ended(world: JobServices, answers: list[SubmitAnswer]) -> None:
+    for answer in answers:
+        await until(functools.partial(world.job, answer), lambda job: job.terminal, within=20.0)
 
 
 async def test_a_burst_of_jobs_is_polled_a_few_at_a_time_never_started_together(
@@ -199,7 +203,8 @@ async def test_a_burst_of_jobs_is_polled_a_few_at_a_time_never_started_together(
         watch = Watch()
         ticker = asyncio.create_task(watch.count_turns())
         with watch.on(world):
-            await _run_until_ended([world.services.poller], world, answers)
+            async with _running(world.services.poller):
+                await _ended(world, answers)
         ticker.cancel()
         assert {(await world.job(a)).state for a in answers} == {JobState.SUCCEEDED}
         assert max(watch.claims) <= 4  # GATEWAY_POLL_CONCURRENCY jobs a claim at most
@@ -217,16 +222,16 @@ async def test_two_replicas_polling_the_same_jobs_settle_each_once(
         job_services(redis_url, namespace, simulator.url, tmp_path) as other,
     ):
         cred = await one.team("design", max_concurrent=100)
-        answers = [await one.submit(cred, f"fox {i}") for i in range(40)]
-        watches = Watch(), Watch()
-        with watches[0].on(one), watches[1].on(other):
-            await _run_until_ended([one.services.poller, other.services.poller], one, answers)
+        watch = Watch()  # of both replicas
+        with watch.on(one), watch.on(other):
+            async with _running(one.services.poller, other.services.poller):
+                answers = [await one.submit(cred, f"fox {i}") for i in range(40)]
+                await _ended(one, answers)
         assert {(await one.job(a)).state for a in answers} == {JobState.SUCCEEDED}
-        assert await simulator.count("model.result") == 40  # no job polled by both at once
-        polls = len(watches[0].starts) + len(watches[1].starts)
-        assert polls >= await simulator.count("model.status")  # a poll asks once, or not at all
+        assert len(watch.starts) > 40 and watch.overlaps == 0  # never polled by both at once
         ledger = await simulator.ledger()
         budget = await one.services.quotas.budget(answers[0].principal.slot)
+        assert len(ledger["jobs"]) == 40
         assert usd_to_micro(budget["settled_usd"]) == ledger["charged_micro"] > 0
         assert budget["reserved_usd"] == 0
 
@@ -250,3 +255,31 @@ async def test_a_stopping_poller_hands_back_the_jobs_it_claimed_and_had_not_star
     assert watch.claims == [6] and len(watch.starts) < 6
     again = await schedule.claim_due(lease=30, batch=10)
     assert len(again) >= 6 - len(watch.starts)  # due now, not when their lease lapses
+
+
+# --- roles: polls off the request path, in their own process -------------------------------------
+
+
+def _status_polls(gateway: Gateway) -> float:
+    """Status calls this replica made to RunComfy's Model API."""
+    labels = {"upstream": "model_api", "call": "status"}
+    registry = gateway.app[METRICS].registry
+    return registry.get_sample_value("gateway_upstream_request_duration_seconds_count", labels) or 0
+
+
+async def test_an_api_replica_leaves_the_polling_to_a_poller_replica(gateway_factory: Any) -> None:
+    api: Gateway = await gateway_factory(role="api")
+    poller: Gateway = await gateway_factory(role="poller")
+    key = await api.new_team("design")
+    status, body, _ = await api.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "a red fox"}
+    )
+    assert status == 200, body
+    path = f"/v1/requests/{body['request_id']}/status"
+    for _ in range(400):
+        status, body, _ = await api.request("GET", path, key=key)
+        if body["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    assert body["status"] == "completed"  # the client of the API replica got its answer
+    assert _status_polls(api) == 0 and _status_polls(poller) >= 1

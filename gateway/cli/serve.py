@@ -15,14 +15,20 @@ from gateway.cli.config import load_settings
 @click.command("serve")
 @click.option("--host", default=None, help="Listen address (GATEWAY_HOST).")
 @click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "poller"]),
+    default=None,
+    help="all: serve and poll RunComfy; api: serve only; poller: poll only (GATEWAY_ROLE).",
+)
+def serve(host: str | None, port: int | None, role: str | None) -> None:
     """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
     from gateway.cli import launch
     from gateway.observability.logs import configure_logging
     from gateway.web.app import MetricsListenerError, create_app, freeze_startup_objects
     from gateway.web.serving import log_listening, warn_about_old_data
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, role=role)
     sockets = launch.bind(settings.host, settings.port)
     claimed = None if settings.redis_url else launch.claim(settings.data_dir)
     configure_logging(settings.log_level, settings.log_format, launch.secrets_of(settings))
