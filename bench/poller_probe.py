@@ -9,10 +9,10 @@ interval) and "deferred" (the first poll 10 minutes away, as bench/run.py's diag
 alternating order, so drift of a shared machine falls on both; "split" serves with ``--role api``
 beside a ``--role poller`` process (its poller counters are reported, the stalls are the API's).
 
-    python bench/poller_probe.py --rate 150 --seconds 8 --repeat 3 [--run-seconds 2] [--modes on,deferred]
+    python bench/poller_probe.py --rate 150 --seconds 8 --repeat 3 [--modes on,deferred]
     python bench/poller_probe.py ... --env GATEWAY_POLL_CONCURRENCY=8   # any gateway setting
 
-Prints one JSON line per run and a summary (medians over repetitions).
+Prints one JSON line per run, then per mode each figure's median and its runs.
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         mine = [r for r in runs if r["mode"] == mode]
         summary[mode] = {
-            k: [r[k] for r in mine]
+            k: {"median": statistics.median(r[k] for r in mine), "runs": [r[k] for r in mine]}
             for k in (
                 "p50_ms",
                 "p99_ms",
