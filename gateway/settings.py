@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.store.client import check_url
 
 LogFormat = Literal["json", "console", "auto"]
+Role = Literal["all", "api", "poller"]
 APP_NAME = "runcomfy-gateway"
 
 
@@ -250,7 +251,16 @@ class Settings(BaseSettings):
         "after this.",
     )
     poll_concurrency: int = Field(
-        default=64, ge=1, description="Upstream polls in flight per replica."
+        default=64,
+        ge=1,
+        description="Upstream polls in flight per replica, and the most jobs it claims per "
+        "50 ms tick.",
+    )
+    role: Role = Field(
+        default="all",
+        description="`all`: serve clients and poll RunComfy for the jobs in flight. `api`: "
+        "serve clients, never poll (polls stay off the request path). `poller`: poll, and "
+        "route no clients to it. With `api` replicas, run at least one `poller` or `all`.",
     )
     webhook_allow_private: bool = Field(
         default=False,

@@ -22,12 +22,20 @@ from gateway.cli.config import load_settings
     help="Processes serving the port: a number, or auto for the CPUs this process may use "
     "(GATEWAY_WORKERS; default 1).",
 )
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "poller"]),
+    default=None,
+    help="all: serve and poll RunComfy; api: serve only; poller: poll only (GATEWAY_ROLE).",
+)
 @click.option("--worker", "worker", default=None, hidden=True, help="Set by the supervisor.")
-def serve(host: str | None, port: int | None, workers: str | None, worker: str | None) -> None:
+def serve(
+    host: str | None, port: int | None, workers: str | None, role: str | None, worker: str | None
+) -> None:
     """Run the gateway (embedded Redis unless GATEWAY_REDIS_URL is set)."""
     from gateway.cli import launch, supervisor
 
-    settings = load_settings(host=host, port=port, workers=workers)
+    settings = load_settings(host=host, port=port, workers=workers, role=role)
     if worker is not None:
         supervisor.serve_worker(settings, supervisor.WorkerSpec.parse(worker))
         return

@@ -10,6 +10,7 @@ the job's record, where every gateway id following the job reads it: clients pol
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +48,7 @@ RESULT_STATES = {
 MAX_CONSECUTIVE_ERRORS = 20
 END_EFFECTS_WITHIN = 10.0  # seconds a job's end effects are retried through a Redis blip
 GAUGE_INTERVAL = 5.0
+MAX_TICK = 0.05  # seconds between claims (less for short poll intervals)
 
 
 def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
@@ -66,13 +68,25 @@ def settle_micro(job: Job, final: JobState, reported: Any, now: float) -> int:
     )
 
 
+def start_offsets(count: int, spread: float) -> list[float]:
+    """When each of ``count`` polls starts, in seconds from now: evenly over ``spread``."""
+    gap = max(0.0, spread) / count if count else 0.0
+    return [i * gap for i in range(count)]
+
+
 @record
 class PollerConfig:
     interval: float
     max_interval: float
     lease: float
-    batch: int
+    batch: int  # the most jobs one claim takes, so the most polls started per tick
     concurrency: int
+
+    @property
+    def tick(self) -> float:
+        """How often the poller claims: a job waits at most two ticks past its due time (the
+        claim, then its place in the claim's spread)."""
+        return min(MAX_TICK, self.interval / 4)
 
 
 class Poller:
@@ -97,16 +111,23 @@ class Poller:
         self._config = config
         self._polls = asyncio.Semaphore(config.concurrency)
         self._tasks: dict[asyncio.Task[None], tuple[str, str]] = {}
+        self._unstarted: collections.deque[tuple[str, str]] = collections.deque()  # claimed
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim due jobs and poll them until ``stopping`` is set.
 
+        One claim per tick, its polls started spread over the tick: polls started together
+        would queue their steps (reads, upstream calls, settlements) in one burst ahead of every
+        request this event loop serves. Jobs due in a burst (submitted together, a dead
+        replica's lapsed leases, after an outage) are caught up at up to ``batch`` per tick.
+
         A stop event rather than task cancellation ends the loop, because redis-py can swallow a
         cancellation that arrives mid-command, which would leave a cancelled loop running.
         """
-        idle = min(0.2, self._config.interval / 4)
+        loop = asyncio.get_running_loop()
         next_gauge = 0.0
         while not stopping.is_set():
+            tick_end = loop.time() + self._config.tick
             try:
                 if time.monotonic() >= next_gauge:
                     await self._gauge()
@@ -115,31 +136,46 @@ class Poller:
             except StoreUnavailable:
                 await sleep_unless(stopping, 1.0)
                 continue
-            if not claimed:
-                await sleep_unless(stopping, idle)
-                continue
-            for shard, jid in claimed:
-                await self._polls.acquire()
-                task = asyncio.create_task(self._guarded(shard, jid))
-                self._tasks[task] = (shard, jid)
-                task.add_done_callback(self._forget)
+            await self._start_spread(claimed, tick_end, stopping)
+            if loop.time() < tick_end:
+                await sleep_unless(stopping, tick_end - loop.time())
+
+    async def _start_spread(
+        self, claimed: list[tuple[str, str]], until: float, stopping: asyncio.Event
+    ) -> None:
+        """Start the polls of ``claimed`` evenly between now and ``until`` (each after a turn
+        of the loop at least); on stop, keep the unstarted ones for :meth:`stop` to hand back."""
+        loop = asyncio.get_running_loop()
+        self._unstarted = collections.deque(claimed)
+        begin = loop.time()
+        for offset in start_offsets(len(claimed), until - begin):
+            await asyncio.sleep(max(0.0, begin + offset - loop.time()))
+            if stopping.is_set():
+                return
+            await self._polls.acquire()
+            shard, jid = self._unstarted.popleft()
+            task = asyncio.create_task(self._guarded(shard, jid))
+            self._tasks[task] = (shard, jid)
+            task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
 
     async def stop(self) -> None:
-        """Abandon polls in flight and hand their jobs back, so another replica polls them now
-        instead of after the lease (a crashed replica's jobs wait for the lease)."""
+        """Abandon polls in flight and hand their jobs (and the claimed ones not started yet)
+        back, so another replica polls them now instead of after the lease (a crashed
+        replica's jobs wait for the lease)."""
         abandoned = list(self._tasks.items())
         for task, _ in abandoned:
             task.cancel()
         if abandoned:
             await asyncio.wait([task for task, _ in abandoned], timeout=5.0)
-        for _, (shard, jid) in abandoned:
+        for shard, jid in [job for _, job in abandoned] + list(self._unstarted):
             try:
                 await self._schedule.schedule(shard, jid, 0)
             except StoreUnavailable:
                 break
+        self._unstarted.clear()
 
     async def _guarded(self, shard: str, jid: str) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -274,18 +275,25 @@ def _publish(app: web.Application, services: Services) -> None:
 
 async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     """This replica's share of the background work on jobs: polling RunComfy for jobs in
-    flight, starting queued jobs, delivering webhooks, taking back interrupted admissions,
-    and the team gauges."""
+    flight (unless its role is ``api``), starting queued jobs, delivering webhooks, taking back
+    interrupted admissions, and the team gauges."""
     services = app[SERVICES]
-    async with (
-        background(services.withdrawals.run, "withdrawals"),
-        background(services.poller.run, "poller"),
-        background(services.webhooks.run, "webhooks"),
-        background(services.dispatcher.run, "dispatcher"),
-        background(_team_gauges(app), "team-gauges"),
-    ):
+    polls = app[SETTINGS].role != "api"
+    loops = [
+        (services.withdrawals.run, "withdrawals"),
+        *([(services.poller.run, "poller")] if polls else []),
+        (services.webhooks.run, "webhooks"),
+        (services.dispatcher.run, "dispatcher"),
+        (_team_gauges(app), "team-gauges"),
+    ]
+    if not polls:
+        log.info("poller_elsewhere", hint="this replica never polls RunComfy: run a poller")
+    async with contextlib.AsyncExitStack() as running:
+        for loop, name in loops:
+            await running.enter_async_context(background(loop, name))
         yield
-    await services.poller.stop()
+    if polls:
+        await services.poller.stop()
 
 
 def _team_gauges(
