@@ -233,7 +233,7 @@ def worker_env(settings: Settings, redis_url: str, metrics_port: int | None) -> 
         "GATEWAY_HOST": settings.host,
         "GATEWAY_PORT": str(settings.port),
         "GATEWAY_WORKERS": "1",
-        "GATEWAY_ROLE": settings.role.value,  # --role, like --host and --port, reaches every worker
+        "GATEWAY_ROLE": settings.role,  # --role, like --host and --port, reaches every worker
     }
     if metrics_port is not None:
         env["GATEWAY_METRICS_PORT"] = str(metrics_port)
