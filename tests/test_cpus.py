@@ -77,3 +77,20 @@ def test_workers_are_the_cpus_rounded_down_and_never_none(
 
 def test_this_machine_has_at_least_one_and_no_more_than_its_affinity() -> None:
     assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_every_worker_gets_the_role_host_and_port_serve_was_given() -> None:
+    """``serve --workers 2 --role api``: options given on the command line reach the workers,
+    which read their settings from the environment the supervisor gives them."""
+    from gateway.cli.supervisor import worker_env
+    from gateway.settings import Settings
+
+    settings = Settings(host="127.0.0.2", port=9123, role="api")
+    env = worker_env(settings, "redis://127.0.0.1:7000/0", None)
+    assert (env["GATEWAY_ROLE"], env["GATEWAY_HOST"], env["GATEWAY_PORT"]) == (
+        "api",
+        "127.0.0.2",
+        "9123",
+    )
+    assert env["GATEWAY_WORKERS"] == "1"
+    assert env["GATEWAY_REDIS_URL"] == "redis://127.0.0.1:7000/0"
