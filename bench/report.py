@@ -353,15 +353,13 @@ def scripts_table(scripts: dict[str, Any]) -> TableData:
 
 
 def workers_table(workers: dict[str, Any]) -> TableData:
-    n = workers.get("workers", "N")
+    n = workers["workers"]
     title = (
         f"7. Gateway at {n} worker processes vs bare aiohttp and the Redis floor at {n} processes "
         "(one port, SO_REUSEPORT)"
     )
     headers = ["path", "conc", "target", "req/s", "p50 ms", "p99 ms", "req/s x floor"]
     headers += ["req/s x bare", "server CPU", "Redis CPU"]
-    if "skipped" in workers:
-        return TableData(title, headers, [[workers["skipped"], *[""] * 9]])
     rows = []
     for path, by_conc in workers["cells"].items():
         for key, row in by_conc.items():
