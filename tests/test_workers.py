@@ -161,7 +161,7 @@ async def test_workers_report_the_supervisors_redis_as_the_embedded_one(start: A
     Redis gauge still say which Redis it is."""
     served = await start()
     async with _spread() as http:
-        for _ in range(8):  # new connections: both workers answer some
+        for _ in range(32):  # new connections, which the kernel deals to both workers
             async with http.get(f"{served.url}/readyz") as response:
                 assert (await response.json())["redis_mode"] == "embedded"
         modes: set[str] = set()
