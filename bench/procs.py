@@ -184,6 +184,49 @@ def wait_http(
     raise RuntimeError(f"{url} did not answer in {timeout} s (last: {last})")
 
 
+def serving_processes(procs: list[Proc]) -> int:
+    """How many processes serve for ``procs``: each one, or, for a single supervisor, its
+    children (the workers; the bench gives the gateway its own Redis)."""
+    if len(procs) == 1:
+        return len(children_of(procs[0].pid)) or 1
+    return sum(p.alive() for p in procs)
+
+
+def wait_every_process(
+    url: str, procs: list[Proc], count: int, timeout: float = 60.0, ok: tuple[int, ...] = (200,)
+) -> int:
+    """Wait until ``count`` processes serve ``url``'s port (SO_REUSEPORT); how many probes it
+    took.
+
+    :func:`serving_processes` must count ``count``; then ``16 * count`` probes in a row, each
+    on a new connection (the kernel spreads connections over the processes' sockets), must
+    each answer within 2 s. A process not yet accepting holds the connections its socket is
+    dealt: one that never answers breaks the run. The chance that 16 * N connections all miss
+    one socket of N is (1 - 1/N) ** (16 * N): 2e-10 for N = 2, below e**-16 (1e-7) for any N.
+    (``serve --workers`` logs ``supervisor_ready`` when every worker
+    answers, but at info level, and the bench runs its gateways at warning: the access log of
+    every request would cost CPU the bare servers do not spend.)"""
+    deadline = time.monotonic() + timeout
+    streak, probes = 0, 0
+    last: int | OSError | None = None
+    while streak < 16 * count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: {count} processes did not all answer (last: {last})")
+        for proc in procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}")
+        serving = serving_processes(procs)
+        probes += 1
+        try:
+            last, _, _ = http("GET", url, timeout=2)  # urllib: a new connection each time
+        except OSError as exc:
+            last = exc
+        streak = streak + 1 if serving >= count and last in ok else 0
+        if not streak:
+            time.sleep(0.05)
+    return probes
+
+
 # --- load monitor -------------------------------------------------------------------------------
 
 

@@ -353,23 +353,41 @@ def scripts_table(scripts: dict[str, Any]) -> TableData:
 
 
 def workers_table(workers: dict[str, Any]) -> TableData:
-    title = "7. Gateway at N worker processes vs bare aiohttp at N processes (status, c=64)"
-    headers = ["target", "req/s", "p50 ms", "p99 ms", "req/s x bare", "server CPU"]
-    if "skipped" in workers:
-        return TableData(title, headers, [[workers["skipped"], *[""] * 5]])
-    bare = workers["cells"]["bare"]
-    rows = [
-        [
-            f"{name} ({workers['workers']} processes)",
-            num(r.get("rps"), 0),
-            num(r.get("p50_ms"), 3),
-            num(r.get("p99_ms"), 3),
-            times(ratio(r.get("rps"), bare.get("rps"))),
-            f"{r.get('server_cpu_pct', '-')} %",
-        ]
-        for name, r in workers["cells"].items()
-    ]
-    return TableData(title, headers, rows)
+    n = workers["workers"]
+    title = (
+        f"7. Gateway at {n} worker processes vs bare aiohttp and the Redis floor at {n} processes "
+        "(one port, SO_REUSEPORT)"
+    )
+    headers = ["path", "conc", "target", "req/s", "p50 ms", "p99 ms", "req/s x floor"]
+    headers += ["req/s x bare", "server CPU", "Redis CPU"]
+    rows = []
+    for path, by_conc in workers["cells"].items():
+        for key, row in by_conc.items():
+            floor, bare = row.get("redis_floor", {}), row.get("bare", {})
+            for target, r in row.items():
+                rows.append(
+                    [
+                        path,
+                        key.removeprefix("c"),
+                        TARGET_LABELS.get(target, target),
+                        num(r.get("rps"), 0),
+                        num(r.get("p50_ms"), 3),
+                        num(r.get("p99_ms"), 3),
+                        times(ratio(r.get("rps"), floor.get("rps"))),
+                        times(ratio(r.get("rps"), bare.get("rps"))),
+                        f"{r.get('server_cpu_pct', '-')} %",
+                        f"{r.get('redis_cpu_pct', '-')} %",
+                    ]
+                )
+    return TableData(
+        title,
+        headers,
+        rows,
+        left=(0, 2),
+        footer="server CPU: every process of the side (the supervisor and its workers; each "
+        "baseline process). Every process of each side answered before the cell was measured. "
+        f"serve exit code after SIGTERM: {workers.get('gateway_exit_code', '-')}.",
+    )
 
 
 def targets_table(targets: list[dict[str, Any]]) -> TableData:

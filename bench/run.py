@@ -24,7 +24,8 @@ latencies), ``wrk --latency`` for the throughput scenario when wrk is installed,
      scenario 1's concurrencies: each one's added latency beside the gateway's;
   6. each Redis script's calls per request and microseconds inside Redis (SLOWLOG, INFO
      commandstats) for misses, hits and status polls at c=1;
-  7. the gateway at N worker processes vs bare aiohttp at N processes (when serve has --workers).
+  7. status polls and cache hits at c=16 and 64: ``serve --workers N`` (N usable CPUs) vs bare
+     aiohttp and the Redis floor, each at N processes on one port (SO_REUSEPORT).
 
 Scenarios 1 and 2 also measure two variants of the gateway at a few concurrencies: a team with
 every limit set (the admission's real branches) and a gateway on redis-py (through a Sentinel)
@@ -79,6 +80,7 @@ from procs import (  # noqa: E402
     machine_busy_seconds,
     proc_stat,
     rss_kb,
+    wait_every_process,
     wait_http,
 )
 from profiling import render_profile_text, summarise_profile  # noqa: E402
@@ -1306,54 +1308,71 @@ http {{
     # -- scenario 7: several worker processes -----------------------------------------------------
 
     def scenario7(self) -> dict[str, Any]:
-        """The gateway at N worker processes vs the bare aiohttp server at N processes (one port,
-        SO_REUSEPORT), status polls at c=64; skipped while ``serve`` has no ``--workers``."""
+        """Status polls and cache hits at c=16 and 64: ``serve --workers N`` (N: the CPUs this
+        process may use) vs the bare aiohttp server and the Redis floor, each at N processes on
+        one port (SO_REUSEPORT); each side's CPU counted over all of its processes."""
         console.rule("[bold]7. gateway at N workers vs bare aiohttp at N processes")
-        helptext = subprocess.run(  # noqa: S603
-            [PY, "-m", "gateway", "serve", "--help"], capture_output=True, text=True, check=False
-        ).stdout
-        if "--workers" not in helptext:
-            reason = "runcomfy-gateway serve has no --workers option in this tree"
-            console.print(f"  [yellow]skipped[/]: {reason}")
-            return {"skipped": reason}
-        workers = len(os.sched_getaffinity(0))
+        from gateway.cli.cpus import available_cpus
+
+        workers = available_cpus()
         self.stop_variants()
         gw = self.start_gateway("workers", GATEWAY_WORKERS=str(workers))
-        rid, _ = self.completed_request("gateway")
-        port = free_port()
-        bare = [
-            self._spawn(
-                f"bare-reuse-{i}",
-                [
-                    PY,
-                    str(BENCH / "servers.py"),
-                    "--mode",
-                    "bare",
-                    "--port",
-                    str(port),
-                    "--reuse-port",
-                ],
-            )
-            for i in range(workers)
-        ]
-        wait_http(f"http://127.0.0.1:{port}/", bare[0])
-        time.sleep(1.0)  # the other processes on the port: no way to address one of them
-        path = f"/v1/requests/{rid}/status"
+        probes = {"gateway": wait_every_process(f"{gw.url}/readyz", [gw.proc], workers)}
+        rid, prompt = self.completed_request("gateway")
+        bare = self._reuse_port_group("bare", workers)
+        floor = self._reuse_port_group("redis", workers)
+        cells: dict[str, dict[str, dict[str, Any]]] = {"status": {}, "hit": {}}
         try:
-            bare_url, token = f"http://127.0.0.1:{port}{path}", f"Bearer {SIM_TOKEN}"
-            cells = {
-                "gateway": self.measure_duration(
-                    "gateway", f"{gw.url}{path}", "GET", self.auth("gateway"), None, 64
-                ),
-                "bare": self.measure_duration(
-                    "bare", bare_url, "GET", token, None, 64, {"server": ProcGroup(bare)}
-                ),
+            for name, (port, procs) in (("bare", bare), ("redis_floor", floor)):
+                url = f"http://127.0.0.1:{port}/"
+                probes[name] = wait_every_process(url, procs, workers, ok=(200, 401))
+            sides = {
+                "gateway": (gw.url, self.auth("gateway"), [gw.proc]),
+                "redis_floor": (f"http://127.0.0.1:{floor[0]}", f"Bearer {FLOOR_KEY}", floor[1]),
+                "bare": (f"http://127.0.0.1:{bare[0]}", f"Bearer {SIM_TOKEN}", bare[1]),
             }
+            for path in ("status", "hit"):
+                for conc in self.plan.s2_concurrency:
+                    row: dict[str, Any] = {}
+                    for target, (base, auth, procs) in sides.items():
+                        if path == "status":
+                            url, method, body = f"{base}/v1/requests/{rid}/status", "GET", None
+                        else:
+                            url, method = f"{base}/v1/models/{MODEL}", "POST"
+                            body = json.dumps({"prompt": prompt})
+                        watch = {"server": ProcGroup(procs), "simulator": self.sim}
+                        row[target] = res = self.measure_duration(
+                            target, url, method, auth, body, conc, watch
+                        )
+                        console.print(
+                            f"  {path:<6} c={conc:<3} {TARGET_LABELS[target]:<38} x{workers} "
+                            f"{num(res['rps'], 0):>7} req/s  p99 {num(res['p99_ms'], 3):>8} ms  "
+                            f"server cpu {res.get('server_cpu_pct', '-')}%  "
+                            f"errors {res['errors'] or 0}"
+                        )
+                    cells[path][f"c{conc}"] = row
         finally:
-            for proc in bare:
+            for proc in (*bare[1], *floor[1]):
                 proc.stop()
-        self.stop_gateway()
-        return {"workers": workers, "concurrency": 64, "cells": cells}
+        gw.proc.stop(timeout=60.0)  # SIGTERM: the supervisor drains every worker
+        self.gateway = None
+        code = gw.proc.popen.returncode
+        if code != 0:
+            self.notes.append(f"serve --workers {workers} exited {code} after SIGTERM")
+        return {
+            "workers": workers,
+            "readiness_probes": probes,
+            "gateway_exit_code": code,
+            "cells": cells,
+        }
+
+    def _reuse_port_group(self, mode: str, count: int) -> tuple[int, list[Proc]]:
+        """``count`` processes of a baseline server (bench/servers.py) sharing one new port."""
+        port = free_port()
+        args = [PY, str(BENCH / "servers.py"), "--mode", mode, "--port", str(port), "--reuse-port"]
+        if mode == "redis":
+            args += ["--redis", self.redis_url]
+        return port, [self._spawn(f"{mode}-reuse-{i}", args) for i in range(count)]
 
     # -- scenario 4: memory ---------------------------------------------------------------------
 

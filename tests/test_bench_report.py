@@ -111,3 +111,22 @@ def test_each_scripts_slowlog_time_is_named_and_counted_per_request() -> None:
     assert "script 0123456789ab" in found  # a script the gateway does not load, by its SHA
     assert "SLOWLOG" not in found  # the benchmark's own connection
     assert [e["what"] for e in slowest(entries, names, "rcg-bench", 1)] == ["script admit"]
+
+
+def test_the_workers_cell_sets_each_path_and_concurrency_beside_the_floor_and_bare_at_n() -> None:
+    row = {
+        "gateway": {**cell(2, 4, 700.0), "server_cpu_pct": 190.0},
+        "redis_floor": cell(1, 2, 1000.0),
+        "bare": cell(1, 2, 1400.0),
+    }
+    workers = {
+        "workers": 2,
+        "gateway_exit_code": 0,
+        "cells": {"status": {"c16": row}, "hit": {"c64": row}},
+    }
+    text = markdown(all_tables({"workers": workers}))
+    assert "7. Gateway at 2 worker processes vs bare aiohttp and the Redis floor at 2" in text
+    assert "| status | 16 | gateway -> simulator | 700 |" in text
+    assert "| hit | 64 | gateway -> simulator | 700 |" in text
+    assert "| 0.70x | 0.50x | 190.0 % |" in text  # req/s over the floor's, over bare's
+    assert "exit code after SIGTERM: 0" in text

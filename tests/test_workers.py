@@ -156,6 +156,27 @@ async def test_two_workers_answer_on_one_port_and_one_scrape_counts_every_reques
     assert await served.stop() == 0
 
 
+async def test_workers_report_the_supervisors_redis_as_the_embedded_one(start: Any) -> None:
+    """The supervisor runs the embedded Redis and hands its workers its URL: /readyz and the
+    Redis gauge still say which Redis it is."""
+    served = await start()
+    async with _spread() as http:
+        for _ in range(32):  # new connections, which the kernel deals to both workers
+            async with http.get(f"{served.url}/readyz") as response:
+                assert (await response.json())["redis_mode"] == "embedded"
+        modes: set[str] = set()
+        for _ in range(int(READY_WITHIN / 0.1)):  # set by each worker's first Redis probe
+            async with http.get(f"{served.url}/metrics") as response:
+                text = await response.text()
+            [up] = [f for f in text_string_to_metric_families(text) if f.name == "gateway_redis_up"]
+            modes = {sample.labels["mode"] for sample in up.samples}
+            if modes:
+                break
+            await asyncio.sleep(0.1)
+    assert modes == {"embedded"}
+    assert await served.stop() == 0
+
+
 async def _new_key(http: aiohttp.ClientSession, url: str) -> str:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with http.post(f"{url}/admin/v1/teams", json={"team_id": "t"}, headers=admin) as r:

@@ -62,6 +62,7 @@ class WorkerSpec:
     ready_fd: int
     peers_dir: str
     parent: int
+    embedded_redis: bool  # GATEWAY_REDIS_URL names the Redis the supervisor runs
 
     def argument(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -125,6 +126,7 @@ class Supervisor:
             ready_fd=write,
             peers_dir=str(self.peers_dir),
             parent=os.getpid(),
+            embedded_redis=self.embedded is not None,
         )
         command = [sys.executable, "-m", "gateway", "serve", "--worker", spec.argument()]
         child.process = subprocess.Popen(  # noqa: S603 - this interpreter, this package
@@ -310,7 +312,7 @@ def serve_worker(settings: Settings, spec: WorkerSpec) -> None:
     _name_in_every_line(spec.index)
 
     def prepare(app: web.Application) -> None:
-        worker = Worker(spec.index, Path(spec.peers_dir))
+        worker = Worker(spec.index, Path(spec.peers_dir), spec.embedded_redis)
         app[WORKER] = worker
         app.cleanup_ctx.append(sibling_listener(worker, app[METRICS]))
         app.cleanup_ctx.append(_watch_parent(spec.parent))

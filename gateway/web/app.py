@@ -141,7 +141,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     clock_offset = app[CLOCK_OFFSET]
     app[SCRIPTS] = Scripts.register(redis, pipelined, clock_offset=clock_offset)
     app[COMMANDS] = commands_for(redis, pipelined)
-    lifecycle.extra["redis_mode"] = "embedded" if embedded else "external"
+    worker = app.get(WORKER)  # a worker's embedded Redis is its supervisor's
+    supervised = worker is not None and worker.embedded_redis
+    lifecycle.extra["redis_mode"] = "embedded" if embedded or supervised else "external"
     yield
     if pipelined is not None:
         await pipelined.close()

@@ -30,10 +30,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @dataclass(frozen=True)
 class Worker:
-    """Which worker this process is, and the directory it meets its siblings in."""
+    """Which worker this process is, the directory it meets its siblings in, and whether its
+    Redis is the embedded one its supervisor runs (which reaches it as a URL, as any other)."""
 
     index: int
     peers_dir: Path
+    embedded_redis: bool = False
 
     @property
     def socket_path(self) -> Path:
