@@ -74,10 +74,6 @@ class JobField:
     QUEUE_POSITION: Final = "queue_position"  # added by load_request.lua, never stored
 
 
-def _text(value: str | None) -> str | None:
-    return value or None
-
-
 def _int(value: str | None, default: int = 0) -> int:
     if not value:
         return default
@@ -85,10 +81,6 @@ def _int(value: str | None, default: int = 0) -> int:
         return int(value)
     except ValueError:  # a Lua number rendered as a float ("1.5e+14")
         return int(float(value))
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
 
 
 @record
@@ -128,7 +120,10 @@ class Job:
 
     @classmethod
     def from_fields(cls, job_id: str, shard: str, raw: dict[str, str]) -> Job:
-        """The job of a Redis hash (``HGETALL``); raises KeyError if it has no state or api."""
+        """The job of a Redis hash (``HGETALL``); raises KeyError if it has no state or api.
+
+        Optional text is ``get(...) or None`` and floats are read inline, not through helper
+        functions: a job is read on every status call, and a call costs more than the read."""
         get = raw.get
         body = get(JobField.BODY)
         return cls(
@@ -142,23 +137,23 @@ class Job:
             owner=get(JobField.OWNER, ""),
             team=get(JobField.TEAM, ""),
             created_at=get(JobField.CREATED_AT, ""),
-            created_ts=_float(get(JobField.CREATED_TS)),
-            expires_ts=_float(get(JobField.EXPIRES_TS)),
+            created_ts=float(v) if (v := get(JobField.CREATED_TS)) else None,
+            expires_ts=float(v) if (v := get(JobField.EXPIRES_TS)) else None,
             store=get(JobField.STORE) == "1",
             queued=get(JobField.QUEUED) == "1",
             body=None if body is None else body.encode(),
             estimate_micro=_int(get(JobField.ESTIMATE)),
             rate_micro=_int(get(JobField.RATE_MICRO)),
             settled_micro=_int(get(JobField.SETTLED)),
-            upstream_id=_text(get(JobField.UPSTREAM_ID)),
-            upstream_status=_text(get(JobField.UPSTREAM_STATUS)),
-            status_body=_text(get(JobField.STATUS_BODY)),
-            result_body=_text(get(JobField.RESULT_BODY)),
+            upstream_id=get(JobField.UPSTREAM_ID) or None,
+            upstream_status=get(JobField.UPSTREAM_STATUS) or None,
+            status_body=get(JobField.STATUS_BODY) or None,
+            result_body=get(JobField.RESULT_BODY) or None,
             error_status=_int(get(JobField.ERROR_STATUS)) or None,
-            error_body=_text(get(JobField.ERROR_BODY)),
-            reason=_text(get(JobField.REASON)),
-            last_poll_ts=_float(get(JobField.LAST_POLL_TS)),
-            started_ts=_float(get(JobField.STARTED_TS)),
+            error_body=get(JobField.ERROR_BODY) or None,
+            reason=get(JobField.REASON) or None,
+            last_poll_ts=float(v) if (v := get(JobField.LAST_POLL_TS)) else None,
+            started_ts=float(v) if (v := get(JobField.STARTED_TS)) else None,
             poll_errors=_int(get(JobField.POLL_ERRORS)),
             effects_pending=bool(get(JobField.EFFECTS_PENDING)),
             queue_position=_int(get(JobField.QUEUE_POSITION)),

@@ -86,7 +86,7 @@ def _wire(value: Value) -> Wire:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, Enum):
-        return str(value.value)
+        return str(value._value_)  # not .value: a property, ~10x slower on the hot path
     return value
 
 
