@@ -273,12 +273,14 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
     browser: Browser, console: Gateway
 ) -> None:
     await console.new_team("design")
+    kid = await _key_id(console, "design")
     viewer = await named_admin(console, "grafana-bot", "viewer")
     await browser.sign_in(viewer["token"])
     for path in (
         f"{UI}/teams",
         f"{UI}/teams/design",
         f"{UI}/teams/design/limits",
+        f"{UI}/teams/design/limits/keys/{kid}",
         f"{UI}/admins",
         f"{UI}/teams/design/cache",
         f"{UI}/teams/design/unreconciled",
@@ -292,6 +294,8 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
         (f"{UI}/teams/design/delete", {"confirm": "design"}),
         (f"{UI}/teams/design/keys", {"name": "x"}),
         (f"{UI}/teams/design/limits", {"budget_usd": "1"}),
+        (f"{UI}/teams/design/limits/keys/{kid}", {"daily_requests": "1"}),
+        (f"{UI}/teams/design/limits/keys/{kid}/clear", {}),
         (f"{UI}/admins", {"name": "mallory", "role": "admin"}),
     ):
         status, _, _ = await browser.post(path, form)
@@ -604,3 +608,90 @@ async def test_one_cached_result_is_purged_by_its_key_after_a_confirmation(
     assert f"cached result {cache_key}" in text
     _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
     assert [e["target"] for e in audit["entries"]] == [f"team/design/cache/entry/{cache_key}"]
+
+
+async def _key_id(gw: Gateway, team_id: str) -> str:
+    _, listing = await gw.admin("GET", f"/admin/v1/teams/{team_id}/keys")
+    return str(listing["keys"][0]["key_id"])
+
+
+async def test_a_keys_own_limits_are_set_in_the_console_and_bind_its_submits(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design", budget_usd=250, budget_period="week")
+    kid = await _key_id(console, "design")
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/limits")
+    assert status == 200 and f'id="key-limits-{kid}"' in text
+    path = f"{UI}/teams/design/limits/keys/{kid}"
+    status, text, _ = await browser.post(path, {"daily_requests": "0", "budget_usd": "5"})
+    assert status == 200, text
+    assert f"Limits of key {kid} saved." in text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"][kid]["daily_requests"] == 0 and limits["keys"][kid]["budget_usd"] == 5
+    assert limits["budget_usd"] == 250 and limits["budget_period"] == "week"  # the team's kept
+    status, body, _ = await console.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status == 429, body
+    status, text, _ = await browser.post(f"{path}/clear", {})
+    assert status == 200 and f"Key {kid} has no limits of its own." in text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"] == {} and limits["budget_usd"] == 250
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=limits.replace")
+    assert len(audit["entries"]) == 3  # the team's, then the key's set and removed
+
+
+async def test_a_keys_refused_limits_show_the_apis_messages_next_to_its_fields(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    kid = await _key_id(console, "design")
+    await browser.sign_in()
+    form = {"daily_requests": "-5", "rate_per_minute": "lots"}
+    status, text, _ = await browser.post(f"{UI}/teams/design/limits/keys/{kid}", form)
+    assert status == 422
+    assert 'id="daily_requests-error"' in text and 'id="rate_per_minute-error"' in text
+    assert 'value="lots"' in text
+    _, api_answer = await console.admin(
+        "PUT", "/admin/v1/teams/design/limits", {"keys": {kid: form}}
+    )
+    assert len(api_answer["detail"]) == 2
+    for item in api_answer["detail"]:
+        assert f"<li>{html.escape(item['msg'])}</li>" in text  # the API's words, by the field
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"] == {}
+
+
+async def test_a_key_of_another_team_has_no_limits_page_there(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    await console.new_team("ml")
+    kid = await _key_id(console, "ml")
+    await browser.sign_in()
+    status, _, _ = await browser.get(f"{UI}/teams/design/limits/keys/{kid}")
+    assert status == 404
+    status, _, _ = await browser.post(
+        f"{UI}/teams/design/limits/keys/{kid}", {"daily_requests": "1"}
+    )
+    assert status == 404
+    _, limits = await console.admin("GET", "/admin/v1/teams/ml/limits")
+    assert limits["keys"] == {}
+
+
+async def test_emptied_fields_clear_the_teams_limits_and_the_period_goes_back_to_month(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design", budget_usd=250, budget_period="week", daily_requests=9)
+    await browser.sign_in()
+    form = {"budget_usd": "", "budget_period": "month", "daily_requests": "", "models": ""}
+    status, text, _ = await browser.post(f"{UI}/teams/design/limits", form)
+    assert status == 200, text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert (limits["budget_usd"], limits["budget_period"], limits["daily_requests"]) == (
+        None,
+        "month",
+        None,
+    )
+    assert limits["models"] is None

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.web.appkeys import REDIS, SETTINGS
-from gateway.web.console import admin, money, signin, teams
+from gateway.web.console import admin, limits, money, signin, teams
 from gateway.web.console.guard import CONSOLE_SESSIONS, ConsoleHandler, page
 from gateway.web.console.render import PREFIX, redirect, static
 from gateway.web.console.sessions import SessionStore
@@ -57,8 +57,11 @@ def setup_console(app: web.Application) -> None:
         ("POST", _team("/keys"), teams.create_key),
         ("POST", _team("/keys/{key_id}/rotate"), teams.rotate_key),
         ("POST", _team("/keys/{key_id}/revoke"), teams.revoke_key),
-        ("GET", _team("/limits"), money.limits_page),
-        ("POST", _team("/limits"), money.set_limits),
+        ("GET", _team("/limits"), limits.limits_page),
+        ("POST", _team("/limits"), limits.set_limits),
+        ("GET", _team("/limits/keys/{key_id}"), limits.key_limits_page),
+        ("POST", _team("/limits/keys/{key_id}"), limits.set_key_limits),
+        ("POST", _team("/limits/keys/{key_id}/clear"), limits.clear_key_limits),
         ("GET", _team("/usage"), money.usage_page),
         ("GET", _team("/cache"), money.cache_page),
         ("POST", _team("/cache"), money.purge_cache),

@@ -1,4 +1,4 @@
-"""Console pages of a team's limits, usage and spend, cache, unreconciled ledger; and prices.
+"""Console pages of a team's usage and spend, cache, unreconciled ledger; and prices.
 
 Every number shown is the admin API's own answer (``getUsage``, ``getLimits``, ...), the same
 the CLI prints and ``/metrics`` exports; the charts draw those numbers and nothing else.
@@ -16,75 +16,14 @@ from aiohttp import web
 from gateway.common.errors import ClientError, ValidationFailed
 from gateway.common.jsonutil import parse_json_object
 from gateway.web.console.charts import bar_chart, burn
-from gateway.web.console.forms import Outcome, listed, refusal, text
+from gateway.web.console.forms import Outcome, refusal, text
 from gateway.web.console.guard import Ctx
 from gateway.web.console.render import PREFIX, redirect
 from gateway.web.routes.shared import MODEL_ID_RE
 
-LIMIT_FIELDS = (
-    "rate_per_minute",
-    "rate_burst",
-    "daily_requests",
-    "budget_usd",
-    "max_request_usd",
-    "max_concurrent",
-    "max_queue",
-    "alert_webhook",
-)
-
 
 def _team_url(ctx: Ctx, leaf: str) -> str:
     return f"{PREFIX}/teams/{ctx.request.match_info['team_id']}/{leaf}"
-
-
-async def _limits(
-    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, shown: Any = None
-) -> web.Response:
-    team = await ctx.api.call("getTeam")
-    limits = await ctx.api.call("getLimits")
-    return ctx.page(
-        "limits.html",
-        status,
-        url=_team_url(ctx, "limits"),
-        team=team,
-        tab="limits",
-        limits=limits,
-        shown=shown if shown is not None else _as_form(limits),
-        outcome=outcome or Outcome(),
-        periods=("day", "week", "month"),
-    )
-
-
-def _as_form(limits: dict[str, Any]) -> dict[str, str]:
-    """The limits as the form's text fields."""
-    shown = {name: "" if limits[name] is None else str(limits[name]) for name in LIMIT_FIELDS}
-    shown["budget_period"] = limits["budget_period"]
-    shown["models"] = ", ".join(limits["models"]) if limits["models"] is not None else ""
-    shown["deployments"] = ", ".join(limits["deployments"])
-    return shown
-
-
-async def limits_page(ctx: Ctx) -> web.StreamResponse:
-    return await _limits(ctx)
-
-
-async def set_limits(ctx: Ctx) -> web.StreamResponse:
-    """Replace the team's limits with the form's; per-key limits are kept as they are."""
-    current = await ctx.api.call("getLimits")
-    body: dict[str, Any] = {name: text(ctx.form, name) for name in LIMIT_FIELDS}
-    body = {name: value for name, value in body.items() if value is not None}
-    body["budget_period"] = text(ctx.form, "budget_period")
-    body["models"] = listed(ctx.form, "models")
-    body["deployments"] = listed(ctx.form, "deployments") or []
-    body["keys"] = current["keys"]
-    try:
-        await ctx.api.call("setLimits", body=body)
-    except ClientError as exc:
-        shown = {name: str(ctx.form.get(name, "")) for name in (*LIMIT_FIELDS, "models")}
-        shown["budget_period"] = str(ctx.form.get("budget_period", ""))
-        shown["deployments"] = str(ctx.form.get("deployments", ""))
-        return await _limits(ctx, refusal(exc), exc.status, shown)
-    return await _limits(ctx, Outcome(message="Limits saved; they apply to the next request."))
 
 
 async def usage_page(ctx: Ctx) -> web.StreamResponse:
