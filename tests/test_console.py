@@ -281,6 +281,7 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
         f"{UI}/teams/design",
         f"{UI}/teams/design/limits",
         f"{UI}/teams/design/limits/keys/{kid}",
+        f"{UI}/cache",
         f"{UI}/admins",
         f"{UI}/teams/design/cache",
         f"{UI}/teams/design/unreconciled",
@@ -296,6 +297,9 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
         (f"{UI}/teams/design/limits", {"budget_usd": "1"}),
         (f"{UI}/teams/design/limits/keys/{kid}", {"daily_requests": "1"}),
         (f"{UI}/teams/design/limits/keys/{kid}/clear", {}),
+        (f"{UI}/teams/design/dedup-policy", {"default": "off"}),
+        (f"{UI}/cache/models/{NANO}", {}),
+        (f"{UI}/teams/design/cache", {"scope": "team"}),
         (f"{UI}/admins", {"name": "mallory", "role": "admin"}),
     ):
         status, _, _ = await browser.post(path, form)
@@ -658,7 +662,7 @@ async def test_a_keys_refused_limits_show_the_apis_messages_next_to_its_fields(
     )
     assert len(api_answer["detail"]) == 2
     for item in api_answer["detail"]:
-        assert f"<li>{html.escape(item['msg'])}</li>" in text  # the API's words, by the field
+        assert f"<li>{item['msg']}</li>" in html.unescape(text)  # the API's words, by the field
     _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
     assert limits["keys"] == {}
 
@@ -695,3 +699,80 @@ async def test_emptied_fields_clear_the_teams_limits_and_the_period_goes_back_to
         None,
     )
     assert limits["models"] is None
+
+
+async def test_a_teams_dedup_policy_is_set_in_the_console_as_the_api_stores_it(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design")
+    kid = await _key_id(console, "design")
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/cache")
+    assert status == 200 and 'id="dedup-form"' in text and "gateway default (cache)" in text
+    form = {
+        "default": "seeded",
+        f"key.{kid}": "off",
+        "new_model": NANO,
+        "new_model_policy": "inflight",
+    }
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 200, text
+    assert "Dedup policy saved" in text
+    _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy == {"default": "seeded", "keys": {kid: "off"}, "models": {NANO: "inflight"}}
+    for _ in range(2):  # the key's "off": the same request twice is two jobs, no hit
+        _, _, headers = await console.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "same"}
+        )
+        assert headers["X-Gateway-Cache"] == "miss"
+    # what the page shows is what it saves: the model entry removed, the rest kept
+    form = {"default": "seeded", f"key.{kid}": "off", f"model.{NANO}": ""}
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 200, text
+    _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy == {"default": "seeded", "keys": {kid: "off"}, "models": {}}
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=dedup_policy.replace")
+    assert len(audit["entries"]) == 2
+
+
+async def test_a_refused_dedup_policy_shows_the_apis_message_next_to_its_entry(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    await browser.sign_in()
+    form = {"default": "sometimes", "new_model": NANO, "new_model_policy": "never"}
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 422
+    assert 'id="default-error"' in text and 'id="new_model-error"' in text
+    _, api_answer = await console.admin(
+        "PUT",
+        "/admin/v1/teams/design/dedup-policy",
+        {"default": "sometimes", "models": {NANO: "never"}},
+    )
+    assert len(api_answer["detail"]) == 2
+    for item in api_answer["detail"]:
+        assert f"<li>{item['msg']}</li>" in html.unescape(text)  # by the field
+    assert f'value="{NANO}"' in text  # what was typed stays in the form
+    _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy == {"default": None, "keys": {}, "models": {}}
+
+
+async def test_a_model_is_purged_for_every_team_after_a_confirmation(
+    browser: Browser, console: Gateway
+) -> None:
+    for team in ("design", "ml"):
+        key = await console.new_team(team)
+        status, body, _ = await console.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "everywhere"}
+        )
+        assert status == 200, body
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/cache/model?model=a b")
+    assert status == 422 and "is not a model or deployment id" in text
+    status, text, _ = await browser.get(f"{UI}/cache/model?model={NANO}")
+    assert status == 200 and f"every team's cached results of {NANO}" in html.unescape(text)
+    status, text, _ = await browser.post(f"{UI}/cache/models/{NANO}", {})
+    assert status == 200, text
+    assert re.search(rf"Purged \d+ cached results of {NANO}, in every team\.", text)
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
+    assert [e["target"] for e in audit["entries"]] == [f"cache/model/{NANO}"]

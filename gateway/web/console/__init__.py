@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.web.appkeys import REDIS, SETTINGS
-from gateway.web.console import admin, limits, money, signin, teams
+from gateway.web.console import admin, cache, limits, money, signin, teams
 from gateway.web.console.guard import CONSOLE_SESSIONS, ConsoleHandler, page
 from gateway.web.console.render import PREFIX, redirect, static
 from gateway.web.console.sessions import SessionStore
@@ -63,10 +63,14 @@ def setup_console(app: web.Application) -> None:
         ("POST", _team("/limits/keys/{key_id}"), limits.set_key_limits),
         ("POST", _team("/limits/keys/{key_id}/clear"), limits.clear_key_limits),
         ("GET", _team("/usage"), money.usage_page),
-        ("GET", _team("/cache"), money.cache_page),
-        ("POST", _team("/cache"), money.purge_cache),
-        ("GET", _team("/cache/entry"), money.choose_cache_entry),
-        ("POST", _team("/cache/entry/{cache_key}"), money.purge_cache_entry),
+        ("GET", _team("/cache"), cache.cache_page),
+        ("POST", _team("/cache"), cache.purge_cache),
+        ("POST", _team("/dedup-policy"), cache.set_policy),
+        ("GET", _team("/cache/entry"), cache.choose_cache_entry),
+        ("POST", _team("/cache/entry/{cache_key}"), cache.purge_cache_entry),
+        ("GET", f"{PREFIX}/cache", cache.every_team_page),
+        ("GET", f"{PREFIX}/cache/model", cache.choose_model),
+        ("POST", f"{PREFIX}/cache/models/{{target:.+}}", cache.purge_model),
         ("GET", _team("/unreconciled"), money.ledger_page),
         ("POST", _team("/unreconciled/{job_id}"), money.resolve),
         ("GET", f"{PREFIX}/pricing", money.pricing_page),

@@ -1,4 +1,4 @@
-"""Console pages of a team's usage and spend, cache, unreconciled ledger; and prices.
+"""Console pages of a team's usage and spend and its unreconciled ledger; and prices.
 
 Every number shown is the admin API's own answer (``getUsage``, ``getLimits``, ...), the same
 the CLI prints and ``/metrics`` exports; the charts draw those numbers and nothing else.
@@ -41,38 +41,6 @@ async def usage_page(ctx: Ctx) -> web.StreamResponse:
         spend_chart=bar_chart([(d["day"][5:], d.get("spend_usd", 0)) for d in days], "$"),
         burn=burn(usage["budget"], datetime.now(UTC)),
     )
-
-
-async def _cache(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
-    team = await ctx.api.call("getTeam")
-    usage = await ctx.api.call("getUsage")
-    return ctx.page(
-        "cache.html",
-        status,
-        url=_team_url(ctx, "cache"),
-        team=team,
-        tab="cache",
-        usage=usage,
-        outcome=outcome or Outcome(),
-    )
-
-
-async def cache_page(ctx: Ctx) -> web.StreamResponse:
-    return await _cache(ctx)
-
-
-async def purge_cache(ctx: Ctx) -> web.StreamResponse:
-    """Purge the team's cached results: all of them, or one model's."""
-    model = text(ctx.form, "model")
-    if ctx.form.get("scope") == "model" and model is None:
-        return await _cache(ctx, Outcome(error="Name the model to purge."), 422)
-    query = {"model": model} if ctx.form.get("scope") == "model" and model else None
-    try:
-        purged = await ctx.api.call("purgeTeamCache", query=query)
-    except ClientError as exc:
-        return await _cache(ctx, refusal(exc), exc.status)
-    what = f"of {model}" if query else "of the team"
-    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached results {what}."))
 
 
 async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
@@ -194,23 +162,3 @@ async def clear_model_price(ctx: Ctx) -> web.StreamResponse:
     except ClientError as exc:
         return await _model_price(ctx, refusal(exc), exc.status)
     return await _model_price(ctx, Outcome(message="Override cleared: the catalog price applies."))
-
-
-async def choose_cache_entry(ctx: Ctx) -> web.StreamResponse:
-    """Confirm purging one cached result of the team (by its ``X-Gateway-Cache-Key``)."""
-    team = await ctx.api.call("getTeam")
-    cache_key = ctx.request.query.get("cache_key", "").strip()
-    if not cache_key or "/" in cache_key:
-        return await _cache(ctx, Outcome(error="Give the cache key to purge."), 422)
-    return ctx.page(
-        "purge_confirm.html",
-        team=team,
-        what=f"the cached result {cache_key}",
-        action=f"{PREFIX}/teams/{team['team_id']}/cache/entry/{quote(cache_key)}",
-    )
-
-
-async def purge_cache_entry(ctx: Ctx) -> web.StreamResponse:
-    purged = await ctx.api.call("purgeCacheEntry")
-    key = ctx.request.match_info["cache_key"]
-    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached result {key}."))
