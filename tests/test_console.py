@@ -282,6 +282,7 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
         f"{UI}/teams/design/limits",
         f"{UI}/teams/design/limits/keys/{kid}",
         f"{UI}/cache",
+        f"{UI}/pricing/deployments/dep-1",
         f"{UI}/admins",
         f"{UI}/teams/design/cache",
         f"{UI}/teams/design/unreconciled",
@@ -299,6 +300,8 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
         (f"{UI}/teams/design/limits/keys/{kid}/clear", {}),
         (f"{UI}/teams/design/dedup-policy", {"default": "off"}),
         (f"{UI}/cache/models/{NANO}", {}),
+        (f"{UI}/pricing/deployments/dep-1", {"usd_per_second": "1", "estimated_seconds": "1"}),
+        (f"{UI}/pricing/deployments/dep-1/clear", {}),
         (f"{UI}/teams/design/cache", {"scope": "team"}),
         (f"{UI}/admins", {"name": "mallory", "role": "admin"}),
     ):
@@ -537,6 +540,10 @@ async def test_an_unreconciled_submit_is_resolved_from_the_console(
         _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
         [entry] = ledger["jobs"]
         assert entry["job_id"] in text and "1 unreconciled" in text
+        _, unknown = await gw.admin("GET", "/admin/v1/teams/design/unknown-submits")
+        [submit] = unknown["requests"]
+        assert "1 unknown submits" in text
+        assert f'<td class="id">{submit["request_id"]}</td><td>{submit["api"]}</td>' in text
         path = f"{UI}/teams/design/unreconciled/{entry['job_id']}"
         status, text, _ = await browser.post(path, {"outcome": "maybe"})
         assert status == 422
@@ -776,3 +783,36 @@ async def test_a_model_is_purged_for_every_team_after_a_confirmation(
     assert re.search(rf"Purged \d+ cached results of {NANO}, in every team\.", text)
     _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
     assert [e["target"] for e in audit["entries"]] == [f"cache/model/{NANO}"]
+
+
+async def test_a_deployments_rate_is_set_checked_and_cleared_in_the_console(
+    browser: Browser, console: Gateway
+) -> None:
+    await browser.sign_in()
+    status, _, headers = await browser.get(f"{UI}/pricing/deployment?deployment_id=dep-1")
+    assert status == 303 and headers["Location"] == f"{UI}/pricing/deployments/dep-1"
+    status, text, _ = await browser.get(f"{UI}/pricing/deployment?deployment_id=a/b")
+    assert status == 422 and "is not a deployment id" in html.unescape(text)
+    path = f"{UI}/pricing/deployments/dep-1"
+    wrong = {"usd_per_second": "-1", "estimated_seconds": "0"}
+    status, text, _ = await browser.post(path, wrong)
+    assert status == 422
+    assert 'id="usd_per_second-error"' in text and 'id="estimated_seconds-error"' in text
+    _, api_answer = await console.admin("PUT", "/admin/v1/pricing/deployments/dep-1", wrong)
+    for item in api_answer["detail"]:
+        assert f"<li>{item['msg']}</li>" in html.unescape(text)
+    status, text, _ = await browser.post(
+        path, {"usd_per_second": "0.00054", "estimated_seconds": "40"}
+    )
+    assert status == 200 and "Rate saved." in text
+    _, book = await console.admin("GET", "/admin/v1/pricing")
+    assert book["deployments"]["dep-1"] == {"usd_per_second": 0.00054, "estimated_seconds": 40}
+    status, text, _ = await browser.post(f"{path}/clear", {})
+    assert status == 200 and "Rate cleared" in text
+    _, book = await console.admin("GET", "/admin/v1/pricing")
+    assert book["deployments"] == {}
+    _, audit = await console.admin("GET", "/admin/v1/audit?target=pricing/deployment/")
+    assert [e["action"] for e in audit["entries"]] == [
+        "pricing.clear_deployment",
+        "pricing.set_deployment",
+    ]

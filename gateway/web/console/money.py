@@ -16,10 +16,10 @@ from aiohttp import web
 from gateway.common.errors import ClientError, ValidationFailed
 from gateway.common.jsonutil import parse_json_object
 from gateway.web.console.charts import bar_chart, burn
-from gateway.web.console.forms import Outcome, refusal, text
+from gateway.web.console.forms import Outcome, body_of, refusal, text
 from gateway.web.console.guard import Ctx
 from gateway.web.console.render import PREFIX, redirect
-from gateway.web.routes.shared import MODEL_ID_RE
+from gateway.web.routes.shared import DEPLOYMENT_ID_RE, MODEL_ID_RE
 
 
 def _team_url(ctx: Ctx, leaf: str) -> str:
@@ -46,6 +46,7 @@ async def usage_page(ctx: Ctx) -> web.StreamResponse:
 async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
     team = await ctx.api.call("getTeam")
     ledger = await ctx.api.call("listUnreconciled")
+    unknown = await ctx.api.call("listUnknownSubmits")
     return ctx.page(
         "unreconciled.html",
         status,
@@ -53,6 +54,7 @@ async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -
         team=team,
         tab="unreconciled",
         jobs=ledger["jobs"],
+        unknown=unknown["requests"],
         outcome=outcome or Outcome(),
     )
 
@@ -162,3 +164,53 @@ async def clear_model_price(ctx: Ctx) -> web.StreamResponse:
     except ClientError as exc:
         return await _model_price(ctx, refusal(exc), exc.status)
     return await _model_price(ctx, Outcome(message="Override cleared: the catalog price applies."))
+
+
+async def choose_deployment(ctx: Ctx) -> web.StreamResponse:
+    """From the pricing page's deployment field to that deployment's page."""
+    deployment_id = ctx.request.query.get("deployment_id", "").strip()
+    if not DEPLOYMENT_ID_RE.fullmatch(deployment_id):
+        error = Outcome(error=f"{deployment_id!r} is not a deployment id.")
+        return await _pricing(ctx, error, 422)
+    return redirect(f"{PREFIX}/pricing/deployments/{deployment_id}")
+
+
+async def _deployment_price(
+    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, shown: Any = None
+) -> web.Response:
+    deployment_id = ctx.request.match_info["deployment_id"]
+    book = await ctx.api.call("getPriceBook")
+    current = book["deployments"].get(deployment_id)
+    return ctx.page(
+        "deployment_price.html",
+        status,
+        url=f"{PREFIX}/pricing/deployments/{deployment_id}",
+        deployment_id=deployment_id,
+        current=current,
+        shown=shown if shown is not None else {k: str(v) for k, v in (current or {}).items()},
+        outcome=outcome or Outcome(),
+    )
+
+
+async def deployment_price_page(ctx: Ctx) -> web.StreamResponse:
+    return await _deployment_price(ctx)
+
+
+async def set_deployment_price(ctx: Ctx) -> web.StreamResponse:
+    """Set the deployment's GPU rate and expected run time (what its requests reserve)."""
+    body = body_of(ctx.form, ("usd_per_second", "estimated_seconds"))
+    try:
+        await ctx.api.call("setDeploymentPrice", body=body)
+    except ClientError as exc:
+        shown = {k: str(ctx.form.get(k, "")) for k in ("usd_per_second", "estimated_seconds")}
+        return await _deployment_price(ctx, refusal(exc), exc.status, shown)
+    return await _deployment_price(ctx, Outcome(message="Rate saved."))
+
+
+async def clear_deployment_price(ctx: Ctx) -> web.StreamResponse:
+    try:
+        await ctx.api.call("clearDeploymentPrice")
+    except ClientError as exc:
+        return await _deployment_price(ctx, refusal(exc), exc.status)
+    message = "Rate cleared: the deployment's requests are estimated as unknown again."
+    return await _deployment_price(ctx, Outcome(message=message))
