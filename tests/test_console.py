@@ -816,3 +816,22 @@ async def test_a_deployments_rate_is_set_checked_and_cleared_in_the_console(
         "pricing.clear_deployment",
         "pricing.set_deployment",
     ]
+
+
+async def test_a_serverless_estimate_is_the_apis_and_needs_exactly_one_target(
+    browser: Browser, console: Gateway
+) -> None:
+    rate = {"usd_per_second": 0.00054, "estimated_seconds": 40}
+    status, _ = await console.admin("PUT", "/admin/v1/pricing/deployments/dep-1", rate)
+    assert status == 200
+    await browser.sign_in()
+    form = {"model_id": "", "deployment_id": "dep-1", "request_body": "{}"}
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", form)
+    assert status == 200, text
+    _, estimate = await console.admin(
+        "POST", "/admin/v1/pricing/estimate", {"deployment_id": "dep-1", "body": {}}
+    )
+    assert estimate["micro"] == 21_600
+    assert f"${estimate['micro'] / 1_000_000:.6f}" in text
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", {**form, "model_id": NANO})
+    assert status == 422 and "give exactly one of model_id and deployment_id" in text

@@ -96,14 +96,19 @@ async def pricing_page(ctx: Ctx) -> web.StreamResponse:
 
 async def estimate(ctx: Ctx) -> web.StreamResponse:
     """What a request would reserve, by the API's own estimate (changes nothing)."""
-    shown = {name: str(ctx.form.get(name, "")) for name in ("model_id", "request_body")}
+    names = ("model_id", "deployment_id", "request_body")
+    shown = {name: str(ctx.form.get(name, "")) for name in names}
     try:
         raw = text(ctx.form, "request_body")
         request_body = parse_json_object(raw.encode()) if raw else {}
     except ClientError as exc:
         error = ValidationFailed("The request body is not a JSON object.", detail=exc.message)
         return await _pricing(ctx, refusal(error), 422, shown=shown)
-    query = {"model_id": text(ctx.form, "model_id"), "body": request_body}
+    query = {
+        "model_id": text(ctx.form, "model_id"),
+        "deployment_id": text(ctx.form, "deployment_id"),
+        "body": request_body,
+    }
     try:
         answer = await ctx.api.call("estimate", body=query)
     except ClientError as exc:
