@@ -835,3 +835,34 @@ async def test_a_serverless_estimate_is_the_apis_and_needs_exactly_one_target(
     assert f"${estimate['micro'] / 1_000_000:.6f}" in text
     status, text, _ = await browser.post(f"{UI}/pricing/estimate", {**form, "model_id": NANO})
     assert status == 422 and "give exactly one of model_id and deployment_id" in text
+
+
+async def test_every_console_form_is_refused_without_its_csrf_token(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    values = {
+        "team_id": "design",
+        "key_id": await _key_id(console, "design"),
+        "cache_key": "k",
+        "target": NANO,
+        "model_id": NANO,
+        "deployment_id": "dep-1",
+        "token_id": "t",
+        "job_id": "j",
+    }
+    posts = [
+        r.resource.canonical
+        for r in console.app.router.routes()
+        if r.method == "POST" and r.resource is not None
+    ]
+    posts = [p for p in posts if p.startswith(UI) and p != f"{UI}/login"]
+    assert len(posts) >= 20
+    await browser.sign_in()
+    _, before = await console.admin("GET", "/admin/v1/audit")
+    for canonical in posts:
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: values[m[1]], canonical)
+        status, _, _ = await browser.post(path, {"default": "off", "budget_usd": "1"}, csrf=False)
+        assert status == 403, path
+    _, after = await console.admin("GET", "/admin/v1/audit")
+    assert after["entries"] == before["entries"]
