@@ -760,6 +760,10 @@ async def test_a_refused_dedup_policy_shows_the_apis_message_next_to_its_entry(
     for item in api_answer["detail"]:
         assert f"<li>{item['msg']}</li>" in html.unescape(text)  # by the field
     assert f'value="{NANO}"' in text  # what was typed stays in the form
+    form = {"default": "off", "new_model": NANO, "new_model_policy": ""}
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 422 and 'id="new_model_policy-error"' in text
+    assert "Choose the model&#39;s mode." in text
     _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
     assert policy == {"default": None, "keys": {}, "models": {}}
 

@@ -71,6 +71,16 @@ def _policy_body(form: Any) -> dict[str, Any]:
     return body
 
 
+def _half_new_entry(form: Any) -> dict[str, list[str]] | None:
+    """The field missing from a new model entry given in part (a model, or a mode)."""
+    model, mode = text(form, "new_model"), text(form, "new_model_policy")
+    if model is not None and mode is None:
+        return {"new_model_policy": ["Choose the model's mode."]}
+    if mode is not None and model is None:
+        return {"new_model": ["Name the model or deployment."]}
+    return None
+
+
 async def cache_page(ctx: Ctx) -> web.StreamResponse:
     return await _cache(ctx)
 
@@ -78,6 +88,11 @@ async def cache_page(ctx: Ctx) -> web.StreamResponse:
 async def set_policy(ctx: Ctx) -> web.StreamResponse:
     """Replace the team's dedup policy with the form's."""
     body = _policy_body(ctx.form)
+    shown = {name: str(value) for name, value in ctx.form.items()}
+    half = _half_new_entry(ctx.form)
+    if half is not None:
+        outcome = Outcome(error="A new model entry needs a model and a mode.", fields=half)
+        return await _cache(ctx, outcome, 422, shown)
     try:
         await ctx.api.call("setDedupPolicy", body=body)
     except ClientError as exc:
@@ -85,7 +100,6 @@ async def set_policy(ctx: Ctx) -> web.StreamResponse:
         paths |= {("models", m): f"model.{m}" for m in body["models"]}
         if new_model := text(ctx.form, "new_model"):
             paths[("models", new_model)] = "new_model"
-        shown = {name: str(value) for name, value in ctx.form.items()}
         return await _cache(ctx, refusal(exc, paths=paths), exc.status, shown)
     return await _cache(ctx, Outcome(message="Dedup policy saved; it applies to the next request."))
 
