@@ -273,12 +273,16 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
     browser: Browser, console: Gateway
 ) -> None:
     await console.new_team("design")
+    kid = await _key_id(console, "design")
     viewer = await named_admin(console, "grafana-bot", "viewer")
     await browser.sign_in(viewer["token"])
     for path in (
         f"{UI}/teams",
         f"{UI}/teams/design",
         f"{UI}/teams/design/limits",
+        f"{UI}/teams/design/limits/keys/{kid}",
+        f"{UI}/cache",
+        f"{UI}/pricing/deployments/dep-1",
         f"{UI}/admins",
         f"{UI}/teams/design/cache",
         f"{UI}/teams/design/unreconciled",
@@ -292,6 +296,13 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_403(
         (f"{UI}/teams/design/delete", {"confirm": "design"}),
         (f"{UI}/teams/design/keys", {"name": "x"}),
         (f"{UI}/teams/design/limits", {"budget_usd": "1"}),
+        (f"{UI}/teams/design/limits/keys/{kid}", {"daily_requests": "1"}),
+        (f"{UI}/teams/design/limits/keys/{kid}/clear", {}),
+        (f"{UI}/teams/design/dedup-policy", {"default": "off"}),
+        (f"{UI}/cache/models/{NANO}", {}),
+        (f"{UI}/pricing/deployments/dep-1", {"usd_per_second": "1", "estimated_seconds": "1"}),
+        (f"{UI}/pricing/deployments/dep-1/clear", {}),
+        (f"{UI}/teams/design/cache", {"scope": "team"}),
         (f"{UI}/admins", {"name": "mallory", "role": "admin"}),
     ):
         status, _, _ = await browser.post(path, form)
@@ -529,6 +540,10 @@ async def test_an_unreconciled_submit_is_resolved_from_the_console(
         _, ledger = await gw.admin("GET", "/admin/v1/teams/design/unreconciled")
         [entry] = ledger["jobs"]
         assert entry["job_id"] in text and "1 unreconciled" in text
+        _, unknown = await gw.admin("GET", "/admin/v1/teams/design/unknown-submits")
+        [submit] = unknown["requests"]
+        assert "1 unknown submits" in text
+        assert f'<td class="id">{submit["request_id"]}</td><td>{submit["api"]}</td>' in text
         path = f"{UI}/teams/design/unreconciled/{entry['job_id']}"
         status, text, _ = await browser.post(path, {"outcome": "maybe"})
         assert status == 422
@@ -604,3 +619,254 @@ async def test_one_cached_result_is_purged_by_its_key_after_a_confirmation(
     assert f"cached result {cache_key}" in text
     _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
     assert [e["target"] for e in audit["entries"]] == [f"team/design/cache/entry/{cache_key}"]
+
+
+async def _key_id(gw: Gateway, team_id: str) -> str:
+    _, listing = await gw.admin("GET", f"/admin/v1/teams/{team_id}/keys")
+    return str(listing["keys"][0]["key_id"])
+
+
+async def test_a_keys_own_limits_are_set_in_the_console_and_bind_its_submits(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design", budget_usd=250, budget_period="week")
+    kid = await _key_id(console, "design")
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/limits")
+    assert status == 200 and f'id="key-limits-{kid}"' in text
+    path = f"{UI}/teams/design/limits/keys/{kid}"
+    status, text, _ = await browser.post(path, {"daily_requests": "0", "budget_usd": "5"})
+    assert status == 200, text
+    assert f"Limits of key {kid} saved." in text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"][kid]["daily_requests"] == 0 and limits["keys"][kid]["budget_usd"] == 5
+    assert limits["budget_usd"] == 250 and limits["budget_period"] == "week"  # the team's kept
+    status, body, _ = await console.request(
+        "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "x"}
+    )
+    assert status == 429, body
+    status, text, _ = await browser.post(f"{path}/clear", {})
+    assert status == 200 and f"Key {kid} has no limits of its own." in text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"] == {} and limits["budget_usd"] == 250
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=limits.replace")
+    assert len(audit["entries"]) == 3  # the team's, then the key's set and removed
+
+
+async def test_a_keys_refused_limits_show_the_apis_messages_next_to_its_fields(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    kid = await _key_id(console, "design")
+    await browser.sign_in()
+    form = {"daily_requests": "-5", "rate_per_minute": "lots"}
+    status, text, _ = await browser.post(f"{UI}/teams/design/limits/keys/{kid}", form)
+    assert status == 422
+    assert 'id="daily_requests-error"' in text and 'id="rate_per_minute-error"' in text
+    assert 'value="lots"' in text
+    _, api_answer = await console.admin(
+        "PUT", "/admin/v1/teams/design/limits", {"keys": {kid: form}}
+    )
+    assert len(api_answer["detail"]) == 2
+    for item in api_answer["detail"]:
+        assert f"<li>{item['msg']}</li>" in html.unescape(text)  # the API's words, by the field
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert limits["keys"] == {}
+
+
+async def test_a_key_of_another_team_has_no_limits_page_there(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    await console.new_team("ml")
+    kid = await _key_id(console, "ml")
+    await browser.sign_in()
+    status, _, _ = await browser.get(f"{UI}/teams/design/limits/keys/{kid}")
+    assert status == 404
+    status, _, _ = await browser.post(
+        f"{UI}/teams/design/limits/keys/{kid}", {"daily_requests": "1"}
+    )
+    assert status == 404
+    _, limits = await console.admin("GET", "/admin/v1/teams/ml/limits")
+    assert limits["keys"] == {}
+
+
+async def test_emptied_fields_clear_the_teams_limits_and_the_period_goes_back_to_month(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design", budget_usd=250, budget_period="week", daily_requests=9)
+    await browser.sign_in()
+    form = {"budget_usd": "", "budget_period": "month", "daily_requests": "", "models": ""}
+    status, text, _ = await browser.post(f"{UI}/teams/design/limits", form)
+    assert status == 200, text
+    _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
+    assert (limits["budget_usd"], limits["budget_period"], limits["daily_requests"]) == (
+        None,
+        "month",
+        None,
+    )
+    assert limits["models"] is None
+
+
+async def test_a_teams_dedup_policy_is_set_in_the_console_as_the_api_stores_it(
+    browser: Browser, console: Gateway
+) -> None:
+    key = await console.new_team("design")
+    kid = await _key_id(console, "design")
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/teams/design/cache")
+    assert status == 200 and 'id="dedup-form"' in text and "gateway default (cache)" in text
+    form = {
+        "default": "seeded",
+        f"key.{kid}": "off",
+        "new_model": NANO,
+        "new_model_policy": "inflight",
+    }
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 200, text
+    assert "Dedup policy saved" in text
+    _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy == {"default": "seeded", "keys": {kid: "off"}, "models": {NANO: "inflight"}}
+    for _ in range(2):  # the key's "off": the same request twice is two jobs, no hit
+        _, _, headers = await console.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "same"}
+        )
+        assert headers["X-Gateway-Cache"] == "miss"
+    # what the page shows is what it saves: the model entry removed, the rest kept
+    form = {"default": "seeded", f"key.{kid}": "off", f"model.{NANO}": ""}
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 200, text
+    _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy == {"default": "seeded", "keys": {kid: "off"}, "models": {}}
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=dedup_policy.replace")
+    assert len(audit["entries"]) == 2
+
+
+async def test_a_refused_dedup_policy_shows_the_apis_message_next_to_its_entry(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    await browser.sign_in()
+    form = {"default": "sometimes", "new_model": NANO, "new_model_policy": "never"}
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 422
+    assert 'id="default-error"' in text and 'id="new_model-error"' in text
+    _, api_answer = await console.admin(
+        "PUT",
+        "/admin/v1/teams/design/dedup-policy",
+        {"default": "sometimes", "models": {NANO: "never"}},
+    )
+    assert len(api_answer["detail"]) == 2
+    for item in api_answer["detail"]:
+        assert f"<li>{item['msg']}</li>" in html.unescape(text)  # by the field
+    assert f'value="{NANO}"' in text  # what was typed stays in the form
+    form = {"default": "off", "new_model": NANO, "new_model_policy": ""}
+    status, text, _ = await browser.post(f"{UI}/teams/design/dedup-policy", form)
+    assert status == 422 and 'id="new_model_policy-error"' in text
+    assert "Choose the model&#39;s mode." in text
+    _, policy = await console.admin("GET", "/admin/v1/teams/design/dedup-policy")
+    assert policy == {"default": None, "keys": {}, "models": {}}
+
+
+async def test_a_model_is_purged_for_every_team_after_a_confirmation(
+    browser: Browser, console: Gateway
+) -> None:
+    for team in ("design", "ml"):
+        key = await console.new_team(team)
+        status, body, _ = await console.request(
+            "POST", f"/v1/models/{NANO}", key=key, json={"prompt": "everywhere"}
+        )
+        assert status == 200, body
+    await browser.sign_in()
+    status, text, _ = await browser.get(f"{UI}/cache/model?model=a b")
+    assert status == 422 and "is not a model or deployment id" in text
+    status, text, _ = await browser.get(f"{UI}/cache/model?model={NANO}")
+    assert status == 200 and f"every team's cached results of {NANO}" in html.unescape(text)
+    status, text, _ = await browser.post(f"{UI}/cache/models/{NANO}", {})
+    assert status == 200, text
+    assert re.search(rf"Purged \d+ cached results of {NANO}, in every team\.", text)
+    _, audit = await console.admin("GET", "/admin/v1/audit?action=cache.purge")
+    assert [e["target"] for e in audit["entries"]] == [f"cache/model/{NANO}"]
+
+
+async def test_a_deployments_rate_is_set_checked_and_cleared_in_the_console(
+    browser: Browser, console: Gateway
+) -> None:
+    await browser.sign_in()
+    status, _, headers = await browser.get(f"{UI}/pricing/deployment?deployment_id=dep-1")
+    assert status == 303 and headers["Location"] == f"{UI}/pricing/deployments/dep-1"
+    status, text, _ = await browser.get(f"{UI}/pricing/deployment?deployment_id=a/b")
+    assert status == 422 and "is not a deployment id" in html.unescape(text)
+    path = f"{UI}/pricing/deployments/dep-1"
+    wrong = {"usd_per_second": "-1", "estimated_seconds": "0"}
+    status, text, _ = await browser.post(path, wrong)
+    assert status == 422
+    assert 'id="usd_per_second-error"' in text and 'id="estimated_seconds-error"' in text
+    _, api_answer = await console.admin("PUT", "/admin/v1/pricing/deployments/dep-1", wrong)
+    for item in api_answer["detail"]:
+        assert f"<li>{item['msg']}</li>" in html.unescape(text)
+    status, text, _ = await browser.post(
+        path, {"usd_per_second": "0.00054", "estimated_seconds": "40"}
+    )
+    assert status == 200 and "Rate saved." in text
+    _, book = await console.admin("GET", "/admin/v1/pricing")
+    assert book["deployments"]["dep-1"] == {"usd_per_second": 0.00054, "estimated_seconds": 40}
+    status, text, _ = await browser.post(f"{path}/clear", {})
+    assert status == 200 and "Rate cleared" in text
+    _, book = await console.admin("GET", "/admin/v1/pricing")
+    assert book["deployments"] == {}
+    _, audit = await console.admin("GET", "/admin/v1/audit?target=pricing/deployment/")
+    assert [e["action"] for e in audit["entries"]] == [
+        "pricing.clear_deployment",
+        "pricing.set_deployment",
+    ]
+
+
+async def test_a_serverless_estimate_is_the_apis_and_needs_exactly_one_target(
+    browser: Browser, console: Gateway
+) -> None:
+    rate = {"usd_per_second": 0.00054, "estimated_seconds": 40}
+    status, _ = await console.admin("PUT", "/admin/v1/pricing/deployments/dep-1", rate)
+    assert status == 200
+    await browser.sign_in()
+    form = {"model_id": "", "deployment_id": "dep-1", "request_body": "{}"}
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", form)
+    assert status == 200, text
+    _, estimate = await console.admin(
+        "POST", "/admin/v1/pricing/estimate", {"deployment_id": "dep-1", "body": {}}
+    )
+    assert estimate["micro"] == 21_600
+    assert f"${estimate['micro'] / 1_000_000:.6f}" in text
+    status, text, _ = await browser.post(f"{UI}/pricing/estimate", {**form, "model_id": NANO})
+    assert status == 422 and "give exactly one of model_id and deployment_id" in text
+
+
+async def test_every_console_form_is_refused_without_its_csrf_token(
+    browser: Browser, console: Gateway
+) -> None:
+    await console.new_team("design")
+    values = {
+        "team_id": "design",
+        "key_id": await _key_id(console, "design"),
+        "cache_key": "k",
+        "target": NANO,
+        "model_id": NANO,
+        "deployment_id": "dep-1",
+        "token_id": "t",
+        "job_id": "j",
+    }
+    posts = [
+        r.resource.canonical
+        for r in console.app.router.routes()
+        if r.method == "POST" and r.resource is not None
+    ]
+    posts = [p for p in posts if p.startswith(UI) and p != f"{UI}/login"]
+    assert len(posts) >= 20
+    await browser.sign_in()
+    _, before = await console.admin("GET", "/admin/v1/audit")
+    for canonical in posts:
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: values[m[1]], canonical)
+        status, _, _ = await browser.post(path, {"default": "off", "budget_usd": "1"}, csrf=False)
+        assert status == 403, path
+    _, after = await console.admin("GET", "/admin/v1/audit")
+    assert after["entries"] == before["entries"]

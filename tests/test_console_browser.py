@@ -34,6 +34,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -203,8 +204,10 @@ class Page:
         if not directory:
             return
         self.driver.set_window_size(width, 900)
+        # the window is taller than the page's viewport by the browser's own chrome
+        chrome = 900 - int(self.driver.execute_script("return window.innerHeight"))
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(width, min(int(height) + 20, 2400))
+        self.driver.set_window_size(width, min(int(height) + chrome, 2400))
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(Path(directory) / f"{name}.png"))
         self.driver.set_window_size(1280, 900)
@@ -331,6 +334,40 @@ def test_an_admins_day_from_sign_in_to_the_audit_log(page: Page, served: Served)
     page.screenshot("pricing-refused")
     assert page.csp_violations() == []
     assert key not in page.driver.page_source and SIM_TOKEN not in page.driver.page_source
+
+
+def test_a_teams_dedup_mode_and_a_keys_limit_set_in_the_browser_are_the_apis(
+    page: Page, served: Served
+) -> None:
+    served.api("POST", "/admin/v1/teams", json={"team_id": "tuned"})
+    key = served.api("POST", "/admin/v1/teams/tuned/keys", json={"name": "ci"}).json()
+    page.sign_in(ADMIN_TOKEN)
+    page.open(f"{UI}/teams/tuned/cache")
+    page.mark()
+    Select(page.field("Team default")).select_by_visible_text("seeded")
+    Select(page.field(f"{key['key_id']} (ci)")).select_by_visible_text("off")
+    page.click("Save dedup policy")
+    page.wait_text("Dedup policy saved")
+    assert page.marked(), "the change reloaded the whole page"
+    policy = served.api("GET", "/admin/v1/teams/tuned/dedup-policy").json()
+    assert policy == {"default": "seeded", "keys": {key["key_id"]: "off"}, "models": {}}
+    page.screenshot("dedup")
+
+    page.open(f"{UI}/teams/tuned/limits")
+    row = page.driver.find_element(By.ID, f"key-limits-{key['key_id']}")
+    row.find_element(By.LINK_TEXT, "Edit limits").click()
+    page.wait_text(f"Limits of key {key['key_id']}")
+    page.fill("Submits per day", "-1")
+    page.click("Save key limits")
+    page.wait_text("greater than or equal to 0")
+    page.fill("Submits per day", "0")
+    page.click("Save key limits")
+    page.wait_text(f"Limits of key {key['key_id']} saved.")
+    limits = served.api("GET", "/admin/v1/teams/tuned/limits").json()
+    assert limits["keys"] == {key["key_id"]: {**limits["keys"][key["key_id"]], "daily_requests": 0}}
+    assert submit(served, key["key"], "over the key's day").status_code == 429
+    page.screenshot("key-limits")
+    assert page.csp_violations() == []
 
 
 def test_a_viewer_sees_no_write_controls_and_a_forged_form_is_refused(

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.web.appkeys import REDIS, SETTINGS
-from gateway.web.console import admin, money, signin, teams
+from gateway.web.console import admin, cache, limits, money, signin, teams
 from gateway.web.console.guard import CONSOLE_SESSIONS, ConsoleHandler, page
 from gateway.web.console.render import PREFIX, redirect, static
 from gateway.web.console.sessions import SessionStore
@@ -57,13 +57,20 @@ def setup_console(app: web.Application) -> None:
         ("POST", _team("/keys"), teams.create_key),
         ("POST", _team("/keys/{key_id}/rotate"), teams.rotate_key),
         ("POST", _team("/keys/{key_id}/revoke"), teams.revoke_key),
-        ("GET", _team("/limits"), money.limits_page),
-        ("POST", _team("/limits"), money.set_limits),
+        ("GET", _team("/limits"), limits.limits_page),
+        ("POST", _team("/limits"), limits.set_limits),
+        ("GET", _team("/limits/keys/{key_id}"), limits.key_limits_page),
+        ("POST", _team("/limits/keys/{key_id}"), limits.set_key_limits),
+        ("POST", _team("/limits/keys/{key_id}/clear"), limits.clear_key_limits),
         ("GET", _team("/usage"), money.usage_page),
-        ("GET", _team("/cache"), money.cache_page),
-        ("POST", _team("/cache"), money.purge_cache),
-        ("GET", _team("/cache/entry"), money.choose_cache_entry),
-        ("POST", _team("/cache/entry/{cache_key}"), money.purge_cache_entry),
+        ("GET", _team("/cache"), cache.cache_page),
+        ("POST", _team("/cache"), cache.purge_cache),
+        ("POST", _team("/dedup-policy"), cache.set_policy),
+        ("GET", _team("/cache/entry"), cache.choose_cache_entry),
+        ("POST", _team("/cache/entry/{cache_key}"), cache.purge_cache_entry),
+        ("GET", f"{PREFIX}/cache", cache.every_team_page),
+        ("GET", f"{PREFIX}/cache/model", cache.choose_model),
+        ("POST", f"{PREFIX}/cache/models/{{target:.+}}", cache.purge_model),
         ("GET", _team("/unreconciled"), money.ledger_page),
         ("POST", _team("/unreconciled/{job_id}"), money.resolve),
         ("GET", f"{PREFIX}/pricing", money.pricing_page),
@@ -71,6 +78,14 @@ def setup_console(app: web.Application) -> None:
         ("GET", f"{PREFIX}/pricing/models/{{model_id:.+}}", money.model_price_page),
         ("POST", f"{PREFIX}/pricing/models/{{model_id:.+}}", money.set_model_price),
         ("POST", f"{PREFIX}/pricing/clear/{{model_id:.+}}", money.clear_model_price),
+        ("GET", f"{PREFIX}/pricing/deployment", money.choose_deployment),
+        ("GET", f"{PREFIX}/pricing/deployments/{{deployment_id}}", money.deployment_price_page),
+        ("POST", f"{PREFIX}/pricing/deployments/{{deployment_id}}", money.set_deployment_price),
+        (
+            "POST",
+            f"{PREFIX}/pricing/deployments/{{deployment_id}}/clear",
+            money.clear_deployment_price,
+        ),
         ("GET", f"{PREFIX}/admins", admin.admins_page),
         ("POST", f"{PREFIX}/admins", admin.create_admin),
         ("POST", f"{PREFIX}/admins/{{token_id}}/revoke", admin.revoke_admin),

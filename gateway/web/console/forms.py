@@ -25,17 +25,28 @@ class Outcome:
     other: list[str] = field(default_factory=list)
 
 
-def refusal(exc: GatewayError, aliases: dict[str, str] | None = None) -> Outcome:
+def refusal(
+    exc: GatewayError,
+    aliases: dict[str, str] | None = None,
+    paths: dict[tuple[str, ...], str] | None = None,
+) -> Outcome:
     """The API's refusal as an :class:`Outcome`: each detail with a ``loc`` goes to the field it
-    names (``aliases`` maps an API field to the form's), the rest stays general."""
+    names (``aliases`` maps an API field to the form's; ``paths`` a nested one, such as
+    ``("keys", key_id, "daily_requests")``, whose message then names no path), the rest stays
+    general."""
     outcome = Outcome(error=exc.message)
     details = exc.detail if isinstance(exc.detail, list) else [exc.detail] if exc.detail else []
     for item in details:
         if isinstance(item, dict) and item.get("loc"):
-            loc = [str(part) for part in item["loc"]]
-            name = (aliases or {}).get(loc[0], loc[0])
-            where = ".".join([name, *loc[1:]]) if len(loc) > 1 else ""
-            text = f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", ""))
+            loc = tuple(str(part) for part in item["loc"])
+            msg = str(item.get("msg", ""))
+            nested = next((p for p in (paths or {}) if loc[: len(p)] == p), None)
+            if nested is not None:
+                name, rest = (paths or {})[nested], loc[len(nested) :]
+                text = f"{'.'.join(rest)}: {msg}" if rest else msg
+            else:
+                name = (aliases or {}).get(loc[0], loc[0])
+                text = f"{'.'.join([name, *loc[1:]])}: {msg}" if len(loc) > 1 else msg
             outcome.fields.setdefault(name, []).append(text)
         else:
             outcome.other.append(str(item.get("msg", item) if isinstance(item, dict) else item))

@@ -1,4 +1,4 @@
-"""Console pages of a team's limits, usage and spend, cache, unreconciled ledger; and prices.
+"""Console pages of a team's usage and spend and its unreconciled ledger; and prices.
 
 Every number shown is the admin API's own answer (``getUsage``, ``getLimits``, ...), the same
 the CLI prints and ``/metrics`` exports; the charts draw those numbers and nothing else.
@@ -16,75 +16,14 @@ from aiohttp import web
 from gateway.common.errors import ClientError, ValidationFailed
 from gateway.common.jsonutil import parse_json_object
 from gateway.web.console.charts import bar_chart, burn
-from gateway.web.console.forms import Outcome, listed, refusal, text
+from gateway.web.console.forms import Outcome, body_of, refusal, text
 from gateway.web.console.guard import Ctx
 from gateway.web.console.render import PREFIX, redirect
-from gateway.web.routes.shared import MODEL_ID_RE
-
-LIMIT_FIELDS = (
-    "rate_per_minute",
-    "rate_burst",
-    "daily_requests",
-    "budget_usd",
-    "max_request_usd",
-    "max_concurrent",
-    "max_queue",
-    "alert_webhook",
-)
+from gateway.web.routes.shared import DEPLOYMENT_ID_RE, MODEL_ID_RE
 
 
 def _team_url(ctx: Ctx, leaf: str) -> str:
     return f"{PREFIX}/teams/{ctx.request.match_info['team_id']}/{leaf}"
-
-
-async def _limits(
-    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, shown: Any = None
-) -> web.Response:
-    team = await ctx.api.call("getTeam")
-    limits = await ctx.api.call("getLimits")
-    return ctx.page(
-        "limits.html",
-        status,
-        url=_team_url(ctx, "limits"),
-        team=team,
-        tab="limits",
-        limits=limits,
-        shown=shown if shown is not None else _as_form(limits),
-        outcome=outcome or Outcome(),
-        periods=("day", "week", "month"),
-    )
-
-
-def _as_form(limits: dict[str, Any]) -> dict[str, str]:
-    """The limits as the form's text fields."""
-    shown = {name: "" if limits[name] is None else str(limits[name]) for name in LIMIT_FIELDS}
-    shown["budget_period"] = limits["budget_period"]
-    shown["models"] = ", ".join(limits["models"]) if limits["models"] is not None else ""
-    shown["deployments"] = ", ".join(limits["deployments"])
-    return shown
-
-
-async def limits_page(ctx: Ctx) -> web.StreamResponse:
-    return await _limits(ctx)
-
-
-async def set_limits(ctx: Ctx) -> web.StreamResponse:
-    """Replace the team's limits with the form's; per-key limits are kept as they are."""
-    current = await ctx.api.call("getLimits")
-    body: dict[str, Any] = {name: text(ctx.form, name) for name in LIMIT_FIELDS}
-    body = {name: value for name, value in body.items() if value is not None}
-    body["budget_period"] = text(ctx.form, "budget_period")
-    body["models"] = listed(ctx.form, "models")
-    body["deployments"] = listed(ctx.form, "deployments") or []
-    body["keys"] = current["keys"]
-    try:
-        await ctx.api.call("setLimits", body=body)
-    except ClientError as exc:
-        shown = {name: str(ctx.form.get(name, "")) for name in (*LIMIT_FIELDS, "models")}
-        shown["budget_period"] = str(ctx.form.get("budget_period", ""))
-        shown["deployments"] = str(ctx.form.get("deployments", ""))
-        return await _limits(ctx, refusal(exc), exc.status, shown)
-    return await _limits(ctx, Outcome(message="Limits saved; they apply to the next request."))
 
 
 async def usage_page(ctx: Ctx) -> web.StreamResponse:
@@ -104,41 +43,10 @@ async def usage_page(ctx: Ctx) -> web.StreamResponse:
     )
 
 
-async def _cache(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
-    team = await ctx.api.call("getTeam")
-    usage = await ctx.api.call("getUsage")
-    return ctx.page(
-        "cache.html",
-        status,
-        url=_team_url(ctx, "cache"),
-        team=team,
-        tab="cache",
-        usage=usage,
-        outcome=outcome or Outcome(),
-    )
-
-
-async def cache_page(ctx: Ctx) -> web.StreamResponse:
-    return await _cache(ctx)
-
-
-async def purge_cache(ctx: Ctx) -> web.StreamResponse:
-    """Purge the team's cached results: all of them, or one model's."""
-    model = text(ctx.form, "model")
-    if ctx.form.get("scope") == "model" and model is None:
-        return await _cache(ctx, Outcome(error="Name the model to purge."), 422)
-    query = {"model": model} if ctx.form.get("scope") == "model" and model else None
-    try:
-        purged = await ctx.api.call("purgeTeamCache", query=query)
-    except ClientError as exc:
-        return await _cache(ctx, refusal(exc), exc.status)
-    what = f"of {model}" if query else "of the team"
-    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached results {what}."))
-
-
 async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -> web.Response:
     team = await ctx.api.call("getTeam")
     ledger = await ctx.api.call("listUnreconciled")
+    unknown = await ctx.api.call("listUnknownSubmits")
     return ctx.page(
         "unreconciled.html",
         status,
@@ -146,6 +54,7 @@ async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -
         team=team,
         tab="unreconciled",
         jobs=ledger["jobs"],
+        unknown=unknown["requests"],
         outcome=outcome or Outcome(),
     )
 
@@ -187,14 +96,19 @@ async def pricing_page(ctx: Ctx) -> web.StreamResponse:
 
 async def estimate(ctx: Ctx) -> web.StreamResponse:
     """What a request would reserve, by the API's own estimate (changes nothing)."""
-    shown = {name: str(ctx.form.get(name, "")) for name in ("model_id", "request_body")}
+    names = ("model_id", "deployment_id", "request_body")
+    shown = {name: str(ctx.form.get(name, "")) for name in names}
     try:
         raw = text(ctx.form, "request_body")
         request_body = parse_json_object(raw.encode()) if raw else {}
     except ClientError as exc:
         error = ValidationFailed("The request body is not a JSON object.", detail=exc.message)
         return await _pricing(ctx, refusal(error), 422, shown=shown)
-    query = {"model_id": text(ctx.form, "model_id"), "body": request_body}
+    query = {
+        "model_id": text(ctx.form, "model_id"),
+        "deployment_id": text(ctx.form, "deployment_id"),
+        "body": request_body,
+    }
     try:
         answer = await ctx.api.call("estimate", body=query)
     except ClientError as exc:
@@ -257,21 +171,51 @@ async def clear_model_price(ctx: Ctx) -> web.StreamResponse:
     return await _model_price(ctx, Outcome(message="Override cleared: the catalog price applies."))
 
 
-async def choose_cache_entry(ctx: Ctx) -> web.StreamResponse:
-    """Confirm purging one cached result of the team (by its ``X-Gateway-Cache-Key``)."""
-    team = await ctx.api.call("getTeam")
-    cache_key = ctx.request.query.get("cache_key", "").strip()
-    if not cache_key or "/" in cache_key:
-        return await _cache(ctx, Outcome(error="Give the cache key to purge."), 422)
+async def choose_deployment(ctx: Ctx) -> web.StreamResponse:
+    """From the pricing page's deployment field to that deployment's page."""
+    deployment_id = ctx.request.query.get("deployment_id", "").strip()
+    if not DEPLOYMENT_ID_RE.fullmatch(deployment_id):
+        error = Outcome(error=f"{deployment_id!r} is not a deployment id.")
+        return await _pricing(ctx, error, 422)
+    return redirect(f"{PREFIX}/pricing/deployments/{deployment_id}")
+
+
+async def _deployment_price(
+    ctx: Ctx, outcome: Outcome | None = None, status: int = 200, shown: Any = None
+) -> web.Response:
+    deployment_id = ctx.request.match_info["deployment_id"]
+    book = await ctx.api.call("getPriceBook")
+    current = book["deployments"].get(deployment_id)
     return ctx.page(
-        "purge_confirm.html",
-        team=team,
-        what=f"the cached result {cache_key}",
-        action=f"{PREFIX}/teams/{team['team_id']}/cache/entry/{quote(cache_key)}",
+        "deployment_price.html",
+        status,
+        url=f"{PREFIX}/pricing/deployments/{deployment_id}",
+        deployment_id=deployment_id,
+        current=current,
+        shown=shown if shown is not None else {k: str(v) for k, v in (current or {}).items()},
+        outcome=outcome or Outcome(),
     )
 
 
-async def purge_cache_entry(ctx: Ctx) -> web.StreamResponse:
-    purged = await ctx.api.call("purgeCacheEntry")
-    key = ctx.request.match_info["cache_key"]
-    return await _cache(ctx, Outcome(message=f"Purged {purged['purged']} cached result {key}."))
+async def deployment_price_page(ctx: Ctx) -> web.StreamResponse:
+    return await _deployment_price(ctx)
+
+
+async def set_deployment_price(ctx: Ctx) -> web.StreamResponse:
+    """Set the deployment's GPU rate and expected run time (what its requests reserve)."""
+    body = body_of(ctx.form, ("usd_per_second", "estimated_seconds"))
+    try:
+        await ctx.api.call("setDeploymentPrice", body=body)
+    except ClientError as exc:
+        shown = {k: str(ctx.form.get(k, "")) for k in ("usd_per_second", "estimated_seconds")}
+        return await _deployment_price(ctx, refusal(exc), exc.status, shown)
+    return await _deployment_price(ctx, Outcome(message="Rate saved."))
+
+
+async def clear_deployment_price(ctx: Ctx) -> web.StreamResponse:
+    try:
+        await ctx.api.call("clearDeploymentPrice")
+    except ClientError as exc:
+        return await _deployment_price(ctx, refusal(exc), exc.status)
+    message = "Rate cleared: the deployment's requests are estimated as unknown again."
+    return await _deployment_price(ctx, Outcome(message=message))
