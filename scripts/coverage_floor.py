@@ -17,8 +17,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 # Run only as processes, which coverage does not follow: ``python -m gateway``, and the body of
 # ``serve`` past its refusals (a taken port and a data directory in use are tested in-process;
-# serving until a signal is tested by the slow tier's subprocesses, tests/test_serving.py).
-NOT_IN_PROCESS = {"gateway/__main__.py", "gateway/cli/serve.py"}
+# serving until a signal is tested by the slow tier's subprocesses, tests/test_serving.py), and
+# the supervisor of ``serve --workers N``, which forks, signals and restarts worker processes
+# (tests/test_workers.py, slow; its pure parts are tested in-process in tests/test_cpus.py).
+NOT_IN_PROCESS = {"gateway/__main__.py", "gateway/cli/serve.py", "gateway/cli/supervisor.py"}
 
 
 def main(argv: list[str] | None = None) -> int:

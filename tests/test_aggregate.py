@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
+
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.observability.aggregate import render
@@ -77,3 +82,29 @@ def test_one_text_renders_as_itself() -> None:
     one, _ = _two_workers()
     text = one.render().decode()
     assert _values(render([text])) == _values(text.encode())
+
+
+async def test_a_scraped_worker_adds_up_what_its_sibling_serves_on_its_socket(
+    tmp_path: Path,
+) -> None:
+    """In one process: a sibling's registry served on its unix socket, and the scraped worker's
+    own, come out of one scrape as one series with the sum of both counts."""
+    from gateway.web.workers import Worker, sibling_listener
+
+    sibling_metrics, own_metrics = Metrics(), Metrics()
+    for metrics, count in ((sibling_metrics, 3), (own_metrics, 4)):
+        series, _, _ = metrics.request_series("/v1/models/{model_id}", "POST", "2xx", "hit")
+        series.inc(count)
+    listening = sibling_listener(Worker(1, tmp_path), sibling_metrics)(web.Application())
+    await anext(listening)
+    try:  # the sibling runs in this process: its socket is renamed as another pid's would be
+        (tmp_path / f"{os.getpid()}.sock").rename(tmp_path / "1.sock")
+        text = (await Worker(0, tmp_path).scrape(own_metrics)).decode()
+    finally:
+        with contextlib.suppress(StopAsyncIteration):
+            await anext(listening)
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "gateway_http_requests"
+    ]
+    hits = [s.value for s in family.samples if s.labels.get("cache") == "hit"]
+    assert hits == [7.0]

@@ -317,3 +317,44 @@ async def test_an_upgrade_moves_the_old_data_by_the_printed_command_and_keeps_th
         await _stop(process)
     assert "old_data_dir_found" not in (tmp_path / "c").read_text()
     assert not (checkout / "data").exists()
+
+
+def test_workers_on_a_taken_port_stop_serve_with_one_line() -> None:
+    """``serve --workers 2`` on a port another program holds: click's one-line error."""
+    import click
+
+    from gateway.cli import launch
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(click.ClickException, match="already in use"):
+            launch.bind_workers("127.0.0.1", port, 2)
+
+
+def test_serve_starts_its_log_with_the_hint_about_an_older_versions_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The hint comes through the log as configured, and no secret of the settings is in it."""
+    import structlog
+
+    from gateway.cli import launch
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dump.rdb").write_bytes(b"REDIS")
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        data_dir=tmp_path / "new",
+        log_format="json",
+        upstream_token=SecretStr("upstream-secret-value"),
+        admin_token=SecretStr("admin-secret-value-0123456789abcdef"),
+    )
+    try:
+        launch.start_logging(settings)
+        structlog.get_logger("test").info("token", value="upstream-secret-value")
+    finally:
+        structlog.reset_defaults()
+    out = capsys.readouterr().out
+    assert '"event": "old_data_dir_found"' in out
+    assert "upstream-secret-value" not in out
