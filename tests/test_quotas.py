@@ -503,6 +503,7 @@ async def test_cancelling_a_queued_submit_refunds_it_and_never_asks_runcomfy(
 async def test_a_queued_job_starts_on_another_replica_when_a_slot_frees(
     gateway_factory: Any, simulator: Simulator
 ) -> None:
+    await simulator.configure(run_seconds=3)  # "first" holds the slot while "second" comes
     a = await gateway_factory()
     b = await gateway_factory()
     key = await a.new_team("design", max_concurrent=1)
@@ -517,6 +518,7 @@ async def test_a_queued_job_starts_on_another_replica_when_a_slot_frees(
 async def test_the_account_wide_cap_queues_jobs_of_every_team(
     gateway_factory: Any, simulator: Simulator
 ) -> None:
+    await simulator.configure(run_seconds=2)  # "first" holds the slot while "second" comes
     gw = await gateway_factory(global_max_concurrent_jobs=1)
     design = await gw.new_team("design")
     ops = await gw.new_team("ops")
@@ -793,7 +795,7 @@ async def redis_input_bytes(redis_url: str) -> int:
 async def test_a_large_body_goes_to_redis_only_when_its_job_is_queued(
     gateway: Gateway, simulator: Simulator, redis_url: str
 ) -> None:
-    await simulator.configure(queue_seconds=0.3, run_seconds=0.3)
+    await simulator.configure(queue_seconds=0.3, run_seconds=2)  # still running at the next
     key = await gateway.new_team("design", max_concurrent=1)
     bodies = [{"prompt": f"{name} " + "x" * 300_000} for name in ("runs", "waits")]
     before = await redis_input_bytes(redis_url)
@@ -819,7 +821,7 @@ async def test_a_queued_job_whose_body_never_arrived_is_refunded_not_sent(
 ) -> None:
     """The replica that admitted a large queued body died before storing it: once the submit
     deadline has passed, the job is refused and its reservation refunded; nothing is sent."""
-    await simulator.configure(queue_seconds=0.3, run_seconds=0.3)
+    await simulator.configure(queue_seconds=0.3, run_seconds=2)  # still running at the next
     gw: Gateway = await gateway_factory()
     key = await gw.new_team("design", max_concurrent=1, budget_usd=10)
     _, running, _ = await submit(gw, key, "runs")
