@@ -67,9 +67,15 @@ def _port(url: str) -> str:
     return url.rsplit(":", 1)[1]
 
 
-def _spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    quiet = subprocess.DEVNULL
-    return subprocess.Popen(argv, env=env, stdout=quiet, stderr=quiet)  # noqa: S603
+def _spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Started in the log's directory, not here: ``python -m gateway`` would otherwise import
+    this checkout's package rather than the one installed for ``--gateway-python``."""
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(  # noqa: S603
+            argv, env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def measure(gateway_python: str, seconds: int, work: Path) -> dict[str, float]:
@@ -79,7 +85,7 @@ def measure(gateway_python: str, seconds: int, work: Path) -> dict[str, float]:
     try:
         sim = f"http://127.0.0.1:{free_port()}"
         sim_args = ["simulator", "--port", _port(sim), "--queue-seconds", "0", "--run-seconds", "0"]
-        procs.append(_spawn([sys.executable, "-m", "gateway", *sim_args]))
+        procs.append(_spawn([sys.executable, "-m", "gateway", *sim_args], work / "simulator.log"))
         wait_http(f"{sim}/_sim/config", None)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update(
@@ -93,12 +99,16 @@ def measure(gateway_python: str, seconds: int, work: Path) -> dict[str, float]:
             GATEWAY_POLL_RATE_PER_SECOND="0",
         )
         gw = f"http://127.0.0.1:{free_port()}"
-        gateway = _spawn([gateway_python, "-m", "gateway", "serve", "--port", _port(gw)], env)
+        serve = [gateway_python, "-m", "gateway", "serve", "--port", _port(gw)]
+        gateway = _spawn(serve, work / "gateway.log", env)
         procs.append(gateway)
-        wait_http(f"{gw}/readyz", None)
+        try:
+            wait_http(f"{gw}/readyz", None)
+        except RuntimeError:
+            raise SystemExit((work / "gateway.log").read_text()[-2000:]) from None
         floor_url = f"http://127.0.0.1:{free_port()}"
         floor_args = ["--mode", "redis", "--port", _port(floor_url), "--redis", redis.url]
-        floor = _spawn([sys.executable, str(BENCH / "servers.py"), *floor_args])
+        floor = _spawn([sys.executable, str(BENCH / "servers.py"), *floor_args], work / "floor.log")
         procs.append(floor)
         wait_http(f"{floor_url}/", None, ok=(401,))
         admin = {"Authorization": f"Bearer {ADMIN}"}
