@@ -544,6 +544,8 @@ async def test_an_unreconciled_submit_is_resolved_from_the_console(
         [submit] = unknown["requests"]
         assert "1 unknown submits" in text
         assert f'<td class="id">{submit["request_id"]}</td><td>{submit["api"]}</td>' in text
+        assert text.count('id="unknown-submits"') == 1  # the table once, in the page's body
+        assert "<title>Unreconciled submits of design · runcomfy-gateway</title>" in text
         path = f"{UI}/teams/design/unreconciled/{entry['job_id']}"
         status, text, _ = await browser.post(path, {"outcome": "maybe"})
         assert status == 422
