@@ -22,10 +22,6 @@ from gateway.web.routes.shared import checked_model_id
 POLICIES = ("cache", "seeded", "inflight", "off")
 
 
-def _team_url(ctx: Ctx, leaf: str) -> str:
-    return f"{PREFIX}/teams/{ctx.request.match_info['team_id']}/{leaf}"
-
-
 async def _cache(
     ctx: Ctx, outcome: Outcome | None = None, status: int = 200, shown: Any = None
 ) -> web.Response:
@@ -37,7 +33,7 @@ async def _cache(
     return ctx.page(
         "cache.html",
         status,
-        url=_team_url(ctx, "cache"),
+        url=ctx.team_url("cache"),
         team=team,
         tab="cache",
         usage=usage,

@@ -47,6 +47,10 @@ class Ctx:
     api: AdminApi
     form: MultiDictProxy[str] = field(default_factory=lambda: MultiDictProxy(MultiDict()))
 
+    def team_url(self, leaf: str) -> str:
+        """The console URL of a tab (``leaf``) of the team this request is about."""
+        return f"{PREFIX}/teams/{self.request.match_info['team_id']}/{leaf}"
+
     def page(
         self, template: str, status: int = 200, *, url: str | None = None, **values: Any
     ) -> web.Response:

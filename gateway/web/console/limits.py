@@ -16,14 +16,9 @@ from gateway.common.errors import ClientError, NotFound
 from gateway.money.quotas import KeyLimits, Limits
 from gateway.web.console.forms import Outcome, listed, refusal, text
 from gateway.web.console.guard import Ctx
-from gateway.web.console.render import PREFIX
 
 KEY_FIELDS = tuple(KeyLimits.model_fields)
 LIMIT_FIELDS = (*KEY_FIELDS, "max_concurrent", "max_queue", "alert_webhook")
-
-
-def _team_url(ctx: Ctx, leaf: str) -> str:
-    return f"{PREFIX}/teams/{ctx.request.match_info['team_id']}/{leaf}"
 
 
 def _stored(limits: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +46,7 @@ async def _limits(
     return ctx.page(
         "limits.html",
         status,
-        url=_team_url(ctx, "limits"),
+        url=ctx.team_url("limits"),
         team=team,
         tab="limits",
         limits=limits,
@@ -103,7 +98,7 @@ async def _key_limits(
     return ctx.page(
         "key_limits.html",
         status,
-        url=_team_url(ctx, f"limits/keys/{key['key_id']}"),
+        url=ctx.team_url(f"limits/keys/{key['key_id']}"),
         team=team,
         tab="limits",
         key=key,

@@ -22,10 +22,6 @@ from gateway.web.console.render import PREFIX, redirect
 from gateway.web.routes.shared import DEPLOYMENT_ID_RE, MODEL_ID_RE
 
 
-def _team_url(ctx: Ctx, leaf: str) -> str:
-    return f"{PREFIX}/teams/{ctx.request.match_info['team_id']}/{leaf}"
-
-
 async def usage_page(ctx: Ctx) -> web.StreamResponse:
     query = {k: v for k in ("from", "to") if (v := ctx.request.query.get(k, "").strip())}
     team = await ctx.api.call("getTeam")
@@ -50,7 +46,7 @@ async def _ledger(ctx: Ctx, outcome: Outcome | None = None, status: int = 200) -
     return ctx.page(
         "unreconciled.html",
         status,
-        url=_team_url(ctx, "unreconciled"),
+        url=ctx.team_url("unreconciled"),
         team=team,
         tab="unreconciled",
         jobs=ledger["jobs"],
