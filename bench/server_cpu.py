@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,14 +35,12 @@ sys.path.insert(0, str(BENCH))
 
 from procs import free_port, http, proc_stat, wait_http  # noqa: E402
 from servers import FLOOR_KEY  # noqa: E402
+from wrk import WRK_LUA, parse_wrk  # noqa: E402
 
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
 
 MODEL = "google/nano-banana/pro/text-to-image"
 ADMIN = "a" * 32
-WRK_SCRIPT = 'wrk.method = "{method}"\nwrk.headers["Authorization"] = "{auth}"\n' + (
-    'wrk.headers["Content-Type"] = "application/json"\n{body}\n'
-)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -58,9 +55,10 @@ def _wrk(script: Path, url: str, seconds: int) -> int:
         text=True,
         check=True,
     ).stdout
-    if "Non-2xx" in out:
+    result = parse_wrk(out)
+    if result["errors"]:
         raise SystemExit(f"wrk saw errors:\n{out}")
-    return int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    return int(result["requests"])
 
 
 def _port(url: str) -> str:
@@ -122,20 +120,20 @@ def measure(gateway_python: str, seconds: int, work: Path) -> dict[str, float]:
                 break
             time.sleep(0.05)
         cells = {
-            "status": (f"{gw}/v1/requests/{rid}/status", "GET", "", key, gateway.pid),
+            "status": (f"{gw}/v1/requests/{rid}/status", "GET", "nil", key, gateway.pid),
             "hit": (
                 f"{gw}/v1/models/{MODEL}",
                 "POST",
-                'wrk.body = \'{"prompt": "cached"}\'',
+                json.dumps(json.dumps({"prompt": "cached"})),  # a Lua string of the JSON body
                 key,
                 gateway.pid,
             ),
-            "floor": (f"{floor_url}/", "GET", "", FLOOR_KEY, floor.pid),
+            "floor": (f"{floor_url}/", "GET", "nil", FLOOR_KEY, floor.pid),
         }
         out: dict[str, float] = {}
         for name, (url, method, body, token, pid) in cells.items():
             script = work / f"{name}.lua"
-            script.write_text(WRK_SCRIPT.format(method=method, auth=f"Bearer {token}", body=body))
+            script.write_text(WRK_LUA.format(method=method, auth=f"Bearer {token}", body=body))
             _wrk(script, url, 1)  # warm-up
             before = _cpu_seconds(pid)
             requests = _wrk(script, url, seconds)
