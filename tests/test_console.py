@@ -640,6 +640,7 @@ async def test_a_keys_own_limits_are_set_in_the_console_and_bind_its_submits(
     status, text, _ = await browser.post(path, {"daily_requests": "0", "budget_usd": "5"})
     assert status == 200, text
     assert f"Limits of key {kid} saved." in text
+    assert "<small>Team: 250" in text and "<small>Team: no limit</small>" in text  # beside each
     _, limits = await console.admin("GET", "/admin/v1/teams/design/limits")
     assert limits["keys"][kid]["daily_requests"] == 0 and limits["keys"][kid]["budget_usd"] == 5
     assert limits["budget_usd"] == 250 and limits["budget_period"] == "week"  # the team's kept
