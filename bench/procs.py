@@ -91,11 +91,14 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (user+nice+system+irq+softirq+steal)."""
+def machine_busy_seconds() -> tuple[float, float]:
+    """CPU seconds all cores spent busy since boot (user+nice+system+irq+softirq), and those
+    the hypervisor gave to other machines while this one wanted them (steal): on a shared host
+    steal slows every process of a run alike, so it is reported apart from other processes."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     v = [int(x) for x in fields]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / HZ
+    steal = v[7] if len(v) > 7 else 0
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / HZ, steal / HZ
 
 
 def loadavg() -> list[float]:

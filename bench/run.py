@@ -1553,7 +1553,7 @@ def main() -> int:
     monitor = Monitor()
     monitor.start()
     load_before = loadavg()
-    busy0 = machine_busy_seconds()
+    busy0, steal0 = machine_busy_seconds()
     ru_self0 = resource.getrusage(resource.RUSAGE_SELF)
     results: dict[str, Any] = {
         "mode": "quick" if plan.quick else "full",
@@ -1612,7 +1612,8 @@ def main() -> int:
         monitor.join(timeout=10)
     ru_self1 = resource.getrusage(resource.RUSAGE_SELF)
     ru_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = machine_busy_seconds() - busy0
+    busy1, steal1 = machine_busy_seconds()
+    busy, steal = busy1 - busy0, steal1 - steal0
     ours = (
         (ru_self1.ru_utime + ru_self1.ru_stime - ru_self0.ru_utime - ru_self0.ru_stime)
         + ru_children.ru_utime
@@ -1629,6 +1630,8 @@ def main() -> int:
         "bench_cpu_seconds": round(ours, 1),
         "other_cpu_seconds": round(max(0.0, busy - ours), 1),
         "other_cpu_share_pct": round(100 * max(0.0, busy - ours) / (wall * ncpu), 1),
+        "steal_cpu_seconds": round(steal, 1),
+        "steal_share_pct": round(100 * steal / (wall * ncpu), 1),
     }
     results["notes"] = bench.notes
     results["targets"] = evaluate_targets(results)
@@ -1645,7 +1648,8 @@ def main() -> int:
         f"min/mean/max {ld['loadavg_1m_min']}/{ld['loadavg_1m_mean']}/{ld['loadavg_1m_max']}; "
         "other processes used "
         f"{ld['other_cpu_seconds']} CPU-s ({ld['other_cpu_share_pct']} % of the machine) "
-        f"in {ld['other_processes_using_cpu']} processes"
+        f"in {ld['other_processes_using_cpu']} processes; the hypervisor took "
+        f"{ld['steal_cpu_seconds']} CPU-s ({ld['steal_share_pct']} %) as steal"
     )
     console.print(f"wrote {rel(out_path)} and {rel(md_path)} in {wall:.0f} s")
     if not failed:
