@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 import io
 import json
 import logging
 import sys
+from typing import Any
 
 import structlog
 
-from gateway.observability.logs import REDACTED, RecordBudget, SecretScrubber, stdlib_handler
+from gateway.observability.logs import (
+    REDACTED,
+    RecordBudget,
+    SecretScrubber,
+    configure_logging,
+    stdlib_handler,
+)
 
 KEY = "rcg_abcdefgh12345678_" + "Z" * 40
 
@@ -68,3 +76,43 @@ def test_a_flood_of_standard_library_records_is_cut_to_the_budget_and_counted() 
     written = [budget.filter(record) for _ in range(50)]
     assert written == [True] * 5 + [False] * 45
     assert budget.dropped == 45
+
+
+class _Where(enum.StrEnum):
+    LEAKED = f"key {KEY}"
+
+
+def test_secrets_in_every_kind_of_field_are_scrubbed_however_the_line_is_written() -> None:
+    """The scrubber looks once for anything that could be a secret before rewriting a value:
+    that shortcut must miss nothing, at the top of the event or deep in it."""
+    scrub = SecretScrubber(["upstream-secret-token", "abc"])  # too short to be a secret
+    event = scrub(
+        None,
+        "info",
+        {
+            "event": "request",
+            "Api_Key": 12345,  # a sensitive name, in any case, whatever its value
+            "where": _Where.LEAKED,  # a str subclass
+            "said": "the token upstream-secret-token was refused",
+            "pair": ("ok", f"Bearer {KEY}"),
+            "ids": {7: KEY},
+            "route": "/v1/requests/{request_id}/{leaf}",
+            "abc": "abc stays",
+            "huge": 2**70,
+        },
+    )
+    text = str(event)
+    assert KEY not in text and "upstream-secret-token" not in text
+    assert event["Api_Key"] == REDACTED and event["ids"] == {"7": REDACTED}
+    assert event["route"] == "/v1/requests/{request_id}/{leaf}" and event["abc"] == "abc stays"
+    assert event["huge"] == 2**70
+
+
+def test_a_line_with_an_integer_past_64_bits_is_written_whole(capsys: Any) -> None:
+    configure_logging("info", "json", ["upstream-secret-token"])
+    try:
+        structlog.get_logger("test").info("big", count=2**70, note="upstream-secret-token")
+    finally:
+        structlog.reset_defaults()
+    line = json.loads(capsys.readouterr().out)
+    assert line["count"] == 2**70 and line["note"] == REDACTED and line["event"] == "big"
