@@ -20,6 +20,7 @@ TARGET_LABELS = {
     "gateway": "gateway -> simulator",
     "gateway_limits": "gateway, team with every limit set",
     "gateway_redispy": "gateway over redis-py (Sentinel URL)",
+    "gateway_logged": "gateway, access log on (default level)",
     "gateway_nopoll": "gateway, poller deferred (diagnostic)",
     "proxy": "naive aiohttp proxy -> simulator",
     "nginx": "nginx -> simulator",

@@ -116,7 +116,7 @@ LIMITS = {
     "max_concurrent": 100_000,
 }
 SENTINEL_SERVICE = "bench"
-VARIANTS = ("gateway_limits", "gateway_redispy")  # measured at Plan.variants_* only
+VARIANTS = ("gateway_limits", "gateway_redispy", "gateway_logged")  # measured at Plan.variants_* only
 S1_VARIANT_NAMES = {  # target -> its prefix in scenario 1's "added"
     "gateway_nopoll": "poller_deferred",
     "gateway_limits": "limits",
@@ -169,6 +169,7 @@ FULL = Plan(
         "gateway",
         "gateway_limits",
         "gateway_redispy",
+        "gateway_logged",
         "redis_floor",
         "bare",
         "nginx",
@@ -193,7 +194,15 @@ QUICK = Plan(
     s1_cells={1: (150, 20), 16: (400, 50), 64: (640, 64)},
     s1_targets=("direct", "gateway", "gateway_limits", "gateway_redispy", "gateway_nopoll"),
     s2_concurrency=(16, 64),
-    s2_targets=("gateway", "gateway_limits", "gateway_redispy", "redis_floor", "bare", "nginx"),
+    s2_targets=(
+        "gateway",
+        "gateway_limits",
+        "gateway_redispy",
+        "gateway_logged",
+        "redis_floor",
+        "bare",
+        "nginx",
+    ),
     s2_seconds=2,
     s2_warmup_seconds=1,
     s3_submits=60,
@@ -269,6 +278,7 @@ class Bench:
         self.gateway_nopoll: Gateway | None = None
         self.gateway_redispy: Gateway | None = None
         self.redispy_note = ""
+        self.gateway_logged: Gateway | None = None
         self.wrk = shutil.which("wrk")
         self.pyspy = shutil.which("py-spy") or (
             str(Path(PY).parent / "py-spy") if (Path(PY).parent / "py-spy").exists() else None
@@ -511,12 +521,21 @@ http {{
         self.gateway_redispy = self.start_gateway("redispy", primary=False, GATEWAY_REDIS_URL=url)
         return self.gateway_redispy
 
+    def start_logged(self) -> Gateway:
+        """A second gateway at the default log level (info): one JSON access line per request,
+        written to its log file as to a log collector's pipe. The others log warnings only."""
+        if self.gateway_logged is None:
+            self.gateway_logged = self.start_gateway(
+                "logged", primary=False, GATEWAY_LOG_LEVEL="info"
+            )
+        return self.gateway_logged
+
     def stop_variants(self) -> None:
         """Stop the secondary gateways (the Sentinel stays; it costs nothing idle)."""
-        for gw in (self.gateway_nopoll, self.gateway_redispy):
+        for gw in (self.gateway_nopoll, self.gateway_redispy, self.gateway_logged):
             if gw is not None:
                 gw.proc.stop()
-        self.gateway_nopoll = self.gateway_redispy = None
+        self.gateway_nopoll = self.gateway_redispy = self.gateway_logged = None
 
     def stop_gateway(self) -> None:
         if self.gateway is not None:
@@ -708,6 +727,7 @@ http {{
             "gateway_limits": self.gateway,
             "gateway_nopoll": self.gateway_nopoll,
             "gateway_redispy": self.gateway_redispy,
+            "gateway_logged": self.gateway_logged,
         }.get(target)
 
     def base_url(self, target: str) -> str:
@@ -738,6 +758,8 @@ http {{
             return ""
         if target == "gateway_redispy" and self.start_redispy() is None:
             return self.redispy_note
+        if target == "gateway_logged":
+            self.start_logged()
         return None
 
     # -- scenario 1: submit, cache miss ---------------------------------------------------------
