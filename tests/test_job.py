@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from gateway.jobs.job import Job, JobChange, JobField, JobState
+from gateway.jobs.records import new_id
 from gateway.upstream.apis import Api
 
 
@@ -49,3 +52,15 @@ def test_a_change_writes_only_what_it_sets_under_the_hash_field_names() -> None:
     assert JobChange().to_fields() == {}
     names = {value for name, value in vars(JobField).items() if name.isupper()}
     assert set(JobChange.__dataclass_fields__) <= names
+
+
+def test_request_and_job_ids_are_random_uuids_as_runcomfy_writes_them() -> None:
+    ids = {new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # lower-case, dashed, 36 characters
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    bits = [int(uuid.UUID(t)) for t in ids]  # all 122 random bits vary
+    fixed = 0xF000 << 64 | 0xC000 << 48
+    assert all(any(b >> i & 1 for b in bits) for i in range(128) if not fixed >> i & 1)

@@ -17,9 +17,9 @@ unaddressable, and answers 404 exactly like an unknown id.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from enum import StrEnum
 
 from gateway.common.records import record
@@ -95,7 +95,14 @@ SHARED_SHARD = "shared"  # never a team's shard: those are 8 characters
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID (version 4) as RunComfy writes its request ids, made from the same 16
+    random bytes as ``str(uuid.uuid4())`` without the ``UUID`` object (a third of the time;
+    every submit makes two)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class RequestRecords:
