@@ -116,7 +116,8 @@ LIMITS = {
     "max_concurrent": 100_000,
 }
 SENTINEL_SERVICE = "bench"
-VARIANTS = ("gateway_limits", "gateway_redispy", "gateway_logged")  # measured at Plan.variants_* only
+# measured at Plan.variants_* only
+VARIANTS = ("gateway_limits", "gateway_redispy", "gateway_logged")
 S1_VARIANT_NAMES = {  # target -> its prefix in scenario 1's "added"
     "gateway_nopoll": "poller_deferred",
     "gateway_limits": "limits",
