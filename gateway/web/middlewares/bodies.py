@@ -145,6 +145,16 @@ async def read_body(
         return parse(b"")
     settings = request.app[SETTINGS]
     encoded = _encoding(request) in ("gzip", "deflate")
+    declared = request.content_length
+    if (  # all here already (most submits): nothing to wait for, bound or inflate
+        not encoded
+        and declared is not None
+        and declared <= min(UNVERIFIED_BODY_BYTES, settings.max_body_bytes)
+        and request.content.is_eof()
+    ):
+        raw = request.content.read_nowait(-1)
+        request[RAW_BODY] = raw
+        return parse(raw)
     limit = settings.max_body_bytes
     if encoded:
         limit = min(limit, settings.max_inflated_body_bytes)
