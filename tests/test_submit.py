@@ -9,7 +9,7 @@ import pytest
 
 from gateway.common.errors import SubmitOutcomeUnknown, UpstreamClientError
 from gateway.jobs.gate import Outcome
-from gateway.jobs.job import JobState
+from gateway.jobs.job import JobField, JobState
 from gateway.jobs.records import Role
 from tests.conftest import Simulator
 from tests.job_services import JobServices, job_services
@@ -105,3 +105,20 @@ async def test_the_account_wide_cap_queues_a_submit_its_team_would_allow(
         assert waiting.outcome is Outcome.QUEUED
         assert (await world.job(waiting)).state is JobState.QUEUED
         assert await simulator.count("model.submit") == 1
+
+
+async def test_a_status_poll_reads_the_jobs_status_and_not_its_result_from_redis(
+    world: JobServices,
+) -> None:
+    cred = await world.team("design")
+    answer = await world.submit(cred, "a fox to poll")
+    await world.poll_until(answer, lambda job: job.terminal)
+    rid, gate = answer.record.request_id, world.services.gate
+    _, _, whole = await gate.load(cred, rid)
+    assert whole is not None and whole.status_body and whole.result_body
+    _, _, for_status = await gate.load(cred, rid, JobField.RESULT_BODY)
+    assert for_status is not None and for_status.result_body is None
+    assert for_status.status_body == whole.status_body and for_status.state is whole.state
+    _, _, for_result = await gate.load(cred, rid, JobField.STATUS_BODY)
+    assert for_result is not None and for_result.status_body is None
+    assert for_result.result_body == whole.result_body

@@ -20,7 +20,7 @@ from gateway.access.credentials import KeyCredential
 from gateway.access.teams import TeamPrincipal
 from gateway.common.errors import NotFound, SubmitOutcomeUnknown, UpstreamBadGateway
 from gateway.jobs.gate import Gate
-from gateway.jobs.job import Job, JobState
+from gateway.jobs.job import Job, JobField, JobState
 from gateway.jobs.records import RequestRecord, Role
 from gateway.jobs.schedule import PollSchedule
 from gateway.upstream.apis import Api
@@ -145,9 +145,11 @@ async def resolve(
     rid: str,
     api: Api,
     deployment_id: str | None,
+    omitted: str = "",
 ) -> tuple[TeamPrincipal, RequestRecord, Job]:
-    """The caller's request ``rid`` and its job; 404 for anything the caller may not see."""
-    principal, record, job = await gate.load(cred, rid)
+    """The caller's request ``rid`` and its job (without the field ``omitted``, which the
+    answer does not use); 404 for anything the caller may not see."""
+    principal, record, job = await gate.load(cred, rid, omitted)
     if record is None or record.api is not api:
         raise NotFound(f"Request {rid} not found.")
     if deployment_id is not None and record.target != deployment_id:
@@ -174,7 +176,9 @@ class AnswerService:
     async def status(
         self, cred: KeyCredential, rid: str, api: Api, base: str, deployment_id: str | None = None
     ) -> tuple[TeamPrincipal, dict[str, Any]]:
-        principal, record, job = await resolve(self._gate, cred, rid, api, deployment_id)
+        principal, record, job = await resolve(
+            self._gate, cred, rid, api, deployment_id, omitted=JobField.RESULT_BODY
+        )
         await self._heal(record, job)
         return principal, status_answer(record, job, request_urls(base, record))
 
@@ -187,7 +191,9 @@ class AnswerService:
         include_cost: bool,
         deployment_id: str | None = None,
     ) -> tuple[TeamPrincipal, dict[str, Any]]:
-        principal, record, job = await resolve(self._gate, cred, rid, api, deployment_id)
+        principal, record, job = await resolve(
+            self._gate, cred, rid, api, deployment_id, omitted=JobField.STATUS_BODY
+        )
         await self._heal(record, job)
         return principal, result_answer(record, job, request_urls(base, record), include_cost)
 

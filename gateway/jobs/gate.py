@@ -306,10 +306,11 @@ class Gate:
         )
 
     async def load(
-        self, cred: KeyCredential, rid: str
+        self, cred: KeyCredential, rid: str, omitted: str = ""
     ) -> tuple[TeamPrincipal, RequestRecord | None, Job | None]:
         """Verify the key and read the caller's request ``rid`` and its job, in one round trip
-        (two in the shared scope: the key in the team's shard, the request in the shared one)."""
+        (two in the shared scope: the key in the team's shard, the request in the shared one),
+        without the job field ``omitted`` (its default then)."""
         if not REQUEST_ID_RE.fullmatch(rid):
             rid = ""  # still verify the key: a bad key must get 401, not 404
         shard, scope, team = cred.slot, Scope.TEAM, ""
@@ -338,6 +339,7 @@ class Gate:
                 poll_rate=self._quota.poll_rate,
                 poll_burst=self._quota.poll_burst,
                 team_prefix=self._layout.team_prefix(shard),
+                omitted=omitted,
             )
         )
         if isinstance(reply, KeyRefused):

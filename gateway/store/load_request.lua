@@ -4,7 +4,8 @@
 -- Polls have their own generous per-key rate, which only protects the gateway.
 -- Reply: {0, reason} a refused key; {3, seconds to wait} when polling too fast; {2, team_id}
 -- when the request is unknown; or {1, team_id, n, request field, value, ... (n items), job
--- field, value, ..., and 'queue_position', its position while the job is queued}.
+-- field, value, ... (but its request body and the omitted field), and 'queue_position', its
+-- position while the job is queued}.
 local key_record = KEYS[1]
 local request_record = KEYS[2]
 local queued_jobs = KEYS[3]           -- the team's queue
@@ -16,6 +17,7 @@ local kid = ARGV[5]                   -- key id without its shard
 local poll_rate = tonumber(ARGV[6])   -- polls per second allowed per key (0: no limit)
 local poll_burst = tonumber(ARGV[7])
 local team_prefix = ARGV[8]           -- '<ns>:v1:{t:<shard>}:'
+local omitted = ARGV[9]               -- a job field the answer does not use ('' for none)
 
 local team = shared_team
 if scope == 'team' then
@@ -44,7 +46,7 @@ if job then
   local state = nil
   local fields = redis.call('HGETALL', job_prefix .. job)
   for i = 1, #fields, 2 do
-    if fields[i] ~= 'body' then
+    if fields[i] ~= 'body' and fields[i] ~= omitted then
       out[#out + 1] = fields[i]
       out[#out + 1] = fields[i + 1]
     end
