@@ -98,7 +98,7 @@ async def test_each_jobs_lines_carry_its_own_upstream_id_and_no_requests_correla
     the dispatcher), each followed by status calls: the poller's ``job_finished`` names its
     job's upstream id and no request's correlation id; any other line naming a job carries
     only that job's ids."""
-    await simulator.configure(queue_seconds=0.0, run_seconds=0.2)
+    await simulator.configure(queue_seconds=0.0, run_seconds=0.5)  # the second of team one waits
     one = await gateway.new_team("one", max_concurrent=1)
     many = await gateway.new_team("many")
     submits = {"first": one, "second": one, "a": many, "b": many, "c": many}
