@@ -19,6 +19,7 @@ import orjson
 import structlog
 
 from gateway.access.teams import TeamService
+from gateway.common.background import own_log_context
 from gateway.common.errors import StoreUnavailable
 from gateway.jobs.capacity import Vacancies
 from gateway.jobs.job import JobChange, JobState
@@ -70,11 +71,13 @@ class Dispatcher:
         for shard, marked in await self._queues.waiting_shards():
             passed = await self._queues.dispatch(shard, BATCH)
             for jid in passed.expired:
-                await self._abandoned(shard, jid)
+                with own_log_context(job=jid):
+                    await self._abandoned(shard, jid)
             for jid in passed.orphaned:
-                await self._orphaned(shard, jid)
+                with own_log_context(job=jid):
+                    await self._orphaned(shard, jid)
             started, left = passed.started, passed.left
-            for jid in started:
+            for jid in started:  # each send opens its job's own log context
                 task = asyncio.create_task(self._sender.send_queued(shard, jid))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import structlog
 
-from gateway.common.background import sleep_unless
+from gateway.common.background import own_log_context, sleep_unless
 from gateway.common.errors import CircuitOpen, GatewayError, StoreUnavailable, UpstreamClientError
 from gateway.common.records import record
 from gateway.jobs.answers import job_path
@@ -188,8 +188,14 @@ class Poller:
             self._polls.release()
 
     async def poll_once(self, shard: str, jid: str) -> None:
-        """Ask RunComfy about one job and record the answer."""
+        """Ask RunComfy about one job and record the answer; its lines name this job alone."""
+        with own_log_context(job=jid):
+            await self._poll(shard, jid)
+
+    async def _poll(self, shard: str, jid: str) -> None:
         job = await self._records.job(shard, jid)
+        if job is not None and job.upstream_id:
+            structlog.contextvars.bind_contextvars(upstream_request_id=job.upstream_id)
         if job is not None and job.terminal and job.effects_pending:
             # The poll that ended it was cut off before it was done: do the rest now.
             body = orjson.loads(job.result_body or "{}")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 import structlog
 
+from gateway.common.background import own_log_context
 from gateway.common.errors import GatewayError, StoreUnavailable, SubmitOutcomeUnknown
 from gateway.jobs.answers import queued_status, submit_path
 from gateway.jobs.capacity import AccountCapacity
@@ -69,7 +70,11 @@ class Sender:
 
     async def send_queued(self, shard: str, jid: str) -> None:
         """Send a job that waited in its team's queue; its owner is not waiting on the line,
-        so the outcome is only recorded."""
+        so the outcome is only recorded; its lines name this job alone."""
+        with own_log_context(job=jid):
+            await self._send_queued(shard, jid)
+
+    async def _send_queued(self, shard: str, jid: str) -> None:
         try:
             job = await through_outage(lambda: self._records.job(shard, jid), RECORD_WITHIN)
             if job is None or job.state is not JobState.SUBMITTING:
