@@ -293,6 +293,9 @@ async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the
     )
     assert code == 0, err
     assert json.loads(out)["keys"][key["key_id"]]["daily_requests"] == 3
+    code, out, err = await cli("--json", "dedup", "set", "ml", "--key", f"{key['prefix']}=off")
+    assert code == 0, err
+    assert json.loads(out)["keys"] == {key["key_id"]: "off"}
     code, out, err = await cli("--json", "keys", "revoke", key["key"])  # a leaked key, pasted
     assert code == 0, err
     assert json.loads(out)["key_id"] == key["key_id"] and key["key"] not in out
