@@ -161,3 +161,12 @@ def test_the_docs_show_installs_of_the_chart() -> None:
     """A guard for the finder above."""
     pages = [p.name for p in PAGES if _chart_installs(p.read_text())]
     assert {"deploy.md", "operations.md"} <= set(pages)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_no_doc_starts_the_gateway_with_an_admin_token_nobody_sees(page: Path) -> None:
+    """``GATEWAY_ADMIN_TOKEN=$(openssl …) runcomfy-gateway serve`` runs a gateway whose admin
+    token is gone as soon as it starts: the admin CLI needs that token too."""
+    for block in FENCE.findall(page.read_text()):
+        for line in block.replace("\\\n", " ").splitlines():
+            assert not re.search(r"GATEWAY_ADMIN_TOKEN=\$\(.*runcomfy-gateway\s+serve", line), line
