@@ -279,6 +279,17 @@ async def test_admin_tables_never_cut_an_id_at_any_terminal_width(cli: Cli, colu
             assert "key.rotate" in out and "team.create" in out
 
 
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+async def test_an_empty_list_says_so_at_any_terminal_width(cli: Cli, columns: str) -> None:
+    await cli("teams", "create", "ml")
+    for words in (["admins", "list"], ["keys", "list", "ml"]):
+        code, out, err = await run_cli(
+            "admin", "--url", cli.url, "--token", ADMIN_TOKEN, *words, env={"COLUMNS": columns}
+        )
+        assert code == 0, err
+        assert "(none)" in out, (words, out)
+
+
 async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the_id(
     cli: Cli,
 ) -> None:
