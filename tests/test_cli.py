@@ -335,6 +335,9 @@ async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the
     code, out, err = await cli("--json", "dedup", "set", "ml", "--key", f"{key['prefix']}=off")
     assert code == 0, err
     assert json.loads(out)["keys"] == {key["key_id"]: "off"}
+    for command in ("show", "rotate", "revoke"):  # the team first, as for keys list
+        code, _, err = await cli("keys", command, "ml", key["key_id"])
+        assert code == 2 and f"keys {command} KEY_ID): a key's id names its team" in err, err
     code, out, err = await cli("--json", "keys", "revoke", key["key"])  # a leaked key, pasted
     assert code == 0, err
     assert json.loads(out)["key_id"] == key["key_id"] and key["key"] not in out
