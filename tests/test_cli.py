@@ -100,6 +100,7 @@ async def test_admin_cli_sets_limits_piece_by_piece_and_reads_usage(cli: Cli) ->
     code, out, err = await cli("usage", "design")
     assert code == 0, err
     assert "Usage of design by day" in out and "hit rate" in out
+    assert "(none)" in out and "7 days without requests left out (--json has them)." in out
     code, out, err = await cli("--json", "unreconciled", "list", "design")
     assert code == 0 and json.loads(out)["jobs"] == []
 
@@ -126,6 +127,33 @@ async def test_admin_cli_sets_the_dedup_policy_and_purges_the_cache(cli: Cli) ->
     assert code == 0 and "Purged 0 cached results." in out, err
     code, _, err = await cli("purge")
     assert code != 0 and "give a TEAM_ID" in err
+
+
+async def test_usage_shows_the_days_with_requests_and_counts_the_others(cli: Cli) -> None:
+    await cli("teams", "create", "design")
+    _, out, _ = await cli("--json", "keys", "create", "design")
+    key = json.loads(out)["key"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{cli.url}/v1/models/{NANO}",
+            json={"prompt": "a lighthouse"},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+    _, out, _ = await cli("--json", "usage", "design")
+    days = json.loads(out)["by_day"]
+    active = [d["day"] for d in days if d.get("requests")]
+    assert len(active) == 1 and len(days) == 7
+    code, out, err = await run_cli(
+        "admin", "--url", cli.url, "--token", ADMIN_TOKEN, "usage", "design",
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert code == 0, err
+    shown = set(re.findall(r"\d{4}-\d{2}-\d{2}", out.split("By model")[0]))
+    assert shown == set(active)
+    assert "6 days without requests left out" in out
 
 
 async def test_admin_cli_with_a_wrong_token_says_so(cli: Cli) -> None:
@@ -279,6 +307,17 @@ async def test_admin_tables_never_cut_an_id_at_any_terminal_width(cli: Cli, colu
             assert "key.rotate" in out and "team.create" in out
 
 
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+async def test_an_empty_list_says_so_at_any_terminal_width(cli: Cli, columns: str) -> None:
+    await cli("teams", "create", "ml")
+    for words in (["admins", "list"], ["keys", "list", "ml"]):
+        code, out, err = await run_cli(
+            "admin", "--url", cli.url, "--token", ADMIN_TOKEN, *words, env={"COLUMNS": columns}
+        )
+        assert code == 0, err
+        assert "(none)" in out, (words, out)
+
+
 async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the_id(
     cli: Cli,
 ) -> None:
@@ -293,6 +332,12 @@ async def test_key_and_token_commands_take_the_prefix_or_the_whole_secret_as_the
     )
     assert code == 0, err
     assert json.loads(out)["keys"][key["key_id"]]["daily_requests"] == 3
+    code, out, err = await cli("--json", "dedup", "set", "ml", "--key", f"{key['prefix']}=off")
+    assert code == 0, err
+    assert json.loads(out)["keys"] == {key["key_id"]: "off"}
+    for command in ("show", "rotate", "revoke"):  # the team first, as for keys list
+        code, _, err = await cli("keys", command, "ml", key["key_id"])
+        assert code == 2 and f"keys {command} KEY_ID): a key's id names its team" in err, err
     code, out, err = await cli("--json", "keys", "revoke", key["key"])  # a leaked key, pasted
     assert code == 0, err
     assert json.loads(out)["key_id"] == key["key_id"] and key["key"] not in out

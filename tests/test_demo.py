@@ -14,10 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
 from gateway.access.teams import ApiKey, TeamService
 from gateway.cli.demo import credentials as demo
 from gateway.cli.demo import start
+from gateway.commands import main
 from gateway.simulator import SimulatorConfig
 from gateway.web.appkeys import TEAMS
 from tests.conftest import NANO, Gateway, free_port, run_cli
@@ -212,3 +214,9 @@ def test_the_demo_on_any_address_is_reached_on_loopback_and_names_its_urls_only_
     assert settings.upstream_token.get_secret_value() == "sim-secret"
     assert settings.redis_url == "" and settings.data_dir == tmp_path
     assert settings.public_url == public_url
+
+
+def test_the_demo_help_says_where_its_data_goes_when_nothing_is_set() -> None:
+    shown = " ".join(CliRunner().invoke(main, ["demo", "--help"]).output.split())
+    assert "demo/ in the data directory (GATEWAY_DATA_DIR; unset, your user's," in shown
+    assert "~/.local/share/runcomfy-gateway" in shown

@@ -137,3 +137,36 @@ def test_no_doc_names_a_path_of_a_development_machine_or_an_internal_ticket(page
     text = page.read_text()
     assert not re.search(r"(?<![\w.])/(?:root|home|Users|work|tmp/pytest)/\w", text)
     assert not re.search(r"\b[Ii]ssue #\d+|\bNot met\b", text)
+
+
+def _chart_installs(text: str) -> list[str]:
+    """Each ``helm install``/``upgrade --install`` of the chart the page shows, in a code block
+    or inline code, with its continuation lines."""
+    code = [m[1] for m in FENCE.finditer(text)] + re.findall(r"(?<!`)`([^`]+)`(?!`)", text)
+    return [
+        " ".join(block.replace("\\\n", " ").split())
+        for block in code
+        if re.search(r"helm (?:upgrade --)?install\b.*helm/runcomfy-gateway", block, re.S)
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_every_chart_install_the_docs_show_gives_the_gateway_an_admin_token(page: Path) -> None:
+    """Without one nobody can create the first team: the release would run and be useless."""
+    for install in _chart_installs(page.read_text()):
+        assert re.search(r"secrets\.(adminToken|existingSecret)=", install), install
+
+
+def test_the_docs_show_installs_of_the_chart() -> None:
+    """A guard for the finder above."""
+    pages = [p.name for p in PAGES if _chart_installs(p.read_text())]
+    assert {"deploy.md", "operations.md"} <= set(pages)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_no_doc_starts_the_gateway_with_an_admin_token_nobody_sees(page: Path) -> None:
+    """``GATEWAY_ADMIN_TOKEN=$(openssl …) runcomfy-gateway serve`` runs a gateway whose admin
+    token is gone as soon as it starts: the admin CLI needs that token too."""
+    for block in FENCE.findall(page.read_text()):
+        for line in block.replace("\\\n", " ").splitlines():
+            assert not re.search(r"GATEWAY_ADMIN_TOKEN=\$\(.*runcomfy-gateway\s+serve", line), line

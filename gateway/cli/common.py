@@ -135,12 +135,17 @@ def table(
     title: str, rows: list[dict[str, Any]], columns: list[str], wrap: Collection[str] = ()
 ) -> None:
     """Rows as a table when it fits the terminal without cutting a value, else as records;
-    ``wrap`` names more columns that may wrap (lists, URLs)."""
+    ``wrap`` names more columns that may wrap (lists, URLs). No rows: the title and ``(none)``,
+    not a bare title or an empty frame."""
     from rich.measure import Measurement
     from rich.table import Table
     from rich.text import Text
 
     console = _console()
+    if not rows:
+        console.print(Text(title, style="italic"))
+        click.echo("  (none)")
+        return
     shown = Table(title=title)
     for column in columns:
         if column in FREE_TEXT or column in wrap:

@@ -7,7 +7,9 @@ from urllib.parse import quote
 
 import click
 
+from gateway.access.credentials import KEY_PREFIX
 from gateway.cli.common import AdminClient, AdminGroup, output, say, table
+from gateway.cli.params import id_of
 
 POLICIES = ("cache", "seeded", "inflight", "off")
 
@@ -20,6 +22,15 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
             raise click.BadParameter(f"{text!r}: use NAME={'|'.join(POLICIES)}", param_hint=option)
         out[name] = policy
     return out
+
+
+def _key_pairs(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """``--key`` entries by key id, written as the id, its prefix or the whole key, as every
+    other command takes a key."""
+    key_id = id_of(KEY_PREFIX)
+    return {key_id(ctx, param, k) or k: p for k, p in _pairs(values, "--key").items()}
 
 
 def _policy_table(team_id: str, data: dict[str, Any]) -> None:
@@ -50,7 +61,12 @@ def dedup_show(client: AdminClient, team_id: str) -> None:
 @click.argument("team_id")
 @click.option("--default", "default", type=click.Choice(POLICIES), help="The team's policy.")
 @click.option(
-    "--key", "keys", multiple=True, metavar="KEY_ID=POLICY", help="One key's policy; repeatable."
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="KEY_ID=POLICY",
+    callback=_key_pairs,
+    help="One key's policy (its id or prefix); repeatable.",
 )
 @click.option(
     "--model",
@@ -64,11 +80,11 @@ def dedup_set(
     client: AdminClient,
     team_id: str,
     default: str | None,
-    keys: tuple[str, ...],
+    keys: dict[str, str],
     models: tuple[str, ...],
 ) -> None:
     """Replace TEAM_ID's whole dedup policy. The most restrictive applicable entry wins."""
-    body = {"default": default, "keys": _pairs(keys, "--key"), "models": _pairs(models, "--model")}
+    body = {"default": default, "keys": keys, "models": _pairs(models, "--model")}
     data = client.request("PUT", f"/admin/v1/teams/{team_id}/dedup-policy", body)
     output(data, lambda: _policy_table(team_id, data))
 

@@ -21,9 +21,23 @@ KEY_COLUMNS = [
 ]
 
 
+ONE_KEY = {"allow_extra_args": True}
+"""Settings of a command on one key: extra words reach :func:`_key_alone`, which says why."""
+
+
 @click.group("keys", cls=AdminGroup)
 def group() -> None:
     """Create, list, show, rotate and revoke API keys."""
+
+
+def _key_alone() -> None:
+    """People used to ``keys list TEAM_ID`` write the team first here too (``keys revoke ml
+    <key_id>``); they are told the key id is enough, not that an argument is unexpected."""
+    ctx = click.get_current_context()
+    if ctx.args:
+        raise click.UsageError(
+            f"give KEY_ID alone ({ctx.command_path} KEY_ID): a key's id names its team", ctx
+        )
 
 
 @group.command("create")
@@ -56,7 +70,7 @@ def keys_create(
     output(data, render)
 
 
-@group.command("rotate")
+@group.command("rotate", context_settings=ONE_KEY)
 @click.argument("key_id", callback=id_of(KEY_PREFIX))
 @click.option(
     "--grace",
@@ -83,6 +97,7 @@ def keys_rotate(
     expires_at: str | None,
 ) -> None:
     """A new key in place of KEY_ID. Same team and name; the old one works for the grace."""
+    _key_alone()
     body = {"grace_seconds": grace, **expiry(expires_in, expires_at)}
     data = client.request("POST", f"/admin/v1/keys/{key_id}/rotate", body)
 
@@ -102,19 +117,21 @@ def keys_list(client: AdminClient, team_id: str) -> None:
     output(data, lambda: table(f"Keys of {team_id}", data["keys"], KEY_COLUMNS))
 
 
-@group.command("show")
+@group.command("show", context_settings=ONE_KEY)
 @click.argument("key_id", callback=id_of(KEY_PREFIX))
 @click.pass_obj
 def keys_show(client: AdminClient, key_id: str) -> None:
     """One key by its id (its prefix or the key itself will do)."""
+    _key_alone()
     data = client.request("GET", f"/admin/v1/keys/{key_id}")
     output(data, lambda: table("Key", [data], KEY_COLUMNS))
 
 
-@group.command("revoke")
+@group.command("revoke", context_settings=ONE_KEY)
 @click.argument("key_id", callback=id_of(KEY_PREFIX))
 @click.pass_obj
 def keys_revoke(client: AdminClient, key_id: str) -> None:
     """Revoke KEY_ID at once, on every replica. A rotation's grace ends too."""
+    _key_alone()
     data = client.request("DELETE", f"/admin/v1/keys/{key_id}")
     output(data, lambda: table("Key revoked", [data], KEY_COLUMNS))

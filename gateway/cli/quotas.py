@@ -195,7 +195,11 @@ def usage(client: AdminClient, team_id: str, first: str | None, last: str | None
     def render() -> None:
         zeros = dict.fromkeys(columns, 0)  # a day without requests has no counts at all
         days = [{**zeros, **day} for day in data["by_day"]]
-        table(f"Usage of {team_id} by day", days, ["day", *columns])
+        active = [day for day in days if any(day[c] for c in columns)]
+        table(f"Usage of {team_id} by day", active, ["day", *columns])
+        if left_out := len(days) - len(active):  # a week of empty days fills a narrow terminal
+            days_text = "1 day" if left_out == 1 else f"{left_out} days"
+            say(f"{days_text} without requests left out (--json has them).")
         models = [{"model": m, **zeros, **c} for m, c in data["by_model"].items()]
         table("By model", models, ["model", *columns])
         totals = data["totals"]

@@ -14,8 +14,8 @@ import click
     "--data-dir",
     default=None,
     type=click.Path(path_type=Path),
-    help="Where the demo keeps its Redis and credentials (default: the demo subdirectory of "
-    "GATEWAY_DATA_DIR).",
+    help="Where the demo keeps its Redis and credentials. Default: demo/ in the data directory "
+    "(GATEWAY_DATA_DIR; unset, your user's, e.g. ~/.local/share/runcomfy-gateway).",
 )
 def demo(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Gateway + simulator + embedded Redis in one process, with a ready team key; the same
