@@ -1249,6 +1249,20 @@ def test_helm_without_values_refuses_to_render_and_asks_for_the_token(chart: hel
     assert render(chart, {"secrets": {"upstreamToken": FAKE_UPSTREAM}})
 
 
+def test_helm_install_notes_say_when_no_admin_token_is_set(chart: helm.Chart) -> None:
+    """Without a bootstrap admin token nobody can create the first team: the notes say so."""
+
+    def notes(secrets: dict[str, str]) -> str:
+        rendered = chart.render({"secrets": secrets}, name="rcg", namespace="gateway")
+        return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+    assert "no admin token is set" in notes({"upstreamToken": FAKE_UPSTREAM})
+    assert "--set secrets.adminToken=" in notes({"upstreamToken": FAKE_UPSTREAM})
+    with_token = {"upstreamToken": FAKE_UPSTREAM, "adminToken": "a" * 32}
+    assert "no admin token" not in notes(with_token)
+    assert "no admin token" not in notes({"existingSecret": "gateway-tokens"})
+
+
 @pytest.mark.parametrize(
     "values",
     [
