@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from gateway.commands import main
-from gateway.settings import settings_table
+from gateway.settings import Settings, settings_table
 from tests.conftest import ADMIN_TOKEN, NANO, SIM_TOKEN, Gateway, Simulator, free_port, run_cli
 
 
@@ -276,6 +276,19 @@ async def test_every_admin_help_works_without_a_token_or_a_gateway_and_reads_cle
     assert "50/80/100 % of the budget" in out
     code, _, err = await run_cli("admin", "teams", "list", env=nowhere)
     assert code == 2 and "an admin token is needed" in err
+
+
+def test_serve_help_shows_each_options_setting_and_its_real_default() -> None:
+    out = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output
+    fields = Settings.model_fields
+    for option, name in (
+        ("host", "GATEWAY_HOST"),
+        ("port", "GATEWAY_PORT"),
+        ("role", "GATEWAY_ROLE"),
+    ):
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"--{option}"))
+        assert f"{name}; default {fields[option].default}" in line, line
+    assert "GATEWAY_WORKERS; default 1" in out and fields["workers"].default == 1
 
 
 @pytest.mark.parametrize("columns", ["40", "80", "120"])

@@ -13,8 +13,12 @@ from gateway.cli.config import load_settings
 
 
 @click.command("serve")
-@click.option("--host", default=None, help="Listen address (GATEWAY_HOST).")
-@click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT).")
+@click.option(
+    "--host",
+    default=None,
+    help="Listen address (GATEWAY_HOST; default 127.0.0.1, this machine only).",
+)
+@click.option("--port", default=None, type=int, help="Listen port (GATEWAY_PORT; default 8080).")
 @click.option(
     "--workers",
     default=None,
@@ -26,7 +30,8 @@ from gateway.cli.config import load_settings
     "--role",
     type=click.Choice(["all", "api", "poller"]),
     default=None,
-    help="all: serve and poll RunComfy; api: serve only; poller: poll only (GATEWAY_ROLE).",
+    help="all: serve and poll RunComfy; api: serve only; poller: poll only (GATEWAY_ROLE; "
+    "default all).",
 )
 @click.option("--worker", "worker", default=None, hidden=True, help="Set by the supervisor.")
 def serve(
