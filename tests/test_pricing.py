@@ -545,6 +545,11 @@ async def test_pricing_cli_sets_shows_estimates_and_clears(gw: Gateway, tmp_path
     assert json.loads(out)["micro"] == 600_000
     code, _, err = await cli(gw, "pricing", "estimate", "--model", NANO, "--body", "@nowhere.json")
     assert code == 2 and "cannot read nowhere.json" in err
+    code, out, err = await cli(gw, "pricing", "estimate", NANO, "--body", body, "--json")
+    assert code == 0, err  # the model as set-model takes it, without --model
+    assert json.loads(out)["micro"] == 600_000
+    code, _, err = await cli(gw, "pricing", "estimate", NANO, "--model", "other/model")
+    assert code == 2 and "give the model once" in err
     code, out, err = await cli(gw, "pricing", "estimate", "--deployment", DEP)
     assert code == 0, err
     assert "$0.030000" in out and "deployment" in out

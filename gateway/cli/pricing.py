@@ -144,7 +144,8 @@ def pricing_clear_deployment(client: AdminClient, deployment_id: str) -> None:
 
 
 @group.command("estimate")
-@click.option("--model", "model_id", help="A Model API model id.")
+@click.argument("model", required=False)
+@click.option("--model", "model_id", help="A Model API model id (or give it as MODEL).")
 @click.option("--deployment", "deployment_id", help="A Serverless deployment id.")
 @click.option(
     "--body",
@@ -154,9 +155,18 @@ def pricing_clear_deployment(client: AdminClient, deployment_id: str) -> None:
 )
 @click.pass_obj
 def pricing_estimate(
-    client: AdminClient, model_id: str | None, deployment_id: str | None, body: str
+    client: AdminClient,
+    model: str | None,
+    model_id: str | None,
+    deployment_id: str | None,
+    body: str,
 ) -> None:
-    """What the gateway would reserve for one request. It says how it got there."""
+    """What one request would reserve, and how that was found.
+
+    Give MODEL (or --model) for the Model API, or --deployment for Serverless."""
+    if model is not None and model_id is not None and model != model_id:
+        raise click.UsageError("give the model once: as MODEL or as --model")
+    model_id = model_id or model
     if (model_id is None) == (deployment_id is None):
         raise click.UsageError("give exactly one of --model and --deployment")
     if body.startswith("@"):
