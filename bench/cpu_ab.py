@@ -15,6 +15,8 @@ editable install decides which gateway is measured) and compare medians::
     done
 
 Each run prints one JSON line: microseconds of CPU per request of each phase.
+``AB_LOG_LEVEL=info`` runs the gateway at its default level (one access line per request)
+instead of warning.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -81,7 +84,7 @@ async def measure(polls: int, misses: int) -> dict[str, float]:
         admin_token=SecretStr(ADMIN),
         data_dir=Path(tempfile.mkdtemp()),
         redis_namespace="ab" + uuid.uuid4().hex[:8],
-        log_level="warning",
+        log_level=os.environ.get("AB_LOG_LEVEL", "warning"),
         log_format="json",
         poll_rate_per_second=1e6,
         poll_burst=1_000_000,
