@@ -219,6 +219,15 @@ QUICK = Plan(
 )
 
 
+def _shown(arg: str) -> str:
+    """A command-line argument as results may keep it: a path outside the repository by its
+    name only (results are committed; a path of the machine that ran them is not)."""
+    if "/" not in arg or not Path(arg).is_absolute():
+        return arg
+    shown = rel(Path(arg))
+    return shown if not Path(shown).is_absolute() else Path(arg).name
+
+
 def rel(path: Path) -> str:
     """``path`` relative to the repository when inside it."""
     try:
@@ -990,6 +999,9 @@ http {{
                 common = ["--pid", pid, "--duration", "10", "--rate", "200"]
                 if path == "status":
                     self._pyspy(["record", "-o", str(svg), *common])
+                    if svg.exists():  # its title is the command line: no machine paths in it
+                        title = svg.read_text().replace(str(self.pyspy), "py-spy")
+                        svg.write_text(title.replace(str(svg), rel(svg)))
                 self._pyspy(["record", "-o", str(raw), "--format", "raw", *common])
                 dump = self._pyspy(["dump", "--pid", pid])
             finally:
@@ -1581,7 +1593,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "mode": "quick" if plan.quick else "full",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_wall)),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, *map(_shown, sys.argv)]),
         "machine": machine_info(),
         "loadavg_before": load_before,
     }
