@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -33,9 +34,17 @@ class Replica:
 
     def problems(self, last: int = 20) -> str:
         """The replica's latest warning and error log lines, for assertion messages."""
-        levels = ('"level": "warning"', '"level": "error"', '"level": "critical"', "Traceback")
-        lines = [line for line in self.log_text().splitlines() if any(x in line for x in levels)]
+        lines = [line for line in self.log_text().splitlines() if _is_problem(line)]
         return f"--- {self.name} ({self.log}):\n" + "\n".join(lines[-last:])
+
+
+def _is_problem(line: str) -> bool:
+    """A warning or worse (a JSON log line), or a line of a traceback."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return "Traceback" in line
+    return isinstance(event, dict) and event.get("level") in ("warning", "error", "critical")
 
 
 def problems(replicas: list[Replica]) -> str:

@@ -356,5 +356,6 @@ def test_serve_starts_its_log_with_the_hint_about_an_older_versions_data(
     finally:
         structlog.reset_defaults()
     out = capsys.readouterr().out
-    assert '"event": "old_data_dir_found"' in out
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events[0] == "old_data_dir_found"
     assert "upstream-secret-value" not in out
