@@ -13,13 +13,14 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.common.errors import ClientError, NotFound
+from gateway.jobs.dedup import Policy
 from gateway.web.appkeys import SETTINGS
 from gateway.web.console.forms import Outcome, refusal, text
 from gateway.web.console.guard import Ctx
 from gateway.web.console.render import PREFIX
 from gateway.web.routes.shared import checked_model_id
 
-POLICIES = ("cache", "seeded", "inflight", "off")
+POLICIES = tuple(reversed(Policy))  # most reuse first, as `dedup set` lists them
 
 
 async def _cache(
@@ -28,8 +29,7 @@ async def _cache(
     team = await ctx.api.call("getTeam")
     usage = await ctx.api.call("getUsage")
     policy = await ctx.api.call("getDedupPolicy")
-    keys = (await ctx.api.call("listKeys"))["keys"]
-    listed = {k["key_id"]: k for k in keys if k["active"] or k["key_id"] in policy["keys"]}
+    listed = await ctx.listed_keys(policy["keys"])
     return ctx.page(
         "cache.html",
         status,

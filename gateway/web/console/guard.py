@@ -47,6 +47,12 @@ class Ctx:
     api: AdminApi
     form: MultiDictProxy[str] = field(default_factory=lambda: MultiDictProxy(MultiDict()))
 
+    async def listed_keys(self, entries: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The team's keys a page lists by id: the active ones, and the revoked ones that still
+        have an entry in ``entries`` (a limit, a dedup policy), so that it can be removed."""
+        keys = (await self.api.call("listKeys"))["keys"]
+        return {k["key_id"]: k for k in keys if k["active"] or k["key_id"] in entries}
+
     def team_url(self, leaf: str) -> str:
         """The console URL of a tab (``leaf``) of the team this request is about."""
         return f"{PREFIX}/teams/{self.request.match_info['team_id']}/{leaf}"

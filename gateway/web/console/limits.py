@@ -36,13 +36,12 @@ async def _limits(
 ) -> web.Response:
     team = await ctx.api.call("getTeam")
     limits = await ctx.api.call("getLimits")
-    keys = (await ctx.api.call("listKeys"))["keys"]
     if shown is None:
         shown = _as_form(limits, LIMIT_FIELDS)
         shown["budget_period"] = limits["budget_period"]
         shown["models"] = ", ".join(limits["models"]) if limits["models"] is not None else ""
         shown["deployments"] = ", ".join(limits["deployments"])
-    listed_keys = {k["key_id"]: k for k in keys if k["active"] or k["key_id"] in limits["keys"]}
+    listed_keys = await ctx.listed_keys(limits["keys"])
     return ctx.page(
         "limits.html",
         status,
