@@ -153,6 +153,18 @@ class Plan:
     script_calls: int  # scenario 6: sequential misses, hits and polls, each
 
 
+# Scenario 2's servers; the full run adds the slow upstream paths (naive proxy, direct).
+S2_TARGETS = (
+    "gateway",
+    "gateway_limits",
+    "gateway_redispy",
+    "gateway_logged",
+    "redis_floor",
+    "bare",
+    "nginx",
+)
+
+
 FULL = Plan(
     quick=False,
     s1_cells={1: (600, 50), 16: (2000, 200), 64: (3000, 300)},
@@ -166,17 +178,7 @@ FULL = Plan(
         "nginx",
     ),
     s2_concurrency=(16, 64),
-    s2_targets=(
-        "gateway",
-        "gateway_limits",
-        "gateway_redispy",
-        "gateway_logged",
-        "redis_floor",
-        "bare",
-        "nginx",
-        "proxy",
-        "direct",
-    ),
+    s2_targets=(*S2_TARGETS, "proxy", "direct"),
     s2_seconds=5,
     s2_warmup_seconds=1,
     s3_submits=200,
@@ -195,15 +197,7 @@ QUICK = Plan(
     s1_cells={1: (150, 20), 16: (400, 50), 64: (640, 64)},
     s1_targets=("direct", "gateway", "gateway_limits", "gateway_redispy", "gateway_nopoll"),
     s2_concurrency=(16, 64),
-    s2_targets=(
-        "gateway",
-        "gateway_limits",
-        "gateway_redispy",
-        "gateway_logged",
-        "redis_floor",
-        "bare",
-        "nginx",
-    ),
+    s2_targets=S2_TARGETS,
     s2_seconds=2,
     s2_warmup_seconds=1,
     s3_submits=60,
