@@ -44,8 +44,10 @@ class SecretScrubber:
         self._sensitive: dict[str, bool] = {}
 
     def scrub(self, value: str) -> str:
-        if self._suspect.search(value) is None:
-            return value
+        return value if self._suspect.search(value) is None else self._rewrite(value)
+
+    def _rewrite(self, value: str) -> str:
+        """``value`` with every secret in it replaced (it may hold one: the search found it)."""
         value = _KEY_PATTERN.sub(REDACTED, value)
         value = _BEARER_PATTERN.sub("Bearer " + REDACTED, value)
         for secret in self._secrets:
@@ -89,7 +91,7 @@ class SecretScrubber:
                 event[name] = REDACTED
             elif kind is str:
                 if suspect(value) is not None:
-                    event[name] = self.scrub(value)
+                    event[name] = self._rewrite(value)
             elif kind not in _PLAIN:
                 event[name] = self.clean(name, value)
         return event
