@@ -216,7 +216,7 @@ QUICK = Plan(
 def _shown(arg: str) -> str:
     """A command-line argument as results may keep it: a path outside the repository by its
     name only (results are committed; a path of the machine that ran them is not)."""
-    if "/" not in arg or not Path(arg).is_absolute():
+    if not Path(arg).is_absolute():
         return arg
     shown = rel(Path(arg))
     return shown if not Path(shown).is_absolute() else Path(arg).name
